@@ -1,0 +1,16 @@
+"""The judge interface: given an image's annotations and a description, label each sentence and write a
+corrected description. Used by pair construction (positives) and by SHR (evaluation)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from hadpo.records import ImageRecord, Judgement
+
+
+class Judge(Protocol):
+    name: str  # recorded in every Judgement, e.g. "annotations" or "llm:gpt-4o@v1"
+
+    def judge(self, image: ImageRecord, description_id: str, text: str) -> Judgement:
+        """Label every sentence of `text` (as `hadpo.text.split_sentences` splits it) and correct it."""
+        ...

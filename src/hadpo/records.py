@@ -1,0 +1,187 @@
+"""Typed records that flow between hadpo's stages, and strict JSONL reading/writing.
+
+Every stage (world -> pairs -> train -> evaluate) reads and writes these records as JSON lines, so that each
+intermediate result can be opened and read. A bad line raises `RecordError` naming the file, the line number
+and the field, and never half-loads a file silently.
+
+Boxes are `[x, y, w, h]` in pixels of the image (Visual Genome / COCO convention).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+
+class RecordError(ValueError):
+    """A record on disk is malformed; the message names file, line and field."""
+
+
+class Record(BaseModel):
+    # Unknown keys are errors: a typo in a field name must not pass silently.
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+# --- images and their annotations -------------------------------------------------------------------------
+
+
+class ObjectAnnotation(Record):
+    """One annotated object instance (a Visual Genome object, a COCO instance, a world object)."""
+
+    name: str = Field(min_length=1)
+    attributes: list[str] = Field(default_factory=list)  # e.g. ["red", "small"]
+    box: list[float] = Field(min_length=4, max_length=4)  # [x, y, w, h] in pixels
+    position: str | None = None  # coarse location phrase when known, e.g. "top left"
+
+
+class Region(Record):
+    """A Visual-Genome-style region description: a phrase about a box."""
+
+    phrase: str = Field(min_length=1)
+    box: list[float] = Field(min_length=4, max_length=4)
+
+
+class ImageRecord(Record):
+    """An image plus everything known about it. `path` is relative to the JSONL file that holds the record,
+    or absolute."""
+
+    image_id: str = Field(min_length=1)
+    path: str = Field(min_length=1)
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    objects: list[ObjectAnnotation] = Field(default_factory=list)
+    regions: list[Region] = Field(default_factory=list)
+    captions: list[str] = Field(default_factory=list)  # reference captions (CHAIR ground truth, SFT data)
+    source: str = "unknown"  # "world", "coco", "visual_genome", "folder"
+    split: str | None = None
+    # True when every object in the image is annotated (the world): absence of an annotation then proves
+    # absence of the object, which lets an offline judge call a mention a hallucination.
+    complete: bool = False
+
+
+# --- model outputs and judgements -------------------------------------------------------------------------
+
+
+class Description(Record):
+    """One text a model produced for an image and a prompt."""
+
+    description_id: str = Field(min_length=1)
+    image_id: str = Field(min_length=1)
+    prompt: str
+    text: str
+    model: str = ""
+    generation: dict = Field(default_factory=dict)  # decoding settings that produced `text`
+
+
+SentenceLabel = Literal["hallucination", "correct", "cannot_judge"]
+
+
+class Judgement(Record):
+    """A judge's verdict on one description: a label per sentence and a corrected description."""
+
+    description_id: str = Field(min_length=1)
+    image_id: str = Field(min_length=1)
+    judge: str  # e.g. "annotations" or "llm:gpt-4o@v1"
+    sentences: list[str]
+    labels: list[SentenceLabel]
+    corrected: str = ""  # hallucination-free rewrite; "" when the judge wrote none
+    hallucinated_objects: list[str] = Field(default_factory=list)  # absent objects the text claimed
+    reasons: list[str] = Field(default_factory=list)  # one short reason per sentence ("" if none)
+    failed: str | None = None  # why the judgement is unusable (unparseable LLM answer, ...)
+
+    @property
+    def has_hallucination(self) -> bool:
+        return "hallucination" in self.labels
+
+
+class PreferencePair(Record):
+    """One preference pair, in the columns TRL and `datasets` read (`images`, `prompt`, `chosen`, `rejected`)
+    plus provenance."""
+
+    images: list[str] = Field(min_length=1)
+    prompt: str = Field(min_length=1)
+    chosen: str = Field(min_length=1)
+    rejected: str = Field(min_length=1)
+    kind: Literal["desc", "qa"]
+    image_id: str = Field(min_length=1)
+    pair_id: str = Field(min_length=1)
+    source_description_id: str | None = None
+    judge: str = ""
+    labels: list[SentenceLabel] = Field(default_factory=list)
+    rewrite_index: int = 0  # 0 = the original texts; 1..k = style-consistent rewrites of the same pair
+
+
+class Answer(Record):
+    """One model answer to one evaluation question, as the inference runner writes it."""
+
+    question_id: str = Field(min_length=1)
+    image_id: str = ""
+    prompt: str
+    text: str  # the raw decoded answer ("yes"/"no" in logits mode)
+    mode: Literal["generate", "logits"] = "generate"
+    yes_prob: float | None = None  # logits mode: P(yes) over {yes, no}
+    margin: float | None = None  # logits mode: log P(yes) - log P(no)
+    model: str = ""
+    generation: dict = Field(default_factory=dict)
+
+
+# --- JSONL --------------------------------------------------------------------------------------------------
+
+R = TypeVar("R", bound=BaseModel)
+
+
+def _describe_error(error: ValidationError) -> str:
+    first = error.errors()[0]
+    field = ".".join(str(p) for p in first["loc"]) or "<record>"
+    return f"field '{field}': {first['msg']}"
+
+
+def iter_jsonl(path: str | Path, model: type[R]) -> Iterator[R]:
+    """Yield validated records from a JSON-lines file; blank lines are skipped.
+
+    Raises RecordError("FILE:LINE: field 'x': ...") on the first bad line.
+    """
+    path = Path(path)
+    with path.open(encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise RecordError(f"{path}:{line_number}: not valid JSON ({error.msg})") from None
+            if not isinstance(data, dict):
+                raise RecordError(f"{path}:{line_number}: expected a JSON object, got {type(data).__name__}")
+            try:
+                yield model.model_validate(data)
+            except ValidationError as error:
+                raise RecordError(f"{path}:{line_number}: {_describe_error(error)}") from None
+
+
+def read_jsonl(path: str | Path, model: type[R]) -> list[R]:
+    return list(iter_jsonl(path, model))
+
+
+def write_jsonl(path: str | Path, records: Iterable[BaseModel | dict], append: bool = False) -> int:
+    """Write records as JSON lines (append=True adds to an existing file); returns the count written."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    count = 0
+    with path.open("a" if append else "w", encoding="utf-8") as handle:
+        for record in records:
+            data = record.model_dump(mode="json") if isinstance(record, BaseModel) else record
+            handle.write(json.dumps(data, ensure_ascii=False) + "\n")
+            count += 1
+    return count
+
+
+def resolve_image_path(record: ImageRecord, records_file: str | Path | None) -> Path:
+    """The image file of `record`: its path, taken relative to the JSONL file that listed it."""
+    path = Path(record.path)
+    if path.is_absolute() or records_file is None:
+        return path
+    return Path(records_file).parent / path
