@@ -1,0 +1,69 @@
+"""Shared fixtures: a tiny random LLaVA saved like a hub checkpoint, and a small annotated image set.
+
+Neither depends on the scene world, so every wing's tests run on generic data."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from PIL import Image, ImageDraw
+
+from hadpo.models.tiny import TinyLlavaSpec, build_tiny_llava, train_tokenizer
+from hadpo.records import ImageRecord, ObjectAnnotation, Region, write_jsonl
+
+CORPUS = [
+    "USER: Describe this image in detail. ASSISTANT: There is a red square on the left.",
+    "Is there a dog in the image? Yes, there is a dog. No, there is no cat.",
+    "A blue circle is at the top right. A green triangle sits in the center of the picture.",
+    "Yes. No. yes no There are two cups and one knife and a fork on the table.",
+]
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """A folder holding a tiny random LLaVA + processor (load with AutoModelForImageTextToText/AutoProcessor)."""
+    torch.manual_seed(0)
+    tokenizer = train_tokenizer(CORPUS * 20, vocab_size=300)
+    model, processor = build_tiny_llava(tokenizer, TinyLlavaSpec(text_layers=2, text_hidden=64, text_intermediate=128))
+    folder = tmp_path_factory.mktemp("tiny_llava")
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture
+def image_records(tmp_path):
+    """Four 48x48 PNGs with coloured boxes, annotated completely; returns the path of images.jsonl."""
+    specs = [
+        [("square", "red", (2, 2, 20, 20)), ("circle", "blue", (26, 26, 44, 44)), ("knife", "green", (26, 2, 44, 20))],
+        [("dog", "red", (4, 4, 30, 30))],
+        [("cup", "blue", (2, 2, 14, 14)), ("fork", "red", (20, 20, 30, 30)), ("knife", "red", (32, 32, 46, 46))],
+        [],
+    ]
+    colours = {"red": (220, 30, 30), "blue": (30, 60, 220), "green": (30, 200, 60)}
+    (tmp_path / "images").mkdir()
+    records = []
+    for index, objects in enumerate(specs):
+        image = Image.new("RGB", (48, 48), (30, 30, 30))
+        draw = ImageDraw.Draw(image)
+        annotations = []
+        for name, colour, (x0, y0, x1, y1) in objects:
+            draw.rectangle((x0, y0, x1, y1), fill=colours[colour])
+            annotations.append(ObjectAnnotation(name=name, attributes=[colour], box=[x0, y0, x1 - x0, y1 - y0]))
+        image.save(tmp_path / "images" / f"{index}.png")
+        records.append(
+            ImageRecord(
+                image_id=str(index),
+                path=f"images/{index}.png",
+                width=48,
+                height=48,
+                objects=annotations,
+                regions=[Region(phrase=f"a {a.attributes[0]} {a.name}", box=a.box) for a in annotations],
+                captions=[" ".join(f"A {a.attributes[0]} {a.name}." for a in annotations)],
+                source="folder",
+                complete=True,
+            )
+        )
+    path = tmp_path / "images.jsonl"
+    write_jsonl(path, records)
+    return path
