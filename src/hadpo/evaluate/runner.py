@@ -1,0 +1,250 @@
+"""Batched inference over any `AutoModelForImageTextToText` + processor, for the evaluation benchmarks.
+
+One `Answer` record (hadpo.records) per question is appended to a JSONL file as each batch finishes, so an
+interrupted run resumes by skipping the question ids already in the file (issue 3, "Inference runner").
+
+Two modes:
+- `generate`: decode up to `max_new_tokens` (greedy by default; beam search or seeded sampling configurable);
+- `logits`: one forward pass; compare the probability of the answer "yes" against that of "no", each summed
+  over its case variants ("yes", "Yes", "YES"), taking the tokens that the chat template writes after the
+  generation prompt (so tokenizers that prefix a space get "Ġyes" / "▁Yes", not "yes"). When an answer word is
+  several tokens (tiny vocabularies), its probability is teacher-forced: one forward per answer sequence.
+  The record keeps both choices as `yes_prob` = P(yes) / (P(yes) + P(no)) and `margin` = log P(yes) - log P(no).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import zlib
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import torch
+from PIL import Image
+from tqdm.auto import tqdm
+
+from hadpo.records import Answer, iter_jsonl, write_jsonl
+
+log = logging.getLogger(__name__)
+
+ANSWER_VARIANTS = {"yes": ("yes", "Yes", "YES"), "no": ("no", "No", "NO")}
+
+
+@dataclass
+class Query:
+    """One question for the runner: an id, an image file and the user's text."""
+
+    question_id: str
+    image: Path
+    prompt: str
+    image_id: str = ""
+
+
+@dataclass
+class RunnerConfig:
+    mode: Literal["generate", "logits"] = "generate"
+    batch_size: int = 8
+    max_new_tokens: int = 16
+    num_beams: int = 1
+    do_sample: bool = False
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int = 0
+    device: str = "cpu"
+    dtype: str = "float32"  # "float32" | "bfloat16" | "float16"
+
+    def generation_settings(self) -> dict:
+        settings = asdict(self)
+        settings.pop("device")
+        if self.mode == "logits":
+            for key in ("max_new_tokens", "num_beams", "do_sample", "temperature", "top_p"):
+                settings.pop(key)
+        return settings
+
+
+@dataclass
+class RunSummary:
+    written: int = 0
+    resumed: int = 0  # questions already answered in the output file
+    skipped: int = 0  # questions whose image could not be read
+    skipped_ids: list[str] = field(default_factory=list)
+
+
+def load_model(model_name_or_path: str | Path, device: str = "cpu", dtype: str = "float32"):
+    """An `AutoModelForImageTextToText` and its `AutoProcessor` from a local folder or a hub id, in eval mode."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    model = AutoModelForImageTextToText.from_pretrained(str(model_name_or_path), dtype=getattr(torch, dtype))
+    processor = AutoProcessor.from_pretrained(str(model_name_or_path))
+    return model.to(device).eval(), processor
+
+
+def chat_prompt(processor, text: str) -> str:
+    """The user turn with one image, rendered by the processor's chat template, ending at the generation prompt."""
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
+    return processor.apply_chat_template(messages, add_generation_prompt=True)
+
+
+def answer_token_ids(processor, answers: Sequence[str]) -> list[list[int]]:
+    """The distinct token sequences of each answer word as the chat template writes it after the generation
+    prompt (usually one token, e.g. "▁Yes" or "Ġyes").
+
+    The template decides whether a space separates "ASSISTANT:" from the answer, so tokenise the conversation
+    with and without the assistant turn and take what follows the prompt, up to the end of the word; fall back
+    to the word tokenised alone after a space."""
+    tokenizer = getattr(processor, "tokenizer", processor)
+    user = [{"role": "user", "content": [{"type": "text", "text": "q"}]}]
+    prompt_text = processor.apply_chat_template(user, add_generation_prompt=True)
+    prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
+    sequences: list[list[int]] = []
+    for answer in answers:
+        turn = user + [{"role": "assistant", "content": [{"type": "text", "text": answer}]}]
+        full_ids = tokenizer(processor.apply_chat_template(turn), add_special_tokens=False)["input_ids"]
+        if full_ids[: len(prompt_ids)] == prompt_ids:
+            continuation = full_ids[len(prompt_ids) :]
+        else:
+            continuation = tokenizer(" " + answer, add_special_tokens=False)["input_ids"]
+        for size in range(1, len(continuation) + 1):
+            if tokenizer.decode(continuation[:size]).strip() == answer:
+                continuation = continuation[:size]
+                break
+        if continuation and continuation not in sequences:
+            sequences.append(continuation)
+    return sequences
+
+
+def _open_image(path: Path) -> Image.Image:
+    with Image.open(path) as image:
+        return image.convert("RGB")
+
+
+def answered_ids(output: Path) -> set[str]:
+    return {answer.question_id for answer in iter_jsonl(output, Answer)} if output.exists() else set()
+
+
+def run_queries(
+    model,
+    processor,
+    queries: Iterable[Query],
+    output: str | Path,
+    config: RunnerConfig | None = None,
+    model_name: str = "",
+    progress: bool = True,
+) -> RunSummary:
+    """Answer every query not yet in `output`, appending one `Answer` per query after each batch."""
+    config = config or RunnerConfig()
+    output = Path(output)
+    done = answered_ids(output)
+    queries = list(queries)
+    todo = [q for q in queries if q.question_id not in done]
+    summary = RunSummary(resumed=len(queries) - len(todo))
+    if summary.resumed:
+        log.info("%s: resuming, %d of %d questions already answered", output, summary.resumed, len(queries))
+    tokenizer = getattr(processor, "tokenizer", processor)
+    tokenizer.padding_side = "left"  # decoder-only: the last position of every row is its real last token
+    yes_sequences = answer_token_ids(processor, ANSWER_VARIANTS["yes"])
+    no_sequences = answer_token_ids(processor, ANSWER_VARIANTS["no"])
+    settings = config.generation_settings()
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.touch()
+    bar = tqdm(total=len(todo), desc=f"{config.mode} {output.name}", disable=not progress)
+    for start in range(0, len(todo), config.batch_size):
+        batch, images = [], []
+        for query in todo[start : start + config.batch_size]:
+            try:
+                images.append(_open_image(query.image))
+                batch.append(query)
+            except OSError as error:
+                log.warning("question %s: cannot read image %s (%s); skipped", query.question_id, query.image,
+                            error.__class__.__name__)
+                summary.skipped += 1
+                summary.skipped_ids.append(query.question_id)
+        if batch:
+            texts = [chat_prompt(processor, q.prompt) for q in batch]
+            inputs = processor(images=images, text=texts, return_tensors="pt", padding=True).to(config.device)
+            if config.mode == "logits":
+                records = _logits_answers(model, inputs, yes_sequences, no_sequences)
+            else:
+                # Seeded per batch from its first question: a resumed run samples what a full run would.
+                torch.manual_seed(config.seed + zlib.crc32(batch[0].question_id.encode()))
+                records = _generated_answers(model, processor, inputs, batch, config)
+            for record, query in zip(records, batch):
+                record.update(question_id=query.question_id, image_id=query.image_id, prompt=query.prompt,
+                              mode=config.mode, model=model_name, generation=settings)
+            summary.written += write_jsonl(output, (Answer(**r) for r in records), append=True)
+        bar.update(len(todo[start : start + config.batch_size]))
+    bar.close()
+    return summary
+
+
+@torch.no_grad()
+def _generated_answers(model, processor, inputs, batch: list[Query], config: RunnerConfig) -> list[dict]:
+    kwargs = {"max_new_tokens": config.max_new_tokens, "num_beams": config.num_beams, "do_sample": config.do_sample}
+    if config.do_sample:
+        kwargs.update(temperature=config.temperature, top_p=config.top_p)
+    generated = model.generate(**inputs, **kwargs)
+    new_tokens = generated[:, inputs["input_ids"].shape[1] :]
+    texts = processor.batch_decode(new_tokens, skip_special_tokens=True)
+    return [{"text": text.strip()} for text in texts]
+
+
+@torch.no_grad()
+def _answer_log_probs(model, inputs, sequences: list[list[int]]) -> torch.Tensor:
+    """(B, K) log P(sequence k | prompt of row b). One forward when every sequence is a single token; otherwise
+    one teacher-forced forward per sequence (the answer appended on the right, after the left-padded prompt)."""
+    mask = inputs["attention_mask"]
+    if all(len(sequence) == 1 for sequence in sequences):
+        # Positions counted from each row's first real token, as `generate` counts them under left padding.
+        position_ids = (mask.long().cumsum(-1) - 1).clamp(min=0)
+        logits = model(**inputs, position_ids=position_ids).logits[:, -1, :].float()  # (B, V) next token
+        return torch.log_softmax(logits, dim=-1)[:, [sequence[0] for sequence in sequences]]
+    columns = []
+    batch_size, prompt_length = inputs["input_ids"].shape
+    for sequence in sequences:
+        answer_ids = torch.tensor(sequence, device=mask.device).expand(batch_size, -1)  # (B, L)
+        extended = dict(inputs)
+        extended["input_ids"] = torch.cat([inputs["input_ids"], answer_ids], dim=1)
+        extended["attention_mask"] = torch.cat([mask, torch.ones_like(answer_ids)], dim=1)
+        position_ids = (extended["attention_mask"].long().cumsum(-1) - 1).clamp(min=0)
+        logits = model(**extended, position_ids=position_ids).logits.float()
+        # Logits at position t predict token t + 1: the answer's tokens are predicted from prompt_length - 1 on.
+        log_probs = torch.log_softmax(logits[:, prompt_length - 1 : -1, :], dim=-1)  # (B, L, V)
+        columns.append(log_probs.gather(-1, answer_ids.unsqueeze(-1)).squeeze(-1).sum(-1))
+    return torch.stack(columns, dim=1)
+
+
+def _logits_answers(model, inputs, yes_sequences: list[list[int]], no_sequences: list[list[int]]) -> list[dict]:
+    log_probs = _answer_log_probs(model, inputs, yes_sequences + no_sequences)  # (B, K)
+    log_yes = torch.logsumexp(log_probs[:, : len(yes_sequences)], dim=-1)  # (B,) summed over case variants
+    log_no = torch.logsumexp(log_probs[:, len(yes_sequences) :], dim=-1)
+    records = []
+    for ly, ln in zip(log_yes.tolist(), log_no.tolist()):
+        margin = ly - ln
+        records.append({"text": "yes" if margin > 0 else "no", "yes_prob": 1.0 / (1.0 + math.exp(-margin)),
+                        "margin": margin})
+    return records
+
+
+def leading_yes_no(text: str) -> str | None:
+    """'yes' / 'no' when a generated answer starts with that word (any case, punctuation after it), else None."""
+    first = text.strip().split(maxsplit=1)[:1]
+    word = first[0].strip(".,!:;").lower() if first else ""
+    return word if word in ("yes", "no") else None
+
+
+def mode_agreement(generated: Iterable[Answer], logits: Iterable[Answer]) -> dict:
+    """How often the logits mode and the generate mode give the same answer, over the questions whose generated
+    answer starts with yes/no (the issue's must-show: >= 99 %)."""
+    by_id = {answer.question_id: answer for answer in logits}
+    compared = agreed = 0
+    for answer in generated:
+        word = leading_yes_no(answer.text)
+        other = by_id.get(answer.question_id)
+        if word is None or other is None:
+            continue
+        compared += 1
+        agreed += word == other.text
+    return {"compared": compared, "agreed": agreed, "rate": agreed / compared if compared else None}
