@@ -1,0 +1,241 @@
+"""A careful client for any OpenAI-compatible chat endpoint (GPT-4-class services, a local vLLM or Ollama
+server): bounded concurrency, a request-rate limit, retries with exponential backoff on 429 / 5xx / timeouts /
+dropped connections, an on-disk cache keyed by the content hash of the request, and token + cost accounting.
+
+HA-DPO (arXiv 2311.16839) runs thousands of GPT-4 calls to judge and rewrite descriptions; a rerun with the same
+inputs must cost nothing, so every successful answer is cached and a cache hit makes no request.
+
+The API key is read from the environment variable the config names, handed to the SDK and nowhere else: it is
+never logged, cached or written into any output. The SDK's own retries are switched off (max_retries=0) so that
+this module can count every retry exactly and report it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import random
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import openai
+
+log = logging.getLogger(__name__)
+
+RETRYABLE = (
+    openai.RateLimitError,
+    openai.InternalServerError,
+    openai.APITimeoutError,
+    openai.APIConnectionError,
+)
+
+
+@dataclass
+class LLMConfig:
+    """Where and how to call the chat endpoint. Every field has a default except the endpoint itself."""
+
+    base_url: str = "https://api.openai.com/v1"  # any OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1
+    model: str = "gpt-4o"
+    api_key_env: str = "OPENAI_API_KEY"  # name of the environment variable holding the key (never the key)
+    temperature: float = 0.0
+    max_tokens: int = 1024
+    json_mode: bool = False  # send response_format={"type": "json_object"} (not every local server knows it)
+    timeout_s: float = 60.0  # per request
+    max_retries: int = 4  # transport retries per request (429, 5xx, timeout, connection)
+    backoff_s: float = 1.0  # first backoff; doubles per retry, with jitter, capped at backoff_max_s
+    backoff_max_s: float = 60.0
+    max_concurrency: int = 4  # requests in flight at once
+    requests_per_minute: float = 0.0  # 0 = unlimited
+    invalid_retries: int = 1  # re-asks after an answer that fails validation, before the item is failed
+    cache_dir: str | None = None  # on-disk answer cache; None = no cache
+    price_per_1k_prompt: float = 0.0  # cost accounting, in whatever currency the user writes
+    price_per_1k_completion: float = 0.0
+
+    def api_key(self) -> str:
+        # Local servers accept any key; an unset variable is not an error, the server decides.
+        return os.environ.get(self.api_key_env, "") or "not-set"
+
+
+@dataclass
+class Usage:
+    """Counters of one client's life; all updated under a lock, so safe across threads."""
+
+    requests: int = 0  # HTTP requests sent, retries included
+    retries: int = 0  # requests that were retries of a failed one
+    cache_hits: int = 0
+    transport_failures: int = 0  # calls that gave up after max_retries
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    cached_prompt_tokens: int = 0  # tokens the cache saved
+    cached_completion_tokens: int = 0
+    errors: dict[str, int] = field(default_factory=dict)  # error class name -> count
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Completion:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    cached: bool = False
+
+
+class LLMError(RuntimeError):
+    """The endpoint did not give an answer after all retries (or refused the request outright)."""
+
+
+class RateLimiter:
+    """At most `per_minute` request starts per minute, spaced evenly (0 = no limit)."""
+
+    def __init__(self, per_minute: float):
+        self.interval = 60.0 / per_minute if per_minute > 0 else 0.0
+        self.next_start = 0.0
+        self.lock = threading.Lock()
+
+    def wait(self) -> None:
+        if not self.interval:
+            return
+        with self.lock:
+            now = time.monotonic()
+            start = max(now, self.next_start)
+            self.next_start = start + self.interval
+        time.sleep(max(0.0, start - now))
+
+
+def request_key(model: str, messages: list[dict], params: dict) -> str:
+    """Content hash of a request: the same model, messages and decoding settings give the same key."""
+    payload = json.dumps({"model": model, "messages": messages, "params": params}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()
+
+
+class LLMClient:
+    def __init__(self, config: LLMConfig):
+        self.config = config
+        self.usage = Usage()
+        self.lock = threading.Lock()
+        self.slots = threading.BoundedSemaphore(max(1, config.max_concurrency))
+        self.rate = RateLimiter(config.requests_per_minute)
+        self.cache_dir = Path(config.cache_dir) if config.cache_dir else None
+        self.client = openai.OpenAI(
+            base_url=config.base_url, api_key=config.api_key(), timeout=config.timeout_s, max_retries=0
+        )
+
+    # -- cache --
+
+    def _cache_path(self, key: str) -> Path | None:
+        return self.cache_dir / key[:2] / f"{key}.json" if self.cache_dir else None
+
+    def _cache_get(self, key: str) -> Completion | None:
+        path = self._cache_path(key)
+        if path is None or not path.exists():
+            return None
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            return Completion(data["text"], data["prompt_tokens"], data["completion_tokens"], cached=True)
+        except (OSError, ValueError, KeyError):
+            log.warning("ignoring unreadable cache entry %s", path)
+            return None
+
+    def _cache_put(self, key: str, completion: Completion) -> None:
+        path = self._cache_path(key)
+        if path is None:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = {"text": completion.text, "prompt_tokens": completion.prompt_tokens,
+                "completion_tokens": completion.completion_tokens}  # fmt: skip
+        # Write then rename: a crash mid-write never leaves a half entry that a rerun would trust.
+        temporary = path.with_suffix(f".{threading.get_ident()}.tmp")
+        temporary.write_text(json.dumps(data), encoding="utf-8")
+        temporary.replace(path)
+
+    # -- calls --
+
+    def params(self) -> dict:
+        params = {"temperature": self.config.temperature, "max_tokens": self.config.max_tokens}
+        if self.config.json_mode:
+            params["response_format"] = {"type": "json_object"}
+        return params
+
+    def complete(self, messages: list[dict]) -> Completion:
+        """The endpoint's answer to `messages` (from the cache when seen before). Raises LLMError."""
+        params = self.params()
+        key = request_key(self.config.model, messages, params)
+        cached = self._cache_get(key)
+        if cached is not None:
+            with self.lock:
+                self.usage.cache_hits += 1
+                self.usage.cached_prompt_tokens += cached.prompt_tokens
+                self.usage.cached_completion_tokens += cached.completion_tokens
+            return cached
+        with self.slots:
+            completion = self._call_with_retries(messages, params)
+        self._cache_put(key, completion)
+        return completion
+
+    def _call_with_retries(self, messages: list[dict], params: dict) -> Completion:
+        for attempt in range(self.config.max_retries + 1):
+            self.rate.wait()
+            with self.lock:
+                self.usage.requests += 1
+                self.usage.retries += attempt > 0
+            try:
+                response = self.client.chat.completions.create(
+                    model=self.config.model, messages=messages, **params
+                )
+            except RETRYABLE as error:
+                self._count_error(error)
+                if attempt == self.config.max_retries:
+                    with self.lock:
+                        self.usage.transport_failures += 1
+                    raise LLMError(f"{type(error).__name__} after {attempt + 1} attempts") from None
+                delay = self._backoff(attempt, error)
+                log.debug("LLM call failed (%s); retry %d in %.2fs", type(error).__name__, attempt + 1, delay)
+                time.sleep(delay)
+                continue
+            except openai.OpenAIError as error:  # 400, 401, 404...: retrying will not help
+                self._count_error(error)
+                with self.lock:
+                    self.usage.transport_failures += 1
+                raise LLMError(f"{type(error).__name__}: {getattr(error, 'message', '')[:200]}") from None
+            return self._account(response)
+        raise AssertionError("unreachable")
+
+    def _backoff(self, attempt: int, error: Exception) -> float:
+        response = getattr(error, "response", None)
+        retry_after = response.headers.get("retry-after") if response is not None else None
+        if retry_after:
+            try:
+                return min(float(retry_after), self.config.backoff_max_s)
+            except ValueError:
+                pass
+        delay = self.config.backoff_s * 2**attempt
+        return min(delay * (1 + 0.25 * random.random()), self.config.backoff_max_s)
+
+    def _count_error(self, error: Exception) -> None:
+        with self.lock:
+            name = type(error).__name__
+            self.usage.errors[name] = self.usage.errors.get(name, 0) + 1
+
+    def _account(self, response) -> Completion:
+        text = (response.choices[0].message.content or "") if response.choices else ""
+        usage = response.usage
+        prompt_tokens = usage.prompt_tokens if usage else 0
+        completion_tokens = usage.completion_tokens if usage else 0
+        with self.lock:
+            self.usage.prompt_tokens += prompt_tokens
+            self.usage.completion_tokens += completion_tokens
+            self.usage.cost += (prompt_tokens * self.config.price_per_1k_prompt
+                                + completion_tokens * self.config.price_per_1k_completion) / 1000  # fmt: skip
+        return Completion(text, prompt_tokens, completion_tokens)
+
+
+def estimate_tokens(text: str) -> int:
+    """A rough token count for --dry-run estimates (about 4 characters per token for English)."""
+    return max(1, len(text) // 4)
