@@ -1,0 +1,336 @@
+"""POPE (Polling-based Object Probing Evaluation, Li et al. 2023, arXiv 2305.10355): build the yes/no object
+questions from any object annotations, parse answers with the official rule, and score them.
+
+Protocol (see docs/evaluation.md and REFERENCE.md "POPE"):
+- keep images with >= 3 distinct objects, sample `num_images` of them (500 in the official set);
+- per image, for i in 1..3: the i-th object of the image's list is a positive ("yes"), immediately followed by
+  one negative ("no") that is neither an object of the image nor one already asked about for that image:
+  random = uniform over all objects of the sampled set; popular = the most frequent objects over the sampled
+  images, in order; adversarial = the objects co-occurring most with the i-th positive, in order; a ranked list
+  that runs out falls back to random. Frequencies and co-occurrences count the sampled images only;
+- template "Is there a/an {object} in the image?";
+- official parsing: text before the first '.', commas removed, split on spaces, "no" if the words contain "No",
+  "no" or "not", else "yes"; a strict mode accepts only a leading yes/no word;
+- metrics with "yes" as the positive class; yes-ratio counts the *predictions* (lmms-eval counts the labels).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hadpo.records import ImageRecord, RecordError, read_jsonl, resolve_image_path
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("random", "popular", "adversarial")
+MIN_OBJECTS = 3
+QUESTION_TEMPLATE = "Is there {article} {object} in the image?"
+METRIC_NAMES = ("accuracy", "precision", "recall", "f1", "yes_ratio")
+
+
+# --- questions ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PopeQuestion:
+    """One line of a POPE question file. `object` and `split` are hadpo extras; the official four fields are
+    `question_id`, `image`, `text`, `label`."""
+
+    question_id: str
+    image: str
+    text: str
+    label: str  # "yes" | "no"
+    object: str = ""
+    split: str = ""
+
+    def to_json(self) -> dict:
+        data = {"question_id": self.question_id, "image": self.image, "text": self.text, "label": self.label}
+        if self.object:
+            data["object"] = self.object
+        if self.split:
+            data["split"] = self.split
+        return data
+
+
+def question_text(name: str) -> str:
+    article = "an" if name[:1].lower() in "aeiou" else "a"
+    return QUESTION_TEMPLATE.format(article=article, object=name)
+
+
+def read_questions(path: str | Path) -> tuple[list[PopeQuestion], int]:
+    """Read an official POPE question file (JSON lines). A bad line (not JSON, a missing field, a label that is
+    not yes/no) is logged as `FILE:LINE: why` and skipped; returns (questions, skipped)."""
+    path = Path(path)
+    questions: list[PopeQuestion] = []
+    skipped = 0
+    with path.open(encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            where = f"{path}:{line_number}"
+            try:
+                data = json.loads(line)
+            except json.JSONDecodeError as error:
+                log.warning("%s: not valid JSON (%s); skipped", where, error.msg)
+                skipped += 1
+                continue
+            missing = [key for key in ("question_id", "image", "text", "label") if not isinstance(data, dict)
+                       or key not in data]
+            if missing:
+                log.warning("%s: missing field '%s'; skipped", where, missing[0])
+                skipped += 1
+                continue
+            label = str(data["label"]).strip().lower()
+            if label not in ("yes", "no"):
+                log.warning("%s: label %r is not yes/no; skipped", where, data["label"])
+                skipped += 1
+                continue
+            questions.append(
+                PopeQuestion(str(data["question_id"]), str(data["image"]), str(data["text"]), label,
+                             str(data.get("object", "")), str(data.get("split", "")))
+            )
+    return questions, skipped
+
+
+def write_questions(path: str | Path, questions: Iterable[PopeQuestion]) -> int:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    count = 0
+    with path.open("w", encoding="utf-8") as handle:
+        for question in questions:
+            handle.write(json.dumps(question.to_json(), ensure_ascii=False) + "\n")
+            count += 1
+    return count
+
+
+# --- object annotations -------------------------------------------------------------------------------------
+
+
+@dataclass
+class AnnotatedImage:
+    """An image file and its distinct object names in annotation order (the order POPE takes positives in)."""
+
+    image_id: str
+    image: str
+    objects: list[str] = field(default_factory=list)
+
+
+def _unique(names: Iterable[str]) -> list[str]:
+    seen: dict[str, None] = {}
+    for name in names:
+        name = " ".join(name.strip().lower().split())
+        if name:
+            seen.setdefault(name, None)
+    return list(seen)
+
+
+def load_annotations(path: str | Path, image_root: str | Path | None = None) -> list[AnnotatedImage]:
+    """Object lists per image from COCO instances JSON, Visual Genome `objects.json`, or an `images.jsonl` of
+    `ImageRecord`s. For ImageRecords, `image` is the resolved path relative to `image_root` when given."""
+    path = Path(path)
+    if path.suffix == ".jsonl":
+        records = read_jsonl(path, ImageRecord)
+        images = []
+        for record in records:
+            image_path = resolve_image_path(record, path)
+            if image_root is not None:
+                image_path = Path(_relative(image_path, Path(image_root)))
+            images.append(AnnotatedImage(record.image_id, str(image_path), _unique(o.name for o in record.objects)))
+        return images
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if isinstance(data, dict) and "annotations" in data and "categories" in data:
+        return _from_coco(data)
+    if isinstance(data, list) and (not data or "objects" in data[0]):
+        return _from_visual_genome(data)
+    raise RecordError(f"{path}: not COCO instances JSON, Visual Genome objects.json or an images.jsonl")
+
+
+def _relative(target: Path, start: Path) -> str:
+    import os
+
+    return os.path.relpath(target.resolve(), start.resolve())
+
+
+def _from_coco(data: dict) -> list[AnnotatedImage]:
+    categories = {c["id"]: c["name"] for c in data["categories"]}
+    files = {image["id"]: image.get("file_name", f"{image['id']}.jpg") for image in data.get("images", [])}
+    names: dict[int, list[str]] = {}
+    for annotation in data["annotations"]:
+        names.setdefault(annotation["image_id"], []).append(categories[annotation["category_id"]])
+    return [AnnotatedImage(str(i), files.get(i, f"{i}.jpg"), _unique(n)) for i, n in names.items()]
+
+
+def _from_visual_genome(data: list) -> list[AnnotatedImage]:
+    images = []
+    for entry in data:
+        image_id = entry.get("image_id", entry.get("id"))
+        names = [(o.get("names") or [o.get("name", "")])[0] for o in entry["objects"]]
+        images.append(AnnotatedImage(str(image_id), f"{image_id}.jpg", _unique(names)))
+    return images
+
+
+# --- sampling -----------------------------------------------------------------------------------------------
+
+
+def _ranked(counts: Counter) -> list[str]:
+    # Ties are broken alphabetically, so the ranking does not depend on the order the images were sampled in.
+    return sorted(counts, key=lambda name: (-counts[name], name))
+
+
+def build_pope(
+    images: list[AnnotatedImage],
+    num_images: int = 500,
+    per_image: int = 3,
+    seed: int = 0,
+    splits: Iterable[str] = SPLITS,
+) -> dict[str, list[PopeQuestion]]:
+    """The three POPE splits over the same sampled images: {split: questions}. Deterministic by `seed`."""
+    eligible = sorted((im for im in images if len(im.objects) >= max(MIN_OBJECTS, per_image)),
+                      key=lambda im: im.image_id)
+    rng = random.Random(seed)
+    sampled = rng.sample(eligible, min(num_images, len(eligible)))
+    order: dict[str, int] = {}
+    frequency: Counter = Counter()
+    cooccurrence: dict[str, Counter] = {}
+    for image in sampled:
+        for name in image.objects:
+            order.setdefault(name, len(order))
+            frequency[name] += 1
+            partners = cooccurrence.setdefault(name, Counter())
+            partners.update(other for other in image.objects if other != name)
+    all_objects = list(order)
+    popular = _ranked(frequency)
+
+    result = {}
+    for split in splits:
+        if split not in SPLITS:
+            raise ValueError(f"unknown POPE split {split!r}; expected one of {', '.join(SPLITS)}")
+        split_rng = random.Random(f"{seed}:{split}")  # each split its own stream: building one never shifts another
+        questions: list[PopeQuestion] = []
+        for image in sampled:
+            asked = set(image.objects)  # an image's own objects are never negatives
+            for positive in image.objects[:per_image]:
+                ranked = popular if split == "popular" else _ranked(cooccurrence[positive])
+                negative = None
+                if split != "random":
+                    negative = next((name for name in ranked if name not in asked), None)
+                if negative is None:
+                    candidates = [name for name in all_objects if name not in asked]
+                    if not candidates:
+                        log.warning("image %s: no absent object left to ask about; negative skipped", image.image_id)
+                        questions.append(_question(len(questions) + 1, image, positive, "yes", split))
+                        continue
+                    negative = split_rng.choice(candidates)
+                asked.add(negative)
+                questions.append(_question(len(questions) + 1, image, positive, "yes", split))
+                questions.append(_question(len(questions) + 1, image, negative, "no", split))
+        result[split] = questions
+    return result
+
+
+def _question(number: int, image: AnnotatedImage, name: str, label: str, split: str) -> PopeQuestion:
+    return PopeQuestion(str(number), image.image, question_text(name), label, name, split)
+
+
+# --- answers ------------------------------------------------------------------------------------------------
+
+
+def parse_answer(text: str, strict: bool = False) -> str:
+    """'yes' | 'no' (| 'other' in strict mode). Official: before the first '.', commas dropped, split on spaces;
+    "no" when the words contain "No", "no" or "not" (so "NO" and "Nope" count as yes, as officially).
+    Strict: the first word, lower-cased and stripped of punctuation, must be yes or no."""
+    if strict:
+        first = re.findall(r"[a-z]+", text.lower())[:1]
+        return first[0] if first and first[0] in ("yes", "no") else "other"
+    if "." in text:
+        text = text.split(".")[0]
+    tokens = text.replace(",", "").split(" ")
+    return "no" if ("No" in tokens or "no" in tokens or "not" in tokens) else "yes"
+
+
+def read_answers(path: str | Path, questions: list[PopeQuestion]) -> tuple[list[str | None], int]:
+    """Raw answer texts aligned with `questions`: None where an answer is missing or empty (logged, counted).
+
+    Formats: official `{"question", "answer"}` lines in label order, or LLaVA-style `{"question_id", "text"}`
+    (also hadpo's `Answer` records) matched by id."""
+    path = Path(path)
+    rows: list[tuple[str, dict]] = []
+    with path.open(encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            if line.strip():
+                try:
+                    rows.append((f"{path}:{line_number}", json.loads(line)))
+                except json.JSONDecodeError as error:
+                    rows.append((f"{path}:{line_number}", {"_error": error.msg}))
+    by_id = {str(d["question_id"]): (where, d) for where, d in rows if "question_id" in d}
+    answers: list[str | None] = []
+    if by_id:
+        located = [by_id.get(q.question_id, (f"{path}: question_id {q.question_id}", {})) for q in questions]
+        key = "text"
+    else:
+        if len(rows) != len(questions):
+            log.warning("%s: %d answers for %d questions; aligned in order", path, len(rows), len(questions))
+        located = [rows[i] if i < len(rows) else (f"{path}: line for question {q.question_id}", {})
+                   for i, q in enumerate(questions)]
+        key = "answer"
+    for (where, data), question in zip(located, questions):
+        value = data.get(key, data.get("text") if key == "answer" else None)
+        if not isinstance(value, str) or not value.strip():
+            reason = data.get("_error") or ("empty answer" if isinstance(value, str) else f"no '{key}' field")
+            log.warning("%s (question %s): %s; skipped", where, question.question_id, reason)
+            answers.append(None)
+        else:
+            answers.append(value)
+    return answers, sum(a is None for a in answers)
+
+
+# --- metrics ------------------------------------------------------------------------------------------------
+
+
+def pope_metrics(labels: list[str], predictions: list[str]) -> dict:
+    """Accuracy, precision, recall, F1 with "yes" positive, and yes_ratio = share of *predicted* yes.
+
+    A strict-mode "other" is wrong either way: it is a missed positive (FN) on a yes label and counts in no cell
+    on a no label (not a false yes, not a correct no)."""
+    tp = sum(label == "yes" and pred == "yes" for label, pred in zip(labels, predictions))
+    fp = sum(label == "no" and pred == "yes" for label, pred in zip(labels, predictions))
+    tn = sum(label == "no" and pred == "no" for label, pred in zip(labels, predictions))
+    fn = sum(label == "yes" and pred != "yes" for label, pred in zip(labels, predictions))
+    total = len(labels)
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    return {
+        "accuracy": (tp + tn) / total if total else 0.0,
+        "precision": precision,
+        "recall": recall,
+        "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
+        "yes_ratio": sum(pred == "yes" for pred in predictions) / total if total else 0.0,
+        "n": total,
+        "tp": tp, "fp": fp, "tn": tn, "fn": fn,
+        "other": sum(pred not in ("yes", "no") for pred in predictions),
+    }
+
+
+def score_pope(questions_path: str | Path, answers_path: str | Path, strict: bool = False) -> dict:
+    """Score one split: metrics plus `skipped_questions` and `skipped_answers` (bad or missing records)."""
+    questions, skipped_questions = read_questions(questions_path)
+    answers, skipped_answers = read_answers(answers_path, questions)
+    kept = [(q.label, parse_answer(a, strict)) for q, a in zip(questions, answers) if a is not None]
+    metrics = pope_metrics([label for label, _ in kept], [pred for _, pred in kept])
+    metrics.update(skipped_questions=skipped_questions, skipped_answers=skipped_answers,
+                   parsing="strict" if strict else "official")
+    return metrics
+
+
+def mean_over_splits(per_split: dict[str, dict]) -> dict:
+    """The unweighted mean of each metric over the splits (LLaVA-1.5 reports the mean F1 of the three)."""
+    if not per_split:
+        return {}
+    return {name: sum(m[name] for m in per_split.values()) / len(per_split) for name in METRIC_NAMES}
