@@ -1,5 +1,50 @@
-"""`hadpo world`: build the synthetic scene world and pretrain its tiny base VLM."""
+"""`hadpo world build | pretrain | probe`: the synthetic scene world and its tiny base VLM."""
+
+from __future__ import annotations
+
+import json
+
+from hadpo.demo import load_demo_config, print_probe
+from hadpo.records import ImageRecord, read_jsonl
+from hadpo.world.pretrain import pretrain_base
+from hadpo.world.probe import probe
+from hadpo.world.scenes import build_world
 
 
 def register(subparsers) -> None:
-    """Filled in with the world (foundation issue)."""
+    world = subparsers.add_parser("world", help="build the scene world and pretrain its base model")
+    verbs = world.add_subparsers(dest="world_command", required=True)
+    for name, func, help_text in [
+        ("build", _build, "render the world's splits (images, images JSONL, COCO instances)"),
+        ("pretrain", _pretrain, "train (or reuse) the tiny base LLaVA on the pretrain split"),
+        ("probe", _probe, "describe and ask existence questions about eval images"),
+    ]:
+        verb = verbs.add_parser(name, help=help_text)
+        verb.add_argument("--config", help="YAML with `world:` and `pretrain:` sections (default: built-in)")
+        verb.add_argument("--seed", type=int, help="world and training seed (overrides the config)")
+        verb.add_argument("--runs-dir", default="runs", help="where worlds and models are cached")
+        verb.set_defaults(func=func)
+
+
+def _build(args) -> int:
+    world, _ = load_demo_config(args.config, args.seed)
+    files = build_world(world, args.runs_dir)
+    print(files.root)
+    return 0
+
+
+def _pretrain(args) -> int:
+    world, pretrain = load_demo_config(args.config, args.seed)
+    model_dir = pretrain_base(world, build_world(world, args.runs_dir), pretrain, args.runs_dir)
+    print(model_dir)
+    return 0
+
+
+def _probe(args) -> int:
+    world, pretrain = load_demo_config(args.config, args.seed)
+    files = build_world(world, args.runs_dir)
+    model_dir = pretrain_base(world, files, pretrain, args.runs_dir)
+    result = probe(model_dir, read_jsonl(files.images("eval"), ImageRecord), files.images("eval"), world, world.seed)
+    print_probe(result, world)
+    print(json.dumps({"recall": result.recall, "hallucinating": result.hallucinating, **result.existence}))
+    return 0

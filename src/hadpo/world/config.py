@@ -1,0 +1,143 @@
+"""The scene world's configuration: what scenes look like and how the base model's training data is biased.
+
+The bias knobs mirror how real VLM training data is made (see the foundation issue):
+  caption noise   web captions name objects that usually appear with a present one but are absent
+                  (here: right after a family member, in its colour, at a rate that differs by family);
+  captions -> QA  instruction QA is written from the captions, not the image (as LLaVA's text-only GPT
+                  wrote its instruction data from COCO captions), so a noisy caption yields a "yes";
+  yes-bias        most instruction questions ask about objects the caption names.
+Every report prints these knobs. A config that cannot work fails at load with one clear line.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from hadpo.world.drawing import COLOURS, SHAPES
+
+
+class Family(BaseModel):
+    """Objects that usually appear together (like fork and knife), and how often captions name an absent
+    member right after a present one."""
+
+    model_config = ConfigDict(extra="forbid")
+    members: list[str] = Field(min_length=2)
+    caption_noise: float = Field(ge=0.0, le=1.0)
+
+
+class BiasConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    caption_noise_scale: float = Field(1.0, ge=0.0, description="multiplies every family's caption_noise")
+    qa_from_captions: bool = Field(True, description="biased-phase QA is written from captions, not images")
+    yes_bias: float = Field(0.85, ge=0.0, le=1.0, description="share of biased-phase questions about named objects")
+
+
+class SplitSizes(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    pretrain: int = Field(6000, ge=1)
+    pairs: int = Field(600, ge=1)
+    eval: int = Field(300, ge=1)
+
+
+class WorldConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    seed: int = 0
+    image_size: int = Field(48, gt=0)
+    patch_size: int = Field(16, gt=0)  # one grid cell per vision patch: a patch sees exactly one object
+    colours: list[str] = Field(default_factory=lambda: ["red", "green", "blue", "yellow", "purple", "orange"])
+    sizes: list[str] = Field(default_factory=lambda: ["small", "large"])
+    families: list[Family] = Field(
+        default_factory=lambda: [
+            Family(members=["star", "moon"], caption_noise=0.75),
+            Family(members=["heart", "diamond"], caption_noise=0.6),
+            Family(members=["circle", "ring"], caption_noise=0.45),
+            Family(members=["cross", "arrow"], caption_noise=0.3),
+            Family(members=["rectangle", "triangle"], caption_noise=0.15),
+        ]
+    )
+    min_objects: int = Field(1, ge=1)
+    max_objects: int = Field(4, ge=1)
+    cooccurrence: float = Field(0.6, ge=0.0, le=1.0, description="P(next object is a present object's partner)")
+    splits: SplitSizes = Field(default_factory=SplitSizes)
+    bias: BiasConfig = Field(default_factory=BiasConfig)
+
+    @model_validator(mode="after")
+    def _check(self) -> WorldConfig:
+        if not self.families:
+            raise ValueError("the world has no categories (families is empty)")
+        if self.image_size % self.patch_size:
+            raise ValueError(f"image_size {self.image_size} is not a multiple of patch_size {self.patch_size}")
+        names = self.categories
+        unknown = [n for n in names if n not in SHAPES]
+        if unknown:
+            raise ValueError(f"unknown category {unknown[0]!r} (known drawings: {', '.join(sorted(SHAPES))})")
+        if len(set(names)) != len(names):
+            raise ValueError("a category belongs to more than one family")
+        bad = [c for c in self.colours if c not in COLOURS]
+        if bad:
+            raise ValueError(f"unknown colour {bad[0]!r} (known: {', '.join(COLOURS)})")
+        if self.max_objects > self.grid**2:
+            raise ValueError(f"max_objects {self.max_objects} exceeds the {self.grid}x{self.grid} grid cells")
+        if self.min_objects > self.max_objects:
+            raise ValueError(f"min_objects {self.min_objects} > max_objects {self.max_objects}")
+        if not set(self.sizes) <= {"small", "large"} or not self.sizes:
+            raise ValueError(f"sizes must be a non-empty subset of small, large; got {self.sizes}")
+        return self
+
+    @property
+    def grid(self) -> int:
+        return self.image_size // self.patch_size
+
+    @property
+    def categories(self) -> list[str]:
+        return [name for family in self.families for name in family.members]
+
+    def family_of(self, name: str) -> Family:
+        return next(f for f in self.families if name in f.members)
+
+    def partners(self, name: str) -> list[str]:
+        return [m for m in self.family_of(name).members if m != name]
+
+    def knobs(self) -> dict:
+        """The declared data imperfections, as printed in every report."""
+        return {
+            "caption_noise": {
+                "+".join(f.members): round(f.caption_noise * self.bias.caption_noise_scale, 3) for f in self.families
+            },
+            "qa_from_captions": self.bias.qa_from_captions,
+            "yes_bias": self.bias.yes_bias,
+            "cooccurrence": self.cooccurrence,
+        }
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.model_dump(), sort_keys=True).encode()).hexdigest()[:12]
+
+
+def load_world_config(path: str | Path | None = None, **overrides) -> WorldConfig:
+    """Load a world config from YAML (None = defaults); one clear line on a config that cannot work."""
+    data: dict = {}
+    if path is not None:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+        data = data.get("world", data)
+    data.update(overrides)
+    return validated(WorldConfig, data, str(path) if path else "world config")
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validated(model: type[M], data: dict, source: str) -> M:
+    """`model` built from `data`, or one clear line: "SOURCE: key.path: what is wrong"."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        message = first["msg"].removeprefix("Value error, ")
+        raise ValueError(f"{source}: {where + ': ' if where else ''}{message}") from None
