@@ -1,0 +1,80 @@
+"""What the trainer needs to know about a VLM family, behind one small dataclass.
+
+A family adapter says how a plain user prompt plus images becomes model text (through the processor's own chat
+template), which image tensors the processor returns, which modules are the language model (LoRA targets), the
+vision tower and the projector (frozen by default). Everything else goes through the ordinary `transformers`
+API (`AutoModelForImageTextToText`, `AutoProcessor`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+LM_LINEAR_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+def lm_linear_regex(language_model_prefix: str, names: tuple[str, ...] = LM_LINEAR_NAMES) -> str:
+    """A PEFT `target_modules` regex (matched in full against module names) for the language model's linear
+    layers only: never the vision tower, the projector or the output head."""
+    return rf"{re.escape(language_model_prefix)}\..*\.({'|'.join(names)})"
+
+
+@dataclass(frozen=True)
+class VLMFamily:
+    name: str
+    model_types: tuple[str, ...]  # values of `config.model_type` this adapter serves
+    language_model_prefix: str  # module path of the language model, e.g. "model.language_model"
+    vision_tower_prefixes: tuple[str, ...]  # parameter-name prefixes of the vision encoder
+    projector_prefixes: tuple[str, ...]  # parameter-name prefixes of the vision-to-language projector
+    image_keys: tuple[str, ...]  # processor outputs that carry the images (besides input_ids/attention_mask)
+
+    @property
+    def lora_target_regex(self) -> str:
+        return lm_linear_regex(self.language_model_prefix)
+
+    def is_vision_tower(self, parameter_name: str) -> bool:
+        return _has_prefix(parameter_name, self.vision_tower_prefixes) and not self.is_projector(parameter_name)
+
+    def is_projector(self, parameter_name: str) -> bool:
+        return _has_prefix(parameter_name, self.projector_prefixes)
+
+    def image_token(self, processor) -> str:
+        return processor.image_token
+
+    def messages(self, prompt: str, n_images: int, response: str | None = None) -> list[dict]:
+        """A one-turn conversation: the images first, then the prompt (LLaVA's and Qwen's training order)."""
+        content = [{"type": "image"} for _ in range(n_images)] + [{"type": "text", "text": prompt}]
+        turns = [{"role": "user", "content": content}]
+        if response is not None:
+            turns.append({"role": "assistant", "content": [{"type": "text", "text": response}]})
+        return turns
+
+    def prompt_text(self, processor, prompt: str, n_images: int) -> str:
+        """The templated prompt, up to where the answer starts. A prompt that already holds the image
+        placeholder(s) itself is templated as text only, so the placeholder is not doubled."""
+        if getattr(processor, "chat_template", None) is None:
+            raise ValueError(f"the {self.name} processor has no chat template; hadpo formats prompts through it")
+        token = self.image_token(processor)
+        own = prompt.count(token)
+        messages = self.messages(prompt, 0 if own else n_images)
+        text = processor.apply_chat_template(messages, add_generation_prompt=True)
+        found = text.count(token)
+        if found != n_images:
+            raise ValueError(f"prompt has {found} image placeholder(s) '{token}' for {n_images} image(s)")
+        return text
+
+    def response_text(self, processor, response: str) -> str:
+        """The answer as the chat template writes it after the generation prompt (leading space, end-of-turn
+        token, ...), derived from the template itself so that every family is served by the same code."""
+        probe = "hadpo probe"
+        prompt = processor.apply_chat_template(self.messages(probe, 0), add_generation_prompt=True)
+        full = processor.apply_chat_template(self.messages(probe, 0, response=response))
+        if not full.startswith(prompt):
+            raise ValueError(f"the {self.name} chat template does not continue its generation prompt")
+        return full[len(prompt) :]
+
+
+def _has_prefix(name: str, prefixes: tuple[str, ...]) -> bool:
+    # PEFT wraps names as "base_model.model.<name>"; match the family's prefixes anywhere on a dot boundary.
+    return any(name.startswith(p + ".") or f".{p}." in name for p in prefixes)

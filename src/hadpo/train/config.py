@@ -1,0 +1,162 @@
+"""Typed training config: `HADPOConfig`, a `transformers.TrainingArguments` subclass, plus strict YAML loading.
+
+Every HA-DPO option is a dataclass field with its help text in the field metadata (written once, shown by
+`hadpo train --help-config` and in docs/training.md) and is validated in `__post_init__`, before any model is
+loaded. YAML recipes hold only deltas from the defaults; an unknown key is an error naming the key; `key=value`
+overrides on the command line are parsed as YAML scalars.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+import yaml
+from transformers import TrainingArguments
+
+from hadpo.train.data import parse_mix
+from hadpo.train.loss import LOSS_TYPES
+
+REFERENCE_MODES = ("adapters", "copy", "precomputed")
+FINETUNING = ("lora", "qlora", "full")
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def _opt(default, help: str, **kwargs):
+    return field(default=default, metadata={"help": help}, **kwargs)
+
+
+@dataclass
+class HADPOConfig(TrainingArguments):
+    # --- model ---
+    model_name_or_path: str = _opt("", "Base VLM: a hub id or a local folder (AutoModelForImageTextToText).")
+    family: str = _opt("auto", "Model family adapter: auto (from config.model_type), llava15, llava_next, qwen2_vl.")
+    model_dtype: str = _opt("float32", "dtype the weights are loaded in: float32, bfloat16 or float16.")
+    finetuning: str = _opt("lora", "lora (PEFT adapters), qlora (4-bit base, needs bitsandbytes + GPU) or full.")
+    lora_r: int = _opt(16, "LoRA rank (the paper's LLaVA-1.5 recipe: 128).")
+    lora_alpha: int = _opt(32, "LoRA alpha (the paper's LLaVA-1.5 recipe: 256).")
+    lora_dropout: float = _opt(0.0, "LoRA dropout (the paper disables dropout).")
+    lora_target: str | None = _opt(
+        None, "Regex (full match on module names) of LoRA targets; default: every linear layer of the language model."
+    )
+    freeze_vision_tower: bool = _opt(True, "Keep the vision encoder frozen (the paper does).")
+    freeze_projector: bool = _opt(True, "Keep the vision-to-language projector frozen (the paper does).")
+    disable_dropout: bool = _opt(True, "Set every dropout probability of the model to 0 (the paper does).")
+    merge_adapter: bool = _opt(False, "Also save the base model with the LoRA adapter merged in (output_dir/merged).")
+    # --- data ---
+    pairs: str = _opt("", "Preference pairs JSONL written by `hadpo pairs` (PreferencePair rows).")
+    data_mix: str = _opt("1:1", "Per-epoch repeats of desc:QA groups, e.g. 2:1 (LLaVA-1.5 release) or 1:2.")
+    shuffle_pairs: bool = _opt(True, "Shuffle the pair order each epoch (seeded by `seed` and the epoch).")
+    max_length: int | None = _opt(None, "Longest prompt (image tokens included) + response; none = no limit.")
+    too_long: str = _opt("drop", "Pairs over max_length: drop (counted and logged) or error. Never truncated.")
+    # --- objective ---
+    beta: float = _opt(0.1, "DPO temperature beta (paper: 0.1).")
+    loss_type: str = _opt("sigmoid", f"Preference loss: {', '.join(LOSS_TYPES)}.")
+    label_smoothing: float = _opt(0.0, "Label smoothing eps for sigmoid (cDPO) and robust losses.")
+    logps_reduction: str = _opt("sum", "Response log-probs summed over tokens (paper) or averaged: sum or mean.")
+    reference: str = _opt(
+        "adapters",
+        "Reference model: adapters (policy with LoRA disabled), copy (frozen copy), precomputed (log-probs "
+        "computed once before training and cached on disk).",
+    )
+    ref_model_name_or_path: str | None = _opt(None, "Reference weights for copy/precomputed; default the base model.")
+    reference_cache_dir: str | None = _opt(None, "Where precomputed reference log-probs live; default output_dir.")
+    gamma: float = _opt(0.0, "Weight of the auxiliary SFT loss: total = L_dpo + gamma * L_sft (MiniGPT-4: 0.5).")
+    sft_data: str | None = _opt(None, "Auxiliary SFT JSONL: {images, prompt, response} rows or ImageRecords with captions.")
+    sft_ratio: float = _opt(1.0, "Auxiliary batches per DPO batch (1 = one each; 0.5 = every other).")
+    sft_batch_size: int | None = _opt(None, "Auxiliary batch size per device; default per_device_train_batch_size.")
+    sft_caption_prompt: str = _opt("Describe this image briefly.", "Prompt for ImageRecord captions used as SFT data.")
+    chosen_sft_weight: float = _opt(0.0, "Weight of an extra language-modelling loss on the chosen responses.")
+    # --- TrainingArguments defaults that differ for HA-DPO ---
+    remove_unused_columns: bool = _opt(False, "Kept False: the collator needs every column.")
+    logging_steps: float = _opt(1, "Log every N optimizer steps.")
+
+    def __post_init__(self):
+        super().__post_init__()
+        choices = {
+            "loss_type": LOSS_TYPES,
+            "reference": REFERENCE_MODES,
+            "finetuning": FINETUNING,
+            "model_dtype": DTYPES,
+            "logps_reduction": ("sum", "mean"),
+            "too_long": ("drop", "error"),
+        }
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"config key '{name}': '{getattr(self, name)}' is not one of {', '.join(allowed)}")
+        for name in ("model_name_or_path", "pairs"):
+            if not getattr(self, name):
+                raise ValueError(f"config key '{name}' is required")
+        if self.beta <= 0:
+            raise ValueError(f"config key 'beta' must be > 0, got {self.beta}")
+        if not 0 <= self.label_smoothing < 0.5:
+            raise ValueError(f"config key 'label_smoothing' must be in [0, 0.5), got {self.label_smoothing}")
+        if self.reference == "adapters" and self.finetuning == "full":
+            raise ValueError("config key 'reference': adapters needs LoRA; use copy or precomputed with finetuning=full")
+        if self.gamma < 0 or self.sft_ratio < 0 or self.chosen_sft_weight < 0:
+            raise ValueError("config keys 'gamma', 'sft_ratio' and 'chosen_sft_weight' must be >= 0")
+        if self.gamma > 0 and not self.sft_data:
+            raise ValueError("config key 'sft_data' is required when gamma > 0")
+        if self.max_length is not None and self.max_length <= 0:
+            raise ValueError(f"config key 'max_length' must be positive, got {self.max_length}")
+        parse_mix(self.data_mix)
+
+    @classmethod
+    def help_lines(cls) -> list[str]:
+        """'name (default): help' for every HA-DPO option (TrainingArguments' own are documented upstream)."""
+        own = {f.name for f in fields(TrainingArguments)}
+        return [
+            f"{f.name} ({f.default!r}): {f.metadata.get('help', '')}"
+            for f in fields(cls)
+            if f.name not in own or f.name in ("remove_unused_columns", "logging_steps")
+        ]
+
+
+def _coerce(value, annotation: str):
+    # YAML 1.1 reads "2e-6" as a string; numbers are converted by the field's declared type.
+    if isinstance(value, str) and "str" not in annotation:
+        for kind, convert in (("float", float), ("int", int)):
+            if kind in annotation:
+                try:
+                    return convert(value)
+                except ValueError:
+                    pass
+    return value
+
+
+def parse_overrides(overrides: list[str]) -> dict:
+    values = {}
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"override '{item}' is not key=value")
+        values[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+    return values
+
+
+def load_config(path: str | Path | None, overrides: list[str] | None = None, **extra) -> HADPOConfig:
+    """Config from a YAML recipe, then `key=value` overrides, then keyword arguments; unknown keys are errors."""
+    data: dict = {}
+    if path is not None:
+        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        if not isinstance(loaded, dict):
+            raise ValueError(f"{path}: a training config must be a YAML mapping")
+        data.update(loaded)
+    data.update(parse_overrides(overrides or []))
+    data.update(extra)
+    known = {f.name: str(f.type) for f in fields(HADPOConfig) if f.init}
+    for key in data:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            raise ValueError(f"{path or 'config'}: unknown config key '{key}'{hint}")
+    return HADPOConfig(**{key: _coerce(value, known[key]) for key, value in data.items()})
+
+
+def save_config(config: HADPOConfig, path: str | Path) -> None:
+    """The resolved config (every field, defaults included), loadable again with `load_config`."""
+    known = {f.name for f in fields(HADPOConfig) if f.init}
+    values = {k: v for k, v in config.to_dict().items() if k in known}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(yaml.safe_dump(values, sort_keys=True), encoding="utf-8")

@@ -1,0 +1,323 @@
+"""Training data: preference pairs from the pairs stage, the auxiliary SFT set, and their collators.
+
+- Pairs are `PreferencePair` rows (hadpo.records). Rows sharing (source_description_id or image_id, kind) with
+  distinct `rewrite_index` are the k style-consistent rewrites of one pair (HA-DPO sec. 3.2); they form a
+  *group*, and each epoch samples one rewrite per group afresh (the release sampled them once at load time).
+- The desc:QA mix is a pair of repeat factors per epoch: "2:1" shows every description group twice and every QA
+  group once (the LLaVA-1.5 release; InstructBLIP used "1:2"); fractions pick a random share of the groups.
+- Collators apply the processor's chat template, put chosen and rejected of a batch of B pairs in one batch of
+  2B sequences (chosen first), mask prompt, image and padding tokens out of the labels and pad on the right, so
+  that a sequence's log-probs do not depend on how it is padded. Image tensors are repeated for the two halves.
+- Sequences are never truncated (that could cut through image tokens): too-long pairs are dropped with a count
+  or fail the run, by option, before training starts.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+from PIL import Image
+from pydantic import Field
+
+from hadpo.models.base import VLMFamily
+from hadpo.records import ImageRecord, PreferencePair, Record, RecordError, read_jsonl, resolve_image_path
+from hadpo.train.logps import IGNORE_INDEX
+
+
+class SFTExample(Record):
+    """One auxiliary SFT example: images, a plain user prompt and the target response."""
+
+    images: list[str] = Field(min_length=1)
+    prompt: str = Field(min_length=1)
+    response: str = Field(min_length=1)
+
+
+# --- loading and checking ------------------------------------------------------------------------------------
+
+
+def _absolute(image: str, records_file: Path) -> str:
+    path = Path(image)
+    return str(path if path.is_absolute() else records_file.parent / path)
+
+
+def load_pairs(path: str | Path) -> list[PreferencePair]:
+    """Read pairs, make image paths absolute and reject bad rows with one line naming the pair."""
+    path = Path(path)
+    pairs = read_jsonl(path, PreferencePair)
+    if not pairs:
+        raise RecordError(f"{path}: no preference pairs")
+    seen: set[str] = set()
+    for pair in pairs:
+        where = f"{path}: pair '{pair.pair_id}'"
+        if pair.pair_id in seen:
+            raise RecordError(f"{where}: duplicate pair_id")
+        seen.add(pair.pair_id)
+        pair.images = [_absolute(image, path) for image in pair.images]
+        for image in pair.images:
+            if not Path(image).is_file():
+                raise RecordError(f"{where}: image not found: {image}")
+        for name in ("prompt", "chosen", "rejected"):
+            if not getattr(pair, name).strip():
+                raise RecordError(f"{where}: empty {name}")
+        if pair.chosen.strip() == pair.rejected.strip():
+            raise RecordError(f"{where}: chosen and rejected are identical")
+    return pairs
+
+
+def check_prompts(pairs: Sequence[PreferencePair], family: VLMFamily, processor, source: str = "pairs") -> None:
+    """Every prompt templates to exactly one image placeholder per image (else the model cannot see them)."""
+    for pair in pairs:
+        try:
+            family.prompt_text(processor, pair.prompt, len(pair.images))
+        except ValueError as error:
+            raise RecordError(f"{source}: pair '{pair.pair_id}': {error}") from None
+
+
+def load_sft_examples(path: str | Path, caption_prompt: str) -> list[SFTExample]:
+    """The auxiliary SFT set: JSONL of {images, prompt, response}, or of ImageRecords whose reference captions
+    become responses to `caption_prompt` (the paper's CC-SBU-Align captions for MiniGPT-4)."""
+    path = Path(path)
+    with path.open(encoding="utf-8") as handle:
+        first = next((line for line in handle if line.strip()), "")
+    if '"captions"' in first:
+        examples = [
+            SFTExample(images=[str(resolve_image_path(record, path))], prompt=caption_prompt, response=caption)
+            for record in read_jsonl(path, ImageRecord)
+            for caption in record.captions
+            if caption.strip()
+        ]
+    else:
+        examples = read_jsonl(path, SFTExample)
+        for example in examples:
+            example.images = [_absolute(image, path) for image in example.images]
+    if not examples:
+        raise RecordError(f"{path}: no SFT examples (no captions or responses)")
+    for number, example in enumerate(examples, start=1):
+        for image in example.images:
+            if not Path(image).is_file():
+                raise RecordError(f"{path}: SFT example {number}: image not found: {image}")
+    return examples
+
+
+# --- groups of rewrites and the per-epoch plan ----------------------------------------------------------------
+
+
+def group_rewrites(pairs: Sequence[PreferencePair]) -> list[list[PreferencePair]]:
+    """Rows sharing (source_description_id or image_id, kind) with distinct rewrite_index form one group. When
+    indices repeat under a key (e.g. several questions about one image), the key is split by prompt, and rows
+    whose index still repeats stand alone."""
+    by_key: dict[tuple, list[PreferencePair]] = defaultdict(list)
+    for pair in pairs:
+        by_key[(pair.source_description_id or pair.image_id, pair.kind)].append(pair)
+    groups: list[list[PreferencePair]] = []
+    for rows in by_key.values():
+        if _distinct_indices(rows):
+            groups.append(rows)
+            continue
+        by_prompt: dict[str, list[PreferencePair]] = defaultdict(list)
+        for row in rows:
+            by_prompt[row.prompt].append(row)
+        for same_prompt in by_prompt.values():
+            groups.extend([same_prompt] if _distinct_indices(same_prompt) else [[row] for row in same_prompt])
+    return groups
+
+
+def _distinct_indices(rows: list[PreferencePair]) -> bool:
+    return len({row.rewrite_index for row in rows}) == len(rows)
+
+
+def parse_mix(mix: str) -> tuple[float, float]:
+    """'DESC:QA' repeat factors, e.g. '2:1'."""
+    parts = mix.split(":")
+    try:
+        desc, qa = (float(part) for part in parts)
+    except ValueError:
+        raise ValueError(f"data_mix must look like 'DESC:QA' with two numbers, e.g. '2:1'; got '{mix}'") from None
+    if desc < 0 or qa < 0 or desc + qa == 0:
+        raise ValueError(f"data_mix repeats must be >= 0 and not both 0; got '{mix}'")
+    return desc, qa
+
+
+class PreferenceDataset(torch.utils.data.Dataset):
+    """A map-style dataset whose content is re-planned each epoch: which groups appear (the mix), in which order,
+    and which rewrite of each. The plan depends only on (seed, epoch), so it is the same on every process and
+    after a resume; the trainer reads it sequentially."""
+
+    def __init__(self, groups: list[list[PreferencePair]], mix: str = "1:1", seed: int = 0, shuffle: bool = True):
+        self.groups = groups
+        self.repeats = dict(zip(("desc", "qa"), parse_mix(mix)))
+        self.seed = seed
+        self.shuffle = shuffle
+        self.reference: dict[str, tuple[float, float, float, float]] | None = None  # pair_id -> ref sums/counts
+        self.epoch = -1
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        if epoch != self.epoch:
+            self.epoch = epoch
+            self.plan = self._plan(epoch)
+
+    def _plan(self, epoch: int) -> list[PreferencePair]:
+        rng = random.Random(f"hadpo:{self.seed}:{epoch}")
+        chosen_groups: list[list[PreferencePair]] = []
+        for kind, repeat in self.repeats.items():
+            groups = [group for group in self.groups if group[0].kind == kind]
+            whole, fraction = int(repeat), repeat - int(repeat)
+            chosen_groups += groups * whole + rng.sample(groups, round(fraction * len(groups)))
+        if self.shuffle:
+            rng.shuffle(chosen_groups)
+        return [rng.choice(group) for group in chosen_groups]
+
+    def __len__(self) -> int:
+        return len(self.plan)
+
+    def __getitem__(self, index: int) -> dict:
+        pair = self.plan[index]
+        return {"pair": pair, "ref": None if self.reference is None else self.reference[pair.pair_id]}
+
+    def stats(self) -> dict:
+        rows = [pair for group in self.groups for pair in group]
+        return {
+            "pairs": len(rows),
+            "groups": len(self.groups),
+            "desc_groups": sum(group[0].kind == "desc" for group in self.groups),
+            "qa_groups": sum(group[0].kind == "qa" for group in self.groups),
+            "pairs_per_epoch": len(self),
+        }
+
+
+# --- collators ---------------------------------------------------------------------------------------------
+
+
+def load_image(path: str) -> Image.Image:
+    with Image.open(path) as image:
+        return image.convert("RGB")
+
+
+class Encoder:
+    """Templated prompts (with image tokens expanded by the processor) and response tokens, for one family."""
+
+    def __init__(self, processor, family: VLMFamily, max_length: int | None = None):
+        self.processor = processor
+        self.family = family
+        self.tokenizer = processor.tokenizer
+        self.max_length = max_length
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = pad if pad is not None else self.tokenizer.eos_token_id
+
+    def prompts(self, rows: Sequence[tuple[list[str], str]]) -> tuple[list[torch.Tensor], dict]:
+        """Prompt ids per row (unpadded) and the image tensors of the batch, from one processor call."""
+        texts = [self.family.prompt_text(self.processor, prompt, len(images)) for images, prompt in rows]
+        images = [load_image(path) for paths, _ in rows for path in paths]
+        encoded = self.processor(images=images, text=texts, padding=True, return_tensors="pt")
+        ids = [row[mask.bool()] for row, mask in zip(encoded["input_ids"], encoded["attention_mask"])]
+        return ids, {key: encoded[key] for key in self.family.image_keys if key in encoded}
+
+    def response(self, text: str) -> torch.Tensor:
+        ids = self.tokenizer(self.family.response_text(self.processor, text), add_special_tokens=False)["input_ids"]
+        return torch.tensor(ids, dtype=torch.long)
+
+    def pad(self, prompts: list[torch.Tensor], responses: list[torch.Tensor]) -> dict:
+        """Concatenate prompt + response per sequence, pad right; labels are the response tokens only."""
+        lengths = [len(p) + len(r) for p, r in zip(prompts, responses)]
+        if self.max_length is not None and max(lengths) > self.max_length:
+            raise ValueError(f"a sequence of {max(lengths)} tokens exceeds max_length {self.max_length}")
+        width = max(lengths)
+        input_ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(prompts), width), IGNORE_INDEX, dtype=torch.long)
+        attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
+        for row, (prompt, response) in enumerate(zip(prompts, responses)):
+            n_prompt, n = len(prompt), len(prompt) + len(response)
+            input_ids[row, :n] = torch.cat([prompt, response])
+            labels[row, n_prompt:n] = response
+            attention_mask[row, :n] = 1
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+
+
+class PreferenceCollator(Encoder):
+    """B pairs -> 2B sequences (chosen rows 0..B-1, rejected rows B..2B-1)."""
+
+    def __call__(self, examples: list[dict]) -> dict:
+        pairs = [example["pair"] for example in examples]
+        prompt_ids, image_inputs = self.prompts([(pair.images, pair.prompt) for pair in pairs])
+        responses = [self.response(pair.chosen) for pair in pairs] + [self.response(pair.rejected) for pair in pairs]
+        batch = self.pad(prompt_ids + prompt_ids, responses)
+        batch.update({key: torch.cat([value, value]) for key, value in image_inputs.items()})
+        if examples[0].get("ref") is not None:
+            refs = torch.tensor([example["ref"] for example in examples], dtype=torch.float64)
+            batch["ref_sums"] = torch.cat([refs[:, 0], refs[:, 2]]).float()
+            batch["ref_counts"] = torch.cat([refs[:, 1], refs[:, 3]]).long()
+        return batch
+
+    def lengths(self, pairs: Sequence[PreferencePair]) -> list[tuple[int, int, int]]:
+        """(prompt, chosen, rejected) token counts per pair, images expanded."""
+        prompt_ids, _ = self.prompts([(pair.images, pair.prompt) for pair in pairs])
+        return [
+            (len(ids), len(self.response(pair.chosen)), len(self.response(pair.rejected)))
+            for ids, pair in zip(prompt_ids, pairs)
+        ]
+
+
+class SFTCollator(Encoder):
+    def __call__(self, examples: list[SFTExample]) -> dict:
+        prompt_ids, image_inputs = self.prompts([(example.images, example.prompt) for example in examples])
+        batch = self.pad(prompt_ids, [self.response(example.response) for example in examples])
+        batch.update(image_inputs)
+        return batch
+
+
+def drop_too_long(
+    groups: list[list[PreferencePair]], collator: PreferenceCollator, on_too_long: str, chunk: int = 32
+) -> tuple[list[list[PreferencePair]], int]:
+    """Remove pairs whose prompt + longer response exceeds the collator's max_length (or fail, naming the
+    first one, when on_too_long == 'error'). Returns the surviving groups and the number of pairs dropped."""
+    if collator.max_length is None:
+        return groups, 0
+    rows = [pair for group in groups for pair in group]
+    too_long: set[str] = set()
+    for start in range(0, len(rows), chunk):
+        part = rows[start : start + chunk]
+        for pair, (prompt, chosen, rejected) in zip(part, collator.lengths(part)):
+            length = prompt + max(chosen, rejected)
+            if length > collator.max_length:
+                if on_too_long == "error":
+                    raise RecordError(
+                        f"pair '{pair.pair_id}': {length} tokens (prompt {prompt} with image tokens) exceed "
+                        f"max_length {collator.max_length}; raise max_length or set too_long=drop"
+                    )
+                too_long.add(pair.pair_id)
+    kept = [[pair for pair in group if pair.pair_id not in too_long] for group in groups]
+    return [group for group in kept if group], len(too_long)
+
+
+class AuxStream:
+    """Auxiliary SFT batches as a pure function of a batch counter, so a resumed or multi-process run sees the
+    same batches: global position p = c * world * batch_size + rank * batch_size + i reads example
+    perm_e[p mod n] with e = p // n and perm_e a seeded permutation."""
+
+    def __init__(self, examples: list[SFTExample], batch_size: int, seed: int = 0):
+        self.examples = examples
+        self.batch_size = batch_size
+        self.seed = seed
+        self._perms: dict[int, list[int]] = {}
+
+    def _perm(self, epoch: int) -> list[int]:
+        if epoch not in self._perms:
+            order = list(range(len(self.examples)))
+            random.Random(f"hadpo-aux:{self.seed}:{epoch}").shuffle(order)
+            self._perms = {epoch: order}
+        return self._perms[epoch]
+
+    def batch(self, counter: int, rank: int = 0, world_size: int = 1) -> list[SFTExample]:
+        n = len(self.examples)
+        start = (counter * world_size + rank) * self.batch_size
+        return [self.examples[self._perm(p // n)[p % n]] for p in range(start, start + self.batch_size)]
+
+    def batches_before(self, micro_step: int, ratio: float) -> int:
+        """How many aux batches micro-steps 0..micro_step-1 consumed at `ratio` aux batches per DPO batch."""
+        return math.floor(micro_step * ratio + 1e-9)

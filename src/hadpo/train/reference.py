@@ -1,0 +1,98 @@
+"""Precomputed reference log-probs (reference mode `precomputed`, issue 5).
+
+The reference model scores every pair row once, before training; the sums and token counts of its chosen and
+rejected log-probs are stored in a JSON file keyed by a hash of the example (templated prompt, templated
+responses, image file contents) inside a file named by a fingerprint of the reference model, so they are
+reused across epochs, rewrites and runs. Images are part of the key, so this works for VLM data (TRL refuses
+precomputed reference log-probs for image data).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from hadpo.records import PreferencePair
+from hadpo.train.data import PreferenceCollator
+from hadpo.train.logps import LogpsFn, response_logps
+
+
+def file_sha256(path: str) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def model_fingerprint(model: torch.nn.Module, name: str = "") -> str:
+    """A cheap identity of a model: its name, config and a checksum of a slice of every parameter tensor."""
+    digest = hashlib.sha256(name.encode())
+    config = getattr(model, "config", None)
+    if config is not None:
+        digest.update(config.to_json_string(use_diff=False).encode())
+    with torch.no_grad():
+        for param_name, param in model.named_parameters():
+            digest.update(param_name.encode())
+            digest.update(param.detach().flatten()[:4096].float().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def example_key(pair: PreferencePair, collator: PreferenceCollator) -> str:
+    family, processor = collator.family, collator.processor
+    payload = [
+        family.prompt_text(processor, pair.prompt, len(pair.images)),
+        family.response_text(processor, pair.chosen),
+        family.response_text(processor, pair.rejected),
+        [file_sha256(image) for image in pair.images],
+    ]
+    return hashlib.sha256(json.dumps(payload).encode()).hexdigest()
+
+
+def precompute_reference(
+    model: torch.nn.Module,
+    pairs: Sequence[PreferencePair],
+    collator: PreferenceCollator,
+    cache_dir: str | Path,
+    *,
+    fingerprint: str,
+    batch_size: int = 8,
+    device: torch.device | str = "cpu",
+    autocast_dtype: torch.dtype | None = None,
+    logps_fn: LogpsFn = response_logps,
+) -> dict[str, tuple[float, float, float, float]]:
+    """pair_id -> (chosen sum, chosen tokens, rejected sum, rejected tokens), computing only missing entries."""
+    path = Path(cache_dir) / f"reference_logps-{fingerprint[:16]}.json"
+    entries: dict[str, list[float]] = {}
+    if path.is_file():
+        stored = json.loads(path.read_text(encoding="utf-8"))
+        if stored.get("model") == fingerprint:
+            entries = stored["entries"]
+    keys = {pair.pair_id: example_key(pair, collator) for pair in pairs}
+    missing = [pair for pair in pairs if keys[pair.pair_id] not in entries]
+    if missing:
+        was_training = model.training
+        model.eval()
+        autocast = (
+            torch.autocast(torch.device(device).type, dtype=autocast_dtype) if autocast_dtype else contextlib.nullcontext()
+        )
+        for start in range(0, len(missing), batch_size):
+            chunk = missing[start : start + batch_size]
+            batch = {k: v.to(device) for k, v in collator([{"pair": pair} for pair in chunk]).items()}
+            with torch.no_grad(), autocast:
+                out = logps_fn(model, batch)
+            sums, counts, n = out.sums.double().cpu().tolist(), out.counts.cpu().tolist(), len(chunk)
+            for i, pair in enumerate(chunk):
+                entries[keys[pair.pair_id]] = [sums[i], counts[i], sums[n + i], counts[n + i]]
+        model.train(was_training)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        temporary = path.with_suffix(f".tmp{os.getpid()}")
+        temporary.write_text(json.dumps({"model": fingerprint, "entries": entries}), encoding="utf-8")
+        os.replace(temporary, path)
+    return {pair.pair_id: tuple(entries[keys[pair.pair_id]]) for pair in pairs}

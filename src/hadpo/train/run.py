@@ -1,0 +1,215 @@
+"""Set up and run one HA-DPO training run from a `HADPOConfig`, in dependency order: processor and family,
+data (checked before any model is loaded), base model, reference, policy (LoRA / QLoRA / full, vision frozen),
+trainer; then save the adapter (and optionally the merged model), the resolved config and a model card."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+import logging
+from pathlib import Path
+
+import torch
+from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor, set_seed
+
+from hadpo.models import VLMFamily, get_family
+from hadpo.train.config import HADPOConfig, save_config
+from hadpo.train.data import (
+    AuxStream,
+    PreferenceCollator,
+    PreferenceDataset,
+    SFTCollator,
+    check_prompts,
+    drop_too_long,
+    group_rewrites,
+    load_pairs,
+    load_sft_examples,
+)
+from hadpo.train.reference import model_fingerprint, precompute_reference
+from hadpo.train.trainer import HADPOTrainer
+
+log = logging.getLogger(__name__)
+
+
+def load_model(name_or_path: str, config: HADPOConfig, family: VLMFamily | None = None) -> torch.nn.Module:
+    kwargs: dict = {"dtype": getattr(torch, config.model_dtype)}
+    if config.finetuning == "qlora":
+        if importlib.util.find_spec("bitsandbytes") is None or not torch.cuda.is_available():
+            raise ValueError("finetuning=qlora needs bitsandbytes and a CUDA GPU; use lora or full here")
+        from transformers import BitsAndBytesConfig
+
+        skip = list((family.vision_tower_prefixes + family.projector_prefixes) if family else ()) + ["lm_head"]
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_compute_dtype=torch.bfloat16,
+            llm_int8_skip_modules=skip,
+        )
+    model = AutoModelForImageTextToText.from_pretrained(name_or_path, **kwargs)
+    if config.disable_dropout:
+        for module in model.modules():
+            if isinstance(module, torch.nn.Dropout):
+                module.p = 0.0
+    return model
+
+
+def prepare_policy(model: torch.nn.Module, config: HADPOConfig, family: VLMFamily) -> torch.nn.Module:
+    """Full fine-tuning: freeze vision tower / projector per flags. LoRA: adapters on the language model's linear
+    layers only; an unfrozen projector or tower is trained in full as a PEFT `modules_to_save`."""
+    def frozen(name: str) -> bool:
+        return (config.freeze_vision_tower and family.is_vision_tower(name)) or (
+            config.freeze_projector and family.is_projector(name)
+        )
+
+    if config.finetuning == "full":
+        for name, param in model.named_parameters():
+            param.requires_grad_(not frozen(name))
+        return model
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if config.finetuning == "qlora":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing)
+    unfrozen = [] if config.freeze_projector else list(family.projector_prefixes)
+    if not config.freeze_vision_tower:
+        unfrozen = list(family.vision_tower_prefixes)  # the tower prefix holds the projector in Qwen2-VL
+        unfrozen += [] if config.freeze_projector else [p for p in family.projector_prefixes if p not in unfrozen]
+    modules = [name for name in unfrozen if _is_module(model, name)]
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=config.lora_target or family.lora_target_regex,
+        modules_to_save=modules or None,
+        bias="none",
+    )
+    if config.gradient_checkpointing:
+        model.enable_input_require_grads()
+    return get_peft_model(model, lora)
+
+
+def _is_module(model: torch.nn.Module, name: str) -> bool:
+    try:
+        model.get_submodule(name)
+        return True
+    except AttributeError:
+        return False
+
+
+def build_trainer(config: HADPOConfig, callbacks=None) -> HADPOTrainer:
+    set_seed(config.seed)
+    processor = AutoProcessor.from_pretrained(config.model_name_or_path)
+    family = get_family(config.family, AutoConfig.from_pretrained(config.model_name_or_path).model_type)
+    # Data first: bad input fails here, before a model is loaded.
+    pairs = load_pairs(config.pairs)
+    check_prompts(pairs, family, processor, config.pairs)
+    collator = PreferenceCollator(processor, family, config.max_length)
+    groups, dropped = drop_too_long(group_rewrites(pairs), collator, config.too_long)
+    if dropped:
+        log.warning("dropped %d pair(s) longer than max_length %d", dropped, config.max_length)
+    if not groups:
+        raise ValueError(f"{config.pairs}: no pairs left after dropping those over max_length {config.max_length}")
+    dataset = PreferenceDataset(groups, config.data_mix, config.seed, config.shuffle_pairs)
+    sft_stream = sft_collator = None
+    if config.gamma > 0:
+        examples = load_sft_examples(config.sft_data, config.sft_caption_prompt)
+        sft_stream = AuxStream(examples, config.sft_batch_size or config.per_device_train_batch_size, config.seed)
+        sft_collator = SFTCollator(processor, family, None)
+    if config.process_index == 0:
+        save_config(config, Path(config.output_dir) / "hadpo_config.yaml")
+
+    model = load_model(config.model_name_or_path, config, family)
+    ref_model = None
+    if config.reference in ("copy", "precomputed"):
+        if config.ref_model_name_or_path:
+            ref_model = load_model(config.ref_model_name_or_path, config, family)
+        else:
+            ref_model = copy.deepcopy(model) if config.reference == "copy" else model
+    if config.reference == "precomputed":
+        ref_name = config.ref_model_name_or_path or config.model_name_or_path
+        with config.main_process_first(desc="reference log-probs"):
+            dataset.reference = precompute_reference(
+                ref_model.to(config.device),
+                [pair for group in groups for pair in group],
+                collator,
+                config.reference_cache_dir or config.output_dir,
+                fingerprint=model_fingerprint(ref_model, ref_name),
+                batch_size=config.per_device_eval_batch_size,
+                device=config.device,
+                autocast_dtype=torch.bfloat16 if config.bf16 else torch.float16 if config.fp16 else None,
+            )
+        ref_model = None
+    policy = prepare_policy(model, config, family)
+    trainer = HADPOTrainer(
+        model=policy,
+        args=config,
+        train_dataset=dataset,
+        data_collator=collator,
+        processing_class=processor,
+        ref_model=ref_model,
+        sft_stream=sft_stream,
+        sft_collator=sft_collator,
+        callbacks=callbacks,
+    )
+    trainer.hadpo_info = {"family": family.name, "data": {**dataset.stats(), "dropped_too_long": dropped}}
+    return trainer
+
+
+def run_training(config: HADPOConfig, resume: bool = False, callbacks=None) -> HADPOTrainer:
+    trainer = build_trainer(config, callbacks)
+    trainer.train(resume_from_checkpoint=True if resume else None)
+    save_outputs(trainer)
+    return trainer
+
+
+def save_outputs(trainer: HADPOTrainer) -> None:
+    """Adapter (or full model) + processor, trainer state, resolved config, model card, optional merged model."""
+    config: HADPOConfig = trainer.args
+    out = Path(config.output_dir)
+    trainer.save_model(str(out))
+    trainer.save_state()
+    if not trainer.is_world_process_zero():
+        return
+    save_config(config, out / "hadpo_config.yaml")
+    (out / "README.md").write_text(model_card(trainer), encoding="utf-8")
+    if config.merge_adapter and config.finetuning != "full":
+        merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()
+        merged.save_pretrained(out / "merged")
+        trainer.processing_class.save_pretrained(out / "merged")
+
+
+def model_card(trainer: HADPOTrainer) -> str:
+    config: HADPOConfig = trainer.args
+    info = getattr(trainer, "hadpo_info", {})
+    last = next((entry for entry in reversed(trainer.state.log_history) if "loss" in entry), {})
+    tuning = (
+        f"LoRA r {config.lora_r} / alpha {config.lora_alpha} on `{config.lora_target or 'all LM linear layers'}`"
+        if config.finetuning != "full"
+        else "full fine-tuning"
+    )
+    eval_file = Path(config.output_dir) / "eval_results.json"
+    evals = eval_file.read_text(encoding="utf-8") if eval_file.is_file() else "none yet (run `hadpo eval`)"
+    lines = [
+        "---",
+        f"base_model: {config.model_name_or_path}",
+        "library_name: peft" if config.finetuning != "full" else "library_name: transformers",
+        "tags: [hadpo, dpo, vision-language, hallucination]",
+        "---",
+        f"# HA-DPO fine-tune of {config.model_name_or_path}",
+        "",
+        "Trained with hadpo's HA-DPO objective (arXiv 2311.16839): L = L_dpo + gamma * L_sft.",
+        "",
+        f"- family: {info.get('family', config.family)}; tuning: {tuning} ({config.finetuning})",
+        f"- data: `{config.pairs}`: {json.dumps(info.get('data', {}))}; mix desc:qa {config.data_mix}",
+        f"- objective: loss {config.loss_type}, beta {config.beta}, log-probs {config.logps_reduction}, "
+        f"reference {config.reference}, gamma {config.gamma} (sft data {config.sft_data})",
+        f"- optimisation: lr {config.learning_rate}, {config.lr_scheduler_type} schedule, warm-up "
+        f"{config.warmup_steps}, epochs {config.num_train_epochs}, max steps {config.max_steps}, "
+        f"batch {config.per_device_train_batch_size} x {config.gradient_accumulation_steps} accumulation x "
+        f"{config.world_size} processes, grad clip {config.max_grad_norm}, seed {config.seed}",
+        f"- steps trained: {trainer.state.global_step}; last logged: {json.dumps(last)}",
+        f"- evaluation: {evals}",
+        "",
+        "The full resolved config is `hadpo_config.yaml` beside this card.",
+    ]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,188 @@
+"""`HADPOTrainer`: a thin `transformers.Trainer` subclass for the HA-DPO objective.
+
+    total = L_dpo + chosen_sft_weight * L_lm(chosen) + gamma * L_sft(auxiliary batch)      (HA-DPO eq. 4-5)
+
+The Trainer brings accelerate, DDP, DeepSpeed ZeRO, FSDP, mixed precision, gradient accumulation, checkpointing,
+resume and `report_to`; this class only computes the loss, reads the reference, feeds the auxiliary stream and
+logs TRL's metric names (`rewards/*`, `logps/*`) plus `loss/dpo`, `loss/sft` and throughput.
+
+Reference modes (issue 5): `adapters` runs the policy with its LoRA adapters disabled (no second copy), `copy`
+runs a frozen `ref_model`, `precomputed` reads log-probs the collator put in the batch (`ref_sums`,
+`ref_counts`), computed once before training by `hadpo.train.reference`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+
+import torch
+from torch.utils.data import SequentialSampler
+from transformers import Trainer, TrainerCallback
+
+from hadpo.train.data import AuxStream, SFTCollator
+from hadpo.train.logps import LogpsFn, ResponseLogps, response_logps
+from hadpo.train.loss import dpo_loss
+
+PAIR_METRICS = (
+    "rewards/chosen",
+    "rewards/rejected",
+    "rewards/margins",
+    "rewards/accuracies",
+    "logps/chosen",
+    "logps/rejected",
+    "logps/ref_chosen",
+    "logps/ref_rejected",
+)
+
+
+class _EpochPlan(TrainerCallback):
+    """Re-plan the dataset (mix, order, rewrite per group) at each epoch start; resume-safe."""
+
+    def __init__(self, dataset):
+        self.dataset = dataset
+
+    def on_epoch_begin(self, args, state, control, **kwargs):
+        if hasattr(self.dataset, "set_epoch"):
+            self.dataset.set_epoch(int(state.epoch or 0))
+
+
+class HADPOTrainer(Trainer):
+    def __init__(
+        self,
+        *args,
+        ref_model: torch.nn.Module | None = None,
+        sft_stream: AuxStream | None = None,
+        sft_collator: SFTCollator | None = None,
+        logps_fn: LogpsFn = response_logps,
+        **kwargs,
+    ):
+        super().__init__(*args, **kwargs)
+        # Our loss is a per-batch mean; the Trainer then divides it by the accumulation steps itself.
+        self.model_accepts_loss_kwargs = False
+        self.logps_fn = logps_fn
+        self.ref_model = ref_model
+        if ref_model is not None:
+            self.ref_model = ref_model.to(self.args.device).eval().requires_grad_(False)
+        self.sft_stream, self.sft_collator = sft_stream, sft_collator
+        self._metrics: dict[str, list[float]] = defaultdict(list)
+        self._seen = {"pairs": 0.0, "tokens": 0.0, "since": time.perf_counter()}
+        self._micro_step: int | None = None
+        if self.train_dataset is not None:
+            self.add_callback(_EpochPlan(self.train_dataset))
+
+    def _get_train_sampler(self, train_dataset=None):
+        # The dataset shuffles itself per epoch (seeded), identically on every process.
+        return SequentialSampler(train_dataset if train_dataset is not None else self.train_dataset)
+
+    def train(self, *args, **kwargs):
+        self._micro_step = None  # re-derived from the (possibly resumed) global step
+        self._seen["since"] = time.perf_counter()
+        return super().train(*args, **kwargs)
+
+    # --- the objective ---------------------------------------------------------------------------------------
+
+    def reference_logps(self, model, inputs: dict) -> ResponseLogps:
+        if self.args.reference == "precomputed":
+            if "ref_sums" not in inputs:
+                raise ValueError("reference=precomputed but the batch has no reference log-probs")
+            return ResponseLogps(inputs["ref_sums"], inputs["ref_counts"])
+        with torch.no_grad():
+            if self.args.reference == "copy":
+                return self.logps_fn(self.ref_model, inputs)
+            policy = self.accelerator.unwrap_model(model)
+            with policy.disable_adapter():
+                return self.logps_fn(policy, inputs)
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        args = self.args
+        policy = self.logps_fn(model, inputs)
+        ref = self.reference_logps(model, inputs)
+        policy_logps, ref_logps = policy.reduce(args.logps_reduction), ref.reduce(args.logps_reduction)
+        n = policy_logps.shape[0] // 2  # rows 0..n-1 chosen, n..2n-1 rejected
+        losses, chosen_rewards, rejected_rewards = dpo_loss(
+            policy_logps[:n],
+            policy_logps[n:],
+            ref_logps[:n].to(policy_logps.dtype),
+            ref_logps[n:].to(policy_logps.dtype),
+            beta=args.beta,
+            loss_type=args.loss_type,
+            label_smoothing=args.label_smoothing,
+        )
+        loss = losses.mean()
+        terms = {"loss/dpo": loss.detach()}
+        if args.chosen_sft_weight > 0:
+            chosen_nll = -(policy.sums[:n] / policy.counts[:n].clamp(min=1)).mean()
+            loss = loss + args.chosen_sft_weight * chosen_nll
+            terms["loss/chosen_sft"] = chosen_nll.detach()
+        if args.gamma > 0 and self.sft_stream is not None and model.training:
+            sft_loss = self.auxiliary_loss(model)
+            if sft_loss is not None:
+                loss = loss + args.gamma * sft_loss
+                terms["loss/sft"] = sft_loss.detach()
+        pair_values = [
+            chosen_rewards,
+            rejected_rewards,
+            chosen_rewards - rejected_rewards,
+            (chosen_rewards > rejected_rewards).float(),
+            policy_logps[:n].detach(),
+            policy_logps[n:].detach(),
+            ref_logps[:n].to(policy_logps.dtype),
+            ref_logps[n:].to(policy_logps.dtype),
+        ]
+        self._record(model.training, terms, torch.stack(pair_values, dim=1), n, inputs["attention_mask"].sum())
+        if return_outputs:
+            return loss, {"chosen_rewards": chosen_rewards, "rejected_rewards": rejected_rewards}
+        return loss
+
+    def auxiliary_loss(self, model) -> torch.Tensor | None:
+        """Mean per-example token NLL on this micro-step's auxiliary batches (sft_ratio of them per DPO batch).
+        The forward goes through the unwrapped module, so DDP sees a single forward per backward; gradients
+        still reach its hooks, which fire once per parameter."""
+        gas = self.args.gradient_accumulation_steps
+        if self._micro_step is None:
+            self._micro_step = self.state.global_step * gas
+        ratio, stream = self.args.sft_ratio, self.sft_stream
+        first, last = stream.batches_before(self._micro_step, ratio), stream.batches_before(self._micro_step + 1, ratio)
+        self._micro_step += 1
+        losses = []
+        for counter in range(first, last):
+            examples = stream.batch(counter, self.args.process_index, self.args.world_size)
+            batch = self._prepare_inputs(self.sft_collator(examples))
+            out = self.logps_fn(self.accelerator.unwrap_model(model), batch)
+            losses.append(-(out.sums / out.counts.clamp(min=1)).mean())
+        return torch.stack(losses).mean() if losses else None
+
+    # --- metrics -----------------------------------------------------------------------------------------------
+
+    def _record(self, training: bool, terms: dict, pair_values: torch.Tensor, n_pairs: int, n_tokens) -> None:
+        prefix = "" if training else "eval_"
+        gathered = self.accelerator.gather(pair_values.float()).mean(dim=0).tolist()
+        for name, value in zip(PAIR_METRICS, gathered):
+            self._metrics[prefix + name].append(value)
+        scalars = torch.stack([t.float() for t in terms.values()]).unsqueeze(0)
+        for name, value in zip(terms, self.accelerator.gather(scalars).mean(dim=0).tolist()):
+            self._metrics[prefix + name].append(value)
+        if training:
+            counts = torch.tensor([float(n_pairs), float(n_tokens)], device=pair_values.device)
+            pairs, tokens = self.accelerator.gather(counts.unsqueeze(0)).sum(dim=0).tolist()
+            self._seen["pairs"] += pairs
+            self._seen["tokens"] += tokens
+
+    def log(self, logs: dict[str, float], *args, **kwargs) -> None:
+        evaluating = any(key.startswith("eval_") for key in logs)
+        for key in [k for k in self._metrics if k.startswith("eval_") == evaluating]:
+            values = self._metrics.pop(key)
+            logs[key] = sum(values) / len(values)
+        if "loss" in logs:
+            elapsed = max(time.perf_counter() - self._seen["since"], 1e-9)
+            logs["speed/pairs_per_second"] = self._seen["pairs"] / elapsed
+            logs["speed/tokens_per_second"] = self._seen["tokens"] / elapsed
+            self._seen = {"pairs": 0.0, "tokens": 0.0, "since": time.perf_counter()}
+        super().log(logs, *args, **kwargs)
+
+    def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+        inputs = self._prepare_inputs(inputs)
+        with torch.no_grad(), self.compute_loss_context_manager():
+            loss = self.compute_loss(model, inputs)
+        return loss.detach(), None, None
