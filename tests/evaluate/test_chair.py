@@ -1,0 +1,104 @@
+"""CHAIR: the synonym table and special rules, and CHAIRs / CHAIRi / recall worked out by hand."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from hadpo.evaluate.chair import (
+    coco_vocabulary,
+    evaluate_chair,
+    find_objects,
+    load_ground_truth,
+    read_synonym_table,
+    score_captions,
+    write_details,
+)
+
+
+@pytest.fixture(scope="module")
+def vocabulary():
+    return coco_vocabulary()
+
+
+def test_table_has_the_80_coco_classes_with_two_word_objects():
+    table = read_synonym_table()
+    assert len(table) == 80
+    assert {"hot dog", "traffic light", "teddy bear", "cell phone", "wine glass", "dining table"} <= set(table)
+    assert "puppy" in table["dog"] and "sofa" in table["couch"]
+
+
+def test_two_word_objects_and_special_rules(vocabulary):
+    def objects(text):
+        return [name for _, name in find_objects(vocabulary, text)]
+
+    assert objects("A man eats a hot dog next to two dogs.") == ["person", "hot dog", "dog"]
+    assert objects("A baby elephant and an adult giraffe.") == ["elephant", "giraffe"]
+    assert objects("A baby in a crib.") == ["person"]
+    assert objects("A passenger jet over a passenger train on the train tracks.") == ["airplane", "train"]
+    assert objects("A boy wears a bow tie.") == ["person", "tie"]
+    # "toilet seat" is one toilet mention, and a lone "seat" is ignored once a toilet is mentioned.
+    assert objects("A toilet seat is up.") == ["toilet"]
+    assert objects("A toilet and a seat.") == ["toilet"]
+    assert objects("A seat by the window.") == ["chair"]
+    # Singularised before matching: knives -> knife, people -> person, teddy bears -> teddy bear.
+    assert objects("Knives, people and teddy bears at the home plate.") == ["knife", "person", "teddy bear"]
+
+
+def test_scores_worked_out_by_hand(vocabulary):
+    truth = {"1": {"dog", "person", "frisbee"}, "2": {"cat", "couch"}}
+    captions = [
+        ("1", "A man throws a frisbee to a dog."),  # person, frisbee, dog: all right
+        ("1", "A man and a cat with a dog and a cat."),  # person, cat (H), dog, cat (H)
+        ("2", "A cat sleeps on a sofa near a dining table."),  # cat, couch, dining table (H)
+        ("2", "It is sunny."),  # no object mention
+        ("3", "A dog."),  # unknown image: skipped
+        ("2", "  "),  # empty: skipped
+    ]
+    result = score_captions(captions, truth, vocabulary)
+    # Scored captions: 4. With >= 1 hallucination: captions 2 and 3 -> CHAIRs = 2/4 = 0.5.
+    # Mentions: 3 + 4 + 3 + 0 = 10; hallucinated: 2 + 1 = 3 -> CHAIRi = 3/10 (mentions, not unique objects).
+    # Recall: covered per caption 3/3, 2/3 (person, dog), 2/2 (cat, couch), 0/2 -> (3 + 2 + 2 + 0)/(3+3+2+2) = 0.7.
+    # Lengths (split on spaces): 8, 11, 10, 3 -> 32/4 = 8.
+    assert result.chair_s == pytest.approx(0.5)
+    assert result.chair_i == pytest.approx(0.3)
+    assert result.recall == pytest.approx(0.7)
+    assert result.avg_length == pytest.approx(8.0)
+    assert (result.captions, result.mentions, result.hallucinated_mentions) == (4, 10, 3)
+    assert (result.captions_without_objects, result.skipped) == (1, 2)
+    assert result.details[1].hallucinated == ["cat", "cat"]
+    assert [m.words for m in result.details[2].mentions] == ["cat", "sofa", "dining table"]
+
+
+def test_files_coco_instances_plus_reference_captions_and_world_records(image_records, tmp_path):
+    coco = {
+        "images": [{"id": 1}, {"id": 2}],
+        "categories": [{"id": 1, "name": "dog"}, {"id": 64, "name": "potted plant"}],
+        "annotations": [{"image_id": 1, "category_id": 1}, {"image_id": 2, "category_id": 64}],
+    }
+    references = {"annotations": [{"image_id": 1, "caption": "A puppy on a bench."}]}
+    (tmp_path / "instances.json").write_text(json.dumps(coco))
+    (tmp_path / "captions.json").write_text(json.dumps(references))
+    truth, _ = load_ground_truth(tmp_path / "instances.json", tmp_path / "captions.json")
+    assert truth == {"1": {"dog", "bench"}, "2": {"potted plant"}}
+
+    results = [{"image_id": 1, "caption": "A dog on a bench with a cat."}, {"image_id": 2, "caption": "A houseplant."},
+               {"caption": "no image id"}]
+    (tmp_path / "results.json").write_text(json.dumps(results))
+    result = evaluate_chair(tmp_path / "results.json", tmp_path / "instances.json", tmp_path / "captions.json")
+    # Mentions dog, bench, cat (H), potted plant: CHAIRi 1/4, CHAIRs 1/2; the entry without image_id is skipped.
+    assert (result.chair_i, result.chair_s, result.skipped) == (0.25, 0.5, 1)
+
+    # World-style records: the annotation names ("square", "circle") join the vocabulary.
+    answers = tmp_path / "answers.jsonl"
+    answers.write_text(json.dumps({"question_id": "a", "image_id": "0", "prompt": "p",
+                                   "text": "A red square, a blue circle and a triangle."}) + "\n")
+    world = evaluate_chair(answers, image_records)
+    # Image 0 has square, circle, knife: the triangle is not a known object word, so 2 mentions, 0 hallucinated,
+    # recall 2/3.
+    assert (world.mentions, world.hallucinated_mentions, world.recall) == (2, 0, pytest.approx(2 / 3))
+    write_details(tmp_path / "detail.jsonl", world)
+    row = json.loads((tmp_path / "detail.jsonl").read_text())
+    assert row["covered"] == ["circle", "square"] and row["mentions"][0] == {
+        "words": "square", "object": "square", "hallucinated": False}
