@@ -1,0 +1,186 @@
+"""`hadpo pairs build`: every stage of HA-DPO's pair construction from one config, into one folder.
+
+  sources  -> images.jsonl        images + annotations (Visual Genome, COCO, a folder JSONL, the world)
+  describe -> descriptions.jsonl  N sampled descriptions per image from the target VLM
+  judge    -> judgements.jsonl    sentence labels + corrected text per description
+  rewrite  -> rewrites.jsonl      k style-consistent rewrites per hallucinated description, each re-judged
+  qa       -> (qa_answers.jsonl)  questions from the judged facts (+ the model's own answers when sampled)
+  assemble -> pairs.jsonl, stats.json
+
+HA-DPO (arXiv 2311.16839, section 3). Each stage resumes from its own append-only file; `pairs.jsonl` and
+`stats.json` are derived from them and rewritten by every run. `dry_run` counts what the stages would do and
+the LLM calls and tokens they would spend, and writes nothing but the validated image list.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections import Counter
+from pathlib import Path
+
+from hadpo.judge.llm import LLMJudge, LLMRewriter
+from hadpo.judge.llm_client import LLMClient
+from hadpo.judge.offline import AnnotationJudge
+from hadpo.pairs.config import PairsConfig, save_config
+from hadpo.pairs.describe import describe_images
+from hadpo.pairs.judging import judge_descriptions, judge_stats
+from hadpo.pairs.qa import collect_facts, qa_pairs, sample_answers
+from hadpo.pairs.rewrite import ParaphraseRewriter, description_pairs, rewrite_judged, rewrite_stats
+from hadpo.pairs.sources import load_coco, load_folder, load_visual_genome, validate_images
+from hadpo.pairs.store import BuildFiles, Ledger, update_stats
+from hadpo.records import ImageRecord, Judgement, PreferencePair, iter_jsonl, read_jsonl, write_jsonl
+
+log = logging.getLogger(__name__)
+
+STAGES = ("describe", "judge", "rewrite", "qa")
+
+
+def load_source(
+    config: PairsConfig, files: BuildFiles, ledger: Ledger
+) -> tuple[list[ImageRecord], list[str]]:
+    """The validated image records (images.jsonl, written once and reused) and exhaustively annotated names."""
+    source = config.source
+    exhaustive: list[str] = []
+    if files.images.exists():
+        records = read_jsonl(files.images, ImageRecord)
+        if source.kind == "coco" and source.instances:
+            exhaustive = load_coco(source.instances, source.images)[1]
+        return records, exhaustive
+    if source.kind == "folder":
+        records = load_folder(source.images)
+    elif source.kind == "visual_genome":
+        records = load_visual_genome(source.images, source.objects, source.attributes, source.relationships,
+                                     source.region_descriptions, source.image_data, min_objects=source.min_objects,
+                                     max_objects=source.max_objects)  # fmt: skip
+    elif source.kind == "coco":
+        if not source.instances:
+            raise ValueError("source.kind coco needs source.instances")
+        records, exhaustive = load_coco(source.instances, source.images, source.captions, source.min_objects)
+    else:
+        raise ValueError(f"unknown source.kind {source.kind!r} (folder, visual_genome, coco)")
+    records = [r for r in records if source.min_objects <= len(r.objects) <= source.max_objects]
+    records = validate_images(records[: source.limit] if source.limit else records, ledger)
+    write_jsonl(files.images, records)
+    return records, exhaustive
+
+
+def make_judge(config: PairsConfig, records: list[ImageRecord], exhaustive: list[str], files: BuildFiles):
+    judge = config.judge
+    if judge.kind == "annotations":
+        return AnnotationJudge.from_records(records, judge.synonyms, [*exhaustive, *judge.exhaustive_names],
+                                            judge.extra_names)  # fmt: skip
+    if judge.kind == "llm":
+        judge.llm.cache_dir = judge.llm.cache_dir or str(files.cache)
+        return LLMJudge(judge.llm, judge.template)
+    raise ValueError(f"unknown judge.kind {judge.kind!r} (annotations, llm)")
+
+
+def make_rewriter(config: PairsConfig, judge, files: BuildFiles):
+    rewrite = config.rewrite
+    if rewrite.kind == "offline":
+        return ParaphraseRewriter()
+    if rewrite.kind == "llm":
+        llm = rewrite.llm or config.judge.llm
+        llm.cache_dir = llm.cache_dir or str(files.cache)
+        # Share the judge's client when the endpoint is the same: one concurrency bound, one usage account.
+        client = judge.client if isinstance(judge, LLMJudge) and rewrite.llm is None else LLMClient(llm)
+        return LLMRewriter(llm, rewrite.template, client=client)
+    raise ValueError(f"unknown rewrite.kind {rewrite.kind!r} (offline, llm)")
+
+
+def ground_truth_agreement(spec: str, files: BuildFiles, images: dict[str, ImageRecord]) -> dict:
+    """Share of sentences of the sampled descriptions where the judge's label equals `module:function`'s."""
+    module, _, name = spec.partition(":")
+    truth = getattr(importlib.import_module(module), name)
+    compared = agreed = 0
+    confusion: Counter = Counter()
+    for judgement in iter_jsonl(files.judgements, Judgement):
+        if judgement.failed or judgement.image_id not in images:
+            continue
+        for sentence, label in zip(judgement.sentences, judgement.labels):
+            expected = truth(images[judgement.image_id], sentence)
+            compared += 1
+            agreed += expected == label
+            if expected != label:
+                confusion[f"{expected}->{label}"] += 1
+    return {"sentences": compared, "agreed": agreed, "rate": round(agreed / compared, 4) if compared else None,
+            "disagreements": dict(confusion.most_common())}  # fmt: skip
+
+
+def run_build(config: PairsConfig, stages: tuple[str, ...] = STAGES, dry_run: bool = False,
+              model_and_processor=None) -> dict:  # fmt: skip
+    """Run `stages` (in pipeline order) and assemble pairs.jsonl + stats.json; returns the stats."""
+    files = BuildFiles(Path(config.out_dir))
+    files.root.mkdir(parents=True, exist_ok=True)
+    save_config(config, files.config)
+    ledger = Ledger(files.events)
+    records, exhaustive = load_source(config, files, ledger)
+    images = {r.image_id: r for r in records}
+    judge = make_judge(config, records, exhaustive, files)
+    rewriter = make_rewriter(config, judge, files)
+    stats: dict = {}  # this run's numbers per stage
+    if "describe" in stages:
+        stats["describe"] = describe_images(
+            records, files, config.describe, ledger, model_and_processor, dry_run
+        )
+    if "judge" in stages and files.descriptions.exists():
+        stats["judge"] = judge_descriptions(images, files, judge, ledger, config.judge.retry_failed, dry_run)
+    if "rewrite" in stages and files.judgements.exists():
+        stats["rewrite"] = rewrite_judged(images, files, judge, rewriter, config.rewrite.k, ledger, dry_run)
+    if dry_run:
+        return {"images": len(records), "dry_run": stats}
+
+    pairs = description_pairs(files, images) if files.rewrites.exists() else []
+    own_answers = 0
+    if "qa" in stages and config.qa.enabled and files.judgements.exists():
+        facts = collect_facts(images, files, judge, config.qa.max_per_image)
+        answers = None
+        if config.qa.sample_answers:
+            config.qa.sampling.model = config.qa.sampling.model or config.describe.model
+            answers = sample_answers(facts, images, files, config.qa.sampling, model_and_processor)
+        built, own_answers = qa_pairs(facts, images, answers)
+        pairs += built
+        stats["qa"] = {"facts": len(facts), "pairs": len(built)}
+    elif files.pairs.exists():  # keep the QA pairs of an earlier run when this run skips the stage
+        pairs += [p for p in read_jsonl(files.pairs, PreferencePair) if p.kind == "qa"]
+    write_jsonl(files.pairs, pairs)
+    return assemble_stats(config, files, ledger, images, pairs, own_answers, judge, rewriter, stats)
+
+
+def assemble_stats(config, files, ledger, images, pairs, own_answers, judge, rewriter, stage_numbers) -> dict:
+    usable = judge_stats(files) if files.judgements.exists() else {}
+    kinds = Counter(pair.kind for pair in pairs)
+    stats = {
+        "images": len(images),
+        "judge": judge.name,
+        "rewriter": rewriter.name,
+        **{key: usable.get(key) for key in ("descriptions_judged", "judgements_failed",
+                                            "descriptions_with_hallucination", "description_hallucination_rate",
+                                            "sentences", "sentence_labels", "sentence_hallucination_rate")},
+        "descriptions_without_hallucination": (usable.get("descriptions_judged") or 0)
+        - (usable.get("descriptions_with_hallucination") or 0),
+        "rewrite": rewrite_stats(files) if files.rewrites.exists() else {},
+        "pairs": {"desc": kinds.get("desc", 0), "qa": kinds.get("qa", 0), "total": len(pairs),
+                  "qa_with_model_answer": own_answers},
+        "skipped": ledger.counts("skipped"),
+        "dropped": ledger.counts("dropped"),
+        "llm": llm_usage(judge, rewriter),
+        "this_run": stage_numbers,
+    }  # fmt: skip
+    if config.ground_truth and files.judgements.exists():
+        stats["ground_truth_agreement"] = ground_truth_agreement(config.ground_truth, files, images)
+    for section, values in stats.items():
+        update_stats(files.stats, section, values)
+    return stats
+
+
+def llm_usage(*users) -> dict:
+    """Token and cost counts of this run's LLM clients (each client once)."""
+    clients = {id(c): c for c in (getattr(u, "client", None) for u in users) if c is not None}
+    totals: Counter = Counter()
+    for client in clients.values():
+        for key, value in client.usage.as_dict().items():
+            if isinstance(value, int | float):
+                totals[key] += value
+    return dict(totals) if clients else {"calls": 0, "note": "no LLM used"}

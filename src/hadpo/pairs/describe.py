@@ -1,0 +1,92 @@
+"""The `describe` stage: the target VLM writes N detailed descriptions per image, sampled, with a prompt drawn from
+a pool of "describe this image in detail" prompts (HA-DPO, arXiv 2311.16839, section 3: the negatives are the
+model's own descriptions, so they carry its own hallucinations and its own style).
+
+Generation goes through the evaluation wing's batched runner (`hadpo.evaluate.runner.run_queries`): its answers
+file is appended batch by batch and resumes by id, and each batch is seeded from its first id, so a resumed run
+samples what an uninterrupted one would. Answers are then turned into `Description` records carrying the
+sampling settings.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import dataclass, field
+
+from hadpo.evaluate.runner import Query, RunnerConfig, load_model, run_queries
+from hadpo.pairs.store import BuildFiles, Ledger, append, done_ids
+from hadpo.records import Answer, Description, ImageRecord, iter_jsonl
+
+log = logging.getLogger(__name__)
+
+DESCRIBE_PROMPTS = [
+    "Describe this image in detail.",
+    "Give a detailed description of the image.",
+    "What do you see in this picture? Describe it in detail.",
+    "Describe the image.",
+]
+
+
+@dataclass
+class DescribeConfig:
+    model: str = ""  # a model folder or hub id (AutoModelForImageTextToText + AutoProcessor)
+    per_image: int = 2  # descriptions sampled per image
+    prompts: list[str] = field(default_factory=lambda: list(DESCRIBE_PROMPTS))
+    batch_size: int = 16
+    max_new_tokens: int = 96
+    do_sample: bool = True
+    temperature: float = 1.0
+    top_p: float = 0.95
+    num_beams: int = 1
+    seed: int = 0
+    device: str = "cpu"
+    dtype: str = "float32"
+
+
+def description_queries(images: list[ImageRecord], config: DescribeConfig) -> list[Query]:
+    """One query per (image, sample): id "<image_id>#d<j>", prompt drawn from the pool by a seeded rng."""
+    if not config.prompts:
+        raise ValueError("describe: the prompt pool is empty")
+    queries = []
+    for image in images:
+        rng = random.Random(f"{config.seed}:{image.image_id}")
+        for index in range(config.per_image):
+            queries.append(Query(question_id=f"{image.image_id}#d{index}", image=image.path,
+                                 prompt=rng.choice(config.prompts), image_id=image.image_id))  # fmt: skip
+    return queries
+
+
+def describe_images(images: list[ImageRecord], files: BuildFiles, config: DescribeConfig, ledger: Ledger,
+                    model_and_processor=None, dry_run: bool = False) -> dict:  # fmt: skip
+    """Append a Description for every (image, sample) not yet in descriptions.jsonl; returns stage numbers."""
+    queries = description_queries(images, config)
+    done = done_ids(files.descriptions, Description, "description_id")
+    todo = [q for q in queries if q.question_id not in done]
+    if dry_run:
+        return {"descriptions_to_sample": len(todo), "already_sampled": len(done), "model_calls": 0}
+    if todo:
+        model, processor = model_and_processor or load_model(config.model, config.device, config.dtype)
+        runner = RunnerConfig(mode="generate", batch_size=config.batch_size, max_new_tokens=config.max_new_tokens,
+                              num_beams=config.num_beams, do_sample=config.do_sample,
+                              temperature=config.temperature, top_p=config.top_p, seed=config.seed,
+                              device=config.device, dtype=config.dtype)  # fmt: skip
+        summary = run_queries(model, processor, todo, files.describe_answers, runner, model_name=config.model,
+                              progress=False)  # fmt: skip
+        for question_id in summary.skipped_ids:
+            ledger.skip("describe", question_id, "unreadable_image")
+    answers = {a.question_id: a for a in iter_jsonl(files.describe_answers, Answer)} if todo else {}
+    new = [
+        Description(
+            description_id=q.question_id,
+            image_id=q.image_id,
+            prompt=q.prompt,
+            text=answers[q.question_id].text,
+            model=answers[q.question_id].model,
+            generation=answers[q.question_id].generation,
+        )  # fmt: skip
+        for q in todo
+        if q.question_id in answers
+    ]
+    append(files.descriptions, new)
+    return {"descriptions": len(done) + len(new), "sampled_now": len(new), "per_image": config.per_image}

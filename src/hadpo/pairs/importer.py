@@ -1,0 +1,105 @@
+"""`hadpo pairs import`: the HA-DPO release's own data (`desc_data.json`, `pope_data.json`) plus a Visual Genome
+image folder -> `pairs.jsonl`, so a user can train on the paper's pairs (arXiv 2311.16839; formats in
+REFERENCE.md).
+
+  desc_data.json  MiniGPT-4 / InstructBLIP: a list of {"image_id", "chosen": [3 texts], "rejected": [3 texts]};
+                  LLaVA: a dict {image_id: {"chosen": [...], "rejected": [...]}}. Rewrite i of the chosen texts
+                  is paired with rewrite i of the rejected ones (rewrite_index i + 1; the release samples one of
+                  each at load time instead, a known weakness, see REFERENCE.md).
+  pope_data.json  a list of {"image_id", "question", "answer", "chosen", "reject" | "rejected", ["correct"]};
+                  entries with correct == true are skipped, as the release's loaders do.
+
+The release does not store the description prompt; a prompt of the describe pool is picked per image, seeded.
+Images are `<image_dir>/<image_id>.jpg`; an entry whose image is missing, or that lacks a field, is skipped with
+one line naming it and counted.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from pathlib import Path
+
+from hadpo.pairs.describe import DESCRIBE_PROMPTS
+from hadpo.pairs.store import Ledger, update_stats
+from hadpo.records import PreferencePair, write_jsonl
+
+
+def _entries(data) -> list[dict]:
+    if isinstance(data, dict):  # LLaVA's layout: {image_id: {...}}
+        return [{"image_id": key, **value} for key, value in data.items() if isinstance(value, dict)]
+    if isinstance(data, list):
+        return data
+    raise ValueError(f"expected a JSON list or object, got {type(data).__name__}")
+
+
+def _text_list(value) -> list[str]:
+    values = value if isinstance(value, list) else [value]
+    return [v.strip() for v in values if isinstance(v, str) and v.strip()]
+
+
+def import_release(output: str | Path, image_dir: str | Path, desc_data: str | Path | None = None,
+                   pope_data: str | Path | None = None, seed: int = 0) -> dict:  # fmt: skip
+    """Write pairs.jsonl (+ stats.json and events.jsonl beside it) from the release files; returns the stats."""
+    if desc_data is None and pope_data is None:
+        raise ValueError("import: give desc_data.json and/or pope_data.json")
+    output = Path(output)
+    ledger = Ledger(output.parent / "events.jsonl")
+    image_dir = Path(image_dir).resolve()
+    pairs: list[PreferencePair] = []
+    counts: Counter = Counter()
+
+    def image_path(entry_id: str, image_id) -> str | None:
+        path = image_dir / f"{image_id}.jpg"
+        if image_id in (None, ""):
+            ledger.skip("import", entry_id, "missing_field", "image_id")
+            return None
+        if not path.exists():
+            ledger.skip("import", entry_id, "missing_image", str(path))
+            return None
+        return str(path)
+
+    for index, entry in enumerate(_entries(json.loads(Path(desc_data).read_text())) if desc_data else []):
+        entry_id = f"desc_data[{index}] (image {entry.get('image_id')})"
+        path = image_path(entry_id, entry.get("image_id"))
+        chosen, rejected = _text_list(entry.get("chosen")), _text_list(entry.get("rejected"))
+        if path is None:
+            continue
+        if not chosen or not rejected:
+            ledger.skip("import", entry_id, "missing_field", "chosen/rejected empty")
+            continue
+        image_id = str(entry["image_id"])
+        prompt = random.Random(f"{seed}:{image_id}").choice(DESCRIBE_PROMPTS)
+        for rewrite, (good, bad) in enumerate(zip(chosen, rejected), start=1):
+            pairs.append(PreferencePair(images=[path], prompt=prompt, chosen=good, rejected=bad, kind="desc",
+                                        image_id=image_id, pair_id=f"desc:{image_id}:{index}:r{rewrite}",
+                                        judge="ha-dpo-release", rewrite_index=rewrite))  # fmt: skip
+            counts["desc"] += 1
+
+    for index, entry in enumerate(_entries(json.loads(Path(pope_data).read_text())) if pope_data else []):
+        entry_id = f"pope_data[{index}] (image {entry.get('image_id')})"
+        if entry.get("correct") is True:
+            counts["qa_skipped_correct"] += 1
+            continue
+        path = image_path(entry_id, entry.get("image_id"))
+        question = entry.get("question", "")
+        chosen = entry.get("chosen", "")
+        rejected = entry.get("reject", entry.get("rejected", ""))
+        if path is None:
+            continue
+        if not all(isinstance(t, str) and t.strip() for t in (question, chosen, rejected)):
+            ledger.skip("import", entry_id, "missing_field", "question/chosen/reject")
+            continue
+        image_id = str(entry["image_id"])
+        pairs.append(PreferencePair(images=[path], prompt=question.strip(), chosen=chosen.strip(),
+                                    rejected=rejected.strip(), kind="qa", image_id=image_id,
+                                    pair_id=f"qa:{image_id}:{index}", judge="ha-dpo-release"))  # fmt: skip
+        counts["qa"] += 1
+
+    write_jsonl(output, pairs)
+    stats = {"pairs": {"desc": counts["desc"], "qa": counts["qa"], "total": len(pairs)},
+             "qa_skipped_correct": counts["qa_skipped_correct"], "skipped": ledger.counts("skipped")}  # fmt: skip
+    for section, values in stats.items():
+        update_stats(output.parent / "stats.json", section, values)
+    return stats

@@ -1,0 +1,125 @@
+"""On-disk bookkeeping shared by the pair-construction stages: the files of a build folder, append-only JSONL
+with resume by record id, and the event ledger from which `stats.json` is counted.
+
+Every stage appends its records as it goes and, when rerun, skips the ids already written, so an interrupted
+build resumes where it stopped and nothing already written is lost (issue 4, "Operational"). Skips and drops are
+appended to `events.jsonl` (one line each, also logged as one clear line naming the record); stats count them
+once per (stage, record, reason), so a resumed build reports the same numbers as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import BaseModel
+
+from hadpo.records import Record, iter_jsonl, write_jsonl
+
+log = logging.getLogger("hadpo.pairs")
+
+
+@dataclass(frozen=True)
+class BuildFiles:
+    """The files of one build folder; each stage reads the previous stage's file and writes its own."""
+
+    root: Path
+
+    @property
+    def images(self) -> Path:  # ImageRecord, validated (image readable, annotations consistent)
+        return self.root / "images.jsonl"
+
+    @property
+    def describe_answers(self) -> Path:  # the inference runner's Answer records (resumable by id)
+        return self.root / "describe_answers.jsonl"
+
+    @property
+    def descriptions(self) -> Path:  # Description
+        return self.root / "descriptions.jsonl"
+
+    @property
+    def judgements(self) -> Path:  # Judgement, one per description (failed ones included)
+        return self.root / "judgements.jsonl"
+
+    @property
+    def rewrites(self) -> Path:  # RewriteSet, one per hallucinated description
+        return self.root / "rewrites.jsonl"
+
+    @property
+    def qa_answers(self) -> Path:  # Answer records of the target model to the QA questions (optional)
+        return self.root / "qa_answers.jsonl"
+
+    @property
+    def pairs(self) -> Path:  # PreferencePair: the product
+        return self.root / "pairs.jsonl"
+
+    @property
+    def events(self) -> Path:
+        return self.root / "events.jsonl"
+
+    @property
+    def stats(self) -> Path:
+        return self.root / "stats.json"
+
+    @property
+    def config(self) -> Path:  # the resolved build config, saved beside the outputs
+        return self.root / "config.yaml"
+
+    @property
+    def cache(self) -> Path:  # LLM answer cache
+        return self.root / "llm_cache"
+
+
+class Event(Record):
+    stage: str  # sources | describe | judge | rewrite | qa | import
+    record_id: str
+    kind: str  # "skipped" (bad input) or "dropped" (a candidate pair failed a check)
+    reason: str  # short, countable: "missing_image", "empty_description", "positive_gained_hallucination"
+    message: str = ""
+
+
+class Ledger:
+    """Appends skip / drop events and logs each as one line naming the record."""
+
+    def __init__(self, path: Path):
+        self.path = path
+
+    def record(self, stage: str, record_id: str, kind: str, reason: str, message: str = "") -> None:
+        log.warning("%s: %s %s (%s)%s", stage, kind, record_id, reason, f": {message}" if message else "")
+        write_jsonl(self.path, [Event(stage=stage, record_id=record_id, kind=kind, reason=reason,
+                                      message=message)], append=True)  # fmt: skip
+
+    def skip(self, stage: str, record_id: str, reason: str, message: str = "") -> None:
+        self.record(stage, record_id, "skipped", reason, message)
+
+    def drop(self, stage: str, record_id: str, reason: str, message: str = "") -> None:
+        self.record(stage, record_id, "dropped", reason, message)
+
+    def counts(self, kind: str) -> dict[str, int]:
+        """reason -> number of distinct (stage, record) with that reason."""
+        if not self.path.exists():
+            return {}
+        seen = {(e.stage, e.record_id, e.reason) for e in iter_jsonl(self.path, Event) if e.kind == kind}
+        return dict(sorted(Counter(reason for _, _, reason in seen).items()))
+
+
+def done_ids(path: Path, model: type[BaseModel], key: str) -> set[str]:
+    """Ids (field `key`) of the records already in `path`: what a resumed stage skips."""
+    return {getattr(record, key) for record in iter_jsonl(path, model)} if path.exists() else set()
+
+
+def append(path: Path, records: Iterable[BaseModel]) -> int:
+    return write_jsonl(path, records, append=True)
+
+
+def update_stats(path: Path, section: str, values: dict) -> dict:
+    """Merge one stage's numbers into stats.json (other stages' sections are kept)."""
+    stats = json.loads(path.read_text()) if path.exists() else {}
+    stats[section] = values
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n")
+    return stats

@@ -1,0 +1,102 @@
+"""A pair build on the shared fixtures: hand-written descriptions (known hallucinations) through judge, rewrite
+and qa with the offline judge; the output loads as TRL's DPO columns; reruns and bad input."""
+
+from __future__ import annotations
+
+import json
+
+import datasets
+from PIL import Image
+
+from hadpo.pairs.build import run_build
+from hadpo.pairs.config import PairsConfig, SourceConfig
+from hadpo.pairs.store import BuildFiles
+from hadpo.records import Description, ImageRecord, Judgement, PreferencePair, read_jsonl, write_jsonl
+
+# Fixture images: 0 = red square, blue circle, green knife; 1 = red dog; 2 = blue cup, red fork, red knife; 3 = empty
+DESCRIPTIONS = [
+    ("0#d0", "0", "There is a red square. A blue circle is in the image. There is also a cup."),  # cup absent
+    ("0#d1", "0", "There is a green knife and a red square."),  # no hallucination: no pair
+    ("1#d0", "1", "There is a blue dog. A fork lies next to it."),  # colour + absent fork
+    ("2#d0", "2", "There are two knives. There is a blue cup."),  # count: one knife
+    ("2#d1", "9", "There is a cat."),  # unknown image
+    ("3#d0", "3", "  "),  # empty
+]
+
+
+def write_descriptions(files: BuildFiles) -> None:
+    write_jsonl(files.descriptions, [
+        Description(description_id=d, image_id=i, prompt="Describe this image in detail.", text=t)
+        for d, i, t in DESCRIPTIONS
+    ])  # fmt: skip
+
+
+def config_for(image_records, tmp_path, **judge) -> PairsConfig:
+    config = PairsConfig(
+        out_dir=str(tmp_path / "build"), source=SourceConfig(kind="folder", images=str(image_records))
+    )
+    config.judge.extra_names = ["cat", "cup"]  # object words to detect even when no kept image has them
+    return config
+
+
+def test_offline_build_makes_both_kinds_and_loads_as_dpo_columns(image_records, tmp_path):
+    config = config_for(image_records, tmp_path)
+    files = BuildFiles(tmp_path / "build")
+    files.root.mkdir()
+    write_descriptions(files)
+    stats = run_build(config, ("judge", "rewrite", "qa"))
+
+    judgements = {j.description_id: j for j in read_jsonl(files.judgements, Judgement)}
+    assert judgements["0#d0"].hallucinated_objects == ["cup"]
+    assert judgements["0#d0"].corrected == "There is a red square. A blue circle is in the image."
+    assert not judgements["0#d1"].has_hallucination
+    assert judgements["1#d0"].corrected == "There is a red dog."
+    assert judgements["2#d0"].corrected == "There is one knife. There is a blue cup."
+
+    pairs = read_jsonl(files.pairs, PreferencePair)
+    desc = [p for p in pairs if p.kind == "desc"]
+    qa = [p for p in pairs if p.kind == "qa"]
+    assert {p.source_description_id for p in desc} == {"0#d0", "1#d0", "2#d0"}
+    assert len(desc) == 3 * (1 + 3) - stats["dropped"].get("negative_lost_hallucination", 0)
+    assert {p.rewrite_index for p in desc} == {0, 1, 2, 3}
+    questions = {(p.image_id, p.prompt): (p.chosen, p.rejected) for p in qa}
+    assert questions[("0", "Is there a cup in the image?")] == ("No, there is no cup in the image.",
+                                                                 "Yes, there is a cup in the image.")  # fmt: skip
+    assert questions[("1", "Is the dog blue?")] == ("No, the dog is red.", "Yes, the dog is blue.")
+    assert questions[("2", "How many knives are there in the image?")][0] == "There is one knife."
+    assert any(chosen.startswith("Yes") for chosen, _ in questions.values())  # balanced with present objects
+
+    assert stats["descriptions_judged"] == 4 and stats["descriptions_with_hallucination"] == 3
+    assert stats["descriptions_without_hallucination"] == 1
+    assert stats["skipped"] == {"empty_description": 1, "unknown_image": 1}
+    assert stats["pairs"]["desc"] == len(desc) and stats["pairs"]["qa"] == len(qa)
+    assert json.loads(files.stats.read_text())["pairs"] == stats["pairs"]
+
+    dataset = datasets.load_dataset("json", data_files=str(files.pairs), split="train")
+    assert {"images", "prompt", "chosen", "rejected"} <= set(dataset.column_names)
+    assert dataset[0]["images"] == [str(tmp_path / "images" / "0.png")]
+    assert Image.open(dataset[0]["images"][0]).size == (48, 48)
+
+    # Rerun: nothing new is judged or rewritten, the same pairs come out, counts do not double.
+    lines = {path: path.read_text().count("\n") for path in (files.judgements, files.rewrites)}
+    again = run_build(config, ("judge", "rewrite", "qa"))
+    assert {path: path.read_text().count("\n") for path in lines} == lines
+    assert read_jsonl(files.pairs, PreferencePair) == pairs
+    assert again["skipped"] == stats["skipped"] and again["pairs"] == stats["pairs"]
+
+
+def test_bad_images_are_skipped_counted_and_named(image_records, tmp_path, caplog):
+    records = read_jsonl(image_records, ImageRecord)
+    (tmp_path / "images" / "1.png").unlink()  # missing
+    (tmp_path / "images" / "2.png").write_bytes(b"\x89PNG\r\n\x1a\n not really a png")  # corrupt
+    write_jsonl(image_records, records)
+    config = config_for(image_records, tmp_path)
+    files = BuildFiles(tmp_path / "build")
+    files.root.mkdir()
+    write_descriptions(files)
+    stats = run_build(config, ("judge", "rewrite", "qa"))
+    assert stats["images"] == 2
+    assert stats["skipped"]["missing_image"] == 1 and stats["skipped"]["corrupt_image"] == 1
+    assert stats["skipped"]["unknown_image"] == 3  # descriptions of the two dropped images and of image 9
+    assert "skipped 1 (missing_image)" in caplog.text and "skipped 2 (corrupt_image)" in caplog.text
+    assert {p.image_id for p in read_jsonl(files.pairs, PreferencePair)} == {"0"}
