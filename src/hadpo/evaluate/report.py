@@ -1,0 +1,173 @@
+"""Evaluation reports: one `results.json` per evaluated model (a section per benchmark, merged as each
+`hadpo eval` command finishes), its markdown table, and before/after comparisons with deltas and PNG plots.
+
+results.json holds fractions (0.8613); the markdown shows ratios as percentages (86.13), as the papers do.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only: no display on servers and CI
+import matplotlib.pyplot as plt  # noqa: E402
+
+POPE_METRICS = ("accuracy", "precision", "recall", "f1", "yes_ratio")
+# (section, key path, label, shown as a percentage); the order is the order of the tables.
+HEADLINE = [
+    ("chair", "chair_s", "CHAIRs", True),
+    ("chair", "chair_i", "CHAIRi", True),
+    ("chair", "recall", "CHAIR recall", True),
+    ("chair", "avg_length", "caption words", False),
+    ("shr", "shr", "SHR", True),
+    ("shr", "hallucinated_word_ratio", "SHR hallucinated words", True),
+    ("shr", "sentences_per_image", "sentences / image", False),
+    ("shr", "words_per_image", "words / image", False),
+    ("shr", "failed_judgements", "failed judgements", False),
+    *[("shr", f"ngram_unique_ratio.{n}", f"unique {n}-grams", True) for n in range(1, 5)],
+    ("mme", "perception", "MME perception", False),
+    ("mme", "cognition", "MME cognition", False),
+]
+
+
+def _get(data: dict, path: str):
+    for key in path.split("."):
+        if not isinstance(data, dict) or key not in data:
+            return None
+        data = data[key]
+    return data if isinstance(data, (int, float)) and not isinstance(data, bool) else None
+
+
+def headline_metrics(results: dict) -> list[tuple[str, float | None, bool]]:
+    """(label, value, is_percentage) rows of the metrics a reader compares, in table order."""
+    rows = []
+    pope = results.get("pope", {})
+    for split in [*pope.get("splits", {}), "mean"]:
+        source = pope.get("mean", {}) if split == "mean" else pope["splits"][split]
+        for name in POPE_METRICS:
+            if name in source:
+                rows.append((f"POPE {split} {name}", source[name], True))
+    for section, path, label, percent in HEADLINE:
+        value = _get(results.get(section, {}), path)
+        if value is not None:
+            rows.append((label, value, percent))
+    for subtask, scores in results.get("mme", {}).get("subtasks", {}).items():
+        rows.append((f"MME {subtask}", scores["score"], False))
+    return rows
+
+
+def _format(value: float | None, percent: bool) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{100 * value:.2f}" if percent else (f"{value:.2f}" if isinstance(value, float) else str(value))
+
+
+def results_markdown(results: dict) -> str:
+    lines = [f"# Evaluation of {results.get('model') or 'model'}", "", "| metric | value |", "|---|---:|"]
+    lines += [f"| {label} | {_format(value, percent)} |" for label, value, percent in headline_metrics(results)]
+    skipped = {section: data.get("skipped") for section, data in results.items()
+               if isinstance(data, dict) and data.get("skipped")}
+    if skipped:
+        lines += ["", "Skipped records: " + ", ".join(f"{s} {n}" for s, n in skipped.items())]
+    lines.append("")
+    lines.append("Ratios in percent; POPE parsing: " + str(results.get("pope", {}).get("parsing", "-")) + ".")
+    return "\n".join(lines) + "\n"
+
+
+def update_results(folder: str | Path, section: str, data: dict, model: str = "") -> Path:
+    """Merge one benchmark's section into `folder/results.json` and rewrite `folder/results.md`."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "results.json"
+    results = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    if model:
+        results["model"] = model
+    results[section] = data
+    path.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    (folder / "results.md").write_text(results_markdown(results), encoding="utf-8")
+    return path
+
+
+def load_results(path: str | Path) -> dict:
+    path = Path(path)
+    if path.is_dir():
+        path = path / "results.json"
+    data = json.loads(path.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: not a hadpo results.json (expected a JSON object)")
+    return data
+
+
+def compare_markdown(before: dict, after: dict, names: tuple[str, str] = ("before", "after")) -> str:
+    """A side-by-side table of every headline metric either result has, with after - before."""
+    first = {label: (value, percent) for label, value, percent in headline_metrics(before)}
+    second = {label: (value, percent) for label, value, percent in headline_metrics(after)}
+    labels = list(first) + [label for label in second if label not in first]
+    lines = [f"| metric | {names[0]} | {names[1]} | delta |", "|---|---:|---:|---:|"]
+    for label in labels:
+        a, percent = first.get(label, (None, second.get(label, (None, False))[1]))
+        b, _ = second.get(label, (None, percent))
+        delta = b - a if a is not None and b is not None else None
+        sign = "+" if delta is not None and delta > 0 else ""
+        lines.append(f"| {label} | {_format(a, percent)} | {_format(b, percent)} | {sign}{_format(delta, percent)} |")
+    return "\n".join(lines) + "\n"
+
+
+def _bars(ax, groups: list[str], series: dict[str, list[float | None]], title: str, ylabel: str) -> None:
+    width = 0.8 / max(1, len(series))
+    for index, (name, values) in enumerate(series.items()):
+        xs = [g + index * width for g in range(len(groups))]
+        ax.bar(xs, [v if v is not None else 0.0 for v in values], width, label=name)
+    ax.set_xticks([g + width * (len(series) - 1) / 2 for g in range(len(groups))], groups)
+    ax.set_title(title)
+    ax.set_ylabel(ylabel)
+    ax.legend()
+
+
+def plot_comparison(results: dict[str, dict], folder: str | Path) -> list[Path]:
+    """PNG plots comparing named results ({"before": ..., "after": ...}): POPE metrics per split, yes-ratio,
+    SHR / CHAIR, and description length. A plot is drawn only when some result has its data."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+
+    def save(figure, name):
+        path = folder / name
+        figure.tight_layout()
+        figure.savefig(path, dpi=100)
+        plt.close(figure)
+        written.append(path)
+
+    splits = list(dict.fromkeys(s for r in results.values() for s in r.get("pope", {}).get("splits", {})))
+    if splits:
+        figure, axes = plt.subplots(1, len(splits), figsize=(5 * len(splits), 4), squeeze=False)
+        for ax, split in zip(axes[0], splits):
+            series = {name: [100 * r.get("pope", {}).get("splits", {}).get(split, {}).get(m, 0.0)
+                             for m in POPE_METRICS[:4]] for name, r in results.items()}
+            _bars(ax, list(POPE_METRICS[:4]), series, f"POPE {split}", "%")
+        save(figure, "pope_metrics.png")
+        figure, ax = plt.subplots(figsize=(6, 4))
+        series = {name: [100 * r.get("pope", {}).get("splits", {}).get(s, {}).get("yes_ratio", 0.0) for s in splits]
+                  for name, r in results.items()}
+        _bars(ax, splits, series, "POPE yes-ratio (50 % = balanced)", "% answered yes")
+        ax.axhline(50, color="grey", linestyle="--", linewidth=1)
+        save(figure, "pope_yes_ratio.png")
+    for filename, title, ylabel, wanted, scale in [
+        ("hallucination.png", "Hallucination (lower is better)", "%",
+         [("shr", "shr", "SHR"), ("chair", "chair_s", "CHAIRs"), ("chair", "chair_i", "CHAIRi")], 100),
+        ("length.png", "Description length", "words / sentences",
+         [("shr", "words_per_image", "words / image"), ("shr", "sentences_per_image", "sentences / image"),
+          ("chair", "avg_length", "caption words")], 1),
+    ]:
+        present = [(s, p, label) for s, p, label in wanted if any(_get(r.get(s, {}), p) is not None
+                                                                  for r in results.values())]
+        if present:
+            figure, ax = plt.subplots(figsize=(6, 4))
+            series = {name: [scale * (_get(r.get(s, {}), p) or 0.0) for s, p, _ in present]
+                      for name, r in results.items()}
+            _bars(ax, [label for _, _, label in present], series, title, ylabel)
+            save(figure, filename)
+    return written
