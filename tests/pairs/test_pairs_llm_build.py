@@ -1,0 +1,83 @@
+"""A pair build with the `llm` judge and rewriter against the scripted local server (real HTTP on 127.0.0.1):
+every judged sentence mentioning a dog is a hallucination; rewrites keep both texts' claims."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "judge"))
+from fake_llm import FakeChatServer  # noqa: E402
+
+from hadpo.judge.llm_client import LLMConfig  # noqa: E402
+from hadpo.pairs.build import run_build  # noqa: E402
+from hadpo.pairs.config import PairsConfig, SourceConfig  # noqa: E402
+from hadpo.pairs.store import BuildFiles  # noqa: E402
+from hadpo.records import Description, Judgement, PreferencePair, read_jsonl, write_jsonl  # noqa: E402
+
+
+def dog_judge_and_rewriter(body: dict) -> str:
+    user = body["messages"][-1]["content"]
+    if "rewrites" in user:
+        a = re.search(r"^A: (.*)$", user, flags=re.MULTILINE).group(1)
+        b = re.search(r"^B: (.*)$", user, flags=re.MULTILINE).group(1)
+        return json.dumps({"rewrites": [{"a": f"{a} Truly.", "b": f"{b} Truly."}, {"a": a, "b": "A star."},
+                                        {"a": f"{a} A dog.", "b": b}]})  # fmt: skip
+    sentences = re.findall(r"^\d+\. (.*)\.$", user, flags=re.MULTILINE)
+    entries = [{"index": i, "label": "hallucination" if "dog" in s.lower() else "correct", "reason": "",
+                "objects": ["dog"] if "dog" in s.lower() else []} for i, s in enumerate(sentences, start=1)]  # fmt: skip
+    kept = [s for s in sentences if "dog" not in s.lower()]
+    return json.dumps({"sentences": entries, "corrected": ". ".join(kept) + "." if kept else ""})
+
+
+def test_llm_build_judges_rewrites_caches_and_estimates(image_records, tmp_path):
+    with FakeChatServer(responder=dog_judge_and_rewriter) as server:
+        llm = LLMConfig(base_url=server.base_url, model="fake", api_key_env="HADPO_TEST_KEY", backoff_s=0.01,
+                        max_concurrency=3, price_per_1k_prompt=0.5)  # fmt: skip
+        config = PairsConfig(out_dir=str(tmp_path / "build"), source=SourceConfig(images=str(image_records)))
+        config.judge.kind, config.judge.llm = "llm", llm
+        config.rewrite.kind = "llm"
+        files = BuildFiles(tmp_path / "build")
+        files.root.mkdir()
+        write_jsonl(files.descriptions, [
+            Description(description_id="0#d0", image_id="0", prompt="Describe.", text="A red square. A dog runs."),
+            Description(description_id="1#d0", image_id="1", prompt="Describe.", text="A red dog."),
+            Description(description_id="2#d0", image_id="2", prompt="Describe.", text="A blue cup. A red fork."),
+        ])  # fmt: skip
+
+        estimate = run_build(config, ("judge", "rewrite", "qa"), dry_run=True)
+        assert (
+            estimate["dry_run"]["judge"]["llm_calls"] == 3
+            and estimate["dry_run"]["judge"]["prompt_tokens"] > 0
+        )
+        assert len(server.requests) == 0 and not files.judgements.exists()
+
+        stats = run_build(config, ("judge", "rewrite", "qa"))
+        judgements = {j.description_id: j for j in read_jsonl(files.judgements, Judgement)}
+        assert judgements["0#d0"].labels == ["correct", "hallucination"] and judgements[
+            "0#d0"
+        ].judge.startswith("llm:fake@judge_v1#")
+        assert judgements["1#d0"].corrected == ""  # all hallucinated: no positive
+        pairs = read_jsonl(files.pairs, PreferencePair)
+        desc = sorted((p.rewrite_index, p.chosen, p.rejected) for p in pairs if p.kind == "desc")
+        assert desc == [(0, "A red square.", "A red square. A dog runs."),
+                        (1, "A red square. Truly.", "A red square. A dog runs. Truly.")]  # fmt: skip
+        assert stats["dropped"] == {"empty_correction": 1, "negative_lost_hallucination": 1,
+                                    "positive_gained_hallucination": 1}  # fmt: skip
+        assert {p.prompt for p in pairs if p.kind == "qa"} >= {"Is there a dog in the image?"}
+        # 3 judgements + 1 re-judge of the positive + 1 rewrite call + 3 x 2 re-judges = 11 calls; two re-judge
+        # a text judged before (rewrite 2's positive, rewrite 3's negative) and come from the cache
+        assert stats["llm"]["requests"] == len(server.requests) == 11 - 2 and stats["llm"]["cache_hits"] == 2
+        assert stats["llm"]["cost"] == pytest.approx(stats["llm"]["prompt_tokens"] * 0.5 / 1000)
+
+        # A rerun with the stages' outputs deleted still makes no request: every answer is in the cache.
+        files.judgements.unlink()
+        files.rewrites.unlink()
+        before = len(server.requests)
+        again = run_build(config, ("judge", "rewrite", "qa"))
+        assert len(server.requests) == before and again["llm"]["cache_hits"] == 11
+        assert read_jsonl(files.pairs, PreferencePair) == pairs
