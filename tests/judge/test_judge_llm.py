@@ -132,3 +132,27 @@ def test_llm_rewriter_keeps_pairs_and_reasks(tmp_path):
             ("pos 0", "neg 0"), ("pos 1", "neg 1"), ("pos 2", "neg 2")]  # fmt: skip
         assert len(server.requests) == 2
         assert "A red star and a dog." in server.requests[0]["messages"][1]["content"]
+
+
+def test_rate_limit_spaces_request_starts():
+    import time
+
+    from hadpo.judge.llm_client import RateLimiter
+
+    limiter = RateLimiter(per_minute=600)  # one start per 0.1 s
+    start = time.monotonic()
+    for _ in range(4):
+        limiter.wait()
+    assert 0.29 <= time.monotonic() - start < 1.0
+    assert RateLimiter(0).interval == 0.0
+
+
+def test_request_key_is_a_content_hash():
+    from hadpo.judge.llm_client import request_key
+
+    messages = [{"role": "user", "content": "x"}]
+    assert request_key("m", messages, {"temperature": 0}) == request_key(
+        "m", list(messages), {"temperature": 0}
+    )
+    assert request_key("m", messages, {"temperature": 0}) != request_key("m", messages, {"temperature": 1})
+    assert request_key("m", messages, {}) != request_key("other", messages, {})

@@ -44,9 +44,14 @@ def test_visual_genome_files_become_records(vg_folder, tmp_path):
                                            "h": 10}, "object": {"names": ["shirt"], "x": 5, "y": 5, "w": 5, "h": 5}}]},
     ])  # fmt: skip
     image_data = write_json(tmp_path / "image_data.json", [{"image_id": 1, "width": 100, "height": 80}])
+    ledger = Ledger(tmp_path / "events.jsonl")
     records = load_visual_genome(vg_folder, attributes=attributes, region_descriptions=regions,
-                                 relationships=relationships, image_data=image_data, min_objects=2)  # fmt: skip
-    assert [r.image_id for r in records] == ["1"]  # image 2 has too few objects
+                                 relationships=relationships, image_data=image_data, ledger=ledger)  # fmt: skip
+    assert [r.image_id for r in records] == ["1"]  # image 2 is not in image_data.json
+    assert ledger.counts("skipped") == {"unknown_image": 1}
+    assert (
+        load_visual_genome(vg_folder, attributes=attributes, min_objects=2)[0].image_id == "1"
+    )  # 2: too few
     man = records[0].objects[0]
     assert (man.name, man.attributes, man.box) == ("man", ["tall"], [0, 0, 10, 10])
     assert [r.phrase for r in records[0].regions] == ["a man in a shirt", "man wears shirt"]
@@ -61,8 +66,11 @@ def test_coco_instances_and_unknown_image(tmp_path, vg_folder):
     records, names = load_coco(write_json(tmp_path / "instances.json", data), vg_folder)
     assert names == ["car", "dog"] and records[0].objects[0].name == "car" and records[0].source == "coco"
     data["annotations"].append({"id": 8, "image_id": 99, "category_id": 4, "bbox": [0, 0, 1, 1]})
-    with pytest.raises(ValueError, match="unknown image id 99"):
-        load_coco(write_json(tmp_path / "instances.json", data), vg_folder)
+    ledger = Ledger(tmp_path / "events.jsonl")
+    records, _ = load_coco(write_json(tmp_path / "instances.json", data), vg_folder, ledger=ledger)
+    assert [r.image_id for r in records] == ["1"] and ledger.counts("skipped") == {"unknown_image": 1}
+    with pytest.raises(ValueError, match="image 99: .*instances.json: 1 annotations refer to an image not in the file"):
+        load_coco(tmp_path / "instances.json", vg_folder)
 
 
 def test_folder_source_and_validation(image_records, tmp_path):

@@ -52,11 +52,13 @@ def load_source(
     elif source.kind == "visual_genome":
         records = load_visual_genome(source.images, source.objects, source.attributes, source.relationships,
                                      source.region_descriptions, source.image_data, min_objects=source.min_objects,
-                                     max_objects=source.max_objects)  # fmt: skip
+                                     max_objects=source.max_objects, ledger=ledger)  # fmt: skip
     elif source.kind == "coco":
         if not source.instances:
             raise ValueError("source.kind coco needs source.instances")
-        records, exhaustive = load_coco(source.instances, source.images, source.captions, source.min_objects)
+        records, exhaustive = load_coco(
+            source.instances, source.images, source.captions, source.min_objects, ledger
+        )
     else:
         raise ValueError(f"unknown source.kind {source.kind!r} (folder, visual_genome, coco)")
     records = [r for r in records if source.min_objects <= len(r.objects) <= source.max_objects]

@@ -55,9 +55,11 @@ def load_visual_genome(
     image_ids: Iterable[str] | None = None,
     min_objects: int = 0,
     max_objects: int = 10**9,
+    ledger: Ledger | None = None,
 ) -> list[ImageRecord]:
     """ImageRecords from Visual Genome files; images at `image_dir/<image_id>.jpg`. `attributes.json` carries the
-    objects too (with attributes), so it replaces `objects.json` when both are given."""
+    objects too (with attributes), so it replaces `objects.json` when both are given. With `image_data.json`,
+    annotations of an image it does not list are skipped (and counted when a ledger is given)."""
     if objects is None and attributes is None:
         raise ValueError("Visual Genome source: give objects.json or attributes.json")
     wanted = {str(i) for i in image_ids} if image_ids is not None else None
@@ -90,6 +92,10 @@ def load_visual_genome(
 
     records = []
     for key in sorted(objects_by_image, key=lambda k: (len(k), k)):
+        if sizes and key not in sizes:
+            if ledger is not None:
+                ledger.skip("sources", key, "unknown_image", "annotated but not listed in image_data.json")
+            continue
         if not min_objects <= len(objects_by_image[key]) <= max_objects:
             continue
         path = Path(image_dir) / f"{key}.jpg"
@@ -101,9 +107,14 @@ def load_visual_genome(
 
 
 def load_coco(
-    instances: str | Path, image_dir: str | Path, captions: str | Path | None = None, min_objects: int = 0
+    instances: str | Path,
+    image_dir: str | Path,
+    captions: str | Path | None = None,
+    min_objects: int = 0,
+    ledger: Ledger | None = None,
 ) -> tuple[list[ImageRecord], list[str]]:
-    """ImageRecords from a COCO instances file, and the category names (exhaustively annotated classes)."""
+    """ImageRecords from a COCO instances file, and the category names (exhaustively annotated classes).
+    Annotations of an image the file does not list are skipped and counted (an error without a ledger)."""
     data = _read_json(instances)
     categories = {c["id"]: c["name"] for c in data.get("categories", [])}
     objects: dict[int, list[ObjectAnnotation]] = defaultdict(list)
@@ -114,9 +125,11 @@ def load_coco(
                              f"{annotation['category_id']}")  # fmt: skip
         objects[annotation["image_id"]].append(ObjectAnnotation(name=name, box=annotation["bbox"]))
     image_ids = {image["id"] for image in data.get("images", [])}
-    unknown = sorted(set(objects) - image_ids)
-    if unknown:
-        raise ValueError(f"{instances}: annotations refer to unknown image id {unknown[0]}")
+    for unknown in sorted(set(objects) - image_ids, key=str):
+        message = f"{instances}: {len(objects[unknown])} annotations refer to an image not in the file"
+        if ledger is None:
+            raise ValueError(f"image {unknown}: {message}")
+        ledger.skip("sources", str(unknown), "unknown_image", message)
     texts: dict[int, list[str]] = defaultdict(list)
     for caption in _read_json(captions).get("annotations", []) if captions else []:
         texts[caption["image_id"]].append(caption["caption"].strip())
