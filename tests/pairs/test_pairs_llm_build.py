@@ -80,4 +80,5 @@ def test_llm_build_judges_rewrites_caches_and_estimates(image_records, tmp_path)
         before = len(server.requests)
         again = run_build(config, ("judge", "rewrite", "qa"))
         assert len(server.requests) == before and again["llm"]["cache_hits"] == 11
+        assert again["llm_total"]["requests"] == 9 and again["llm_total"]["cache_hits"] == 2 + 11
         assert read_jsonl(files.pairs, PreferencePair) == pairs

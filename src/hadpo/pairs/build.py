@@ -15,6 +15,7 @@ the LLM calls and tokens they would spend, and writes nothing but the validated 
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 from collections import Counter
 from pathlib import Path
@@ -168,6 +169,7 @@ def assemble_stats(config, files, ledger, images, pairs, own_answers, judge, rew
         "skipped": ledger.counts("skipped"),
         "dropped": ledger.counts("dropped"),
         "llm": llm_usage(judge, rewriter),
+        "llm_total": llm_total(files, llm_usage(judge, rewriter)),
         "this_run": stage_numbers,
     }  # fmt: skip
     if config.ground_truth and files.judgements.exists():
@@ -186,3 +188,10 @@ def llm_usage(*users) -> dict:
             if isinstance(value, int | float):
                 totals[key] += value
     return dict(totals) if clients else {"calls": 0, "note": "no LLM used"}
+
+
+def llm_total(files: BuildFiles, this_run: dict) -> dict:
+    """LLM counts summed over every run of this build folder (`llm` holds this run's only)."""
+    previous = json.loads(files.stats.read_text()).get("llm_total", {}) if files.stats.exists() else {}
+    keys = [k for k, v in this_run.items() if isinstance(v, int | float)]
+    return {k: previous.get(k, 0) + this_run[k] for k in keys} or previous
