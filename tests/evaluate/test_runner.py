@@ -85,22 +85,22 @@ def test_generate_and_logits_modes_write_answers_and_resume(tiny_model_dir, imag
     model, processor = load_model(tiny_model_dir)
     queries = _queries(image_records)
     output = tmp_path / "answers.jsonl"
-    config = RunnerConfig(mode="generate", batch_size=5, max_new_tokens=3)
+    config = RunnerConfig(mode="generate", batch_size=5, max_new_tokens=2)
     first = run_queries(model, processor, queries[:7], output, config, model_name="tiny", progress=False)
     assert (first.written, first.resumed) == (7, 0)
     second = run_queries(model, processor, queries, output, config, model_name="tiny", progress=False)
     assert (second.written, second.resumed) == (len(queries) - 7, 7)
     answers = read_jsonl(output, Answer)
     assert sorted(a.question_id for a in answers) == sorted(q.question_id for q in queries)
-    assert answers[0].generation["max_new_tokens"] == 3 and answers[0].model == "tiny"
+    assert answers[0].generation["max_new_tokens"] == 2 and answers[0].model == "tiny"
 
     # Greedy decoding is deterministic: a fresh run in different batches gives the same texts.
     again = tmp_path / "again.jsonl"
-    run_queries(model, processor, queries, again, RunnerConfig(batch_size=3, max_new_tokens=3), progress=False)
+    run_queries(model, processor, queries, again, RunnerConfig(batch_size=3, max_new_tokens=2), progress=False)
     assert {a.question_id: a.text for a in read_jsonl(again, Answer)} == {a.question_id: a.text for a in answers}
 
     logits_out = tmp_path / "logits.jsonl"
-    run_queries(model, processor, queries, logits_out, RunnerConfig(mode="logits", batch_size=4), progress=False)
+    run_queries(model, processor, queries, logits_out, RunnerConfig(mode="logits", batch_size=12), progress=False)
     for answer in read_jsonl(logits_out, Answer):
         assert answer.text == ("yes" if answer.margin > 0 else "no")
         assert 0.0 < answer.yes_prob < 1.0 and answer.mode == "logits"

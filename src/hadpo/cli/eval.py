@@ -1,5 +1,205 @@
-"""`hadpo eval`: registered by the eval wing."""
+"""`hadpo eval`: POPE (build / run / score / agreement), CHAIR, SHR and MME. Parses arguments and calls
+`hadpo.evaluate`; protocols are described in docs/evaluation.md."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
 
 
 def register(subparsers) -> None:
-    """Filled in by the eval wing's issue; the verb is absent until then."""
+    parser = subparsers.add_parser("eval", help="evaluate a model: POPE, CHAIR, SHR, MME")
+    verbs = parser.add_subparsers(dest="benchmark", required=True)
+
+    pope = verbs.add_parser("pope", help="POPE yes/no object probing").add_subparsers(dest="pope_verb", required=True)
+    build = pope.add_parser("build", help="build random/popular/adversarial question files from object annotations")
+    build.add_argument("--annotations", required=True,
+                       help="COCO instances JSON, Visual Genome objects.json, or an images.jsonl of ImageRecords")
+    build.add_argument("--out", required=True, help="folder for <prefix>_<split>.jsonl and the manifest")
+    build.add_argument("--num-images", type=int, default=500, help="images sampled (official: 500)")
+    build.add_argument("--per-image", type=int, default=3, help="positives (and negatives) per image (official: 3)")
+    build.add_argument("--seed", type=int, default=0)
+    build.add_argument("--splits", nargs="+", default=["random", "popular", "adversarial"])
+    build.add_argument("--prefix", default="pope")
+    build.set_defaults(func=_pope_build)
+
+    run = pope.add_parser("run", help="answer POPE question files with a model and score them")
+    run.add_argument("--questions", nargs="+", required=True, help="POPE question files (one per split)")
+    run.add_argument("--image-root", help="folder the question files' image paths are relative to "
+                     "(default: each question file's folder)")
+    run.add_argument("--strict", action="store_true", help="strict parsing: only a leading yes/no counts")
+    _model_arguments(run, max_new_tokens=16, num_beams=1)
+    run.set_defaults(func=_pope_run)
+
+    score = pope.add_parser("score", help="score answers you already have")
+    score.add_argument("--questions", required=True, help="POPE question/label file (JSON lines)")
+    score.add_argument("--answers", required=True,
+                       help='answers: official {"question", "answer"} lines in label order, or {"question_id", "text"}')
+    score.add_argument("--strict", action="store_true", help="strict parsing: only a leading yes/no counts")
+    score.add_argument("--json", action="store_true", help="print the metrics as JSON (fractions)")
+    score.set_defaults(func=_pope_score)
+
+    agreement = pope.add_parser("agreement", help="generate vs logits mode agreement on the same questions")
+    agreement.add_argument("--generated", required=True, help="answers written in generate mode")
+    agreement.add_argument("--logits", required=True, help="answers written in logits mode")
+    agreement.set_defaults(func=_pope_agreement)
+
+    chair = verbs.add_parser("chair", help="CHAIR object hallucination in captions")
+    chair.add_argument("--captions", help="captions: JSON lines with image_id + text/caption, or COCO results JSON")
+    chair.add_argument("--annotations", required=True, help="COCO instances JSON or an images.jsonl of ImageRecords")
+    chair.add_argument("--reference-captions", help="COCO captions JSON whose objects join the ground truth")
+    chair.add_argument("--images", help="images.jsonl to describe with --model (default: --annotations)")
+    chair.add_argument("--prompt", default="Describe this image in detail.")
+    _model_arguments(chair, max_new_tokens=512, num_beams=1, required=False)
+    chair.set_defaults(func=_chair)
+
+    shr = verbs.add_parser("shr", help="SHR sentence-level hallucination ratio with a judge")
+    shr.add_argument("--descriptions", help="descriptions: JSON lines with image_id + text, or {image_id: text} JSON")
+    shr.add_argument("--images", required=True, help="images.jsonl of ImageRecords (regions, objects, notes)")
+    shr.add_argument("--prompt", default="Describe this image in detail.")
+    shr.add_argument("--judge", choices=["annotations", "llm"], default="llm",
+                     help="annotations: offline, for complete annotations (the world); llm: a chat endpoint")
+    shr.add_argument("--base-url", default="https://api.openai.com/v1", help="OpenAI-compatible endpoint")
+    shr.add_argument("--judge-model", default="gpt-4o")
+    shr.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key")
+    shr.add_argument("--judge-prompt", default="judge_v1", help="prompt template name or file")
+    shr.add_argument("--judge-temperature", type=float, default=0.0)
+    shr.add_argument("--judge-cache", help="folder caching the judge's answers")
+    shr.add_argument("--judge-concurrency", type=int, default=4)
+    # The HA-DPO release decodes SHR descriptions with beam 5.
+    _model_arguments(shr, max_new_tokens=512, num_beams=5, required=False)
+    shr.set_defaults(func=_shr)
+
+    mme = verbs.add_parser("mme", help="MME perception and cognition scores")
+    mme.add_argument("--root", help="MME benchmark folder (one folder per subtask)")
+    mme.add_argument("--results", help="score existing per-subtask result files (image, question, gt, prediction)")
+    _model_arguments(mme, max_new_tokens=16, num_beams=1, required=False)
+    mme.set_defaults(func=_mme)
+
+
+def _model_arguments(parser: argparse.ArgumentParser, max_new_tokens: int, num_beams: int, required=True) -> None:
+    parser.add_argument("--model", required=required, help="model folder or hub id (AutoModelForImageTextToText)")
+    parser.add_argument("--out", required=True, help="output folder: answers, detail, results.json, results.md")
+    parser.add_argument("--mode", choices=["generate", "logits"], default="generate")
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-new-tokens", type=int, default=max_new_tokens)
+    parser.add_argument("--num-beams", type=int, default=num_beams)
+    parser.add_argument("--do-sample", action="store_true", help="sample (seeded) instead of greedy/beam search")
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--top-p", type=float, default=1.0)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
+
+def _runner_config(args):
+    from hadpo.evaluate.runner import RunnerConfig
+
+    return RunnerConfig(mode=args.mode, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
+                        num_beams=args.num_beams, do_sample=args.do_sample, temperature=args.temperature,
+                        top_p=args.top_p, seed=args.seed, device=args.device, dtype=args.dtype)
+
+
+def _print_json(data) -> None:
+    print(json.dumps(data, indent=2, default=str))
+
+
+def _pope_build(args) -> int:
+    from hadpo.evaluate.pope import build_pope_files
+
+    paths = build_pope_files(args.annotations, args.out, num_images=args.num_images, per_image=args.per_image,
+                             seed=args.seed, splits=args.splits, prefix=args.prefix)
+    for split, path in paths.items():
+        print(f"{split}: {path}")
+    return 0
+
+
+def _pope_run(args) -> int:
+    from hadpo.evaluate.report import results_markdown
+    from hadpo.evaluate.suite import run_pope
+
+    result = run_pope(args.model, args.questions, args.out, _runner_config(args), image_root=args.image_root,
+                      strict=args.strict, progress=not args.no_progress)
+    print(results_markdown({"model": args.model, "pope": result}), end="")
+    return 0
+
+
+def _pope_score(args) -> int:
+    from hadpo.evaluate.pope import METRIC_NAMES, score_pope
+
+    metrics = score_pope(args.questions, args.answers, strict=args.strict)
+    if args.json:
+        _print_json(metrics)
+    else:
+        for name in METRIC_NAMES:
+            print(f"{name:<10} {100 * metrics[name]:6.2f}")
+        print(f"scored {metrics['n']}, skipped questions {metrics['skipped_questions']}, "
+              f"skipped answers {metrics['skipped_answers']} ({metrics['parsing']} parsing)")
+    return 0
+
+
+def _pope_agreement(args) -> int:
+    from hadpo.evaluate.suite import pope_mode_agreement
+
+    _print_json(pope_mode_agreement(args.generated, args.logits))
+    return 0
+
+
+def _chair(args) -> int:
+    from hadpo.evaluate.suite import describe_images, run_chair
+
+    captions = args.captions
+    if captions is None:
+        if not args.model:
+            raise ValueError("hadpo eval chair needs --captions, or --model to write them")
+        captions = describe_images(args.model, args.images or args.annotations,
+                                   Path(args.out) / f"captions_{args.mode}.jsonl", _runner_config(args),
+                                   prompt=args.prompt, progress=not args.no_progress)
+    _print_json(run_chair(captions, args.annotations, args.out, args.reference_captions, model=args.model or ""))
+    return 0
+
+
+def _make_judge(args):
+    if args.judge == "annotations":
+        from hadpo.judge.offline import AnnotationJudge
+        from hadpo.records import ImageRecord, read_jsonl
+
+        return AnnotationJudge.from_records(read_jsonl(args.images, ImageRecord))
+    from hadpo.judge.llm import LLMJudge
+    from hadpo.judge.llm_client import LLMConfig
+
+    config = LLMConfig(base_url=args.base_url, model=args.judge_model, api_key_env=args.api_key_env,
+                       temperature=args.judge_temperature, cache_dir=args.judge_cache,
+                       max_concurrency=args.judge_concurrency)
+    return LLMJudge(config, template=args.judge_prompt)
+
+
+def _shr(args) -> int:
+    from hadpo.evaluate.suite import describe_images, run_shr
+
+    descriptions = args.descriptions
+    if descriptions is None:
+        if not args.model:
+            raise ValueError("hadpo eval shr needs --descriptions, or --model to write them")
+        descriptions = describe_images(args.model, args.images, Path(args.out) / f"descriptions_{args.mode}.jsonl",
+                                       _runner_config(args), prompt=args.prompt, progress=not args.no_progress)
+    metrics = run_shr(descriptions, args.images, _make_judge(args), args.out, model=args.model or "",
+                      progress=not args.no_progress)
+    _print_json(metrics)
+    return 0
+
+
+def _mme(args) -> int:
+    from hadpo.evaluate.suite import run_mme, score_mme_folder
+
+    if args.results:
+        scores = score_mme_folder(args.results, args.out, model=args.model or "")
+    elif args.root and args.model:
+        scores = run_mme(args.model, args.root, args.out, _runner_config(args), progress=not args.no_progress)
+    else:
+        raise ValueError("hadpo eval mme needs --results, or --root with --model")
+    _print_json({k: v for k, v in scores.items() if k != "subtasks"} | {
+        "subtasks": {name: round(s["score"], 2) for name, s in scores["subtasks"].items()}})
+    return 0

@@ -334,3 +334,29 @@ def mean_over_splits(per_split: dict[str, dict]) -> dict:
     if not per_split:
         return {}
     return {name: sum(m[name] for m in per_split.values()) / len(per_split) for name in METRIC_NAMES}
+
+
+def build_pope_files(
+    annotations: str | Path,
+    out_dir: str | Path,
+    num_images: int = 500,
+    per_image: int = 3,
+    seed: int = 0,
+    splits: Iterable[str] = SPLITS,
+    prefix: str = "pope",
+) -> dict[str, Path]:
+    """Build the splits from an annotation file and write `out_dir/{prefix}_{split}.jsonl` plus a manifest with
+    the settings and counts. Image paths of an images.jsonl are written relative to `out_dir`."""
+    out_dir = Path(out_dir)
+    images = load_annotations(annotations, image_root=out_dir)
+    built = build_pope(images, num_images=num_images, per_image=per_image, seed=seed, splits=splits)
+    paths = {split: out_dir / f"{prefix}_{split}.jsonl" for split in built}
+    counts = {split: write_questions(paths[split], questions) for split, questions in built.items()}
+    manifest = {
+        "annotations": str(annotations), "num_images": num_images, "per_image": per_image, "seed": seed,
+        "eligible_images": sum(len(im.objects) >= max(MIN_OBJECTS, per_image) for im in images),
+        "sampled_images": len({q.image for qs in built.values() for q in qs}), "questions": counts,
+        "template": QUESTION_TEMPLATE,
+    }
+    (out_dir / f"{prefix}_manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    return paths

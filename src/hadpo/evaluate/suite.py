@@ -1,0 +1,143 @@
+"""Run a model on the benchmarks and record the results: the glue between the inference runner and each
+benchmark's scoring, one function per `hadpo eval` verb. Every function writes its raw model outputs (JSONL),
+its per-item detail, and merges its section into `out_dir/results.json` (+ results.md)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import asdict
+from pathlib import Path
+
+from hadpo.evaluate import chair, mme, pope, report, shr
+from hadpo.evaluate.runner import Query, RunnerConfig, load_model, mode_agreement, run_queries
+from hadpo.judge.base import Judge
+from hadpo.records import Answer, ImageRecord, read_jsonl, resolve_image_path, write_jsonl
+
+log = logging.getLogger(__name__)
+
+
+def _split_name(path: Path, questions: list[pope.PopeQuestion]) -> str:
+    if questions and questions[0].split:
+        return questions[0].split
+    stem = path.stem
+    return next((s for s in pope.SPLITS if stem.endswith(s)), stem)
+
+
+def run_pope(
+    model_path: str,
+    question_files: list[str | Path],
+    out_dir: str | Path,
+    config: RunnerConfig,
+    image_root: str | Path | None = None,
+    strict: bool = False,
+    progress: bool = True,
+) -> dict:
+    """Answer every POPE question file (images under `image_root`, by default beside each question file), score
+    each split and their mean. Answers go to `out_dir/answers_<split>_<mode>.jsonl` (resumable)."""
+    out_dir = Path(out_dir)
+    model, processor = load_model(model_path, config.device, config.dtype)
+    splits, skipped = {}, {"questions": 0, "images": 0}
+    for file in map(Path, question_files):
+        questions, bad = pope.read_questions(file)
+        root = Path(image_root) if image_root is not None else file.parent
+        split = _split_name(file, questions)
+        answers = out_dir / f"answers_{split}_{config.mode}.jsonl"
+        queries = [Query(q.question_id, root / q.image, q.text, image_id=q.image) for q in questions]
+        summary = run_queries(model, processor, queries, answers, config, model_name=str(model_path),
+                              progress=progress)
+        splits[split] = pope.score_pope(file, answers, strict=strict)
+        skipped["questions"] += bad
+        skipped["images"] += summary.skipped
+    result = {"parsing": "strict" if strict else "official", "mode": config.mode, "splits": splits,
+              "mean": pope.mean_over_splits(splits), "skipped": sum(skipped.values()), "skipped_detail": skipped,
+              "runner": config.generation_settings()}
+    report.update_results(out_dir, "pope", result, model=str(model_path))
+    return result
+
+
+def pope_mode_agreement(generated: str | Path, logits: str | Path) -> dict:
+    """The generate / logits agreement of two answer files over the same questions (issue 3's must-show)."""
+    return mode_agreement(read_jsonl(generated, Answer), read_jsonl(logits, Answer))
+
+
+def describe_images(
+    model_path: str, images_file: str | Path, output: str | Path, config: RunnerConfig,
+    prompt: str = shr.DESCRIBE_PROMPT, progress: bool = True,
+) -> Path:
+    """One description per image of an images.jsonl (question_id = image_id), resumable."""
+    records = read_jsonl(images_file, ImageRecord)
+    queries = [Query(r.image_id, resolve_image_path(r, images_file), prompt, image_id=r.image_id) for r in records]
+    model, processor = load_model(model_path, config.device, config.dtype)
+    run_queries(model, processor, queries, output, config, model_name=str(model_path), progress=progress)
+    return Path(output)
+
+
+def run_chair(captions: str | Path, annotations: str | Path, out_dir: str | Path,
+              reference_captions: str | Path | None = None, model: str = "") -> dict:
+    result = chair.evaluate_chair(captions, annotations, reference_captions)
+    chair.write_details(Path(out_dir) / "chair_detail.jsonl", result)
+    metrics = result.metrics() | {"captions_file": str(captions)}
+    report.update_results(out_dir, "chair", metrics, model=model)
+    return metrics
+
+
+def run_shr(descriptions: str | Path, images_file: str | Path, judge: Judge, out_dir: str | Path,
+            model: str = "", progress: bool = True) -> dict:
+    triples, unreadable = shr.read_descriptions(descriptions)
+    images = {r.image_id: r for r in read_jsonl(images_file, ImageRecord)}
+    result, judgements = shr.evaluate_shr(triples, images, judge, progress=progress)
+    result.skipped += unreadable
+    write_jsonl(Path(out_dir) / "shr_judgements.jsonl", judgements)
+    metrics = result.metrics() | {"descriptions_file": str(descriptions)}
+    report.update_results(out_dir, "shr", metrics, model=model)
+    return metrics
+
+
+def run_mme(model_path: str, root: str | Path, out_dir: str | Path, config: RunnerConfig,
+            progress: bool = True) -> dict:
+    """Answer the MME questions under `root`, write the official per-subtask result files to
+    `out_dir/mme_results/`, and score them."""
+    out_dir = Path(out_dir)
+    questions, skipped = mme.read_mme(root)
+    queries = [Query(q.question_id, q.image_path, q.question, image_id=f"{q.subtask}/{q.image}") for q in questions]
+    answers_path = out_dir / f"answers_mme_{config.mode}.jsonl"
+    model, processor = load_model(model_path, config.device, config.dtype)
+    summary = run_queries(model, processor, queries, answers_path, config, model_name=str(model_path),
+                          progress=progress)
+    answers = {a.question_id: a.text for a in read_jsonl(answers_path, Answer)}
+    per_subtask: dict[str, list[mme.MMEResult]] = {}
+    for q in questions:
+        if q.question_id in answers:
+            per_subtask.setdefault(q.subtask, []).append(mme.MMEResult(q.image, q.question, q.answer,
+                                                                       answers[q.question_id]))
+    for subtask, rows in per_subtask.items():
+        mme.write_results(out_dir / "mme_results", subtask, rows)
+    return score_mme_folder(out_dir / "mme_results", out_dir, model=str(model_path),
+                            extra_skipped=skipped + summary.skipped)
+
+
+def score_mme_folder(results_dir: str | Path, out_dir: str | Path, model: str = "", extra_skipped: int = 0) -> dict:
+    rows, skipped = mme.read_results(results_dir)
+    scores = mme.score_mme(rows) | {"skipped": skipped + extra_skipped}
+    report.update_results(out_dir, "mme", scores, model=model)
+    return scores
+
+
+def compare(before: str | Path, after: str | Path, out_dir: str | Path | None = None) -> str:
+    """The before/after markdown table; with `out_dir`, also comparison.md and the plots there."""
+    first, second = report.load_results(before), report.load_results(after)
+    names = (first.get("model") or "before", second.get("model") or "after")
+    if names[0] == names[1]:
+        names = ("before", "after")
+    table = report.compare_markdown(first, second, names)
+    if out_dir is not None:
+        out_dir = Path(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        (out_dir / "comparison.md").write_text(table, encoding="utf-8")
+        report.plot_comparison({names[0]: first, names[1]: second}, out_dir)
+    return table
+
+
+def dump(data: dict) -> str:
+    return json.dumps(data, indent=2, default=lambda o: asdict(o) if hasattr(o, "__dataclass_fields__") else str(o))

@@ -1,0 +1,74 @@
+"""`hadpo eval ...` and `hadpo report` end to end on the shared fixtures (tiny random LLaVA, four images)."""
+
+from __future__ import annotations
+
+import json
+
+from hadpo.cli import main
+from hadpo.evaluate.pope import read_questions
+from hadpo.records import Answer, read_jsonl
+
+
+def test_pope_build_run_score_and_report(tiny_model_dir, image_records, tmp_path, capsys):
+    out = tmp_path / "pope"
+    assert main(["eval", "pope", "build", "--annotations", str(image_records), "--out", str(out), "--seed", "1"]) == 0
+    questions, _ = read_questions(out / "pope_random.jsonl")
+    # Images 0 and 2 have 3 objects; the sampled set has 5 objects, so each image has only 2 absent ones:
+    # 3 positives + 2 negatives per image (the missing negative is logged).
+    assert len(questions) == 10 and {q.image for q in questions} == {"../images/0.png", "../images/2.png"}
+    files = [str(out / f"pope_{split}.jsonl") for split in ("random", "popular", "adversarial")]
+    common = ["--model", str(tiny_model_dir), "--out", str(out), "--no-progress"]
+    assert main(["eval", "pope", "run", "--questions", *files, *common, "--max-new-tokens", "2"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert set(results["pope"]["splits"]) == {"random", "popular", "adversarial"}
+    assert main(["eval", "pope", "run", "--questions", files[0], *common, "--mode", "logits", "--batch-size", "10"]) == 0
+    results = json.loads((out / "results.json").read_text())
+    assert results["pope"]["mode"] == "logits" and len(read_jsonl(out / "answers_random_logits.jsonl", Answer)) == 10
+    assert "| POPE mean f1 |" in (out / "results.md").read_text()
+
+    capsys.readouterr()
+    assert main(["eval", "pope", "score", "--questions", files[0], "--answers",
+                 str(out / "answers_random_logits.jsonl"), "--json"]) == 0
+    scored = json.loads(capsys.readouterr().out)
+    assert scored["n"] == 10 and set(scored) >= {"accuracy", "precision", "recall", "f1", "yes_ratio"}
+    assert scored == results["pope"]["splits"]["random"]
+
+    assert main(["eval", "pope", "agreement", "--generated", str(out / "answers_random_generate.jsonl"),
+                 "--logits", str(out / "answers_random_logits.jsonl")]) == 0
+    assert set(json.loads(capsys.readouterr().out)) == {"compared", "agreed", "rate"}
+
+    after = tmp_path / "after"
+    after.mkdir()
+    changed = results | {"model": "after", "pope": results["pope"] | {"mean": {**results["pope"]["mean"], "f1": 0.9}}}
+    (after / "results.json").write_text(json.dumps(changed))
+    assert main(["report", str(out / "results.json"), str(after), "--out", str(tmp_path / "cmp")]) == 0
+    table = capsys.readouterr().out
+    assert "| POPE mean f1 |" in table and "delta" in table
+    assert (tmp_path / "cmp" / "pope_metrics.png").exists() and (tmp_path / "cmp" / "comparison.md").exists()
+
+
+def test_chair_shr_mme_commands(tiny_model_dir, image_records, tmp_path, capsys):
+    out = tmp_path / "eval"
+    assert main(["eval", "chair", "--annotations", str(image_records), "--model", str(tiny_model_dir),
+                 "--out", str(out), "--max-new-tokens", "4", "--no-progress"]) == 0
+    assert len(read_jsonl(out / "captions_generate.jsonl", Answer)) == 4
+    assert json.loads(capsys.readouterr().out)["skipped"] == 0
+
+    descriptions = tmp_path / "descriptions.jsonl"
+    descriptions.write_text(json.dumps({"image_id": "1", "text": "A red dog. A blue cup."}) + "\n")
+    assert main(["eval", "shr", "--descriptions", str(descriptions), "--images", str(image_records),
+                 "--judge", "annotations", "--out", str(out), "--no-progress"]) == 0
+    assert json.loads(capsys.readouterr().out)["shr"] == 0.5  # image 1 has a red dog and no cup
+
+    results = tmp_path / "mme_results"
+    results.mkdir()
+    (results / "existence.txt").write_text("a.jpg\tIs there a dog?\tYes\tYes\na.jpg\tIs there a cat?\tNo\tYes\n")
+    assert main(["eval", "mme", "--results", str(results), "--out", str(out)]) == 0
+    # acc 1/2, acc+ 0/1 -> 50.
+    assert json.loads(capsys.readouterr().out)["perception"] == 50.0
+    assert set(json.loads((out / "results.json").read_text())) == {"model", "chair", "shr", "mme"}
+
+
+def test_bad_input_is_one_clear_line(tmp_path, capsys):
+    assert main(["eval", "pope", "score", "--questions", str(tmp_path / "missing.jsonl"), "--answers", "x"]) == 2
+    assert "hadpo: error:" in capsys.readouterr().err
