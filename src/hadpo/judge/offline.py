@@ -359,7 +359,9 @@ class AnnotationJudge:
         span = (position_tokens[0].start, position_tokens[-1].end)
         places = [grid_position(o, image.width, image.height) for o in candidates]
         ok = any((row is None or row == r) and (column is None or column == c) for r, c in places)
-        return Claim("position", name, claimed, position_phrase(*places[0]), ok, span)
+        # The fix uses the annotation's own phrase when it has one ("top middle"), so the text keeps its words.
+        actual = candidates[0].position or position_phrase(*places[0])
+        return Claim("position", name, claimed, actual, ok, span)
 
     # -- judging and correcting --
 
