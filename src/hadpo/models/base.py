@@ -28,6 +28,8 @@ class VLMFamily:
     vision_tower_prefixes: tuple[str, ...]  # parameter-name prefixes of the vision encoder
     projector_prefixes: tuple[str, ...]  # parameter-name prefixes of the vision-to-language projector
     image_keys: tuple[str, ...]  # processor outputs that carry the images (besides input_ids/attention_mask)
+    # Qwen2-VL's M-RoPE needs `mm_token_type_ids` (1 on image tokens), a per-token tensor built by the collator.
+    mm_token_types: bool = False
 
     @property
     def lora_target_regex(self) -> str:
@@ -41,6 +43,14 @@ class VLMFamily:
 
     def image_token(self, processor) -> str:
         return processor.image_token
+
+    def image_token_id(self, processor) -> int:
+        return processor.tokenizer.convert_tokens_to_ids(self.image_token(processor))
+
+    def load_processor(self, name_or_path: str):
+        from transformers import AutoProcessor
+
+        return AutoProcessor.from_pretrained(name_or_path)
 
     def messages(self, prompt: str, n_images: int, response: str | None = None) -> list[dict]:
         """A one-turn conversation: the images first, then the prompt (LLaVA's and Qwen's training order)."""

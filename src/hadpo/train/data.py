@@ -236,7 +236,10 @@ class Encoder:
             input_ids[row, :n] = torch.cat([prompt, response])
             labels[row, n_prompt:n] = response
             attention_mask[row, :n] = 1
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        if self.family.mm_token_types:
+            batch["mm_token_type_ids"] = (input_ids == self.family.image_token_id(self.processor)).long()
+        return batch
 
 
 class PreferenceCollator(Encoder):

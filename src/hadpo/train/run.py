@@ -11,7 +11,7 @@ import logging
 from pathlib import Path
 
 import torch
-from transformers import AutoConfig, AutoModelForImageTextToText, AutoProcessor, set_seed
+from transformers import AutoConfig, AutoModelForImageTextToText, set_seed
 
 from hadpo.models import VLMFamily, get_family
 from hadpo.train.config import HADPOConfig, save_config
@@ -96,10 +96,11 @@ def _is_module(model: torch.nn.Module, name: str) -> bool:
         return False
 
 
-def build_trainer(config: HADPOConfig, callbacks=None) -> HADPOTrainer:
+def build_trainer(config: HADPOConfig, callbacks=None, processor=None) -> HADPOTrainer:
+    """Everything up to `trainer.train()`. `processor` overrides the one loaded from model_name_or_path."""
     set_seed(config.seed)
-    processor = AutoProcessor.from_pretrained(config.model_name_or_path)
     family = get_family(config.family, AutoConfig.from_pretrained(config.model_name_or_path).model_type)
+    processor = processor or family.load_processor(config.model_name_or_path)
     # Data first: bad input fails here, before a model is loaded.
     pairs = load_pairs(config.pairs)
     check_prompts(pairs, family, processor, config.pairs)
@@ -155,8 +156,8 @@ def build_trainer(config: HADPOConfig, callbacks=None) -> HADPOTrainer:
     return trainer
 
 
-def run_training(config: HADPOConfig, resume: bool = False, callbacks=None) -> HADPOTrainer:
-    trainer = build_trainer(config, callbacks)
+def run_training(config: HADPOConfig, resume: bool = False, callbacks=None, processor=None) -> HADPOTrainer:
+    trainer = build_trainer(config, callbacks, processor)
     trainer.train(resume_from_checkpoint=True if resume else None)
     save_outputs(trainer)
     return trainer
