@@ -92,6 +92,10 @@ def test_generate_and_logits_modes_write_answers_and_resume(tiny_model_dir, imag
     assert (second.written, second.resumed) == (len(queries) - 7, 7)
     answers = read_jsonl(output, Answer)
     assert sorted(a.question_id for a in answers) == sorted(q.question_id for q in queries)
+    # A run killed mid-write leaves a cut line: it is dropped and that question answered again.
+    output.write_text(output.read_text() + '{"question_id": "cut')
+    third = run_queries(model, processor, queries, output, config, progress=False)
+    assert (third.written, third.resumed) == (0, len(queries)) and read_jsonl(output, Answer) == answers
     assert answers[0].generation["max_new_tokens"] == 2 and answers[0].model == "tiny"
 
     # Greedy decoding is deterministic: a fresh run in different batches gives the same texts.

@@ -122,7 +122,16 @@ def _open_image(path: Path) -> Image.Image:
 
 
 def answered_ids(output: Path) -> set[str]:
-    return {answer.question_id for answer in iter_jsonl(output, Answer)} if output.exists() else set()
+    """Question ids already answered in `output`. A run killed while writing leaves a cut last line: it is
+    dropped from the file (logged) so the resumed run answers that question again."""
+    if not output.exists():
+        return set()
+    text = output.read_text(encoding="utf-8")
+    if text and not text.endswith("\n"):
+        kept = text[: text.rfind("\n") + 1]
+        log.warning("%s: last line is incomplete (interrupted run); dropped and answered again", output)
+        output.write_text(kept, encoding="utf-8")
+    return {answer.question_id for answer in iter_jsonl(output, Answer)}
 
 
 def run_queries(
