@@ -117,6 +117,8 @@ def _coerce(value, annotation: str):
     # YAML 1.1 reads "2e-6" as a string and "no" as False; values are converted by the field's declared type.
     if isinstance(value, bool) and "bool" not in annotation:
         return "yes" if value else "no"
+    if isinstance(value, int | float) and "str" in annotation and not ("int" in annotation or "float" in annotation):
+        return str(value)
     if isinstance(value, str) and "str" not in annotation:
         for kind, convert in (("float", float), ("int", int)):
             if kind in annotation:

@@ -137,7 +137,9 @@ def parse_mix(mix: str) -> tuple[float, float]:
     try:
         desc, qa = (float(part) for part in parts)
     except ValueError:
-        raise ValueError(f"data_mix must look like 'DESC:QA' with two numbers, e.g. '2:1'; got '{mix}'") from None
+        raise ValueError(
+            f"data_mix must look like 'DESC:QA' with two numbers, e.g. '2:1' (quoted in YAML); got '{mix}'"
+        ) from None
     if desc < 0 or qa < 0 or desc + qa == 0:
         raise ValueError(f"data_mix repeats must be >= 0 and not both 0; got '{mix}'")
     return desc, qa

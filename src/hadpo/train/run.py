@@ -69,7 +69,7 @@ def prepare_policy(model: torch.nn.Module, config: HADPOConfig, family: VLMFamil
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     if config.finetuning == "qlora":
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=_checkpointing(config))
     unfrozen = [] if config.freeze_projector else list(family.projector_prefixes)
     if not config.freeze_vision_tower:
         unfrozen = list(family.vision_tower_prefixes)  # the tower prefix holds the projector in Qwen2-VL
@@ -83,9 +83,13 @@ def prepare_policy(model: torch.nn.Module, config: HADPOConfig, family: VLMFamil
         modules_to_save=modules or None,
         bias="none",
     )
-    if config.gradient_checkpointing:
-        model.enable_input_require_grads()
+    if _checkpointing(config):
+        model.enable_input_require_grads()  # frozen embeddings: checkpointed LoRA layers still need grads
     return get_peft_model(model, lora)
+
+
+def _checkpointing(config: HADPOConfig) -> bool:
+    return bool(config.gradient_checkpointing or getattr(config, "activation_checkpointing", False))
 
 
 def _is_module(model: torch.nn.Module, name: str) -> bool:
