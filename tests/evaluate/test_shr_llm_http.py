@@ -1,0 +1,86 @@
+"""SHR with the LLM judge against a local OpenAI-compatible HTTP server started here: real HTTP, scripted
+answers including malformed ones. Failed judgements must be counted, never dropped."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from hadpo.evaluate.shr import evaluate_shr
+from hadpo.records import ImageRecord, Region
+
+llm = pytest.importorskip("hadpo.judge.llm")
+llm_client = pytest.importorskip("hadpo.judge.llm_client")
+
+
+def _verdicts(*labels):
+    return json.dumps({"sentences": [{"index": i, "label": label} for i, label in enumerate(labels, start=1)]})
+
+
+def scripted_answer(messages: list[dict]) -> str:
+    """The judge's answer, chosen by the description in the request; a retry (more than one user turn) may be
+    answered differently."""
+    prompt = " ".join(m["content"] for m in messages if m["role"] == "user")
+    retry = sum(m["role"] == "user" for m in messages) > 1
+    if "wears a hat" in prompt:
+        return _verdicts("correct", "hallucination")
+    if "green cat" in prompt:
+        return "Sure! The description looks fine to me."  # never valid JSON, also on the retry
+    if "cup and a fork" in prompt:
+        return _verdicts("hallucination") if retry else "```json\n{\"sentences\": [\n```"  # malformed, then fixed
+    if "purple" in prompt:
+        return _verdicts("correct")  # one label for two sentences, on both attempts
+    return _verdicts("cannot judge")
+
+
+class Handler(BaseHTTPRequestHandler):
+    def do_POST(self):  # noqa: N802 (http.server's name)
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        content = scripted_answer(body["messages"])
+        reply = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+                 "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
+                              "finish_reason": "stop"}],
+                 "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}
+        data = json.dumps(reply).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def server():
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/v1"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def test_shr_over_http_counts_malformed_judgements(server):
+    config = llm_client.LLMConfig(base_url=server, model="scripted-judge", max_retries=0, invalid_retries=1,
+                                  max_concurrency=2)
+    judge = llm.LLMJudge(config)
+    image = ImageRecord(image_id="1", path="1.png", width=100, height=50,
+                        regions=[Region(phrase="a red dog", box=[10, 5, 40, 20])])
+    descriptions = [
+        ("a", "1", "There is a red dog. It wears a hat."),  # valid: correct, hallucination
+        ("b", "1", "A green cat sleeps."),  # malformed twice: failed
+        ("c", "1", "There is a cup and a fork."),  # malformed, then valid on the retry: hallucination
+        ("d", "1", "A purple bird. A purple tree."),  # sentence count mismatch twice: failed
+    ]
+    result, judgements = evaluate_shr(descriptions, {"1": image}, judge, progress=False)
+    # Usable: a (2 sentences, 1 hallucinated) and c (1 sentence, hallucinated) -> SHR = 2 / 3.
+    assert result.shr == pytest.approx(2 / 3)
+    assert result.failed_judgements == 2 and sorted(result.failed_ids) == ["b", "d"]
+    assert result.images == 4 and len(judgements) == 4
+    assert result.judge.startswith("llm:scripted-judge@judge_v1")
+    assert all(j.failed for j in judgements if j.description_id in ("b", "d"))
