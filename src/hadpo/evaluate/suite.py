@@ -42,6 +42,8 @@ def run_pope(
         questions, bad = pope.read_questions(file)
         root = Path(image_root) if image_root is not None else file.parent
         split = _split_name(file, questions)
+        if split in splits:  # two files of the same split (e.g. COCO and A-OKVQA random): keep both apart
+            split = file.stem
         answers = out_dir / f"answers_{split}_{config.mode}.jsonl"
         queries = [Query(q.question_id, root / q.image, q.text, image_id=q.image) for q in questions]
         summary = run_queries(model, processor, queries, answers, config, model_name=str(model_path),
@@ -66,6 +68,8 @@ def describe_images(
     prompt: str = shr.DESCRIBE_PROMPT, progress: bool = True,
 ) -> Path:
     """One description per image of an images.jsonl (question_id = image_id), resumable."""
+    if Path(images_file).suffix != ".jsonl":
+        raise ValueError(f"{images_file}: describing images needs an images.jsonl of ImageRecords")
     records = read_jsonl(images_file, ImageRecord)
     queries = [Query(r.image_id, resolve_image_path(r, images_file), prompt, image_id=r.image_id) for r in records]
     model, processor = load_model(model_path, config.device, config.dtype)
