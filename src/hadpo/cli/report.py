@@ -7,12 +7,17 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser("report", help="compare two evaluations (results.json): table with deltas + plots")
     parser.add_argument("before", help="results.json (or its folder) of the model before")
     parser.add_argument("after", help="results.json (or its folder) of the model after")
-    parser.add_argument("--out", help="folder for comparison.md and the PNG plots (default: print the table only)")
+    parser.add_argument("--out", help="folder for comparison.md and the PNG plots (default: comparison/ beside AFTER)")
     parser.set_defaults(func=_report)
 
 
 def _report(args) -> int:
+    from pathlib import Path
+
     from hadpo.evaluate.suite import compare
 
-    print(compare(args.before, args.after, args.out), end="")
+    after = Path(args.after)
+    out = args.out or (after if after.is_dir() else after.parent) / "comparison"
+    print(compare(args.before, args.after, out), end="")
+    print(f"plots and comparison.md in {out}")
     return 0
