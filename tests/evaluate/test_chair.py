@@ -90,6 +90,10 @@ def test_files_coco_instances_plus_reference_captions_and_world_records(image_re
     # Mentions dog, bench, cat (H), potted plant: CHAIRi 1/4, CHAIRs 1/2; the entry without image_id is skipped.
     assert (result.chair_i, result.chair_s, result.skipped) == (0.25, 0.5, 1)
 
+    # Annotated attribute words are no objects there: the colour "orange" is not the fruit.
+    assert find_objects(coco_vocabulary(["moon"], ["orange"]), "An orange moon.") == [("moon", "moon")]
+    assert find_objects(coco_vocabulary(), "An orange moon.") == [("orange", "orange")]
+
     # World-style records: the annotation names ("square", "circle") join the vocabulary.
     answers = tmp_path / "answers.jsonl"
     answers.write_text(json.dumps({"question_id": "a", "image_id": "0", "prompt": "p",

@@ -3,7 +3,8 @@
 Ground truth per image: the annotated object categories (COCO instances, or `ImageRecord.objects`) plus the
 objects named in the image's reference captions. A caption's object mentions are found with the COCO synonym
 table (coco_synonyms.txt: 80 classes, two-word objects such as "hot dog" are single mentions) extended with
-the annotations' own object names, on lower-cased, singularised tokens, longest phrase first. Special rules:
+the annotations' own object names (minus their attribute words: the world's colour "orange" is no fruit), on
+lower-cased, singularised tokens, longest phrase first. Special rules:
 "baby X" / "adult X" for an animal X -> X; "passenger jet/train" -> airplane/train; "bow tie" -> tie; "toilet
 seat" -> toilet, and "seat" is ignored in a caption that mentions a toilet; "home plate", "train track" and
 "baby/adult animal" are no objects.
@@ -17,12 +18,13 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
 
 from hadpo.records import ImageRecord, RecordError, read_jsonl
-from hadpo.text import ObjectVocabulary
+from hadpo.text import ObjectVocabulary, singular
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +48,11 @@ def _coco_table() -> tuple[tuple[str, tuple[str, ...]], ...]:
     return tuple((name, tuple(synonyms)) for name, synonyms in read_synonym_table().items())
 
 
-def coco_vocabulary(extra_names: list[str] | tuple[str, ...] = ()) -> ObjectVocabulary:
+def coco_vocabulary(extra_names: list[str] | tuple[str, ...] = (), attribute_words: Iterable[str] = ()
+                    ) -> ObjectVocabulary:
     """The COCO synonym table, CHAIR's special two-word rules, and `extra_names` (e.g. the world's object names)
-    as classes of their own unless the table already covers them."""
+    as classes of their own unless the table already covers them. `attribute_words` (annotated attributes such
+    as the colour "orange") are removed as single-word objects: in annotated data they describe objects."""
     vocabulary = ObjectVocabulary()
     for name, synonyms in _coco_table():
         vocabulary.add(name, synonyms)
@@ -59,6 +63,10 @@ def coco_vocabulary(extra_names: list[str] | tuple[str, ...] = ()) -> ObjectVoca
     vocabulary.add("tie", ["bow tie"])
     vocabulary.add("toilet", ["toilet seat"])
     vocabulary.add(NOT_OBJECTS, ["home plate", "train track", "baby animal", "adult animal", "baby cub"])
+    for word in attribute_words:
+        key = singular(word.lower())
+        if vocabulary.synonyms.get(key) and key not in {singular(n.lower()) for n in extra_names}:
+            del vocabulary.synonyms[key]
     for name in extra_names:
         if canonical_objects(vocabulary, name) == []:
             vocabulary.add(name, [])
@@ -176,10 +184,12 @@ def load_ground_truth(
     annotations = Path(annotations)
     names_per_image: dict[str, list[str]] = {}
     captions_per_image: dict[str, list[str]] = {}
+    attributes: set[str] = set()
     if annotations.suffix == ".jsonl":
         for record in read_jsonl(annotations, ImageRecord):
             names_per_image[record.image_id] = [o.name for o in record.objects]
             captions_per_image[record.image_id] = list(record.captions)
+            attributes |= {a for o in record.objects for a in o.attributes}
         extra = sorted({name for names in names_per_image.values() for name in names})
     else:
         data = json.loads(annotations.read_text(encoding="utf-8"))
@@ -191,7 +201,7 @@ def load_ground_truth(
         for annotation in data["annotations"]:
             names_per_image.setdefault(str(annotation["image_id"]), []).append(categories[annotation["category_id"]])
         extra = []
-    vocabulary = coco_vocabulary(extra)
+    vocabulary = coco_vocabulary(extra, attributes)
     if reference_captions is not None:
         data = json.loads(Path(reference_captions).read_text(encoding="utf-8"))
         for entry in data["annotations"] if isinstance(data, dict) else data:
