@@ -83,6 +83,16 @@ def test_files_coco_instances_plus_reference_captions_and_world_records(image_re
     truth, _ = load_ground_truth(tmp_path / "instances.json", tmp_path / "captions.json")
     assert truth == {"1": {"dog", "bench"}, "2": {"potted plant"}}
 
+    # A custom dataset in COCO format: its categories join the vocabulary, its attributes leave it, and an
+    # image can be named by file name, stem or hadpo id.
+    custom = {"images": [{"id": 1, "file_name": "images/w-1.png", "hadpo_image_id": "w-1"}],
+              "categories": [{"id": 1, "name": "moon"}],
+              "annotations": [{"image_id": 1, "category_id": 1, "attributes": ["orange"]}]}
+    (tmp_path / "custom.json").write_text(json.dumps(custom))
+    truth, vocabulary = load_ground_truth(tmp_path / "custom.json")
+    assert truth["1"] == truth["w-1"] == truth["images/w-1.png"] == {"moon"}
+    assert find_objects(vocabulary, "An orange moon.") == [("moon", "moon")]
+
     results = [{"image_id": 1, "caption": "A dog on a bench with a cat."}, {"image_id": 2, "caption": "A houseplant."},
                {"caption": "no image id"}]
     (tmp_path / "results.json").write_text(json.dumps(results))

@@ -200,7 +200,9 @@ def load_ground_truth(
             names_per_image.setdefault(str(image["id"]), [])
         for annotation in data["annotations"]:
             names_per_image.setdefault(str(annotation["image_id"]), []).append(categories[annotation["category_id"]])
-        extra = []
+            attributes |= set(annotation.get("attributes", []))  # hadpo's world export keeps them
+        # Categories outside the 80 COCO classes (a custom dataset in COCO format) are objects of their own.
+        extra = sorted(set(categories.values()))
     vocabulary = coco_vocabulary(extra, attributes)
     if reference_captions is not None:
         data = json.loads(Path(reference_captions).read_text(encoding="utf-8"))
@@ -212,6 +214,12 @@ def load_ground_truth(
         for caption in captions_per_image.get(image_id, []):
             objects |= {obj for _, obj in find_objects(vocabulary, caption)}
         truth[image_id] = objects
+    if annotations.suffix != ".jsonl":
+        # Captions may name a COCO image by its file name, its stem, or hadpo's own id instead of the number.
+        for image in data.get("images", []):
+            aliases = [image.get("file_name"), Path(image.get("file_name", "")).stem, image.get("hadpo_image_id")]
+            for alias in filter(None, aliases):
+                truth.setdefault(str(alias), truth.get(str(image["id"]), set()))
     return truth, vocabulary
 
 
