@@ -69,7 +69,9 @@ def test_coco_instances_and_unknown_image(tmp_path, vg_folder):
     ledger = Ledger(tmp_path / "events.jsonl")
     records, _ = load_coco(write_json(tmp_path / "instances.json", data), vg_folder, ledger=ledger)
     assert [r.image_id for r in records] == ["1"] and ledger.counts("skipped") == {"unknown_image": 1}
-    with pytest.raises(ValueError, match="image 99: .*instances.json: 1 annotations refer to an image not in the file"):
+    with pytest.raises(
+        ValueError, match="image 99: .*instances.json: 1 annotations refer to an image not in the file"
+    ):
         load_coco(tmp_path / "instances.json", vg_folder)
 
 

@@ -43,21 +43,22 @@ def world_descriptions(records: list[ImageRecord], world, per_image: int, seed: 
 
 
 @pytest.fixture(scope="module")
-def world_pairs_split(tmp_path_factory):
-    runs = tmp_path_factory.mktemp("runs")
-    world = world_config.load_world_config(splits={"pretrain": 1, "pairs": 120, "eval": 1})
-    files = world_scenes.build_world(world, runs)
-    return world, files.images("pairs")
+def world_yaml(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("world")
+    path = folder / "world.yaml"
+    path.write_text("world:\n  splits: {pretrain: 1, pairs: 120, eval: 1}\n")
+    return path
 
 
-def test_offline_judge_agrees_with_world_truth_and_builds_both_kinds(world_pairs_split, tmp_path):
-    world, images_file = world_pairs_split
-    config = PairsConfig(out_dir=str(tmp_path / "build"), source=SourceConfig(images=str(images_file)),
-                         ground_truth=f"{__name__}:truth")  # fmt: skip
-    config.judge.extra_names = world.categories  # absent categories must be recognised as objects
+def test_offline_judge_agrees_with_world_truth_and_builds_both_kinds(world_yaml, tmp_path):
+    source = SourceConfig(
+        kind="world", world_config=str(world_yaml), runs_dir=str(world_yaml.parent / "runs")
+    )
+    config = PairsConfig(out_dir=str(tmp_path / "build"), source=source, ground_truth=f"{__name__}:truth")
+    world = world_config.load_world_config(world_yaml)
+    records = read_jsonl(world_scenes.build_world(world, source.runs_dir).images("pairs"), ImageRecord)
     files = BuildFiles(tmp_path / "build")
     files.root.mkdir()
-    records = read_jsonl(images_file, ImageRecord)
     write_jsonl(files.descriptions, world_descriptions(records, world, per_image=2))
 
     start = time.perf_counter()

@@ -37,18 +37,32 @@ log = logging.getLogger(__name__)
 STAGES = ("describe", "judge", "rewrite", "qa")
 
 
+def load_world(config: PairsConfig):
+    """The scene world named by the source config: (world config, its files, the pretraining config)."""
+    from hadpo.demo import load_demo_config  # the world wing, imported only when the world is the source
+    from hadpo.world.scenes import build_world
+
+    world, pretrain = load_demo_config(config.source.world_config)
+    return world, build_world(world, config.source.runs_dir), pretrain
+
+
 def load_source(
     config: PairsConfig, files: BuildFiles, ledger: Ledger
 ) -> tuple[list[ImageRecord], list[str]]:
-    """The validated image records (images.jsonl, written once and reused) and exhaustively annotated names."""
+    """The validated image records (images.jsonl, written once and reused) and exhaustively annotated names.
+    Object words every image set knows but no record may annotate (the world's categories) join
+    `config.judge.extra_names` here."""
     source = config.source
     exhaustive: list[str] = []
+    if source.kind == "world":
+        world, world_files, _ = load_world(config)
+        config.judge.extra_names = sorted({*config.judge.extra_names, *world.categories})
+        source.images = str(world_files.images(source.split))
+    if source.kind == "coco" and source.instances and files.images.exists():
+        exhaustive = load_coco(source.instances, source.images)[1]
     if files.images.exists():
-        records = read_jsonl(files.images, ImageRecord)
-        if source.kind == "coco" and source.instances:
-            exhaustive = load_coco(source.instances, source.images)[1]
-        return records, exhaustive
-    if source.kind == "folder":
+        return read_jsonl(files.images, ImageRecord), exhaustive
+    if source.kind in ("folder", "world"):
         records = load_folder(source.images)
     elif source.kind == "visual_genome":
         records = load_visual_genome(source.images, source.objects, source.attributes, source.relationships,
@@ -57,11 +71,10 @@ def load_source(
     elif source.kind == "coco":
         if not source.instances:
             raise ValueError("source.kind coco needs source.instances")
-        records, exhaustive = load_coco(
-            source.instances, source.images, source.captions, source.min_objects, ledger
-        )
+        records, exhaustive = load_coco(source.instances, source.images, source.captions, source.min_objects,
+                                        ledger)  # fmt: skip
     else:
-        raise ValueError(f"unknown source.kind {source.kind!r} (folder, visual_genome, coco)")
+        raise ValueError(f"unknown source.kind {source.kind!r} (folder, world, visual_genome, coco)")
     records = [r for r in records if source.min_objects <= len(r.objects) <= source.max_objects]
     records = validate_images(records[: source.limit] if source.limit else records, ledger)
     write_jsonl(files.images, records)
@@ -123,6 +136,11 @@ def run_build(config: PairsConfig, stages: tuple[str, ...] = STAGES, dry_run: bo
     judge = make_judge(config, records, exhaustive, files)
     rewriter = make_rewriter(config, judge, files)
     stats: dict = {}  # this run's numbers per stage
+    if config.source.kind == "world" and not config.describe.model and "describe" in stages and not dry_run:
+        from hadpo.world.pretrain import pretrain_base
+
+        world, world_files, pretrain = load_world(config)
+        config.describe.model = str(pretrain_base(world, world_files, pretrain, config.source.runs_dir))
     if "describe" in stages:
         stats["describe"] = describe_images(
             records, files, config.describe, ledger, model_and_processor, dry_run

@@ -65,7 +65,11 @@ def describe_images(images: list[ImageRecord], files: BuildFiles, config: Descri
     todo = [q for q in queries if q.question_id not in done]
     if dry_run:
         batches = -(-len(todo) // config.batch_size)
-        return {"descriptions_to_sample": len(todo), "already_sampled": len(done), "generate_batches": batches}
+        return {
+            "descriptions_to_sample": len(todo),
+            "already_sampled": len(done),
+            "generate_batches": batches,
+        }
     if todo:
         model, processor = model_and_processor or load_model(config.model, config.device, config.dtype)
         runner = RunnerConfig(mode="generate", batch_size=config.batch_size, max_new_tokens=config.max_new_tokens,

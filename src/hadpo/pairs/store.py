@@ -89,7 +89,9 @@ class Ledger:
         self.path = path
 
     def record(self, stage: str, record_id: str, kind: str, reason: str, message: str = "") -> None:
-        log.warning("%s: %s %s (%s)%s", stage, kind, record_id, reason, f": {message}" if message else "")
+        # Bad input is worth a warning; a dropped candidate pair is the checks doing their job.
+        level = logging.WARNING if kind == "skipped" else logging.DEBUG
+        log.log(level, "%s: %s %s (%s)%s", stage, kind, record_id, reason, f": {message}" if message else "")
         write_jsonl(self.path, [Event(stage=stage, record_id=record_id, kind=kind, reason=reason,
                                       message=message)], append=True)  # fmt: skip
 
