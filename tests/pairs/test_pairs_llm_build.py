@@ -82,3 +82,36 @@ def test_llm_build_judges_rewrites_caches_and_estimates(image_records, tmp_path)
         assert len(server.requests) == before and again["llm"]["cache_hits"] == 11
         assert again["llm_total"]["requests"] == 9 and again["llm_total"]["cache_hits"] == 2 + 11
         assert read_jsonl(files.pairs, PreferencePair) == pairs
+
+
+def test_llm_judge_stage_records_and_counts_unusable_answers(image_records, tmp_path, caplog):
+    def garbled(body: dict) -> str:
+        user = body["messages"][1]["content"]
+        if "Garble" in user:
+            return "Sure! Here is my verdict: everything looks fine."
+        return dog_judge_and_rewriter(body)
+
+    with FakeChatServer(responder=garbled) as server:
+        config = PairsConfig(out_dir=str(tmp_path / "build"), source=SourceConfig(images=str(image_records)))
+        config.judge.kind = "llm"
+        config.judge.llm = LLMConfig(base_url=server.base_url, model="fake", backoff_s=0.01)
+        files = BuildFiles(tmp_path / "build")
+        files.root.mkdir()
+        write_jsonl(files.descriptions, [
+            Description(description_id="0#d0", image_id="0", prompt="Describe.", text="A dog. A red square."),
+            Description(description_id="2#d0", image_id="2", prompt="Describe.", text="Garble. A blue cup."),
+        ])  # fmt: skip
+        stats = run_build(config, ("judge",))
+        assert stats["skipped"] == {"judge_failed": 1} and stats["judgements_failed"] == 1
+        assert "description 2#d0 (image 2): judgement failed: invalid answer: the answer holds no JSON object" in (
+            caplog.text)  # fmt: skip
+        assert len(server.requests) == 1 + 2  # the garbled one was re-asked once
+        # the failure is on disk, so a rerun does not pay again; retry_failed asks again
+        assert len(read_jsonl(files.judgements, Judgement)) == 2
+        run_build(config, ("judge",))
+        assert len(server.requests) == 3
+        config.judge.retry_failed = True
+        stats = run_build(config, ("judge",))
+        assert len(server.requests) == 3 + 2  # asked again, past the cache of the failed answers
+        judgements = read_jsonl(files.judgements, Judgement)
+        assert [j.description_id for j in judgements] == ["0#d0", "2#d0"] and judgements[1].failed

@@ -204,7 +204,9 @@ class LLMJudge:
         prompt = sum(estimate_tokens(m["content"]) for m in self.messages(image, sentences))
         return prompt, 40 * len(sentences) + estimate_tokens(text)
 
-    def judge(self, image: ImageRecord, description_id: str, text: str) -> Judgement:
+    def judge(self, image: ImageRecord, description_id: str, text: str, refresh: bool = False) -> Judgement:
+        """The `Judge` call; `refresh` asks the endpoint again instead of replaying cached answers (used to
+        retry judgements that failed)."""
         sentences = split_sentences(text)
         if not sentences:
             return self._failed(image, description_id, sentences, "empty description")
@@ -212,7 +214,7 @@ class LLMJudge:
         problem = ""
         for attempt in range(self.config.invalid_retries + 1):
             try:
-                completion = self.client.complete(messages)
+                completion = self.client.complete(messages, refresh=refresh)
             except LLMError as error:
                 return self._failed(image, description_id, sentences, f"endpoint: {error}")
             try:

@@ -163,11 +163,12 @@ class LLMClient:
             params["response_format"] = {"type": "json_object"}
         return params
 
-    def complete(self, messages: list[dict]) -> Completion:
-        """The endpoint's answer to `messages` (from the cache when seen before). Raises LLMError."""
+    def complete(self, messages: list[dict], refresh: bool = False) -> Completion:
+        """The endpoint's answer to `messages` (from the cache when seen before, unless `refresh`: then asked
+        again and the cache entry replaced). Raises LLMError."""
         params = self.params()
         key = request_key(self.config.model, messages, params)
-        cached = self._cache_get(key)
+        cached = None if refresh else self._cache_get(key)
         if cached is not None:
             with self.lock:
                 self.usage.cache_hits += 1

@@ -16,6 +16,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 
 from hadpo.judge.base import Judge
+from hadpo.judge.llm import LLMJudge
 from hadpo.pairs.store import BuildFiles, Ledger, append, done_ids
 from hadpo.records import Description, ImageRecord, Judgement, iter_jsonl, read_jsonl, write_jsonl
 from hadpo.text import split_sentences
@@ -28,9 +29,14 @@ CHUNK = 64  # judgements appended per write: a crash loses at most one chunk of 
 def judge_descriptions(images: dict[str, ImageRecord], files: BuildFiles, judge: Judge, ledger: Ledger,
                        retry_failed: bool = False, dry_run: bool = False) -> dict:  # fmt: skip
     """Judge every description not yet in judgements.jsonl; returns stage numbers (from the whole file)."""
+    failed_before: set[str] = set()
     if retry_failed and files.judgements.exists():
-        kept = [j for j in read_jsonl(files.judgements, Judgement) if j.failed is None]
-        write_jsonl(files.judgements, kept)
+        judgements = read_jsonl(files.judgements, Judgement)
+        failed_before = {j.description_id for j in judgements if j.failed}
+        # Written aside and renamed: a crash here never leaves a half file.
+        temporary = files.judgements.with_suffix(".jsonl.tmp")
+        write_jsonl(temporary, [j for j in judgements if j.failed is None])
+        temporary.replace(files.judgements)
     done = done_ids(files.judgements, Judgement, "description_id")
     todo: list[tuple[ImageRecord, Description]] = []
     for description in iter_jsonl(files.descriptions, Description):
@@ -50,13 +56,19 @@ def judge_descriptions(images: dict[str, ImageRecord], files: BuildFiles, judge:
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for start in range(0, len(todo), CHUNK):
             chunk = todo[start : start + CHUNK]
-            judgements = list(pool.map(lambda item: judge.judge(item[0], item[1].description_id, item[1].text),
+            judgements = list(pool.map(lambda item: judge_one(judge, *item, item[1].description_id in failed_before),
                                        chunk))  # fmt: skip
             append(files.judgements, judgements)
             for judgement in judgements:
                 if judgement.failed:
                     ledger.skip("judge", judgement.description_id, "judge_failed", judgement.failed)
     return judge_stats(files)
+
+
+def judge_one(judge: Judge, image: ImageRecord, description: Description, retry: bool) -> Judgement:
+    if retry and isinstance(judge, LLMJudge):  # a retry must reach the endpoint, not replay the failed answer
+        return judge.judge(image, description.description_id, description.text, refresh=True)
+    return judge.judge(image, description.description_id, description.text)
 
 
 def dry_run_estimate(judge: Judge, todo: list[tuple[ImageRecord, Description]]) -> dict:
