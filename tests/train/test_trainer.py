@@ -145,3 +145,14 @@ def test_save_and_load_roundtrip(make_config, tiny_model_dir, tmp_path):
     assert resolved.chosen_sft_weight == 0.1 and resolved.max_steps == 2
     state = json.loads((out / "trainer_state.json").read_text())
     assert any("loss/chosen_sft" in entry for entry in state["log_history"])
+
+
+def test_held_out_pairs_are_evaluated_with_metrics(make_config, pairs_file):
+    trainer = build_trainer(
+        make_config(eval_pairs=str(pairs_file), eval_strategy="steps", eval_steps=2, reference="precomputed")
+    )
+    trainer.train()
+    evals = [entry for entry in trainer.state.log_history if "eval_loss" in entry]
+    assert [entry["step"] for entry in evals][0] == 2
+    assert {"eval_rewards/accuracies", "eval_logps/ref_chosen", "eval_loss/dpo"} <= set(evals[0])
+    assert evals[0]["eval_loss"] == pytest.approx(evals[0]["eval_loss/dpo"], abs=1e-6)

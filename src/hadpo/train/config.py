@@ -46,6 +46,7 @@ class HADPOConfig(TrainingArguments):
     merge_adapter: bool = _opt(False, "Also save the base model with the LoRA adapter merged in (output_dir/merged).")
     # --- data ---
     pairs: str = _opt("", "Preference pairs JSONL written by `hadpo pairs` (PreferencePair rows).")
+    eval_pairs: str | None = _opt(None, "Held-out pairs evaluated every eval_steps (set eval_strategy: steps).")
     data_mix: str = _opt("1:1", "Per-epoch repeats of desc:QA groups, e.g. 2:1 (LLaVA-1.5 release) or 1:2.")
     shuffle_pairs: bool = _opt(True, "Shuffle the pair order each epoch (seeded by `seed` and the epoch).")
     max_length: int | None = _opt(None, "Longest prompt (image tokens included) + response; none = no limit.")

@@ -106,15 +106,11 @@ def build_trainer(config: HADPOConfig, callbacks=None, processor=None) -> HADPOT
     family = get_family(config.family, AutoConfig.from_pretrained(config.model_name_or_path).model_type)
     processor = processor or family.load_processor(config.model_name_or_path)
     # Data first: bad input fails here, before a model is loaded.
-    pairs = load_pairs(config.pairs)
-    check_prompts(pairs, family, processor, config.pairs)
     collator = PreferenceCollator(processor, family, config.max_length)
-    groups, dropped = drop_too_long(group_rewrites(pairs), collator, config.too_long)
-    if dropped:
-        log.warning("dropped %d pair(s) longer than max_length %d", dropped, config.max_length)
-    if not groups:
-        raise ValueError(f"{config.pairs}: no pairs left after dropping those over max_length {config.max_length}")
-    dataset = PreferenceDataset(groups, config.data_mix, config.seed, config.shuffle_pairs)
+    dataset, dropped = _pairs_dataset(config.pairs, family, collator, config, config.data_mix, config.shuffle_pairs)
+    eval_dataset = None
+    if config.eval_pairs:
+        eval_dataset, _ = _pairs_dataset(config.eval_pairs, family, collator, config, "1:1", False)
     sft_stream = sft_collator = None
     if config.gamma > 0:
         examples = load_sft_examples(config.sft_data, config.sft_caption_prompt)
@@ -132,23 +128,26 @@ def build_trainer(config: HADPOConfig, callbacks=None, processor=None) -> HADPOT
             ref_model = copy.deepcopy(model) if config.reference == "copy" else model
     if config.reference == "precomputed":
         ref_name = config.ref_model_name_or_path or config.model_name_or_path
+        fingerprint = model_fingerprint(ref_model, ref_name)
         with config.main_process_first(desc="reference log-probs"):
-            dataset.reference = precompute_reference(
-                ref_model.to(config.device),
-                [pair for group in groups for pair in group],
-                collator,
-                config.reference_cache_dir or config.output_dir,
-                fingerprint=model_fingerprint(ref_model, ref_name),
-                batch_size=config.per_device_eval_batch_size,
-                device=config.device,
-                autocast_dtype=torch.bfloat16 if config.bf16 else torch.float16 if config.fp16 else None,
-            )
+            for data in filter(None, (dataset, eval_dataset)):
+                data.reference = precompute_reference(
+                    ref_model.to(config.device),
+                    [pair for group in data.groups for pair in group],
+                    collator,
+                    config.reference_cache_dir or config.output_dir,
+                    fingerprint=fingerprint,
+                    batch_size=config.per_device_eval_batch_size,
+                    device=config.device,
+                    autocast_dtype=torch.bfloat16 if config.bf16 else torch.float16 if config.fp16 else None,
+                )
         ref_model = None
     policy = prepare_policy(model, config, family)
     trainer = HADPOTrainer(
         model=policy,
         args=config,
         train_dataset=dataset,
+        eval_dataset=eval_dataset,
         data_collator=collator,
         processing_class=processor,
         ref_model=ref_model,
@@ -158,6 +157,17 @@ def build_trainer(config: HADPOConfig, callbacks=None, processor=None) -> HADPOT
     )
     trainer.hadpo_info = {"family": family.name, "data": {**dataset.stats(), "dropped_too_long": dropped}}
     return trainer
+
+
+def _pairs_dataset(path, family, collator, config: HADPOConfig, mix: str, shuffle: bool):
+    pairs = load_pairs(path)
+    check_prompts(pairs, family, collator.processor, path)
+    groups, dropped = drop_too_long(group_rewrites(pairs), collator, config.too_long)
+    if dropped:
+        log.warning("%s: dropped %d pair(s) longer than max_length %d", path, dropped, config.max_length)
+    if not groups:
+        raise ValueError(f"{path}: no pairs left after dropping those over max_length {config.max_length}")
+    return PreferenceDataset(groups, mix, config.seed, shuffle), dropped
 
 
 def run_training(config: HADPOConfig, resume: bool = False, callbacks=None, processor=None) -> HADPOTrainer:
