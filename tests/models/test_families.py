@@ -81,3 +81,10 @@ def test_dpo_steps_lower_the_loss_and_raise_accuracy_then_save_and_load(family_m
         base = AutoModelForImageTextToText.from_pretrained(folder)
         loaded = PeftModel.from_pretrained(base, tmp_path / "run").eval()(**inputs).logits
     assert torch.allclose(trained, loaded, atol=1e-5)
+
+
+def test_a_lora_target_reaching_into_the_vision_tower_is_refused(family_model, family_pairs, tmp_path):
+    name, folder = family_model
+    config = _config(folder, family_pairs, tmp_path, lora_target=r".*\.(q_proj|k_proj|v_proj|qkv)")
+    with pytest.raises(ValueError, match="'lora_target' matches vision modules"):
+        prepare_policy(AutoModelForImageTextToText.from_pretrained(folder), config, FAMILIES[name])

@@ -85,7 +85,12 @@ def prepare_policy(model: torch.nn.Module, config: HADPOConfig, family: VLMFamil
     )
     if _checkpointing(config):
         model.enable_input_require_grads()  # frozen embeddings: checkpointed LoRA layers still need grads
-    return get_peft_model(model, lora)
+    peft_model = get_peft_model(model, lora)
+    adapted = [name for name, module in peft_model.named_modules() if hasattr(module, "lora_A")]
+    outside = [name for name in adapted if family.is_vision_tower(name) or family.is_projector(name)]
+    if outside:
+        raise ValueError(f"config key 'lora_target' matches vision modules (e.g. {outside[0]}); LoRA is for the LM")
+    return peft_model
 
 
 def _checkpointing(config: HADPOConfig) -> bool:
