@@ -85,7 +85,7 @@ def load_model(model_name_or_path: str | Path, device: str = "cpu", dtype: str =
 def chat_prompt(processor, text: str) -> str:
     """The user turn with one image, rendered by the processor's chat template, ending at the generation prompt."""
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
-    return processor.apply_chat_template(messages, add_generation_prompt=True)
+    return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
 
 def answer_token_ids(processor, answers: Sequence[str]) -> list[list[int]]:
@@ -97,12 +97,12 @@ def answer_token_ids(processor, answers: Sequence[str]) -> list[list[int]]:
     to the word tokenised alone after a space."""
     tokenizer = getattr(processor, "tokenizer", processor)
     user = [{"role": "user", "content": [{"type": "text", "text": "q"}]}]
-    prompt_text = processor.apply_chat_template(user, add_generation_prompt=True)
+    prompt_text = processor.apply_chat_template(user, add_generation_prompt=True, tokenize=False)
     prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
     sequences: list[list[int]] = []
     for answer in answers:
         turn = user + [{"role": "assistant", "content": [{"type": "text", "text": answer}]}]
-        full_ids = tokenizer(processor.apply_chat_template(turn), add_special_tokens=False)["input_ids"]
+        full_ids = tokenizer(processor.apply_chat_template(turn, tokenize=False), add_special_tokens=False)["input_ids"]
         if full_ids[: len(prompt_ids)] == prompt_ids:
             continuation = full_ids[len(prompt_ids) :]
         else:
