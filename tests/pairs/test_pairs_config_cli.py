@@ -57,7 +57,9 @@ def test_cli_build_and_dry_run(image_records, tiny_model_dir, tmp_path, capsys):
         "describe": {"model": str(tiny_model_dir), "per_image": 1, "max_new_tokens": 8},
     }))  # fmt: skip
     assert main(["pairs", "build", str(config), "--dry-run"]) == 0
-    assert json.loads(capsys.readouterr().out)["dry_run"]["describe"]["descriptions_to_sample"] == 4
+    estimate = json.loads(capsys.readouterr().out)["dry_run"]
+    assert estimate["describe"]["descriptions_to_sample"] == 4
+    assert estimate["llm_for_new_descriptions"]["judge_calls"] == 0  # the offline judge calls nothing
     assert not (tmp_path / "out" / "descriptions.jsonl").exists()
     assert main(["pairs", "build", str(config)]) == 0
     stats = json.loads((tmp_path / "out" / "stats.json").read_text())

@@ -55,6 +55,11 @@ def test_llm_build_judges_rewrites_caches_and_estimates(image_records, tmp_path)
             and estimate["dry_run"]["judge"]["prompt_tokens"] > 0
         )
         assert len(server.requests) == 0 and not files.judgements.exists()
+        config.describe.per_image = 2
+        before_describe = run_build(config, ("describe", "judge", "rewrite"), dry_run=True)["dry_run"]
+        assert before_describe["llm_for_new_descriptions"]["judge_calls"] == 4 * 2 - 3  # 3 already described
+        assert before_describe["llm_for_new_descriptions"]["rewrite_calls_at_most"] == 5
+        assert len(server.requests) == 0
 
         stats = run_build(config, ("judge", "rewrite", "qa"))
         judgements = {j.description_id: j for j in read_jsonl(files.judgements, Judgement)}

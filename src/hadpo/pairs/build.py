@@ -124,6 +124,31 @@ def ground_truth_agreement(spec: str, files: BuildFiles, images: dict[str, Image
             "disagreements": dict(confusion.most_common())}  # fmt: skip
 
 
+# A stand-in for a description not sampled yet (dry runs): six sentences of ten words, typical of LLaVA-1.5.
+TYPICAL_DESCRIPTION = " ".join(["The image shows a scene with several objects in it."] * 6)
+
+
+def estimate_unsampled(records: list[ImageRecord], count: int, config: PairsConfig, judge, rewriter) -> dict:
+    """LLM calls and tokens for `count` descriptions not sampled yet: judging each, and (an upper bound: as if
+    every description hallucinated) rewriting and re-judging each. Tokens use the mean image's annotations."""
+    k = config.rewrite.k
+    estimate = {"descriptions": count, "judge_calls": 0, "rewrite_calls_at_most": 0, "rejudge_calls_at_most": 0,
+                "prompt_tokens_at_most": 0, "completion_tokens_at_most": 0}  # fmt: skip
+    if hasattr(judge, "estimate"):
+        tokens = [judge.estimate(r, TYPICAL_DESCRIPTION) for r in records] or [(0, 0)]
+        calls = count * (2 + 2 * k)  # judge, re-judge the positive, 2 re-judges per rewrite
+        estimate["judge_calls"] = count
+        estimate["rejudge_calls_at_most"] = count * (1 + 2 * k)
+        estimate["prompt_tokens_at_most"] += round(sum(t[0] for t in tokens) / len(tokens) * calls)
+        estimate["completion_tokens_at_most"] += round(sum(t[1] for t in tokens) / len(tokens) * calls)
+    if hasattr(rewriter, "estimate"):
+        prompt, completion = rewriter.estimate(TYPICAL_DESCRIPTION, TYPICAL_DESCRIPTION, k)
+        estimate["rewrite_calls_at_most"] = count
+        estimate["prompt_tokens_at_most"] += prompt * count
+        estimate["completion_tokens_at_most"] += completion * count
+    return estimate
+
+
 def run_build(config: PairsConfig, stages: tuple[str, ...] = STAGES, dry_run: bool = False,
               model_and_processor=None) -> dict:  # fmt: skip
     """Run `stages` (in pipeline order) and assemble pairs.jsonl + stats.json; returns the stats."""
@@ -150,6 +175,9 @@ def run_build(config: PairsConfig, stages: tuple[str, ...] = STAGES, dry_run: bo
     if "rewrite" in stages and files.judgements.exists():
         stats["rewrite"] = rewrite_judged(images, files, judge, rewriter, config.rewrite.k, ledger, dry_run)
     if dry_run:
+        if "describe" in stats and stats["describe"]["descriptions_to_sample"]:
+            count = stats["describe"]["descriptions_to_sample"]
+            stats["llm_for_new_descriptions"] = estimate_unsampled(records, count, config, judge, rewriter)
         return {"images": len(records), "dry_run": stats}
 
     pairs = description_pairs(files, images) if files.rewrites.exists() else []
