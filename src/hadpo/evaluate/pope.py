@@ -280,6 +280,10 @@ def read_answers(path: str | Path, questions: list[PopeQuestion]) -> tuple[list[
         located = [rows[i] if i < len(rows) else (f"{path}: line for question {q.question_id}", {})
                    for i, q in enumerate(questions)]
         key = "answer"
+        mismatched = next((w for (w, d), q in zip(located, questions) if d.get("question", q.text) != q.text), None)
+        if mismatched:
+            log.warning("%s: its question differs from the label file's; the official format is aligned by order",
+                        mismatched)
     for (where, data), question in zip(located, questions):
         value = data.get(key, data.get("text") if key == "answer" else None)
         if not isinstance(value, str) or not value.strip():
