@@ -110,6 +110,17 @@ def test_generate_and_logits_modes_write_answers_and_resume(tiny_model_dir, imag
         assert 0.0 < answer.yes_prob < 1.0 and answer.mode == "logits"
 
 
+def test_beam_search_and_seeded_sampling_are_reproducible(tiny_model_dir, image_records, tmp_path):
+    model, processor = load_model(tiny_model_dir)
+    queries = _queries(image_records)[:3]
+    for name, config in [("beam", RunnerConfig(num_beams=2, max_new_tokens=3, batch_size=2)),
+                         ("sample", RunnerConfig(do_sample=True, temperature=0.8, max_new_tokens=3, batch_size=2))]:
+        runs = [tmp_path / f"{name}{i}.jsonl" for i in range(2)]
+        for path in runs:
+            run_queries(model, processor, queries, path, config, progress=False)
+        assert runs[0].read_text() == runs[1].read_text(), name
+
+
 def test_missing_image_is_skipped_and_counted(tiny_model_dir, image_records, tmp_path):
     model, processor = load_model(tiny_model_dir)
     queries = _queries(image_records)[:2] + [Query("missing", tmp_path / "nope.png", "Is there a dog?")]
