@@ -27,3 +27,20 @@ def test_reduction_sum_and_mean():
     assert out.reduce("mean").tolist() == [-2.0, -0.5]
     with pytest.raises(ValueError, match="unknown logps reduction"):
         out.reduce("max")
+
+
+def test_response_logps_keeps_only_the_logits_it_needs(tiny_model_dir, pairs_file):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from hadpo.models import get_family
+    from hadpo.train.data import PreferenceCollator, load_pairs
+    from hadpo.train.logps import model_inputs, response_logps
+
+    model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir).eval()
+    collator = PreferenceCollator(AutoProcessor.from_pretrained(tiny_model_dir), get_family("llava15"))
+    batch = collator([{"pair": pair} for pair in load_pairs(pairs_file)[2:5]])
+    with torch.no_grad():
+        full, mask = token_logps(model(**model_inputs(batch)).logits, batch["labels"])
+        out = response_logps(model, batch)
+    assert torch.allclose(out.sums, full.sum(-1), atol=1e-5)
+    assert out.counts.tolist() == mask.sum(-1).tolist()

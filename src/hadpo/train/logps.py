@@ -59,7 +59,15 @@ def token_logps(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tenso
 
 
 def response_logps(model: torch.nn.Module, batch: dict) -> ResponseLogps:
-    """One forward pass over every sequence of `batch`; sums of response-token log-probs per sequence."""
-    outputs = model(**model_inputs(batch), use_cache=False)
-    logps, mask = token_logps(outputs.logits, batch["labels"])
+    """One forward pass over every sequence of `batch`; sums of response-token log-probs per sequence.
+
+    Only positions from the first response token of the batch on go through the LM head (`logits_to_keep`):
+    the image and prompt tokens before it (576 image tokens in LLaVA-1.5) never need vocabulary logits."""
+    labels = batch["labels"]
+    width = labels.shape[1]
+    answered = (labels != IGNORE_INDEX).any(dim=0).nonzero()
+    first = max(int(answered[0]) if len(answered) else width - 1, 1)
+    keep = width - first + 1  # logits at positions first-1 .. width-1 predict tokens first .. width-1
+    outputs = model(**model_inputs(batch), use_cache=False, logits_to_keep=keep)
+    logps, mask = token_logps(outputs.logits, labels[:, width - keep :])
     return ResponseLogps(sums=logps.sum(-1), counts=mask.sum(-1))
