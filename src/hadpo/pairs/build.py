@@ -29,7 +29,7 @@ from hadpo.pairs.judging import judge_descriptions, judge_stats
 from hadpo.pairs.qa import collect_facts, qa_pairs, sample_answers
 from hadpo.pairs.rewrite import ParaphraseRewriter, description_pairs, rewrite_judged, rewrite_stats
 from hadpo.pairs.sources import load_coco, load_folder, load_visual_genome, validate_images
-from hadpo.pairs.store import BuildFiles, Ledger, update_stats
+from hadpo.pairs.store import BuildFiles, Ledger, update_stats, write_atomic
 from hadpo.records import ImageRecord, Judgement, PreferencePair, iter_jsonl, read_jsonl, write_jsonl
 
 log = logging.getLogger(__name__)
@@ -161,8 +161,9 @@ def run_build(config: PairsConfig, stages: tuple[str, ...] = STAGES, dry_run: bo
     judge = make_judge(config, records, exhaustive, files)
     rewriter = make_rewriter(config, judge, files)
     stats: dict = {}  # this run's numbers per stage
-    if config.source.kind == "world" and not config.describe.model and "describe" in stages and not dry_run:
-        from hadpo.world.pretrain import pretrain_base
+    needs_model = "describe" in stages or ("qa" in stages and config.qa.sample_answers)
+    if config.source.kind == "world" and not config.describe.model and needs_model and not dry_run:
+        from hadpo.world.pretrain import pretrain_base  # the world's base model is the default target model
 
         world, world_files, pretrain = load_world(config)
         config.describe.model = str(pretrain_base(world, world_files, pretrain, config.source.runs_dir))
@@ -193,7 +194,7 @@ def run_build(config: PairsConfig, stages: tuple[str, ...] = STAGES, dry_run: bo
         stats["qa"] = {"facts": len(facts), "pairs": len(built)}
     elif files.pairs.exists():  # keep the QA pairs of an earlier run when this run skips the stage
         pairs += [p for p in read_jsonl(files.pairs, PreferencePair) if p.kind == "qa"]
-    write_jsonl(files.pairs, pairs)
+    write_atomic(files.pairs, pairs)
     return assemble_stats(config, files, ledger, images, pairs, own_answers, judge, rewriter, stats)
 
 
@@ -220,8 +221,7 @@ def assemble_stats(config, files, ledger, images, pairs, own_answers, judge, rew
     }  # fmt: skip
     if config.ground_truth and files.judgements.exists():
         stats["ground_truth_agreement"] = ground_truth_agreement(config.ground_truth, files, images)
-    for section, values in stats.items():
-        update_stats(files.stats, section, values)
+    update_stats(files.stats, stats)
     return stats
 
 

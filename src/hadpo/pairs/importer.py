@@ -22,8 +22,8 @@ from collections import Counter
 from pathlib import Path
 
 from hadpo.pairs.describe import DESCRIBE_PROMPTS
-from hadpo.pairs.store import Ledger, update_stats
-from hadpo.records import PreferencePair, write_jsonl
+from hadpo.pairs.store import Ledger, update_stats, write_atomic
+from hadpo.records import PreferencePair
 
 
 def _entries(data) -> list[dict]:
@@ -97,9 +97,8 @@ def import_release(output: str | Path, image_dir: str | Path, desc_data: str | P
                                     pair_id=f"qa:{image_id}:{index}", judge="ha-dpo-release"))  # fmt: skip
         counts["qa"] += 1
 
-    write_jsonl(output, pairs)
+    write_atomic(output, pairs)
     stats = {"pairs": {"desc": counts["desc"], "qa": counts["qa"], "total": len(pairs)},
              "qa_skipped_correct": counts["qa_skipped_correct"], "skipped": ledger.counts("skipped")}  # fmt: skip
-    for section, values in stats.items():
-        update_stats(output.parent / "stats.json", section, values)
+    update_stats(output.parent / "stats.json", stats)
     return stats

@@ -17,8 +17,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 from hadpo.judge.base import Judge
 from hadpo.judge.llm import LLMJudge
-from hadpo.pairs.store import BuildFiles, Ledger, append, done_ids
-from hadpo.records import Description, ImageRecord, Judgement, iter_jsonl, read_jsonl, write_jsonl
+from hadpo.pairs.store import BuildFiles, Ledger, append, done_ids, write_atomic
+from hadpo.records import Description, ImageRecord, Judgement, iter_jsonl, read_jsonl
 from hadpo.text import split_sentences
 
 log = logging.getLogger(__name__)
@@ -33,10 +33,7 @@ def judge_descriptions(images: dict[str, ImageRecord], files: BuildFiles, judge:
     if retry_failed and files.judgements.exists():
         judgements = read_jsonl(files.judgements, Judgement)
         failed_before = {j.description_id for j in judgements if j.failed}
-        # Written aside and renamed: a crash here never leaves a half file.
-        temporary = files.judgements.with_suffix(".jsonl.tmp")
-        write_jsonl(temporary, [j for j in judgements if j.failed is None])
-        temporary.replace(files.judgements)
+        write_atomic(files.judgements, [j for j in judgements if j.failed is None])
     done = done_ids(files.judgements, Judgement, "description_id")
     todo: list[tuple[ImageRecord, Description]] = []
     for description in iter_jsonl(files.descriptions, Description):

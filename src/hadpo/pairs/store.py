@@ -118,10 +118,20 @@ def append(path: Path, records: Iterable[BaseModel]) -> int:
     return write_jsonl(path, records, append=True)
 
 
-def update_stats(path: Path, section: str, values: dict) -> dict:
-    """Merge one stage's numbers into stats.json (other stages' sections are kept)."""
+def write_atomic(path: Path, records: Iterable[BaseModel]) -> int:
+    """Replace a derived file whole: written aside and renamed, so a crash never leaves half of it."""
+    temporary = path.with_name(path.name + ".tmp")
+    count = write_jsonl(temporary, records)
+    temporary.replace(path)
+    return count
+
+
+def update_stats(path: Path, sections: dict) -> dict:
+    """Merge sections into stats.json (sections of other runs or tools are kept); written aside and renamed."""
     stats = json.loads(path.read_text()) if path.exists() else {}
-    stats[section] = values
+    stats.update(sections)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n")
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n")
+    temporary.replace(path)
     return stats
