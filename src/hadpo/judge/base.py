@@ -1,5 +1,9 @@
 """The judge interface: given an image's annotations and a description, label each sentence and write a
-corrected description. Used by pair construction (positives) and by SHR (evaluation)."""
+corrected description. Used by pair construction (positives) and by SHR (evaluation).
+
+Optional members the pair stages use when a judge has them: `max_concurrency` (how many `judge` calls may run
+at once from a thread pool; absent = 1) and `estimate(image, text) -> (prompt_tokens, completion_tokens)` (what one
+call would cost, for --dry-run; absent = the judge makes no paid calls)."""
 
 from __future__ import annotations
 
