@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 from hadpo.models.tiny import TinyLlavaSpec, build_tiny_llava, train_tokenizer
-from hadpo.models.tiny_families import build_tiny_llava_next, build_tiny_qwen2_vl
+from hadpo.models.tiny_families import build_tiny_instructblip, build_tiny_llava_next, build_tiny_qwen2_vl
 from hadpo.records import PreferencePair, write_jsonl
 
 CORPUS = [
@@ -20,7 +20,12 @@ def _llava15():
     return build_tiny_llava(train_tokenizer(CORPUS, vocab_size=300), TinyLlavaSpec(text_layers=2, text_hidden=64))
 
 
-BUILDERS = {"llava15": _llava15, "llava_next": build_tiny_llava_next, "qwen2_vl": build_tiny_qwen2_vl}
+BUILDERS = {
+    "llava15": _llava15,
+    "llava_next": build_tiny_llava_next,
+    "qwen2_vl": build_tiny_qwen2_vl,
+    "instructblip": build_tiny_instructblip,
+}
 
 
 @pytest.fixture(autouse=True)

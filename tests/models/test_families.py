@@ -25,8 +25,9 @@ def _config(folder, pairs, out, **overrides):
 def test_families_are_found_by_model_type():
     assert get_family("auto", "llava").name == "llava15"
     assert get_family("auto", "qwen2_5_vl").name == "qwen2_vl"
-    with pytest.raises(ValueError, match="no hadpo adapter for model_type 'blip-2'"):
-        get_family("auto", "blip-2")
+    assert get_family("auto", "instructblip").name == "instructblip"
+    with pytest.raises(ValueError, match="no hadpo adapter for model_type 'minigpt4'"):
+        get_family("auto", "minigpt4")
 
 
 def test_lora_targets_every_language_model_linear_layer_and_nothing_else(family_model, family_pairs, tmp_path):
@@ -35,7 +36,9 @@ def test_lora_targets_every_language_model_linear_layer_and_nothing_else(family_
     config = _config(folder, family_pairs, tmp_path)
     model = AutoModelForImageTextToText.from_pretrained(folder)
     linear = {
-        n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and n.startswith("model.language_model.")
+        n
+        for n, m in model.named_modules()
+        if isinstance(m, torch.nn.Linear) and n.startswith(family.language_model_prefix + ".")
     }
     peft_model = prepare_policy(model, config, family)
     wrapped = {n.removeprefix("base_model.model.") for n, m in peft_model.named_modules() if hasattr(m, "lora_A")}
@@ -88,3 +91,14 @@ def test_a_lora_target_reaching_into_the_vision_tower_is_refused(family_model, f
     config = _config(folder, family_pairs, tmp_path, lora_target=r".*\.(q_proj|k_proj|v_proj|qkv)")
     with pytest.raises(ValueError, match="'lora_target' matches vision modules"):
         prepare_policy(AutoModelForImageTextToText.from_pretrained(folder), config, FAMILIES[name])
+
+
+def test_full_finetuning_trains_the_language_model_and_freezes_vision_and_projector(family_model, family_pairs, tmp_path):
+    name, folder = family_model
+    family = FAMILIES[name]
+    config = _config(folder, family_pairs, tmp_path, finetuning="full", reference="copy")
+    model = prepare_policy(AutoModelForImageTextToText.from_pretrained(folder), config, family)
+    for param_name, param in model.named_parameters():
+        vision = family.is_vision_tower(param_name) or family.is_projector(param_name)
+        assert param.requires_grad != vision, param_name
+    assert any(p.requires_grad and family.language_model_prefix in n for n, p in model.named_parameters())

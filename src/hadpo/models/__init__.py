@@ -4,10 +4,11 @@ model's `config.model_type`. `tiny` builds tiny random models for tests and the 
 from __future__ import annotations
 
 from hadpo.models.base import VLMFamily
+from hadpo.models.instructblip import INSTRUCTBLIP
 from hadpo.models.llava import LLAVA15, LLAVA_NEXT
 from hadpo.models.qwen2_vl import QWEN2_VL
 
-FAMILIES: dict[str, VLMFamily] = {family.name: family for family in (LLAVA15, LLAVA_NEXT, QWEN2_VL)}
+FAMILIES: dict[str, VLMFamily] = {family.name: family for family in (LLAVA15, LLAVA_NEXT, QWEN2_VL, INSTRUCTBLIP)}
 
 
 def get_family(name: str = "auto", model_type: str | None = None) -> VLMFamily:
@@ -21,7 +22,7 @@ def get_family(name: str = "auto", model_type: str | None = None) -> VLMFamily:
             return family
     raise ValueError(
         f"no hadpo adapter for model_type '{model_type}'; supported families: {', '.join(FAMILIES)} "
-        "(MiniGPT-4 and InstructBLIP are not supported yet)"
+        "(MiniGPT-4 is not supported yet)"
     )
 
 

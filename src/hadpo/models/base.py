@@ -87,4 +87,6 @@ class VLMFamily:
 
 def _has_prefix(name: str, prefixes: tuple[str, ...]) -> bool:
     # PEFT wraps names as "base_model.model.<name>"; match the family's prefixes anywhere on a dot boundary.
-    return any(name.startswith(p + ".") or f".{p}." in name for p in prefixes)
+    return any(
+        name == p or name.startswith(p + ".") or f".{p}." in name or name.endswith("." + p) for p in prefixes
+    )

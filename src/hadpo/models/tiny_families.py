@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from tokenizers import AddedToken
 from transformers import (
     CLIPVisionConfig,
+    InstructBlipConfig,
+    InstructBlipForConditionalGeneration,
+    InstructBlipProcessor,
     LlamaConfig,
     LlavaNextConfig,
     LlavaNextForConditionalGeneration,
@@ -18,6 +22,7 @@ from transformers import (
     Qwen2VLConfig,
     Qwen2VLForConditionalGeneration,
 )
+from transformers.models.blip import BlipImageProcessorPil
 from transformers.models.llava_next import LlavaNextImageProcessorPil
 from transformers.models.qwen2_vl import Qwen2VLImageProcessorPil
 
@@ -118,3 +123,28 @@ def build_tiny_qwen2_vl(texts: Iterable[str]):
         tie_word_embeddings=False,
     )
     return Qwen2VLForConditionalGeneration(config), processor
+
+
+def build_tiny_instructblip(texts: Iterable[str]):
+    """A tiny `InstructBlipForConditionalGeneration`: 48x48 images, a one-layer Q-Former with 4 query tokens."""
+    texts = list(texts)
+    tokenizer = train_tokenizer(texts, vocab_size=300)
+    qformer_tokenizer = train_tokenizer(texts, vocab_size=260)
+    image_processor = BlipImageProcessorPil(size={"height": 48, "width": 48}, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    processor = InstructBlipProcessor(
+        image_processor=image_processor, tokenizer=tokenizer, qformer_tokenizer=qformer_tokenizer, num_query_tokens=4
+    )
+    processor.image_token = AddedToken(IMAGE_TOKEN, normalized=False, special=True)
+    config = InstructBlipConfig(
+        vision_config=dict(
+            hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=48, patch_size=16
+        ),
+        qformer_config=dict(
+            vocab_size=len(qformer_tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+            intermediate_size=64, encoder_hidden_size=32, pad_token_id=qformer_tokenizer.pad_token_id,
+        ),  # fmt: skip
+        text_config=LlamaConfig(num_key_value_heads=4, **_text_sizes(len(tokenizer), tokenizer.pad_token_id)).to_dict(),
+        num_query_tokens=4,
+        image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
+    )
+    return InstructBlipForConditionalGeneration(config), processor

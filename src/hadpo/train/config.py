@@ -31,7 +31,9 @@ def _opt(default, help: str, **kwargs):
 class HADPOConfig(TrainingArguments):
     # --- model ---
     model_name_or_path: str = _opt("", "Base VLM: a hub id or a local folder (AutoModelForImageTextToText).")
-    family: str = _opt("auto", "Model family adapter: auto (from config.model_type), llava15, llava_next, qwen2_vl.")
+    family: str = _opt(
+        "auto", "Model family adapter: auto (from config.model_type), llava15, llava_next, qwen2_vl, instructblip."
+    )
     model_dtype: str = _opt("float32", "dtype the weights are loaded in: float32, bfloat16 or float16.")
     finetuning: str = _opt("lora", "lora (PEFT adapters), qlora (4-bit base, needs bitsandbytes + GPU) or full.")
     lora_r: int = _opt(16, "LoRA rank (the paper's LLaVA-1.5 recipe: 128).")
