@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import random
 import re
 from collections import Counter
@@ -153,8 +154,6 @@ def load_annotations(path: str | Path, image_root: str | Path | None = None) -> 
 
 
 def _relative(target: Path, start: Path) -> str:
-    import os
-
     return os.path.relpath(target.resolve(), start.resolve())
 
 
