@@ -109,3 +109,22 @@ def test_offline_judge_from_the_judge_wing_runs_through_the_protocol(image_recor
     result, _ = evaluate_shr(descriptions, {r.image_id: r for r in records}, judge, progress=False)
     # Image 1 holds only a red dog, image 2 a blue cup (annotations complete): one hallucinated sentence of 3.
     assert result.shr == pytest.approx(1 / 3) and result.failed_judgements == 0
+
+
+def test_images_from_the_release_inputs(tmp_path):
+    from hadpo.evaluate.shr import images_from_visual_genome
+
+    (tmp_path / "image_data.json").write_text(json.dumps([
+        {"image_id": 1, "width": 800, "height": 600, "url": "https://cs.stanford.edu/VG_100K/1.jpg"},
+        {"image_id": 2, "width": 640, "height": 480, "url": "https://cs.stanford.edu/VG_100K_2/2.jpg"}]))
+    (tmp_path / "regions.json").write_text(json.dumps([
+        {"id": 1, "regions": [{"image_id": 1, "phrase": "a man ", "x": 400, "y": 300, "width": 200, "height": 150},
+                              {"image_id": 1, "phrase": " ", "x": 0, "y": 0, "width": 1, "height": 1}]},
+        {"id": 2, "regions": [{"image_id": 2, "phrase": "a dog", "x": 0, "y": 0, "width": 64, "height": 48}]}]))
+    (tmp_path / "factual.jsonl").write_text(json.dumps({"1": ["The man is a chef."]}) + "\n")
+    (tmp_path / "val.json").write_text(json.dumps([{"image_id": 1}]))
+    (record,) = images_from_visual_genome(tmp_path / "image_data.json", tmp_path / "regions.json",
+                                          [tmp_path / "factual.jsonl"], tmp_path / "val.json")
+    assert (record.image_id, record.path, record.captions) == ("1", "VG_100K/1.jpg", ["The man is a chef."])
+    # [400, 300, 200, 150] on 800 x 600 -> [0.50, 0.50, 0.75, 0.75]; the empty phrase is dropped.
+    assert format_regions(record) == "[0.50, 0.50, 0.75, 0.75] a man"

@@ -56,7 +56,12 @@ def register(subparsers) -> None:
 
     shr = verbs.add_parser("shr", help="SHR sentence-level hallucination ratio with a judge")
     shr.add_argument("--descriptions", help="descriptions: JSON lines with image_id + text, or {image_id: text} JSON")
-    shr.add_argument("--images", required=True, help="images.jsonl of ImageRecords (regions, objects, notes)")
+    shr.add_argument("--images", help="images.jsonl of ImageRecords (regions, objects, notes)")
+    shr.add_argument("--vg-image-data", help="instead of --images: Visual Genome image_data.json ...")
+    shr.add_argument("--vg-regions", help="... with region_descriptions.json ...")
+    shr.add_argument("--shr-factual", nargs="*", default=[], help="... the SHR factual notes (shr_factual_part*.jsonl)")
+    shr.add_argument("--shr-images", help="... the SHR image list (val_images_final.json)")
+    shr.add_argument("--vg-root", help="... and the folder holding VG_100K/ and VG_100K_2/ (to describe images)")
     shr.add_argument("--prompt", default="Describe this image in detail.")
     shr.add_argument("--judge", choices=["annotations", "llm"], default="llm",
                      help="annotations: offline, for complete annotations (the world); llm: a chat endpoint")
@@ -179,6 +184,18 @@ def _make_judge(args):
 def _shr(args) -> int:
     from hadpo.evaluate.suite import describe_images, run_shr
 
+    if args.vg_image_data and args.vg_regions:
+        from hadpo.evaluate.shr import images_from_visual_genome
+        from hadpo.records import write_jsonl
+
+        records = images_from_visual_genome(args.vg_image_data, args.vg_regions, args.shr_factual, args.shr_images)
+        if args.vg_root:
+            for record in records:
+                record.path = str((Path(args.vg_root) / record.path).resolve())
+        args.images = str(Path(args.out) / "shr_images.jsonl")
+        write_jsonl(args.images, records)
+    if not args.images:
+        raise ValueError("hadpo eval shr needs --images, or --vg-image-data with --vg-regions")
     descriptions = args.descriptions
     if descriptions is None:
         if not args.model:

@@ -185,3 +185,40 @@ def read_descriptions(path: str | Path) -> tuple[list[tuple[str, str, str]], int
         description_id = data.get("description_id", data.get("question_id", f"{data['image_id']}#{number}"))
         triples.append((str(description_id), str(data["image_id"]), data["text"]))
     return triples, skipped
+
+
+def images_from_visual_genome(
+    image_data: str | Path,
+    region_descriptions: str | Path,
+    factual_notes: list[str | Path] = (),
+    image_ids: str | Path | None = None,
+) -> list[ImageRecord]:
+    """`ImageRecord`s for SHR from the release's inputs: Visual Genome `image_data.json` (sizes, urls) and
+    `region_descriptions.json`, the SHR factual notes (`shr_factual_part*.jsonl`, lines `{image_id: [notes]}`,
+    kept as captions), and optionally the SHR image list (`val_images_final.json`) to restrict to."""
+    wanted = None
+    if image_ids is not None:
+        wanted = {str(entry["image_id"]) for entry in json.loads(Path(image_ids).read_text(encoding="utf-8"))}
+    notes: dict[str, list[str]] = {}
+    for path in factual_notes:
+        for line in Path(path).read_text(encoding="utf-8").splitlines():
+            if line.strip():
+                for image_id, texts in json.loads(line).items():
+                    notes.setdefault(str(image_id), []).extend(texts)
+    regions: dict[str, list[Region]] = {}
+    for entry in json.loads(Path(region_descriptions).read_text(encoding="utf-8")):
+        for region in entry.get("regions", []):
+            image_id = str(region["image_id"])
+            if (wanted is None or image_id in wanted) and region.get("phrase", "").strip():
+                box = [region["x"], region["y"], region["width"], region["height"]]
+                regions.setdefault(image_id, []).append(Region(phrase=region["phrase"].strip(), box=box))
+    records = []
+    for entry in json.loads(Path(image_data).read_text(encoding="utf-8")):
+        image_id = str(entry["image_id"])
+        if wanted is not None and image_id not in wanted:
+            continue
+        path = "/".join(entry.get("url", f"/{image_id}.jpg").split("/")[-2:])  # e.g. VG_100K/2345.jpg
+        records.append(ImageRecord(image_id=image_id, path=path, width=entry["width"], height=entry["height"],
+                                   regions=regions.get(image_id, []), captions=notes.get(image_id, []),
+                                   source="visual_genome"))
+    return records
