@@ -1,8 +1,8 @@
 """DPO step time, peak memory and pairs per second: hadpo's HADPOTrainer against TRL's DPOTrainer.
 
-Both train the same random-init LLaVA (built from config, no download) with the same LoRA (every language-model
-linear layer), the same pairs (one image each), the same batch size and the reference as the policy with its
-adapters disabled. Each implementation runs in its own subprocess, so peak memory is its own.
+Both train the same random-init LLaVA (built from config, no download) with the same LoRA (every
+language-model linear layer), the same pairs (one image each), the same batch size and the reference as the
+policy with its adapters disabled. Each implementation runs in its own subprocess, so peak memory is its own.
 
     # CPU, tiny model (about a minute):
     python benchmarks/dpo_step.py --model tiny --device cpu --steps 6
@@ -39,7 +39,9 @@ from hadpo.models import get_family
 from hadpo.models.tiny import IMAGE_TOKEN, TinyLlavaSpec, build_processor, build_tiny_llava, train_tokenizer
 from hadpo.records import PreferencePair, write_jsonl
 
-WORDS = "there is a red square blue circle green knife on the table left right top of the image and a dog".split()
+WORDS = (
+    "there is a red square blue circle green knife on the table left right top of the image and a dog".split()
+)
 
 
 def build(size: str, device: str, dtype: torch.dtype):
@@ -50,17 +52,32 @@ def build(size: str, device: str, dtype: torch.dtype):
         return model.to(device=device, dtype=dtype), processor
     spec = TinyLlavaSpec(image_size=336, patch_size=14)
     vision = CLIPVisionConfig(
-        hidden_size=1024, intermediate_size=4096, num_hidden_layers=24, num_attention_heads=16, image_size=336,
-        patch_size=14, projection_dim=768,
-    )  # fmt: skip
+        hidden_size=1024,
+        intermediate_size=4096,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        image_size=336,
+        patch_size=14,
+        projection_dim=768,
+    )
     text = LlamaConfig(
-        vocab_size=32064, hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32,
-        num_key_value_heads=32, max_position_embeddings=4096, pad_token_id=tokenizer.pad_token_id,
-    )  # fmt: skip
+        vocab_size=32064,
+        hidden_size=4096,
+        intermediate_size=11008,
+        num_hidden_layers=32,
+        num_attention_heads=32,
+        num_key_value_heads=32,
+        max_position_embeddings=4096,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     config = LlavaConfig(
-        vision_config=vision, text_config=text, image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
-        image_seq_length=spec.num_patches, vision_feature_layer=-2, vision_feature_select_strategy="default",
-    )  # fmt: skip
+        vision_config=vision,
+        text_config=text,
+        image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
+        image_seq_length=spec.num_patches,
+        vision_feature_layer=-2,
+        vision_feature_select_strategy="default",
+    )
     default = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     with torch.device(device):
@@ -82,10 +99,15 @@ def make_pairs(folder: Path, n: int, image_size: int, words: int) -> Path:
 
         pairs.append(
             PreferencePair(
-                images=[f"{i}.png"], prompt="Describe this image in detail.", chosen=text(0), rejected=text(1),
-                kind="desc", image_id=str(i), pair_id=str(i),
+                images=[f"{i}.png"],
+                prompt="Describe this image in detail.",
+                chosen=text(0),
+                rejected=text(1),
+                kind="desc",
+                image_id=str(i),
+                pair_id=str(i),
             )
-        )  # fmt: skip
+        )
     write_jsonl(folder / "pairs.jsonl", pairs)
     return folder / "pairs.jsonl"
 
@@ -114,10 +136,21 @@ class StepTimer(TrainerCallback):
 def common_args(args, out: str) -> dict:
     cuda = args.device == "cuda"
     return dict(
-        output_dir=out, per_device_train_batch_size=args.batch_size, max_steps=args.steps, learning_rate=1e-5,
-        report_to="none", save_strategy="no", logging_steps=1, disable_tqdm=True, use_cpu=not cuda, bf16=cuda,
-        gradient_checkpointing=args.gradient_checkpointing, dataloader_num_workers=0, seed=0, beta=0.1,
-    )  # fmt: skip
+        output_dir=out,
+        per_device_train_batch_size=args.batch_size,
+        max_steps=args.steps,
+        learning_rate=1e-5,
+        report_to="none",
+        save_strategy="no",
+        logging_steps=1,
+        disable_tqdm=True,
+        use_cpu=not cuda,
+        bf16=cuda,
+        gradient_checkpointing=args.gradient_checkpointing,
+        dataloader_num_workers=0,
+        seed=0,
+        beta=0.1,
+    )
 
 
 def lora_config(family, rank: int):
@@ -134,15 +167,22 @@ def run_hadpo(model, processor, pairs_path, args, out) -> StepTimer:
 
     family = get_family("llava15")
     config = HADPOConfig(
-        model_name_or_path="random-init", pairs=str(pairs_path), lora_r=args.lora_r, lora_alpha=2 * args.lora_r,
+        model_name_or_path="random-init",
+        pairs=str(pairs_path),
+        lora_r=args.lora_r,
+        lora_alpha=2 * args.lora_r,
         **common_args(args, out),
-    )  # fmt: skip
+    )
     dataset = PreferenceDataset(group_rewrites(load_pairs(pairs_path)), seed=0)
     timer = StepTimer()
     trainer = HADPOTrainer(
-        model=prepare_policy(model, config, family), args=config, train_dataset=dataset,
-        data_collator=PreferenceCollator(processor, family), processing_class=processor, callbacks=[timer],
-    )  # fmt: skip
+        model=prepare_policy(model, config, family),
+        args=config,
+        train_dataset=dataset,
+        data_collator=PreferenceCollator(processor, family),
+        processing_class=processor,
+        callbacks=[timer],
+    )
     trainer.train()
     return timer
 
@@ -163,12 +203,18 @@ def run_trl(model, processor, pairs_path, args, out) -> StepTimer:
         }
         for pair in load_pairs(pairs_path)
     ]
-    config = DPOConfig(max_length=None, precompute_ref_log_probs=False, **common_args(args, out) | {"beta": 0.1})
+    config = DPOConfig(
+        max_length=None, precompute_ref_log_probs=False, **common_args(args, out) | {"beta": 0.1}
+    )
     timer = StepTimer()
     trainer = DPOTrainer(
-        model=model, args=config, train_dataset=Dataset.from_list(rows), processing_class=processor,
-        peft_config=lora_config(family, args.lora_r), callbacks=[timer],
-    )  # fmt: skip
+        model=model,
+        args=config,
+        train_dataset=Dataset.from_list(rows),
+        processing_class=processor,
+        peft_config=lora_config(family, args.lora_r),
+        callbacks=[timer],
+    )
     trainer.train()
     return timer
 
@@ -192,14 +238,23 @@ def child(args) -> dict:
         else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     )
     return {
-        "impl": args.impl, "model": args.model, "device": args.device, "batch_pairs": args.batch_size,
-        "steps_measured": len(measured), "step_s": step, "pairs_per_s": args.batch_size / step,
-        "peak_gib": peak, "peak_kind": "cuda allocated" if args.device == "cuda" else "process RSS", "build_s": build_s,
-    }  # fmt: skip
+        "impl": args.impl,
+        "model": args.model,
+        "device": args.device,
+        "batch_pairs": args.batch_size,
+        "steps_measured": len(measured),
+        "step_s": step,
+        "pairs_per_s": args.batch_size / step,
+        "peak_gib": peak,
+        "peak_kind": "cuda allocated" if args.device == "cuda" else "process RSS",
+        "build_s": build_s,
+    }
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--model", choices=["tiny", "llava15-7b"], default="tiny")
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     parser.add_argument("--impl", choices=["hadpo", "trl", "both"], default="both")
@@ -207,7 +262,9 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=2, help="first steps left out of the median")
     parser.add_argument("--batch-size", type=int, default=2, help="pairs per step (per device)")
     parser.add_argument("--words", type=int, default=60, help="words per chosen / rejected response")
-    parser.add_argument("--lora-r", type=int, default=128, help="LoRA rank (alpha = 2 r), as the paper's LLaVA run")
+    parser.add_argument(
+        "--lora-r", type=int, default=128, help="LoRA rank (alpha = 2 r), as the paper's LLaVA run"
+    )
     parser.add_argument("--gradient-checkpointing", action="store_true")
     parser.add_argument("--json", help="also write the results as JSON lines here")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -228,11 +285,15 @@ def main(argv=None) -> int:
             print(f"{impl} failed:\n{done.stderr[-4000:]}", file=sys.stderr)
             continue
         results.append(json.loads(lines[-1].removeprefix("RESULT ")))
-    print(f"{'impl':<6} {'model':<11} {'device':<6} {'pairs/step':>10} {'step s':>8} {'pairs/s':>8} {'peak GiB':>9}")
+    print(
+        f"{'impl':<6} {'model':<11} {'device':<6} {'pairs/step':>10} {'step s':>8} {'pairs/s':>8} "
+        f"{'peak GiB':>9}"
+    )
     for r in results:
         print(
             f"{r['impl']:<6} {r['model']:<11} {r['device']:<6} {r['batch_pairs']:>10} {r['step_s']:>8.3f} "
-            f"{r['pairs_per_s']:>8.2f} {r['peak_gib']:>9.2f}  ({r['peak_kind']}, median of {r['steps_measured']})"
+            f"{r['pairs_per_s']:>8.2f} {r['peak_gib']:>9.2f}  "
+            f"({r['peak_kind']}, median of {r['steps_measured']})"
         )
     if args.json:
         Path(args.json).write_text("".join(json.dumps(r) + "\n" for r in results))

@@ -17,7 +17,9 @@ CORPUS = [
 
 
 def _llava15():
-    return build_tiny_llava(train_tokenizer(CORPUS, vocab_size=300), TinyLlavaSpec(text_layers=2, text_hidden=64))
+    return build_tiny_llava(
+        train_tokenizer(CORPUS, vocab_size=300), TinyLlavaSpec(text_layers=2, text_hidden=64)
+    )
 
 
 BUILDERS = {
@@ -52,22 +54,34 @@ def family_model(request, tmp_path_factory):
 def family_pairs(tmp_path_factory):
     """Six pairs on three images of different sizes (any-res tiling differs per image for LLaVA-NeXT)."""
     folder = tmp_path_factory.mktemp("family_pairs")
-    colours = [("red", (220, 30, 30), (48, 48)), ("blue", (30, 60, 220), (64, 40)), ("green", (30, 200, 60), (40, 56))]
+    colours = [
+        ("red", (220, 30, 30), (48, 48)),
+        ("blue", (30, 60, 220), (64, 40)),
+        ("green", (30, 200, 60), (40, 56)),
+    ]
     pairs = []
     for i, (name, rgb, size) in enumerate(colours):
         Image.new("RGB", size, rgb).save(folder / f"{i}.png")
         common = dict(images=[f"{i}.png"], image_id=str(i))
         pairs.append(
             PreferencePair(
-                prompt="Describe this image in detail.", chosen=f"There is a {name} square.",
-                rejected="There is a dog and a blue circle.", kind="desc", pair_id=f"d{i}", **common,
+                prompt="Describe this image in detail.",
+                chosen=f"There is a {name} square.",
+                rejected="There is a dog and a blue circle.",
+                kind="desc",
+                pair_id=f"d{i}",
+                **common,
             )
-        )  # fmt: skip
+        )
         pairs.append(
             PreferencePair(
-                prompt="Is there a dog in the image?", chosen="No, there is no dog.", rejected="Yes, there is a dog.",
-                kind="qa", pair_id=f"q{i}", **common,
+                prompt="Is there a dog in the image?",
+                chosen="No, there is no dog.",
+                rejected="Yes, there is a dog.",
+                kind="qa",
+                pair_id=f"q{i}",
+                **common,
             )
-        )  # fmt: skip
+        )
     write_jsonl(folder / "pairs.jsonl", pairs)
     return folder / "pairs.jsonl"

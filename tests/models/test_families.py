@@ -15,10 +15,22 @@ from hadpo.train.run import build_trainer, prepare_policy, save_outputs
 
 def _config(folder, pairs, out, **overrides):
     values = dict(
-        model_name_or_path=str(folder), pairs=str(pairs), output_dir=str(out), use_cpu=True, report_to="none",
-        save_strategy="no", per_device_train_batch_size=3, per_device_eval_batch_size=6, learning_rate=3e-2,
-        lora_r=8, lora_alpha=16, max_steps=6, seed=0, disable_tqdm=True, beta=0.5,
-    )  # fmt: skip
+        model_name_or_path=str(folder),
+        pairs=str(pairs),
+        output_dir=str(out),
+        use_cpu=True,
+        report_to="none",
+        save_strategy="no",
+        per_device_train_batch_size=3,
+        per_device_eval_batch_size=6,
+        learning_rate=3e-2,
+        lora_r=8,
+        lora_alpha=16,
+        max_steps=6,
+        seed=0,
+        disable_tqdm=True,
+        beta=0.5,
+    )
     return load_config(None, **{**values, **overrides})
 
 
@@ -30,7 +42,9 @@ def test_families_are_found_by_model_type():
         get_family("auto", "minigpt4")
 
 
-def test_lora_targets_every_language_model_linear_layer_and_nothing_else(family_model, family_pairs, tmp_path):
+def test_lora_targets_every_language_model_linear_layer_and_nothing_else(
+    family_model, family_pairs, tmp_path
+):
     name, folder = family_model
     family = FAMILIES[name]
     config = _config(folder, family_pairs, tmp_path)
@@ -41,7 +55,9 @@ def test_lora_targets_every_language_model_linear_layer_and_nothing_else(family_
         if isinstance(m, torch.nn.Linear) and n.startswith(family.language_model_prefix + ".")
     }
     peft_model = prepare_policy(model, config, family)
-    wrapped = {n.removeprefix("base_model.model.") for n, m in peft_model.named_modules() if hasattr(m, "lora_A")}
+    wrapped = {
+        n.removeprefix("base_model.model.") for n, m in peft_model.named_modules() if hasattr(m, "lora_A")
+    }
     assert wrapped == linear and len(linear) == 14  # 2 layers x (q, k, v, o, gate, up, down)
     trainable = [n for n, p in peft_model.named_parameters() if p.requires_grad]
     assert trainable and all("lora_" in n for n in trainable)
@@ -93,7 +109,9 @@ def test_a_lora_target_reaching_into_the_vision_tower_is_refused(family_model, f
         prepare_policy(AutoModelForImageTextToText.from_pretrained(folder), config, FAMILIES[name])
 
 
-def test_full_finetuning_trains_the_language_model_and_freezes_vision_and_projector(family_model, family_pairs, tmp_path):
+def test_full_finetuning_trains_the_language_model_and_freezes_vision_and_projector(
+    family_model, family_pairs, tmp_path
+):
     name, folder = family_model
     family = FAMILIES[name]
     config = _config(folder, family_pairs, tmp_path, finetuning="full", reference="copy")

@@ -1,5 +1,5 @@
-"""Fixtures for the training wing: a small pairs file (desc + QA, with rewrites) over solid-colour images, and a
-config builder for fast CPU runs on the session's tiny LLaVA."""
+"""Fixtures for the training wing: a small pairs file (desc + QA, with rewrites) over solid-colour images, and
+a config builder for fast CPU runs on the session's tiny LLaVA."""
 
 from __future__ import annotations
 

@@ -21,10 +21,18 @@ def _recipe(path, **values):
 @pytest.fixture
 def recipe(tiny_model_dir, pairs_file, tmp_path):
     base = dict(
-        model_name_or_path=str(tiny_model_dir), pairs=str(pairs_file), output_dir=str(tmp_path / "run"),
-        use_cpu=True, report_to="none", per_device_train_batch_size=2, learning_rate=5e-3, lora_r=8,
-        max_steps=4, save_steps=2, disable_tqdm=True,
-    )  # fmt: skip
+        model_name_or_path=str(tiny_model_dir),
+        pairs=str(pairs_file),
+        output_dir=str(tmp_path / "run"),
+        use_cpu=True,
+        report_to="none",
+        per_device_train_batch_size=2,
+        learning_rate=5e-3,
+        lora_r=8,
+        max_steps=4,
+        save_steps=2,
+        disable_tqdm=True,
+    )
     return lambda **changes: _recipe(tmp_path / "recipe.yaml", **{**base, **changes})
 
 
@@ -71,7 +79,9 @@ def test_killed_run_resumes_to_the_same_steps_and_losses(recipe, tmp_path):
     script = tmp_path / "killer.py"
     script.write_text(textwrap.dedent(KILLER))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    killed = subprocess.run([sys.executable, str(script), str(config)], capture_output=True, text=True, env=env)
+    killed = subprocess.run(
+        [sys.executable, str(script), str(config)], capture_output=True, text=True, env=env
+    )
     assert killed.returncode == -9, killed.stderr[-2000:]
     run = tmp_path / "run"
     assert (run / "checkpoint-2").is_dir() and not (run / "checkpoint-4").exists()

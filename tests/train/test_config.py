@@ -35,13 +35,19 @@ def test_every_training_recipe_loads(recipe, tmp_path):
 def test_paper_hyperparameters_for_llava15(tmp_path):
     config = load_config(CONFIGS / "llava15_7b_hadpo.yaml", ["use_cpu=true", f"output_dir={tmp_path}"])
     assert (config.lora_r, config.lora_alpha, config.learning_rate, config.beta) == (128, 256, 2e-6, 0.1)
-    assert (config.num_train_epochs, config.lr_scheduler_type.value, config.warmup_steps) == (1, "cosine", 0.03)
+    assert (config.num_train_epochs, config.lr_scheduler_type.value, config.warmup_steps) == (
+        1,
+        "cosine",
+        0.03,
+    )
     assert config.bf16 and config.max_grad_norm == 1.0 and config.lora_target is None  # all LM linear layers
     assert config.freeze_vision_tower and config.freeze_projector
 
 
 def test_overrides_are_typed_yaml_scalars():
-    config = load_config(None, [*REQUIRED, "learning_rate=1e-4", "beta=0.5", "save_strategy=no", "max_length=64"])
+    config = load_config(
+        None, [*REQUIRED, "learning_rate=1e-4", "beta=0.5", "save_strategy=no", "max_length=64"]
+    )
     assert config.learning_rate == 1e-4 and config.beta == 0.5 and config.max_length == 64
     assert config.save_strategy.value == "no"  # YAML reads `no` as False; the field wants a string
 
@@ -67,7 +73,9 @@ def test_bad_values_name_the_key(override, message):
 def test_unknown_key_in_a_file_names_the_file_and_key(tmp_path):
     path = tmp_path / "recipe.yaml"
     path.write_text("model_name_or_path: m\npairs: p\nlora_alpah: 8\n")
-    with pytest.raises(ValueError, match=r"recipe.yaml: unknown config key 'lora_alpah' \(did you mean 'lora_alpha'"):
+    with pytest.raises(
+        ValueError, match=r"recipe.yaml: unknown config key 'lora_alpah' \(did you mean 'lora_alpha'"
+    ):
         load_config(path)
 
 

@@ -55,7 +55,9 @@ def test_collator_builds_exact_tensors(processor, pairs_file):
     assert torch.equal(batch["attention_mask"], expected_mask)
     image_token_id = tok.convert_tokens_to_ids("<image>")
     assert not ((batch["labels"] == image_token_id).any())
-    pixels = processor.image_processor([Image.open(a.images[0]), Image.open(b.images[0])], return_tensors="pt")
+    pixels = processor.image_processor(
+        [Image.open(a.images[0]), Image.open(b.images[0])], return_tensors="pt"
+    )
     assert torch.equal(batch["pixel_values"], torch.cat([pixels["pixel_values"]] * 2))
     assert set(batch) == {"input_ids", "attention_mask", "labels", "pixel_values"}
 

@@ -15,18 +15,32 @@ from hadpo.train.run import build_trainer
 RUNNER = "import sys\nfrom hadpo.cli import main\nsys.exit(main(['train', *sys.argv[1:]]))\n"
 
 
-@pytest.mark.skipif(shutil.which("accelerate", path=os.path.dirname(sys.executable)) is None, reason="no accelerate")
+@pytest.mark.skipif(
+    shutil.which("accelerate", path=os.path.dirname(sys.executable)) is None, reason="no accelerate"
+)
 def test_two_processes_match_one_process_with_the_same_global_batch(make_config, image_records, tmp_path):
     common = dict(max_steps=3, learning_rate=2e-2, gamma=0.5, sft_data=str(image_records))
-    single = build_trainer(make_config(per_device_train_batch_size=4, output_dir=str(tmp_path / "one"), **common))
+    single = build_trainer(
+        make_config(per_device_train_batch_size=4, output_dir=str(tmp_path / "one"), **common)
+    )
     single.train()
 
     recipe = tmp_path / "two.yaml"
     two_values = dict(
-        model_name_or_path=single.args.model_name_or_path, pairs=single.args.pairs, output_dir=str(tmp_path / "two"),
-        use_cpu=True, report_to="none", save_strategy="no", per_device_train_batch_size=2, lora_r=8,
-        lora_alpha=16, seed=0, disable_tqdm=True, ddp_backend="gloo", **common,
-    )  # fmt: skip
+        model_name_or_path=single.args.model_name_or_path,
+        pairs=single.args.pairs,
+        output_dir=str(tmp_path / "two"),
+        use_cpu=True,
+        report_to="none",
+        save_strategy="no",
+        per_device_train_batch_size=2,
+        lora_r=8,
+        lora_alpha=16,
+        seed=0,
+        disable_tqdm=True,
+        ddp_backend="gloo",
+        **common,
+    )
     recipe.write_text(yaml.safe_dump(two_values))
     runner = tmp_path / "runner.py"
     runner.write_text(RUNNER)

@@ -3,7 +3,8 @@
 Two pairs, beta = 0.5:
   pair 0: policy (-1, -3), reference (-2, -2) -> h = (-1 + 2) - (-3 + 2) = 2, beta h = 1
   pair 1: policy (-2, -2), reference (-2, -2) -> h = 0
-  -log sigmoid(1) = log(1 + e^-1) = 0.31326169, -log sigmoid(-1) = log(1 + e) = 1.31326169, -log sigmoid(0) = ln 2
+  -log sigmoid(1) = log(1 + e^-1) = 0.31326169, -log sigmoid(-1) = log(1 + e) = 1.31326169, -log sigmoid(0) =
+  ln 2
 """
 
 import math
@@ -22,7 +23,9 @@ SOFTPLUS_1 = 1.31326169  # -log sigmoid(-1)
 
 
 def run(loss_type, eps=0.0):
-    return dpo_loss(POLICY_CHOSEN, POLICY_REJECTED, REF, REF, beta=0.5, loss_type=loss_type, label_smoothing=eps)
+    return dpo_loss(
+        POLICY_CHOSEN, POLICY_REJECTED, REF, REF, beta=0.5, loss_type=loss_type, label_smoothing=eps
+    )
 
 
 @pytest.mark.parametrize(
@@ -31,7 +34,8 @@ def run(loss_type, eps=0.0):
         ("sigmoid", 0.0, [SOFTPLUS_M1, LN2]),
         # cDPO: 0.9 * 0.31326169 + 0.1 * 1.31326169 = 0.41326169
         ("sigmoid", 0.1, [0.41326169, LN2]),
-        # robust: (0.9 * 0.31326169 - 0.1 * 1.31326169) / 0.8 = 0.18826169; at h = 0: (0.9 - 0.1) ln2 / 0.8 = ln 2
+        # robust: (0.9 * 0.31326169 - 0.1 * 1.31326169) / 0.8 = 0.18826169; at h = 0: (0.9 - 0.1) ln2 / 0.8 =
+        # ln 2
         ("robust", 0.1, [0.18826169, LN2]),
         # hinge: max(0, 1 - 1) = 0 and max(0, 1 - 0) = 1
         ("hinge", 0.0, [0.0, 1.0]),

@@ -38,7 +38,9 @@ def test_batch_loss_rewards_and_logps_equal_an_independent_computation(make_conf
     trainer = build_trainer(make_config(reference="copy", beta=0.3, logps_reduction=reduction))
     # The reference differs from the policy both ways: a perturbed copy, and LoRA B matrices moved off zero.
     _perturb(trainer.ref_model, 0.02, seed=1)
-    _perturb(torch.nn.ModuleList([m for n, m in trainer.model.named_modules() if n.endswith("lora_B")]), 0.05, 2)
+    _perturb(
+        torch.nn.ModuleList([m for n, m in trainer.model.named_modules() if n.endswith("lora_B")]), 0.05, 2
+    )
     trainer.model.eval()
     dataset = trainer.train_dataset
     batch = trainer.data_collator([dataset[0], dataset[1], dataset[2]])
@@ -51,7 +53,9 @@ def test_batch_loss_rewards_and_logps_equal_an_independent_computation(make_conf
         for model, out in ((trainer.model, policy), (trainer.ref_model, ref)):
             total, count = _independent_logps(model, batch, row)
             out.append(total / count if reduction == "mean" else total)
-    pc, pr, rc, rr = (torch.tensor(x, dtype=torch.float64) for x in (policy[:n], policy[n:], ref[:n], ref[n:]))
+    pc, pr, rc, rr = (
+        torch.tensor(x, dtype=torch.float64) for x in (policy[:n], policy[n:], ref[:n], ref[n:])
+    )
     expected_losses = -F.logsigmoid(0.3 * ((pc - rc) - (pr - rr)))
     assert abs(loss - expected_losses.mean().item()) <= 1e-5
     assert abs(expected_losses.mean().item() - 0.693147) > 1e-3  # the check is not the trivial ln 2
@@ -101,7 +105,9 @@ def test_trainable_parameters_change_and_frozen_ones_do_not(make_config, finetun
     trainer = build_trainer(make_config(finetuning=finetuning, max_steps=2, **overrides))
     before = _snapshot(trainer.model)
     trainer.train()
-    changed = {name for name, param in trainer.model.named_parameters() if not torch.equal(param, before[name])}
+    changed = {
+        name for name, param in trainer.model.named_parameters() if not torch.equal(param, before[name])
+    }
     trainable = {name for name, param in trainer.model.named_parameters() if param.requires_grad}
     assert changed and changed <= trainable
     assert not any("vision_tower" in name for name in changed)

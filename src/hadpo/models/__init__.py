@@ -8,7 +8,9 @@ from hadpo.models.instructblip import INSTRUCTBLIP
 from hadpo.models.llava import LLAVA15, LLAVA_NEXT
 from hadpo.models.qwen2_vl import QWEN2_VL
 
-FAMILIES: dict[str, VLMFamily] = {family.name: family for family in (LLAVA15, LLAVA_NEXT, QWEN2_VL, INSTRUCTBLIP)}
+FAMILIES: dict[str, VLMFamily] = {
+    family.name: family for family in (LLAVA15, LLAVA_NEXT, QWEN2_VL, INSTRUCTBLIP)
+}
 
 
 def get_family(name: str = "auto", model_type: str | None = None) -> VLMFamily:

@@ -28,7 +28,8 @@ class VLMFamily:
     vision_tower_prefixes: tuple[str, ...]  # parameter-name prefixes of the vision encoder
     projector_prefixes: tuple[str, ...]  # parameter-name prefixes of the vision-to-language projector
     image_keys: tuple[str, ...]  # processor outputs that carry the images (besides input_ids/attention_mask)
-    # Qwen2-VL's M-RoPE needs `mm_token_type_ids` (1 on image tokens), a per-token tensor built by the collator.
+    # Qwen2-VL's M-RoPE needs `mm_token_type_ids` (1 on image tokens), a per-token tensor built by the
+    # collator.
     mm_token_types: bool = False
 
     @property
@@ -36,7 +37,9 @@ class VLMFamily:
         return lm_linear_regex(self.language_model_prefix)
 
     def is_vision_tower(self, parameter_name: str) -> bool:
-        return _has_prefix(parameter_name, self.vision_tower_prefixes) and not self.is_projector(parameter_name)
+        return _has_prefix(parameter_name, self.vision_tower_prefixes) and not self.is_projector(
+            parameter_name
+        )
 
     def is_projector(self, parameter_name: str) -> bool:
         return _has_prefix(parameter_name, self.projector_prefixes)
@@ -64,7 +67,9 @@ class VLMFamily:
         """The templated prompt, up to where the answer starts. A prompt that already holds the image
         placeholder(s) itself is templated as text only, so the placeholder is not doubled."""
         if getattr(processor, "chat_template", None) is None:
-            raise ValueError(f"the {self.name} processor has no chat template; hadpo formats prompts through it")
+            raise ValueError(
+                f"the {self.name} processor has no chat template; hadpo formats prompts through it"
+            )
         token = self.image_token(processor)
         own = prompt.count(token)
         messages = self.messages(prompt, 0 if own else n_images)

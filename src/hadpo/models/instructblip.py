@@ -1,10 +1,11 @@
 """InstructBLIP (`InstructBlipForConditionalGeneration`): ViT (`vision_model`) -> Q-Former (`qformer`, with
 `query_tokens`) -> `language_projection` -> a causal LM (`language_model`, Vicuna in the paper's 13B run).
 
-There is no chat template: as in LAVIS, which the HA-DPO release trained with, the LM reads the plain instruction
-and the answer follows it, ended by the end-of-sequence token. The processor itself puts `num_query_tokens` image
-tokens before the text and also feeds the instruction to the Q-Former (`qformer_input_ids`), so a prompt must not
-carry an image placeholder, and one image per pair is the model's only form.
+There is no chat template: as in LAVIS, which the HA-DPO release trained with, the LM reads the plain
+instruction and the answer follows it, ended by the end-of-sequence token. The processor itself puts
+`num_query_tokens` image tokens before the text and also feeds the instruction to the Q-Former
+(`qformer_input_ids`), so a prompt must not carry an image placeholder, and one image per pair is the model's
+only form.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ class InstructBlipFamily(VLMFamily):
             raise ValueError(f"InstructBLIP takes exactly one image per prompt, got {n_images}")
         token = self.image_token(processor)
         if token in prompt:
-            raise ValueError(f"InstructBLIP prompts must not contain '{token}': the processor adds the image tokens")
+            raise ValueError(
+                f"InstructBLIP prompts must not contain '{token}': the processor adds the image tokens"
+            )
         return prompt
 
     def response_text(self, processor, response: str) -> str:

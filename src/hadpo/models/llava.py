@@ -1,8 +1,8 @@
 """LLaVA-1.5 (`LlavaForConditionalGeneration`) and LLaVA-NeXT (`LlavaNextForConditionalGeneration`).
 
 Both keep the language model at `model.language_model`, the CLIP tower at `model.vision_tower` and the MLP
-projector at `model.multi_modal_projector` (transformers >= 4.52 layout). LLaVA-NeXT adds `image_sizes` (any-res
-tiling) and a learned `image_newline` vector, counted with the projector.
+projector at `model.multi_modal_projector` (transformers >= 4.52 layout). LLaVA-NeXT adds `image_sizes`
+(any-res tiling) and a learned `image_newline` vector, counted with the projector.
 """
 
 from __future__ import annotations

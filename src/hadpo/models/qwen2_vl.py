@@ -1,9 +1,9 @@
 """Qwen2-VL and Qwen2.5-VL (`Qwen2VLForConditionalGeneration`, `Qwen2_5_VLForConditionalGeneration`).
 
-The vision encoder is `model.visual`, whose patch merger (`model.visual.merger`) is the projector; images arrive
-as flattened patches (`pixel_values`, (sum of patches, C*T*P*P)) with one (t, h, w) grid per image
-(`image_grid_thw`), the prompt holds `<|vision_start|><|image_pad|>...<|vision_end|>` per image, and M-RoPE needs
-`mm_token_type_ids` (1 on image tokens), which the collator builds.
+The vision encoder is `model.visual`, whose patch merger (`model.visual.merger`) is the projector; images
+arrive as flattened patches (`pixel_values`, (sum of patches, C*T*P*P)) with one (t, h, w) grid per image
+(`image_grid_thw`), the prompt holds `<|vision_start|><|image_pad|>...<|vision_end|>` per image, and M-RoPE
+needs `mm_token_type_ids` (1 on image tokens), which the collator builds.
 
 `Qwen2VLImageOnlyProcessor` is the stock processor without its video half: transformers' Qwen2-VL video
 processor needs torchvision, which image-only training does not.
@@ -39,8 +39,12 @@ class Qwen2VLFamily(VLMFamily):
             return AutoProcessor.from_pretrained(name_or_path)
         tokenizer = AutoTokenizer.from_pretrained(name_or_path)
         template_file = Path(name_or_path) / "chat_template.jinja"
-        template = template_file.read_text(encoding="utf-8") if template_file.is_file() else tokenizer.chat_template
-        return Qwen2VLImageOnlyProcessor(AutoImageProcessor.from_pretrained(name_or_path), tokenizer, template)
+        template = (
+            template_file.read_text(encoding="utf-8") if template_file.is_file() else tokenizer.chat_template
+        )
+        return Qwen2VLImageOnlyProcessor(
+            AutoImageProcessor.from_pretrained(name_or_path), tokenizer, template
+        )
 
 
 QWEN2_VL = Qwen2VLFamily(

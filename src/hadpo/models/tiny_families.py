@@ -29,10 +29,18 @@ from transformers.models.qwen2_vl import Qwen2VLImageProcessorPil
 from hadpo.models.qwen2_vl import Qwen2VLImageOnlyProcessor
 from hadpo.models.tiny import CHAT_TEMPLATE, IMAGE_TOKEN, train_tokenizer
 
-QWEN_TOKENS = ["<|im_start|>", "<|im_end|>", "<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>"]
+QWEN_TOKENS = [
+    "<|im_start|>",
+    "<|im_end|>",
+    "<|vision_start|>",
+    "<|vision_end|>",
+    "<|image_pad|>",
+    "<|video_pad|>",
+]
 QWEN_TEMPLATE = (
     "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
-    "{% if message['content'] is string %}{{ message['content'] }}{% else %}{% for part in message['content'] %}"
+    "{% if message['content'] is string %}{{ message['content'] }}"
+    "{% else %}{% for part in message['content'] %}"
     "{% if part['type'] == 'image' %}<|vision_start|><|image_pad|><|vision_end|>"
     "{% elif part['type'] == 'text' %}{{ part['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n"
     "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
@@ -73,7 +81,12 @@ def build_tiny_llava_next(texts: Iterable[str]):
         num_additional_image_tokens=1,
     )
     vision = CLIPVisionConfig(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=32, patch_size=16
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        image_size=32,
+        patch_size=16,
     )
     config = LlavaNextConfig(
         vision_config=vision,
@@ -114,7 +127,13 @@ def build_tiny_qwen2_vl(texts: Iterable[str]):
     config = Qwen2VLConfig(
         text_config=text,
         vision_config=dict(
-            depth=1, embed_dim=32, hidden_size=64, num_heads=2, patch_size=8, spatial_merge_size=2, temporal_patch_size=2
+            depth=1,
+            embed_dim=32,
+            hidden_size=64,
+            num_heads=2,
+            patch_size=8,
+            spatial_merge_size=2,
+            temporal_patch_size=2,
         ),
         image_token_id=ids("<|image_pad|>"),
         video_token_id=ids("<|video_pad|>"),
@@ -126,24 +145,41 @@ def build_tiny_qwen2_vl(texts: Iterable[str]):
 
 
 def build_tiny_instructblip(texts: Iterable[str]):
-    """A tiny `InstructBlipForConditionalGeneration`: 48x48 images, a one-layer Q-Former with 4 query tokens."""
+    """A tiny `InstructBlipForConditionalGeneration`: 48x48 images, a 1-layer Q-Former, 4 query tokens."""
     texts = list(texts)
     tokenizer = train_tokenizer(texts, vocab_size=300)
     qformer_tokenizer = train_tokenizer(texts, vocab_size=260)
-    image_processor = BlipImageProcessorPil(size={"height": 48, "width": 48}, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+    image_processor = BlipImageProcessorPil(
+        size={"height": 48, "width": 48}, image_mean=[0.5] * 3, image_std=[0.5] * 3
+    )
     processor = InstructBlipProcessor(
-        image_processor=image_processor, tokenizer=tokenizer, qformer_tokenizer=qformer_tokenizer, num_query_tokens=4
+        image_processor=image_processor,
+        tokenizer=tokenizer,
+        qformer_tokenizer=qformer_tokenizer,
+        num_query_tokens=4,
     )
     processor.image_token = AddedToken(IMAGE_TOKEN, normalized=False, special=True)
     config = InstructBlipConfig(
         vision_config=dict(
-            hidden_size=32, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2, image_size=48, patch_size=16
+            hidden_size=32,
+            intermediate_size=64,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            image_size=48,
+            patch_size=16,
         ),
         qformer_config=dict(
-            vocab_size=len(qformer_tokenizer), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-            intermediate_size=64, encoder_hidden_size=32, pad_token_id=qformer_tokenizer.pad_token_id,
-        ),  # fmt: skip
-        text_config=LlamaConfig(num_key_value_heads=4, **_text_sizes(len(tokenizer), tokenizer.pad_token_id)).to_dict(),
+            vocab_size=len(qformer_tokenizer),
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            encoder_hidden_size=32,
+            pad_token_id=qformer_tokenizer.pad_token_id,
+        ),
+        text_config=LlamaConfig(
+            num_key_value_heads=4, **_text_sizes(len(tokenizer), tokenizer.pad_token_id)
+        ).to_dict(),
         num_query_tokens=4,
         image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
     )

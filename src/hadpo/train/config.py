@@ -1,9 +1,10 @@
-"""Typed training config: `HADPOConfig`, a `transformers.TrainingArguments` subclass, plus strict YAML loading.
+"""Typed training config: `HADPOConfig`, a `transformers.TrainingArguments` subclass, plus strict YAML
+loading.
 
 Every HA-DPO option is a dataclass field with its help text in the field metadata (written once, shown by
 `hadpo train --help-config` and in docs/training.md) and is validated in `__post_init__`, before any model is
-loaded. YAML recipes hold only deltas from the defaults; an unknown key is an error naming the key; `key=value`
-overrides on the command line are parsed as YAML scalars.
+loaded. YAML recipes hold only deltas from the defaults; an unknown key is an error naming the key;
+`key=value` overrides on the command line are parsed as YAML scalars.
 """
 
 from __future__ import annotations
@@ -32,45 +33,71 @@ class HADPOConfig(TrainingArguments):
     # --- model ---
     model_name_or_path: str = _opt("", "Base VLM: a hub id or a local folder (AutoModelForImageTextToText).")
     family: str = _opt(
-        "auto", "Model family adapter: auto (from config.model_type), llava15, llava_next, qwen2_vl, instructblip."
+        "auto",
+        "Model family adapter: auto (from config.model_type), llava15, llava_next, qwen2_vl, instructblip.",
     )
     model_dtype: str = _opt("float32", "dtype the weights are loaded in: float32, bfloat16 or float16.")
-    finetuning: str = _opt("lora", "lora (PEFT adapters), qlora (4-bit base, needs bitsandbytes + GPU) or full.")
+    finetuning: str = _opt(
+        "lora", "lora (PEFT adapters), qlora (4-bit base, needs bitsandbytes + GPU) or full."
+    )
     lora_r: int = _opt(16, "LoRA rank (the paper's LLaVA-1.5 recipe: 128).")
     lora_alpha: int = _opt(32, "LoRA alpha (the paper's LLaVA-1.5 recipe: 256).")
     lora_dropout: float = _opt(0.0, "LoRA dropout (the paper disables dropout).")
     lora_target: str | None = _opt(
-        None, "Regex (full match on module names) of LoRA targets; default: every linear layer of the language model."
+        None,
+        "Regex (full match on module names) of LoRA targets; default: every linear layer of the LM.",
     )
     freeze_vision_tower: bool = _opt(True, "Keep the vision encoder frozen (the paper does).")
     freeze_projector: bool = _opt(True, "Keep the vision-to-language projector frozen (the paper does).")
     disable_dropout: bool = _opt(True, "Set every dropout probability of the model to 0 (the paper does).")
-    merge_adapter: bool = _opt(False, "Also save the base model with the LoRA adapter merged in (output_dir/merged).")
+    merge_adapter: bool = _opt(
+        False, "Also save the base model with the LoRA adapter merged in (output_dir/merged)."
+    )
     # --- data ---
     pairs: str = _opt("", "Preference pairs JSONL written by `hadpo pairs` (PreferencePair rows).")
-    eval_pairs: str | None = _opt(None, "Held-out pairs evaluated every eval_steps (set eval_strategy: steps).")
+    eval_pairs: str | None = _opt(
+        None, "Held-out pairs evaluated every eval_steps (set eval_strategy: steps)."
+    )
     data_mix: str = _opt("1:1", "Per-epoch repeats of desc:QA groups, e.g. 2:1 (LLaVA-1.5 release) or 1:2.")
     shuffle_pairs: bool = _opt(True, "Shuffle the pair order each epoch (seeded by `seed` and the epoch).")
     max_length: int | None = _opt(None, "Longest prompt (image tokens included) + response; none = no limit.")
-    too_long: str = _opt("drop", "Pairs over max_length: drop (counted and logged) or error. Never truncated.")
+    too_long: str = _opt(
+        "drop", "Pairs over max_length: drop (counted and logged) or error. Never truncated."
+    )
     # --- objective ---
     beta: float = _opt(0.1, "DPO temperature beta (paper: 0.1).")
     loss_type: str = _opt("sigmoid", f"Preference loss: {', '.join(LOSS_TYPES)}.")
     label_smoothing: float = _opt(0.0, "Label smoothing eps for sigmoid (cDPO) and robust losses.")
-    logps_reduction: str = _opt("sum", "Response log-probs summed over tokens (paper) or averaged: sum or mean.")
+    logps_reduction: str = _opt(
+        "sum", "Response log-probs summed over tokens (paper) or averaged: sum or mean."
+    )
     reference: str = _opt(
         "adapters",
         "Reference model: adapters (policy with LoRA disabled), copy (frozen copy), precomputed (log-probs "
         "computed once before training and cached on disk).",
     )
-    ref_model_name_or_path: str | None = _opt(None, "Reference weights for copy/precomputed; default the base model.")
-    reference_cache_dir: str | None = _opt(None, "Where precomputed reference log-probs live; default output_dir.")
-    gamma: float = _opt(0.0, "Weight of the auxiliary SFT loss: total = L_dpo + gamma * L_sft (MiniGPT-4: 0.5).")
-    sft_data: str | None = _opt(None, "Auxiliary SFT JSONL: {images, prompt, response} rows or ImageRecords with captions.")
+    ref_model_name_or_path: str | None = _opt(
+        None, "Reference weights for copy/precomputed; default the base model."
+    )
+    reference_cache_dir: str | None = _opt(
+        None, "Where precomputed reference log-probs live; default output_dir."
+    )
+    gamma: float = _opt(
+        0.0, "Weight of the auxiliary SFT loss: total = L_dpo + gamma * L_sft (MiniGPT-4: 0.5)."
+    )
+    sft_data: str | None = _opt(
+        None, "Auxiliary SFT JSONL: {images, prompt, response} rows or ImageRecords with captions."
+    )
     sft_ratio: float = _opt(1.0, "Auxiliary batches per DPO batch (1 = one each; 0.5 = every other).")
-    sft_batch_size: int | None = _opt(None, "Auxiliary batch size per device; default per_device_train_batch_size.")
-    sft_caption_prompt: str = _opt("Describe this image briefly.", "Prompt for ImageRecord captions used as SFT data.")
-    chosen_sft_weight: float = _opt(0.0, "Weight of an extra language-modelling loss on the chosen responses.")
+    sft_batch_size: int | None = _opt(
+        None, "Auxiliary batch size per device; default per_device_train_batch_size."
+    )
+    sft_caption_prompt: str = _opt(
+        "Describe this image briefly.", "Prompt for ImageRecord captions used as SFT data."
+    )
+    chosen_sft_weight: float = _opt(
+        0.0, "Weight of an extra language-modelling loss on the chosen responses."
+    )
     # --- TrainingArguments defaults that differ for HA-DPO ---
     remove_unused_columns: bool = _opt(False, "Kept False: the collator needs every column.")
     logging_steps: float = _opt(1, "Log every N optimizer steps.")
@@ -87,7 +114,9 @@ class HADPOConfig(TrainingArguments):
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise ValueError(f"config key '{name}': '{getattr(self, name)}' is not one of {', '.join(allowed)}")
+                raise ValueError(
+                    f"config key '{name}': '{getattr(self, name)}' is not one of {', '.join(allowed)}"
+                )
         for name in ("model_name_or_path", "pairs"):
             if not getattr(self, name):
                 raise ValueError(f"config key '{name}' is required")
@@ -96,7 +125,9 @@ class HADPOConfig(TrainingArguments):
         if not 0 <= self.label_smoothing < 0.5:
             raise ValueError(f"config key 'label_smoothing' must be in [0, 0.5), got {self.label_smoothing}")
         if self.reference == "adapters" and self.finetuning == "full":
-            raise ValueError("config key 'reference': adapters needs LoRA; use copy or precomputed with finetuning=full")
+            raise ValueError(
+                "config key 'reference': adapters needs LoRA; use copy or precomputed with finetuning=full"
+            )
         if self.gamma < 0 or self.sft_ratio < 0 or self.chosen_sft_weight < 0:
             raise ValueError("config keys 'gamma', 'sft_ratio' and 'chosen_sft_weight' must be >= 0")
         if self.gamma > 0 and not self.sft_data:
@@ -120,7 +151,11 @@ def _coerce(value, annotation: str):
     # YAML 1.1 reads "2e-6" as a string and "no" as False; values are converted by the field's declared type.
     if isinstance(value, bool) and "bool" not in annotation:
         return "yes" if value else "no"
-    if isinstance(value, int | float) and "str" in annotation and not ("int" in annotation or "float" in annotation):
+    if (
+        isinstance(value, int | float)
+        and "str" in annotation
+        and not ("int" in annotation or "float" in annotation)
+    ):
         return str(value)
     if isinstance(value, str) and "str" not in annotation:
         for kind, convert in (("float", float), ("int", int)):
@@ -143,7 +178,7 @@ def parse_overrides(overrides: list[str]) -> dict:
 
 
 def load_config(path: str | Path | None, overrides: list[str] | None = None, **extra) -> HADPOConfig:
-    """Config from a YAML recipe, then `key=value` overrides, then keyword arguments; unknown keys are errors."""
+    """Config from a YAML recipe, then `key=value` overrides, then keyword arguments; unknown keys fail."""
     data: dict = {}
     if path is not None:
         loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}

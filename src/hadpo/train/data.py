@@ -3,11 +3,12 @@
 - Pairs are `PreferencePair` rows (hadpo.records). Rows sharing (source_description_id or image_id, kind) with
   distinct `rewrite_index` are the k style-consistent rewrites of one pair (HA-DPO sec. 3.2); they form a
   *group*, and each epoch samples one rewrite per group afresh (the release sampled them once at load time).
-- The desc:QA mix is a pair of repeat factors per epoch: "2:1" shows every description group twice and every QA
-  group once (the LLaVA-1.5 release; InstructBLIP used "1:2"); fractions pick a random share of the groups.
+- The desc:QA mix is a pair of repeat factors per epoch: "2:1" shows every description group twice and every
+  QA group once (the LLaVA-1.5 release; InstructBLIP used "1:2"); fractions pick a random share of the groups.
 - Collators apply the processor's chat template, put chosen and rejected of a batch of B pairs in one batch of
-  2B sequences (chosen first), mask prompt, image and padding tokens out of the labels and pad on the right, so
-  that a sequence's log-probs do not depend on how it is padded. Image tensors are repeated for the two halves.
+  2B sequences (chosen first), mask prompt, image and padding tokens out of the labels and pad on the right,
+  so that a sequence's log-probs do not depend on how it is padded. Image tensors are repeated for the two
+  halves.
 - Sequences are never truncated (that could cut through image tokens): too-long pairs are dropped with a count
   or fail the run, by option, before training starts.
 """
@@ -37,7 +38,7 @@ class SFTExample(Record):
     response: str = Field(min_length=1)
 
 
-# --- loading and checking ------------------------------------------------------------------------------------
+# --- loading and checking -----------------------------------------------------------------------------------
 
 
 def _absolute(image: str, records_file: Path) -> str:
@@ -69,7 +70,9 @@ def load_pairs(path: str | Path) -> list[PreferencePair]:
     return pairs
 
 
-def check_prompts(pairs: Sequence[PreferencePair], family: VLMFamily, processor, source: str = "pairs") -> None:
+def check_prompts(
+    pairs: Sequence[PreferencePair], family: VLMFamily, processor, source: str = "pairs"
+) -> None:
     """Every prompt templates to exactly one image placeholder per image (else the model cannot see them)."""
     for pair in pairs:
         try:
@@ -86,7 +89,9 @@ def load_sft_examples(path: str | Path, caption_prompt: str) -> list[SFTExample]
         first = next((line for line in handle if line.strip()), "")
     if '"captions"' in first:
         examples = [
-            SFTExample(images=[str(resolve_image_path(record, path))], prompt=caption_prompt, response=caption)
+            SFTExample(
+                images=[str(resolve_image_path(record, path))], prompt=caption_prompt, response=caption
+            )
             for record in read_jsonl(path, ImageRecord)
             for caption in record.captions
             if caption.strip()
@@ -104,7 +109,7 @@ def load_sft_examples(path: str | Path, caption_prompt: str) -> list[SFTExample]
     return examples
 
 
-# --- groups of rewrites and the per-epoch plan ----------------------------------------------------------------
+# --- groups of rewrites and the per-epoch plan --------------------------------------------------------------
 
 
 def group_rewrites(pairs: Sequence[PreferencePair]) -> list[list[PreferencePair]]:
@@ -146,16 +151,19 @@ def parse_mix(mix: str) -> tuple[float, float]:
 
 
 class PreferenceDataset(torch.utils.data.Dataset):
-    """A map-style dataset whose content is re-planned each epoch: which groups appear (the mix), in which order,
-    and which rewrite of each. The plan depends only on (seed, epoch), so it is the same on every process and
-    after a resume; the trainer reads it sequentially."""
+    """A map-style dataset whose content is re-planned each epoch: which groups appear (the mix), in which
+    order, and which rewrite of each. The plan depends only on (seed, epoch), so it is the same on every
+    process and after a resume; the trainer reads it sequentially."""
 
-    def __init__(self, groups: list[list[PreferencePair]], mix: str = "1:1", seed: int = 0, shuffle: bool = True):
+    def __init__(
+        self, groups: list[list[PreferencePair]], mix: str = "1:1", seed: int = 0, shuffle: bool = True
+    ):
         self.groups = groups
         self.repeats = dict(zip(("desc", "qa"), parse_mix(mix)))
         self.seed = seed
         self.shuffle = shuffle
-        self.reference: dict[str, tuple[float, float, float, float]] | None = None  # pair_id -> ref sums/counts
+        # pair_id -> reference (chosen sum, chosen tokens, rejected sum, rejected tokens), when precomputed
+        self.reference: dict[str, tuple[float, float, float, float]] | None = None
         self.epoch = -1
         self.set_epoch(0)
 
@@ -221,7 +229,9 @@ class Encoder:
         return ids, {key: encoded[key] for key in self.family.image_keys if key in encoded}
 
     def response(self, text: str) -> torch.Tensor:
-        ids = self.tokenizer(self.family.response_text(self.processor, text), add_special_tokens=False)["input_ids"]
+        ids = self.tokenizer(self.family.response_text(self.processor, text), add_special_tokens=False)[
+            "input_ids"
+        ]
         return torch.tensor(ids, dtype=torch.long)
 
     def pad(self, prompts: list[torch.Tensor], responses: list[torch.Tensor]) -> dict:
@@ -250,7 +260,9 @@ class PreferenceCollator(Encoder):
     def __call__(self, examples: list[dict]) -> dict:
         pairs = [example["pair"] for example in examples]
         prompt_ids, image_inputs = self.prompts([(pair.images, pair.prompt) for pair in pairs])
-        responses = [self.response(pair.chosen) for pair in pairs] + [self.response(pair.rejected) for pair in pairs]
+        responses = [self.response(pair.chosen) for pair in pairs] + [
+            self.response(pair.rejected) for pair in pairs
+        ]
         batch = self.pad(prompt_ids + prompt_ids, responses)
         batch.update({key: torch.cat([value, value]) for key, value in image_inputs.items()})
         if examples[0].get("ref") is not None:

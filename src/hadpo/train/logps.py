@@ -1,8 +1,8 @@
 """Response log-probs: the one place where a model's logits become per-sequence log-probabilities.
 
-Every caller (the DPO policy and reference passes, the auxiliary SFT loss, the precomputed reference cache, the
-tests) goes through `response_logps`, so that a faster forward (one that encodes the image and prompt once per
-pair instead of once per response, issue 5) can replace it behind the same interface: a function
+Every caller (the DPO policy and reference passes, the auxiliary SFT loss, the precomputed reference cache,
+the tests) goes through `response_logps`, so that a faster forward (one that encodes the image and prompt once
+per pair instead of once per response, issue 5) can replace it behind the same interface: a function
 `(model, batch) -> ResponseLogps`.
 
 A batch is what the collators in `hadpo.train.data` build: `input_ids`, `attention_mask`, `labels` (-100 on

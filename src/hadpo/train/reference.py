@@ -67,7 +67,7 @@ def precompute_reference(
     autocast_dtype: torch.dtype | None = None,
     logps_fn: LogpsFn = response_logps,
 ) -> dict[str, tuple[float, float, float, float]]:
-    """pair_id -> (chosen sum, chosen tokens, rejected sum, rejected tokens), computing only missing entries."""
+    """pair_id -> (chosen sum, chosen tokens, rejected sum, rejected tokens), for missing entries computed."""
     path = Path(cache_dir) / f"reference_logps-{fingerprint[:16]}.json"
     entries: dict[str, list[float]] = {}
     if path.is_file():
@@ -80,7 +80,9 @@ def precompute_reference(
         was_training = model.training
         model.eval()
         autocast = (
-            torch.autocast(torch.device(device).type, dtype=autocast_dtype) if autocast_dtype else contextlib.nullcontext()
+            torch.autocast(torch.device(device).type, dtype=autocast_dtype)
+            if autocast_dtype
+            else contextlib.nullcontext()
         )
         for start in range(0, len(missing), batch_size):
             chunk = missing[start : start + batch_size]

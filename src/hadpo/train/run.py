@@ -39,7 +39,9 @@ def load_model(name_or_path: str, config: HADPOConfig, family: VLMFamily | None 
             raise ValueError("finetuning=qlora needs bitsandbytes and a CUDA GPU; use lora or full here")
         from transformers import BitsAndBytesConfig
 
-        skip = list((family.vision_tower_prefixes + family.projector_prefixes) if family else ()) + ["lm_head"]
+        skip = list((family.vision_tower_prefixes + family.projector_prefixes) if family else ()) + [
+            "lm_head"
+        ]
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",
@@ -55,8 +57,9 @@ def load_model(name_or_path: str, config: HADPOConfig, family: VLMFamily | None 
 
 
 def prepare_policy(model: torch.nn.Module, config: HADPOConfig, family: VLMFamily) -> torch.nn.Module:
-    """Full fine-tuning: freeze vision tower / projector per flags. LoRA: adapters on the language model's linear
-    layers only; an unfrozen projector or tower is trained in full as a PEFT `modules_to_save`."""
+    """Full fine-tuning: freeze vision tower / projector per flags. LoRA: adapters on the language model's
+    linear layers only; an unfrozen projector or tower is trained in full as a PEFT `modules_to_save`."""
+
     def frozen(name: str) -> bool:
         return (config.freeze_vision_tower and family.is_vision_tower(name)) or (
             config.freeze_projector and family.is_projector(name)
@@ -73,7 +76,9 @@ def prepare_policy(model: torch.nn.Module, config: HADPOConfig, family: VLMFamil
     unfrozen = [] if config.freeze_projector else list(family.projector_prefixes)
     if not config.freeze_vision_tower:
         unfrozen = list(family.vision_tower_prefixes)  # the tower prefix holds the projector in Qwen2-VL
-        unfrozen += [] if config.freeze_projector else [p for p in family.projector_prefixes if p not in unfrozen]
+        unfrozen += (
+            [] if config.freeze_projector else [p for p in family.projector_prefixes if p not in unfrozen]
+        )
     modules = [name for name in unfrozen if _is_module(model, name)]
     lora = LoraConfig(
         r=config.lora_r,
@@ -89,7 +94,9 @@ def prepare_policy(model: torch.nn.Module, config: HADPOConfig, family: VLMFamil
     adapted = [name for name, module in peft_model.named_modules() if hasattr(module, "lora_A")]
     outside = [name for name in adapted if family.is_vision_tower(name) or family.is_projector(name)]
     if outside:
-        raise ValueError(f"config key 'lora_target' matches vision modules (e.g. {outside[0]}); LoRA is for the LM")
+        raise ValueError(
+            f"config key 'lora_target' matches vision modules (e.g. {outside[0]}); LoRA is for the LM"
+        )
     return peft_model
 
 
@@ -112,14 +119,18 @@ def build_trainer(config: HADPOConfig, callbacks=None, processor=None) -> HADPOT
     processor = processor or family.load_processor(config.model_name_or_path)
     # Data first: bad input fails here, before a model is loaded.
     collator = PreferenceCollator(processor, family, config.max_length)
-    dataset, dropped = _pairs_dataset(config.pairs, family, collator, config, config.data_mix, config.shuffle_pairs)
+    dataset, dropped = _pairs_dataset(
+        config.pairs, family, collator, config, config.data_mix, config.shuffle_pairs
+    )
     eval_dataset = None
     if config.eval_pairs:
         eval_dataset, _ = _pairs_dataset(config.eval_pairs, family, collator, config, "1:1", False)
     sft_stream = sft_collator = None
     if config.gamma > 0:
         examples = load_sft_examples(config.sft_data, config.sft_caption_prompt)
-        sft_stream = AuxStream(examples, config.sft_batch_size or config.per_device_train_batch_size, config.seed)
+        sft_stream = AuxStream(
+            examples, config.sft_batch_size or config.per_device_train_batch_size, config.seed
+        )
         sft_collator = SFTCollator(processor, family, None)
     if config.process_index == 0:
         save_config(config, Path(config.output_dir) / "hadpo_config.yaml")
@@ -183,7 +194,7 @@ def run_training(config: HADPOConfig, resume: bool = False, callbacks=None, proc
 
 
 def save_outputs(trainer: HADPOTrainer) -> None:
-    """Adapter (or full model) + processor, trainer state, resolved config, model card, optional merged model."""
+    """Adapter (or full model) + processor, trainer state, resolved config, model card, merged model."""
     config: HADPOConfig = trainer.args
     out = Path(config.output_dir)
     trainer.save_model(str(out))
@@ -203,7 +214,8 @@ def model_card(trainer: HADPOTrainer) -> str:
     info = getattr(trainer, "hadpo_info", {})
     last = next((entry for entry in reversed(trainer.state.log_history) if "loss" in entry), {})
     tuning = (
-        f"LoRA r {config.lora_r} / alpha {config.lora_alpha} on `{config.lora_target or 'all LM linear layers'}`"
+        f"LoRA r {config.lora_r} / alpha {config.lora_alpha} "
+        f"on `{config.lora_target or 'all LM linear layers'}`"
         if config.finetuning != "full"
         else "full fine-tuning"
     )

@@ -2,9 +2,10 @@
 
     total = L_dpo + chosen_sft_weight * L_lm(chosen) + gamma * L_sft(auxiliary batch)      (HA-DPO eq. 4-5)
 
-The Trainer brings accelerate, DDP, DeepSpeed ZeRO, FSDP, mixed precision, gradient accumulation, checkpointing,
-resume and `report_to`; this class only computes the loss, reads the reference, feeds the auxiliary stream and
-logs TRL's metric names (`rewards/*`, `logps/*`) plus `loss/dpo`, `loss/sft` and throughput.
+The Trainer brings accelerate, DDP, DeepSpeed ZeRO, FSDP, mixed precision, gradient accumulation,
+checkpointing, resume and `report_to`; this class only computes the loss, reads the reference, feeds the
+auxiliary stream and logs TRL's metric names (`rewards/*`, `logps/*`) plus `loss/dpo`, `loss/sft` and
+throughput.
 
 Reference modes (issue 5): `adapters` runs the policy with its LoRA adapters disabled (no second copy), `copy`
 runs a frozen `ref_model`, `precomputed` reads log-probs the collator put in the batch (`ref_sums`,
@@ -80,7 +81,7 @@ class HADPOTrainer(Trainer):
         self._seen["since"] = time.perf_counter()
         return super().train(*args, **kwargs)
 
-    # --- the objective ---------------------------------------------------------------------------------------
+    # --- the objective --------------------------------------------------------------------------------------
 
     def reference_logps(self, model, inputs: dict) -> ResponseLogps:
         if self.args.reference == "precomputed":
@@ -130,20 +131,25 @@ class HADPOTrainer(Trainer):
             ref_logps[:n].to(policy_logps.dtype),
             ref_logps[n:].to(policy_logps.dtype),
         ]
-        self._record(model.training, terms, torch.stack(pair_values, dim=1), n, inputs["attention_mask"].sum())
+        self._record(
+            model.training, terms, torch.stack(pair_values, dim=1), n, inputs["attention_mask"].sum()
+        )
         if return_outputs:
             return loss, {"chosen_rewards": chosen_rewards, "rejected_rewards": rejected_rewards}
         return loss
 
     def auxiliary_loss(self, model) -> torch.Tensor | None:
-        """Mean per-example token NLL on this micro-step's auxiliary batches (sft_ratio of them per DPO batch).
-        The forward goes through the unwrapped module, so DDP sees a single forward per backward; gradients
-        still reach its hooks, which fire once per parameter."""
+        """Mean per-example token NLL on this micro-step's auxiliary batches (sft_ratio of them per DPO
+        batch). The forward goes through the unwrapped module, so DDP sees a single forward per backward;
+        gradients still reach its hooks, which fire once per parameter."""
         gas = self.args.gradient_accumulation_steps
         if self._micro_step is None:
             self._micro_step = self.state.global_step * gas
         ratio, stream = self.args.sft_ratio, self.sft_stream
-        first, last = stream.batches_before(self._micro_step, ratio), stream.batches_before(self._micro_step + 1, ratio)
+        first, last = (
+            stream.batches_before(self._micro_step, ratio),
+            stream.batches_before(self._micro_step + 1, ratio),
+        )
         self._micro_step += 1
         losses = []
         for counter in range(first, last):
@@ -153,7 +159,7 @@ class HADPOTrainer(Trainer):
             losses.append(-(out.sums / out.counts.clamp(min=1)).mean())
         return torch.stack(losses).mean() if losses else None
 
-    # --- metrics -----------------------------------------------------------------------------------------------
+    # --- metrics --------------------------------------------------------------------------------------------
 
     def _record(self, training: bool, terms: dict, pair_values: torch.Tensor, n_pairs: int, n_tokens) -> None:
         prefix = "" if training else "eval_"
