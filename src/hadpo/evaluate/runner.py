@@ -206,9 +206,9 @@ def _answer_log_probs(model, inputs, sequences: list[list[int]]) -> torch.Tensor
     one teacher-forced forward per sequence (the answer appended on the right, after the left-padded prompt)."""
     mask = inputs["attention_mask"]
     if all(len(sequence) == 1 for sequence in sequences):
-        # Positions counted from each row's first real token, as `generate` counts them under left padding.
-        position_ids = (mask.long().cumsum(-1) - 1).clamp(min=0)
-        logits = model(**inputs, position_ids=position_ids).logits[:, -1, :].float()  # (B, V) next token
+        # No position_ids: the model derives them as in its own first generation step (rotary models see only
+        # relative positions; OPT-style models count them from the attention mask; Qwen2-VL builds 3-D ones).
+        logits = model(**inputs).logits[:, -1, :].float()  # (B, V) next-token logits
         return torch.log_softmax(logits, dim=-1)[:, [sequence[0] for sequence in sequences]]
     columns = []
     batch_size, prompt_length = inputs["input_ids"].shape
@@ -217,8 +217,7 @@ def _answer_log_probs(model, inputs, sequences: list[list[int]]) -> torch.Tensor
         extended = dict(inputs)
         extended["input_ids"] = torch.cat([inputs["input_ids"], answer_ids], dim=1)
         extended["attention_mask"] = torch.cat([mask, torch.ones_like(answer_ids)], dim=1)
-        position_ids = (extended["attention_mask"].long().cumsum(-1) - 1).clamp(min=0)
-        logits = model(**extended, position_ids=position_ids).logits.float()
+        logits = model(**extended).logits.float()
         # Logits at position t predict token t + 1: the answer's tokens are predicted from prompt_length - 1 on.
         log_probs = torch.log_softmax(logits[:, prompt_length - 1 : -1, :], dim=-1)  # (B, L, V)
         columns.append(log_probs.gather(-1, answer_ids.unsqueeze(-1)).squeeze(-1).sum(-1))
