@@ -7,6 +7,7 @@ import sys
 import textwrap
 
 import pytest
+import torch
 import yaml
 from train_helpers import make_pairs
 
@@ -43,6 +44,12 @@ def recipe(tiny_model_dir, pairs_file, tmp_path):
         ({}, ["loss_type=kto"], "config key 'loss_type': 'kto' is not one of"),
         ({"finetuning": "full"}, [], "adapters needs LoRA"),
         ({"gamma": 0.5}, [], "config key 'sft_data' is required"),
+        pytest.param(
+            {"finetuning": "qlora"},
+            [],
+            "finetuning=qlora needs bitsandbytes and a CUDA GPU",
+            marks=pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU may run QLoRA"),
+        ),
     ],
 )
 def test_bad_config_is_one_line_naming_the_key(recipe, capsys, changes, overrides, message):
@@ -74,8 +81,9 @@ run_training(load_config(sys.argv[1]), callbacks=[KillAfter()])
 """
 
 
-def test_killed_run_resumes_to_the_same_steps_and_losses(recipe, tmp_path):
-    config = recipe()
+def test_killed_run_resumes_to_the_same_steps_and_losses(recipe, tmp_path, image_records):
+    # With an auxiliary SFT batch every other step: its position must continue after the resume too.
+    config = recipe(gamma=0.5, sft_data=str(image_records), sft_ratio=0.5)
     script = tmp_path / "killer.py"
     script.write_text(textwrap.dedent(KILLER))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
@@ -95,6 +103,8 @@ def test_killed_run_resumes_to_the_same_steps_and_losses(recipe, tmp_path):
 
     def losses(state):
         return {e["step"]: e["loss"] for e in state["log_history"] if "loss" in e}
+
+    assert [e["step"] for e in resumed["log_history"] if "loss/sft" in e] == [2, 4]
 
     assert sorted(losses(resumed)) == [1, 2, 3, 4]
     assert losses(resumed) == pytest.approx(losses(straight), abs=1e-5)
