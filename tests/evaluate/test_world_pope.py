@@ -1,7 +1,7 @@
 """Issue 3's must-show on the world: POPE built from the world's eval scenes and run with the tiny base model in
 both modes; where the generated answer starts with yes/no, the logits mode agrees on >= 99 %.
 
-Slow (it pretrains or reuses the base model under runs/): run with `pytest -m slow`."""
+Slow (it pretrains or reuses the base model under $HADPO_RUNS, default runs/): run with `pytest -m slow`."""
 
 from __future__ import annotations
 
@@ -23,7 +23,8 @@ def test_pope_on_the_world_with_the_base_model(tmp_path, capsys):
     runs = os.environ.get("HADPO_RUNS", "runs")
     world, pretrain = load_demo_config(None)
     files = build_world(world, runs)
-    model_dir = pretrain_base(world, files, pretrain, runs)
+    # HADPO_BASE_MODEL reuses a base model trained elsewhere (e.g. with a shorter pretraining config).
+    model_dir = os.environ.get("HADPO_BASE_MODEL") or pretrain_base(world, files, pretrain, runs)
     out = tmp_path / "pope"
     assert main(["eval", "pope", "build", "--annotations", str(files.images("eval")), "--out", str(out),
                  "--num-images", "100"]) == 0
