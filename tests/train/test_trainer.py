@@ -162,3 +162,21 @@ def test_held_out_pairs_are_evaluated_with_metrics(make_config, pairs_file):
     assert [entry["step"] for entry in evals][0] == 2
     assert {"eval_rewards/accuracies", "eval_logps/ref_chosen", "eval_loss/dpo"} <= set(evals[0])
     assert evals[0]["eval_loss"] == pytest.approx(evals[0]["eval_loss/dpo"], abs=1e-6)
+
+
+def test_gradient_accumulation_matches_the_larger_batch(make_config, image_records, tmp_path):
+    common = dict(gamma=0.5, sft_data=str(image_records), learning_rate=2e-2)
+    histories = []
+    for batch, accumulation in ((4, 1), (2, 2)):
+        config = make_config(
+            per_device_train_batch_size=batch,
+            gradient_accumulation_steps=accumulation,
+            output_dir=str(tmp_path / f"b{batch}"),
+            **common,
+        )
+        trainer = build_trainer(config)
+        trainer.train()
+        histories.append(_history(trainer, ("loss", "loss/sft", "rewards/margins")))
+    assert len(histories[0]) == 3
+    for a, b in zip(*histories):
+        assert a == pytest.approx(b, abs=1e-5)

@@ -135,6 +135,11 @@ class HADPOConfig(TrainingArguments):
         if self.max_length is not None and self.max_length <= 0:
             raise ValueError(f"config key 'max_length' must be positive, got {self.max_length}")
         parse_mix(self.data_mix)
+        if self.dataloader_persistent_workers:
+            # Persistent workers keep the first epoch's copy of the dataset: rewrites would never change.
+            raise ValueError(
+                "config key 'dataloader_persistent_workers' must stay false (per-epoch rewrites)"
+            )
 
     @classmethod
     def help_lines(cls) -> list[str]:
