@@ -175,3 +175,25 @@ def test_aux_stream_is_the_same_for_one_or_two_processes():
     for counter in range(4):
         assert one.batch(counter) == two.batch(counter, 0, 2) + two.batch(counter, 1, 2)
     assert [one.batches_before(m, 0.5) for m in range(5)] == [0, 0, 1, 1, 2]
+
+
+def test_two_image_pairs_keep_each_image_with_its_sequence(tiny_model_dir, processor, pairs_file):
+    from transformers import AutoModelForImageTextToText
+
+    from hadpo.train.logps import response_logps
+
+    model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir).eval()
+    one, two = load_pairs(pairs_file)[0], load_pairs(pairs_file)[4]
+    a = one.model_copy(update={"images": [one.images[0], two.images[0]], "prompt": "Compare the two images."})
+    b = two.model_copy(update={"images": [two.images[0], one.images[0]], "prompt": "Compare the two images."})
+    collator = PreferenceCollator(processor, FAMILY)
+    together = collator([{"pair": a}, {"pair": b}])
+    assert (together["input_ids"] == processor.tokenizer.convert_tokens_to_ids("<image>")).sum(
+        1
+    ).tolist() == [18] * 4
+    with torch.no_grad():
+        both = response_logps(model, together).sums
+        alone = torch.cat([response_logps(model, collator([{"pair": p}])).sums for p in (a, b)])
+    assert torch.allclose(
+        both, alone[[0, 2, 1, 3]], atol=1e-4
+    )  # alone: (a chosen, a rejected, b chosen, ...)
