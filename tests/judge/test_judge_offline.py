@@ -99,3 +99,18 @@ def test_tokens_match_text_words_and_positions():
         "center",
     )
     assert grid_position(SCENE.objects[2], 48, 48) == ("bottom", "right")
+
+
+def test_absent_object_sentence_becomes_an_unmentioned_object(judge):
+    text = "A large blue moon sits at the center. In the bottom right, there is a small yellow heart."
+    judgement = judge.judge(SCENE, "f", text)
+    assert judgement.labels == ["correct", "hallucination"] and judgement.hallucinated_objects == ["heart"]
+    assert (
+        judgement.corrected
+        == "A large blue moon sits at the center. In the top left, there is a small red star."
+    )
+    plain = AnnotationJudge.from_records([SCENE], extra_names=["heart"], fill_absent=False)
+    assert plain.judge(SCENE, "f", text).corrected == "A large blue moon sits at the center."
+    # nothing left unmentioned: the sentence is dropped
+    everything = "There are two stars. A moon is at the center. There is a heart."
+    assert judge.judge(SCENE, "g", everything).corrected == "There are two stars. A moon is at the center."

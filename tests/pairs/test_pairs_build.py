@@ -48,7 +48,11 @@ def test_offline_build_makes_both_kinds_and_loads_as_dpo_columns(image_records, 
 
     judgements = {j.description_id: j for j in read_jsonl(files.judgements, Judgement)}
     assert judgements["0#d0"].hallucinated_objects == ["cup"]
-    assert judgements["0#d0"].corrected == "There is a red square. A blue circle is in the image."
+    # the absent cup becomes the annotated object the text never mentions (fill_absent)
+    assert (
+        judgements["0#d0"].corrected
+        == "There is a red square. A blue circle is in the image. There is also a knife."
+    )
     assert not judgements["0#d1"].has_hallucination
     assert judgements["1#d0"].corrected == "There is a red dog."
     assert judgements["2#d0"].corrected == "There is one knife. There is a blue cup."

@@ -200,8 +200,10 @@ class AnnotationJudge:
         vocabulary: ObjectVocabulary,
         attribute_words: Iterable[str] = (),
         exhaustive_names: Iterable[str] = (),
+        fill_absent: bool = True,
     ):
         self.vocabulary = vocabulary
+        self.fill_absent = fill_absent
         self.attribute_words = {normalise_attribute(w) for w in attribute_words} | COLOURS | SIZES
         self.attribute_words |= set(ATTRIBUTE_SYNONYMS)
         self.exhaustive_names = {self.canonical(n) for n in exhaustive_names}
@@ -213,6 +215,7 @@ class AnnotationJudge:
         synonyms: dict[str, list[str]] | None = None,
         exhaustive_names: Iterable[str] = (),
         extra_names: Iterable[str] = (),
+        fill_absent: bool = True,
     ) -> AnnotationJudge:
         """Vocabulary = every annotated object name (+ `extra_names`, + `synonyms`); attribute words = every
         annotated attribute plus the built-in colour and size words."""
@@ -220,7 +223,7 @@ class AnnotationJudge:
         names = {o.name.lower() for r in records for o in r.objects} | {n.lower() for n in extra_names}
         vocabulary = ObjectVocabulary.from_names(sorted(names), synonyms)
         attributes = {a for r in records for o in r.objects for a in o.attributes}
-        return cls(vocabulary, attributes, exhaustive_names)
+        return cls(vocabulary, attributes, exhaustive_names, fill_absent)
 
     def canonical(self, name: str) -> str:
         key = " ".join(singular(w) for w in _WORD.findall(name.lower()))
@@ -384,16 +387,59 @@ class AnnotationJudge:
         )
 
     def correct(self, image: ImageRecord, checks: list[SentenceCheck]) -> str:
-        """The description with wrong attributes/counts/positions fixed and unfixable sentences dropped."""
+        """The description with wrong attributes/counts/positions fixed and unfixable sentences dropped. With
+        `fill_absent` on a complete record, a sentence about one absent object is turned into the same sentence
+        about an annotated object the text never mentions ("a yellow circle in the bottom right" -> "a red star
+        in the top left"): the positive then differs from the negative in the hallucination alone, and does not
+        teach the model to say less (a known weakness of SHR-style training, REFERENCE.md)."""
+        mentioned = {c.name for check in checks for c in check.claims if c.kind == "existence" and c.verdict}
+        unmentioned = [o for o in image.objects if self.canonical(o.name) not in mentioned]
         kept = []
         for check in checks:
             if check.label != "hallucination":
                 kept.append(check.sentence)
                 continue
             fixed = self._fix(check)
+            if fixed is None and self.fill_absent and image.complete and unmentioned:
+                fixed = self._substitute(check, unmentioned[0], image)
+                if fixed is not None:
+                    unmentioned = [o for o in unmentioned if self.canonical(o.name) != self.canonical(
+                        unmentioned[0].name)]  # fmt: skip
             if fixed and all(c.label != "hallucination" for c in self.check(image, fixed)):
                 kept.append(fixed.rstrip("."))
         return join_sentences(kept)
+
+    def _substitute(self, check: SentenceCheck, obj: ObjectAnnotation, image: ImageRecord) -> str | None:
+        """The sentence about one absent object rewritten about `obj`: its name, its colour / size in place of
+        the claimed ones, its place in place of the claimed place. None when the sentence is not that simple."""
+        if len(check.claims) != 1 or check.claims[0].kind != "existence":
+            return None
+        sentence = check.sentence
+        tokens = tokenize(sentence)
+        mention = self.vocabulary.find(sentence)[0]
+        if tokens[mention.end - 1].text != tokens[mention.end - 1].lemma:
+            return None  # a plural claim ("two circles") would need its count rewritten too
+        attributes, number = self._modifiers(tokens[: mention.start], tokens[mention.end :])
+        if number is not None:
+            return None
+        edits = [(tokens[mention.start].start, tokens[mention.end - 1].end, obj.name)]
+        for token in attributes:
+            kind = attribute_kind(token.text)
+            replacement = (
+                next((a for a in obj.attributes if attribute_kind(a) == kind), None) if kind else None
+            )
+            if replacement is None:
+                return None
+            edits.append((token.start, token.end, replacement))
+        places = self._position_tokens(tokens[mention.end :]) or self._position_tokens(
+            tokens[: mention.start]
+        )
+        if places:
+            where = obj.position or position_phrase(*grid_position(obj, image.width, image.height))
+            edits.append((places[0].start, places[-1].end, where))
+        for start, end, replacement in sorted(edits, reverse=True):
+            sentence = sentence[:start] + replacement + sentence[end:]
+        return fix_articles(sentence)
 
     def _fix(self, check: SentenceCheck) -> str | None:
         sentence = check.sentence
