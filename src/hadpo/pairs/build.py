@@ -84,8 +84,13 @@ def load_source(
 def make_judge(config: PairsConfig, records: list[ImageRecord], exhaustive: list[str], files: BuildFiles):
     judge = config.judge
     if judge.kind == "annotations":
-        return AnnotationJudge.from_records(records, judge.synonyms, [*exhaustive, *judge.exhaustive_names],
-                                            judge.extra_names)  # fmt: skip
+        return AnnotationJudge.from_records(
+            records,
+            judge.synonyms,
+            [*exhaustive, *judge.exhaustive_names],
+            judge.extra_names,
+            judge.fill_absent,
+        )
     if judge.kind == "llm":
         judge.llm.cache_dir = judge.llm.cache_dir or str(files.cache)
         return LLMJudge(judge.llm, judge.template)

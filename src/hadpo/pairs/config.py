@@ -47,6 +47,7 @@ class JudgeConfig:
         default_factory=list
     )  # annotations: object words to detect beyond annotations
     exhaustive_names: list[str] = field(default_factory=list)  # annotations: classes annotated exhaustively
+    fill_absent: bool = True  # annotations: correct "an absent X" into an annotated object the text omits
     template: str = "judge_v1"  # llm: bundled template name or a path to a template file
     llm: LLMConfig = field(default_factory=LLMConfig)
     retry_failed: bool = False  # redo judgements recorded as failed
