@@ -203,6 +203,16 @@ def run_trl(model, processor, pairs_path, args, out) -> StepTimer:
         }
         for pair in load_pairs(pairs_path)
     ]
+    try:
+        dataset = Dataset.from_list(rows)
+    except Exception as error:
+        # Hand-assembled environments (e.g. wheels unpacked on an offline GPU box) may fail to pickle pyarrow
+        # types for the dataset fingerprint, which the benchmark does not need: use a fixed one.
+        print(f"datasets fingerprint failed ({type(error).__name__}); using a fixed one", file=sys.stderr)
+        import datasets.arrow_dataset as arrow_dataset
+
+        arrow_dataset.generate_fingerprint = lambda _dataset: "hadpo-benchmark"
+        dataset = Dataset.from_list(rows)
     config = DPOConfig(
         max_length=None, precompute_ref_log_probs=False, **common_args(args, out) | {"beta": 0.1}
     )
@@ -210,7 +220,7 @@ def run_trl(model, processor, pairs_path, args, out) -> StepTimer:
     trainer = DPOTrainer(
         model=model,
         args=config,
-        train_dataset=Dataset.from_list(rows),
+        train_dataset=dataset,
         processing_class=processor,
         peft_config=lora_config(family, args.lora_r),
         callbacks=[timer],
