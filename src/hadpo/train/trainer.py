@@ -21,6 +21,7 @@ import torch
 from torch.utils.data import SequentialSampler
 from transformers import Trainer, TrainerCallback
 
+from hadpo.train.config import HADPOConfig
 from hadpo.train.data import AuxStream, SFTCollator
 from hadpo.train.logps import LogpsFn, ResponseLogps, response_logps
 from hadpo.train.loss import dpo_loss
@@ -59,6 +60,10 @@ class HADPOTrainer(Trainer):
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
+        if not isinstance(self.args, HADPOConfig):
+            raise TypeError("HADPOTrainer needs a HADPOConfig as args (beta, loss_type, reference, ...)")
+        if self.args.reference == "copy" and ref_model is None:
+            raise ValueError("reference=copy needs a ref_model")
         # Our loss is a per-batch mean; the Trainer then divides it by the accumulation steps itself.
         self.model_accepts_loss_kwargs = False
         self.logps_fn = logps_fn
