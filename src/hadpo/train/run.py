@@ -219,6 +219,7 @@ def model_card(trainer: HADPOTrainer) -> str:
         if config.finetuning != "full"
         else "full fine-tuning"
     )
+    schedule = getattr(config.lr_scheduler_type, "value", config.lr_scheduler_type)
     eval_file = Path(config.output_dir) / "eval_results.json"
     evals = eval_file.read_text(encoding="utf-8") if eval_file.is_file() else "none yet (run `hadpo eval`)"
     lines = [
@@ -235,7 +236,7 @@ def model_card(trainer: HADPOTrainer) -> str:
         f"- data: `{config.pairs}`: {json.dumps(info.get('data', {}))}; mix desc:qa {config.data_mix}",
         f"- objective: loss {config.loss_type}, beta {config.beta}, log-probs {config.logps_reduction}, "
         f"reference {config.reference}, gamma {config.gamma} (sft data {config.sft_data})",
-        f"- optimisation: lr {config.learning_rate}, {config.lr_scheduler_type} schedule, warm-up "
+        f"- optimisation: lr {config.learning_rate}, {schedule} schedule, warm-up "
         f"{config.warmup_steps}, epochs {config.num_train_epochs}, max steps {config.max_steps}, "
         f"batch {config.per_device_train_batch_size} x {config.gradient_accumulation_steps} accumulation x "
         f"{config.world_size} processes, grad clip {config.max_grad_norm}, seed {config.seed}",
