@@ -64,3 +64,38 @@ def test_separate_reference_checkpoint_copy_and_precomputed_agree(make_config, t
     assert abs(histories["copy"][0][0] - 0.693147) > 1e-3  # the reference differs from the policy at step 1
     for a, b in zip(histories["copy"], histories["precomputed"]):
         assert a == pytest.approx(b, abs=1e-5)
+
+
+def test_two_ranks_share_the_scoring_and_merge_one_cache(tiny_model_dir, pairs_file, tmp_path):
+    import threading
+
+    model = AutoModelForImageTextToText.from_pretrained(tiny_model_dir)
+    collator = PreferenceCollator(AutoProcessor.from_pretrained(tiny_model_dir), get_family("llava15"))
+    pairs = load_pairs(pairs_file)[:7]
+    fingerprint = model_fingerprint(model, "tiny")
+    single = precompute_reference(model, pairs, collator, tmp_path / "one", fingerprint=fingerprint)
+
+    barrier = threading.Barrier(2)
+    results = {}
+
+    def rank(index):
+        results[index] = precompute_reference(
+            model,
+            pairs,
+            collator,
+            tmp_path / "two",
+            fingerprint=fingerprint,
+            rank=index,
+            world_size=2,
+            barrier=barrier.wait,
+        )
+
+    threads = [threading.Thread(target=rank, args=(index,)) for index in (0, 1)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results[0] == results[1]
+    for pair_id, values in single.items():
+        assert results[0][pair_id] == pytest.approx(values, abs=1e-4)
+    assert [p.name for p in (tmp_path / "two").iterdir()] == [f"reference_logps-{fingerprint[:16]}.json"]

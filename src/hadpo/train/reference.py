@@ -13,7 +13,7 @@ import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
@@ -66,35 +66,72 @@ def precompute_reference(
     device: torch.device | str = "cpu",
     autocast_dtype: torch.dtype | None = None,
     logps_fn: LogpsFn = response_logps,
+    rank: int = 0,
+    world_size: int = 1,
+    barrier: Callable[[], None] | None = None,
 ) -> dict[str, tuple[float, float, float, float]]:
-    """pair_id -> (chosen sum, chosen tokens, rejected sum, rejected tokens), for missing entries computed."""
+    """pair_id -> (chosen sum, chosen tokens, rejected sum, rejected tokens), computing what the cache lacks.
+
+    With several processes every rank scores its share of the missing examples (`rank::world_size`) and writes
+    a shard; after `barrier` rank 0 merges the shards into the cache, and after a second barrier all read it.
+    Every rank must call this (it is a collective whenever something is missing)."""
     path = Path(cache_dir) / f"reference_logps-{fingerprint[:16]}.json"
-    entries: dict[str, list[float]] = {}
-    if path.is_file():
-        stored = json.loads(path.read_text(encoding="utf-8"))
-        if stored.get("model") == fingerprint:
-            entries = stored["entries"]
+    entries = _read(path, fingerprint)
     keys = {pair.pair_id: example_key(pair, collator) for pair in pairs}
-    missing = [pair for pair in pairs if keys[pair.pair_id] not in entries]
-    if missing:
-        was_training = model.training
-        model.eval()
-        autocast = (
-            torch.autocast(torch.device(device).type, dtype=autocast_dtype)
-            if autocast_dtype
-            else contextlib.nullcontext()
-        )
-        for start in range(0, len(missing), batch_size):
-            chunk = missing[start : start + batch_size]
-            batch = {k: v.to(device) for k, v in collator([{"pair": pair} for pair in chunk]).items()}
-            with torch.no_grad(), autocast:
-                out = logps_fn(model, batch)
-            sums, counts, n = out.sums.double().cpu().tolist(), out.counts.cpu().tolist(), len(chunk)
-            for i, pair in enumerate(chunk):
-                entries[keys[pair.pair_id]] = [sums[i], counts[i], sums[n + i], counts[n + i]]
-        model.train(was_training)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        temporary = path.with_suffix(f".tmp{os.getpid()}")
-        temporary.write_text(json.dumps({"model": fingerprint, "entries": entries}), encoding="utf-8")
-        os.replace(temporary, path)
+    missing = list({keys[pair.pair_id]: pair for pair in pairs if keys[pair.pair_id] not in entries}.values())
+    if not missing:
+        return {pair.pair_id: tuple(entries[keys[pair.pair_id]]) for pair in pairs}
+    scored = _score(
+        model, missing[rank::world_size], keys, collator, batch_size, device, autocast_dtype, logps_fn
+    )
+    if world_size == 1:
+        _write(path, fingerprint, {**entries, **scored})
+    else:
+        _write(path.with_suffix(f".rank{rank}.json"), fingerprint, scored)
+        barrier()
+        if rank == 0:
+            for shard in range(world_size):
+                shard_path = path.with_suffix(f".rank{shard}.json")
+                entries.update(_read(shard_path, fingerprint))
+                shard_path.unlink()
+            _write(path, fingerprint, entries)
+        barrier()
+    entries = _read(path, fingerprint)
     return {pair.pair_id: tuple(entries[keys[pair.pair_id]]) for pair in pairs}
+
+
+def _score(
+    model, pairs, keys, collator, batch_size, device, autocast_dtype, logps_fn
+) -> dict[str, list[float]]:
+    was_training = model.training
+    model.eval()
+    autocast = (
+        torch.autocast(torch.device(device).type, dtype=autocast_dtype)
+        if autocast_dtype
+        else contextlib.nullcontext()
+    )
+    scored: dict[str, list[float]] = {}
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start : start + batch_size]
+        batch = {k: v.to(device) for k, v in collator([{"pair": pair} for pair in chunk]).items()}
+        with torch.no_grad(), autocast:
+            out = logps_fn(model, batch)
+        sums, counts, n = out.sums.double().cpu().tolist(), out.counts.cpu().tolist(), len(chunk)
+        for i, pair in enumerate(chunk):
+            scored[keys[pair.pair_id]] = [sums[i], counts[i], sums[n + i], counts[n + i]]
+    model.train(was_training)
+    return scored
+
+
+def _read(path: Path, fingerprint: str) -> dict[str, list[float]]:
+    if not path.is_file():
+        return {}
+    stored = json.loads(path.read_text(encoding="utf-8"))
+    return stored["entries"] if stored.get("model") == fingerprint else {}
+
+
+def _write(path: Path, fingerprint: str, entries: dict[str, list[float]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(f".tmp{os.getpid()}")
+    temporary.write_text(json.dumps({"model": fingerprint, "entries": entries}), encoding="utf-8")
+    os.replace(temporary, path)

@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 
 import torch
+from accelerate import PartialState
 from transformers import AutoConfig, AutoModelForImageTextToText, set_seed
 
 from hadpo.models import VLMFamily, get_family
@@ -145,18 +146,21 @@ def build_trainer(config: HADPOConfig, callbacks=None, processor=None) -> HADPOT
     if config.reference == "precomputed":
         ref_name = config.ref_model_name_or_path or config.model_name_or_path
         fingerprint = model_fingerprint(ref_model, ref_name)
-        with config.main_process_first(desc="reference log-probs"):
-            for data in filter(None, (dataset, eval_dataset)):
-                data.reference = precompute_reference(
-                    ref_model.to(config.device),
-                    [pair for group in data.groups for pair in group],
-                    collator,
-                    config.reference_cache_dir or config.output_dir,
-                    fingerprint=fingerprint,
-                    batch_size=config.per_device_eval_batch_size,
-                    device=config.device,
-                    autocast_dtype=torch.bfloat16 if config.bf16 else torch.float16 if config.fp16 else None,
-                )
+        for data in filter(None, (dataset, eval_dataset)):
+            # Every process scores its share of what the cache lacks; rank 0 merges (a collective).
+            data.reference = precompute_reference(
+                ref_model.to(config.device),
+                [pair for group in data.groups for pair in group],
+                collator,
+                config.reference_cache_dir or config.output_dir,
+                fingerprint=fingerprint,
+                batch_size=config.per_device_eval_batch_size,
+                device=config.device,
+                autocast_dtype=torch.bfloat16 if config.bf16 else torch.float16 if config.fp16 else None,
+                rank=config.process_index,
+                world_size=config.world_size,
+                barrier=PartialState().wait_for_everyone,
+            )
         ref_model = None
     policy = prepare_policy(model, config, family)
     trainer = HADPOTrainer(
