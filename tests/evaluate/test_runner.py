@@ -108,6 +108,11 @@ def test_generate_and_logits_modes_write_answers_and_resume(tiny_model_dir, imag
     for answer in read_jsonl(logits_out, Answer):
         assert answer.text == ("yes" if answer.margin > 0 else "no")
         assert 0.0 < answer.yes_prob < 1.0 and answer.mode == "logits"
+    # Left padding does not change the margins: one padded batch of 12 equals 12 batches of one.
+    single = tmp_path / "single.jsonl"
+    run_queries(model, processor, queries, single, RunnerConfig(mode="logits", batch_size=1), progress=False)
+    padded = {a.question_id: a.margin for a in read_jsonl(logits_out, Answer)}
+    assert {a.question_id: pytest.approx(padded[a.question_id], abs=1e-3) for a in read_jsonl(single, Answer)} == padded
 
 
 def test_beam_search_and_seeded_sampling_are_reproducible(tiny_model_dir, image_records, tmp_path):

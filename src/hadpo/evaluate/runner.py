@@ -8,7 +8,7 @@ Two modes:
 - `logits`: one forward pass; compare the probability of the answer "yes" against that of "no", each summed
   over its case variants ("yes", "Yes", "YES"), taking the tokens that the chat template writes after the
   generation prompt (so tokenizers that prefix a space get "Ġyes" / "▁Yes", not "yes"). When an answer word is
-  several tokens (tiny vocabularies), its probability is teacher-forced: one forward per answer sequence.
+  several tokens (small vocabularies), its probability is teacher-forced from the prompt's key/value cache.
   The record keeps both choices as `yes_prob` = P(yes) / (P(yes) + P(no)) and `margin` = log P(yes) - log P(no).
 """
 
@@ -202,25 +202,30 @@ def _generated_answers(model, processor, inputs, batch: list[Query], config: Run
 
 @torch.no_grad()
 def _answer_log_probs(model, inputs, sequences: list[list[int]]) -> torch.Tensor:
-    """(B, K) log P(sequence k | prompt of row b). One forward when every sequence is a single token; otherwise
-    one teacher-forced forward per sequence (the answer appended on the right, after the left-padded prompt)."""
-    mask = inputs["attention_mask"]
-    if all(len(sequence) == 1 for sequence in sequences):
-        # No position_ids: the model derives them as in its own first generation step (rotary models see only
-        # relative positions; OPT-style models count them from the attention mask; Qwen2-VL builds 3-D ones).
-        logits = model(**inputs).logits[:, -1, :].float()  # (B, V) next-token logits
-        return torch.log_softmax(logits, dim=-1)[:, [sequence[0] for sequence in sequences]]
+    """(B, K) log P(sequence k | prompt of row b): one forward over the prompts gives every single-token answer;
+    a multi-token answer continues from the prompts' key/value cache with its own tokens (teacher forcing), the
+    cache cut back to the prompt afterwards."""
+    # No position_ids: the model derives them as in its own first generation step (rotary models see only
+    # relative positions; OPT-style models count them from the attention mask; Qwen2-VL builds 3-D ones).
+    multi_token = any(len(sequence) > 1 for sequence in sequences)
+    output = model(**inputs, use_cache=multi_token)
+    first = torch.log_softmax(output.logits[:, -1, :].float(), dim=-1)  # (B, V) the answer's first token
     columns = []
-    batch_size, prompt_length = inputs["input_ids"].shape
+    mask = inputs["attention_mask"]
+    batch_size = mask.shape[0]
+    cache = output.past_key_values if multi_token else None
     for sequence in sequences:
-        answer_ids = torch.tensor(sequence, device=mask.device).expand(batch_size, -1)  # (B, L)
-        extended = dict(inputs)
-        extended["input_ids"] = torch.cat([inputs["input_ids"], answer_ids], dim=1)
-        extended["attention_mask"] = torch.cat([mask, torch.ones_like(answer_ids)], dim=1)
-        logits = model(**extended).logits.float()
-        # Logits at position t predict token t + 1: the answer's tokens are predicted from prompt_length - 1 on.
-        log_probs = torch.log_softmax(logits[:, prompt_length - 1 : -1, :], dim=-1)  # (B, L, V)
-        columns.append(log_probs.gather(-1, answer_ids.unsqueeze(-1)).squeeze(-1).sum(-1))
+        total = first[:, sequence[0]]
+        if len(sequence) > 1:
+            # Feed all but the last answer token: the logits after token k predict token k + 1.
+            fed = torch.tensor(sequence[:-1], device=mask.device).expand(batch_size, -1)  # (B, L - 1)
+            step = model(input_ids=fed, attention_mask=torch.cat([mask, torch.ones_like(fed)], dim=1),
+                         past_key_values=cache, use_cache=True)
+            log_probs = torch.log_softmax(step.logits.float(), dim=-1)  # (B, L - 1, V)
+            targets = torch.tensor(sequence[1:], device=mask.device).expand(batch_size, -1).unsqueeze(-1)
+            total = total + log_probs.gather(-1, targets).squeeze(-1).sum(-1)
+            cache.crop(-fed.shape[1])  # drop the answer tokens again
+        columns.append(total)
     return torch.stack(columns, dim=1)
 
 
