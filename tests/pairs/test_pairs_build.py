@@ -104,3 +104,22 @@ def test_bad_images_are_skipped_counted_and_named(image_records, tmp_path, caplo
     assert stats["skipped"]["unknown_image"] == 3  # descriptions of the two dropped images and of image 9
     assert "skipped 1 (missing_image)" in caplog.text and "skipped 2 (corrupt_image)" in caplog.text
     assert {p.image_id for p in read_jsonl(files.pairs, PreferencePair)} == {"0"}
+
+
+def test_qa_uses_the_models_own_answers_when_sampled(image_records, tiny_model_dir, tmp_path):
+    config = config_for(image_records, tmp_path)
+    config.describe.model = str(tiny_model_dir)
+    config.qa.sample_answers = True
+    config.qa.sampling.max_new_tokens = 4
+    files = BuildFiles(tmp_path / "build")
+    files.root.mkdir()
+    write_descriptions(files)
+    stats = run_build(config, ("judge", "qa"))
+    qa = [p for p in read_jsonl(files.pairs, PreferencePair) if p.kind == "qa"]
+    answers = {
+        a["question_id"]: a["text"] for a in map(json.loads, files.qa_answers.read_text().splitlines())
+    }
+    yes_no = [p for p in qa if p.prompt.startswith("Is ")]
+    assert stats["pairs"]["qa_with_model_answer"] == len(yes_no) == len(answers) > 0
+    for pair in yes_no:  # the model's words took one side, the template kept the other
+        assert answers[pair.pair_id].strip() in (pair.chosen, pair.rejected)
