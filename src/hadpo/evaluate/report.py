@@ -120,11 +120,20 @@ def _bars(ax, groups: list[str], series: dict[str, list[float | None]], title: s
     width = 0.8 / max(1, len(series))
     for index, (name, values) in enumerate(series.items()):
         xs = [g + index * width for g in range(len(groups))]
-        ax.bar(xs, [v if v is not None else 0.0 for v in values], width, label=name)
+        # A metric a result lacks is left blank, not drawn as 0 (which would read as a perfect score).
+        ax.bar(xs, [v if v is not None else math.nan for v in values], width, label=name)
     ax.set_xticks([g + width * (len(series) - 1) / 2 for g in range(len(groups))], groups)
     ax.set_title(title)
     ax.set_ylabel(ylabel)
     ax.legend()
+
+
+def _scaled(value: float | None, scale: float) -> float | None:
+    return None if value is None else scale * value
+
+
+def _percent(value: float | None) -> float | None:
+    return _scaled(value, 100)
 
 
 def plot_comparison(results: dict[str, dict], folder: str | Path) -> list[Path]:
@@ -145,12 +154,12 @@ def plot_comparison(results: dict[str, dict], folder: str | Path) -> list[Path]:
     if splits:
         figure, axes = plt.subplots(1, len(splits), figsize=(5 * len(splits), 4), squeeze=False)
         for ax, split in zip(axes[0], splits):
-            series = {name: [100 * r.get("pope", {}).get("splits", {}).get(split, {}).get(m, 0.0)
-                             for m in POPE_METRICS[:4]] for name, r in results.items()}
+            series = {name: [_percent(_get(r.get("pope", {}), f"splits.{split}.{m}")) for m in POPE_METRICS[:4]]
+                      for name, r in results.items()}
             _bars(ax, list(POPE_METRICS[:4]), series, f"POPE {split}", "%")
         save(figure, "pope_metrics.png")
         figure, ax = plt.subplots(figsize=(6, 4))
-        series = {name: [100 * r.get("pope", {}).get("splits", {}).get(s, {}).get("yes_ratio", 0.0) for s in splits]
+        series = {name: [_percent(_get(r.get("pope", {}), f"splits.{s}.yes_ratio")) for s in splits]
                   for name, r in results.items()}
         _bars(ax, splits, series, "POPE yes-ratio (50 % = balanced)", "% answered yes")
         ax.axhline(50, color="grey", linestyle="--", linewidth=1)
@@ -166,7 +175,7 @@ def plot_comparison(results: dict[str, dict], folder: str | Path) -> list[Path]:
                                                                   for r in results.values())]
         if present:
             figure, ax = plt.subplots(figsize=(6, 4))
-            series = {name: [scale * (_get(r.get(s, {}), p) or 0.0) for s, p, _ in present]
+            series = {name: [_scaled(_get(r.get(s, {}), p), scale) for s, p, _ in present]
                       for name, r in results.items()}
             _bars(ax, [label for _, _, label in present], series, title, ylabel)
             save(figure, filename)
