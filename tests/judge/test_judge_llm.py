@@ -156,3 +156,21 @@ def test_request_key_is_a_content_hash():
     )
     assert request_key("m", messages, {"temperature": 0}) != request_key("m", messages, {"temperature": 1})
     assert request_key("m", messages, {}) != request_key("other", messages, {})
+
+
+def test_custom_prompt_template_is_versioned_by_name_and_hash(tmp_path):
+    from hadpo.judge.llm import PromptTemplate, render_annotations
+
+    path = tmp_path / "strict_judge.txt"
+    path.write_text("=== user ===\nFacts:\n$annotations\nSentences:\n$sentences\n($count)\n")
+    judge = LLMJudge(LLMConfig(base_url="http://127.0.0.1:9/v1", model="m"), template=str(path))
+    assert judge.name.startswith("llm:m@strict_judge#") and len(judge.name.split("#")[1]) == 8
+    messages = judge.messages(IMAGE, ["There is a red star"])
+    assert messages == [{"role": "user", "content": f"Facts:\n{render_annotations(IMAGE)}\nSentences:\n"
+                                                    "1. There is a red star.\n(1)"}]  # fmt: skip
+    assert "[0.00, 0.00, 0.33, 0.33] object: red star, top left" in render_annotations(IMAGE)
+    path.write_text("no sections")
+    with pytest.raises(ValueError, match="no '=== user ===' section"):
+        PromptTemplate.load(str(path))
+    with pytest.raises(FileNotFoundError):
+        PromptTemplate.load("judge_v999")
