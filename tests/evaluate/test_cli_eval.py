@@ -24,6 +24,8 @@ def test_pope_build_run_score_and_report(tiny_model_dir, image_records, tmp_path
     assert main(["eval", "pope", "run", "--questions", files[0], *common, "--mode", "logits", "--batch-size", "10"]) == 0
     results = json.loads((out / "results.json").read_text())
     assert results["pope"]["mode"] == "logits" and len(read_jsonl(out / "answers_random_logits.jsonl", Answer)) == 10
+    # Both modes have run on the random split: their agreement is in the results.
+    assert set(results["pope"]["mode_agreement"]["random"]) == {"compared", "agreed", "rate"}
     assert "| POPE mean f1 |" in (out / "results.md").read_text()
 
     capsys.readouterr()

@@ -50,6 +50,8 @@ def headline_metrics(results: dict) -> list[tuple[str, float | None, bool]]:
         for name in POPE_METRICS:
             if name in source:
                 rows.append((f"POPE {split} {name}", source[name], True))
+    for split, agreement in pope.get("mode_agreement", {}).items():
+        rows.append((f"POPE {split} generate/logits agreement", agreement.get("rate"), True))
     for section, path, label, percent in HEADLINE:
         value = _get(results.get(section, {}), path)
         if value is not None:

@@ -37,7 +37,7 @@ def run_pope(
     each split and their mean. Answers go to `out_dir/answers_<split>_<mode>.jsonl` (resumable)."""
     out_dir = Path(out_dir)
     model, processor = load_model(model_path, config.device, config.dtype)
-    splits, skipped = {}, {"questions": 0, "images": 0}
+    splits, agreement, skipped = {}, {}, {"questions": 0, "images": 0}
     for file in map(Path, question_files):
         questions, bad = pope.read_questions(file)
         root = Path(image_root) if image_root is not None else file.parent
@@ -49,11 +49,15 @@ def run_pope(
         summary = run_queries(model, processor, queries, answers, config, model_name=str(model_path),
                               progress=progress)
         splits[split] = pope.score_pope(file, answers, strict=strict)
+        other = out_dir / f"answers_{split}_{'logits' if config.mode == 'generate' else 'generate'}.jsonl"
+        if other.exists():  # both modes run on this split: record how often they agree (issue 3)
+            pair = (answers, other) if config.mode == "generate" else (other, answers)
+            agreement[split] = pope_mode_agreement(*pair)
         skipped["questions"] += bad
         skipped["images"] += summary.skipped
     result = {"parsing": "strict" if strict else "official", "mode": config.mode, "splits": splits,
               "mean": pope.mean_over_splits(splits), "skipped": sum(skipped.values()), "skipped_detail": skipped,
-              "runner": config.generation_settings()}
+              "runner": config.generation_settings(), "mode_agreement": agreement}
     report.update_results(out_dir, "pope", result, model=str(model_path))
     return result
 
