@@ -14,6 +14,7 @@ Two modes:
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import zlib
@@ -213,14 +214,16 @@ def _answer_log_probs(model, inputs, sequences: list[list[int]]) -> torch.Tensor
     columns = []
     mask = inputs["attention_mask"]
     batch_size = mask.shape[0]
-    cache = output.past_key_values if multi_token else None
+    # transformers 5 names the key/value cache `cache`; 4.x names it `past_key_values`.
+    cache_argument = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
+    cache = getattr(output, cache_argument, None) if multi_token else None
     for sequence in sequences:
         total = first[:, sequence[0]]
         if len(sequence) > 1:
             # Feed all but the last answer token: the logits after token k predict token k + 1.
             fed = torch.tensor(sequence[:-1], device=mask.device).expand(batch_size, -1)  # (B, L - 1)
             step = model(input_ids=fed, attention_mask=torch.cat([mask, torch.ones_like(fed)], dim=1),
-                         past_key_values=cache, use_cache=True)
+                         use_cache=True, **{cache_argument: cache})
             log_probs = torch.log_softmax(step.logits.float(), dim=-1)  # (B, L - 1, V)
             targets = torch.tensor(sequence[1:], device=mask.device).expand(batch_size, -1).unsqueeze(-1)
             total = total + log_probs.gather(-1, targets).squeeze(-1).sum(-1)
