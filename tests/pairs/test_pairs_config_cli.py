@@ -68,3 +68,17 @@ def test_cli_build_and_dry_run(image_records, tiny_model_dir, tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("sauce: {}\n")
     assert main(["pairs", "judge", str(bad)]) == 2
+
+
+def test_cli_import(tmp_path, capsys):
+    from PIL import Image
+
+    (tmp_path / "vg").mkdir()
+    Image.new("RGB", (8, 8)).save(tmp_path / "vg" / "7.jpg")
+    desc = tmp_path / "desc_data.json"
+    desc.write_text(json.dumps([{"image_id": 7, "chosen": ["good"], "rejected": ["bad"]}]))
+    output = tmp_path / "out" / "pairs.jsonl"
+    assert main(["pairs", "import", "--desc-data", str(desc), "--image-dir", str(tmp_path / "vg"),
+                 "--output", str(output)]) == 0  # fmt: skip
+    assert json.loads(capsys.readouterr().out)["pairs"] == {"desc": 1, "qa": 0, "total": 1}
+    assert main(["pairs", "import", "--image-dir", str(tmp_path / "vg")]) == 2  # nothing to import: one line
