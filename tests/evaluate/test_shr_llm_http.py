@@ -84,3 +84,20 @@ def test_shr_over_http_counts_malformed_judgements(server):
     assert result.images == 4 and len(judgements) == 4
     assert result.judge.startswith("llm:scripted-judge@judge_v1")
     assert all(j.failed for j in judgements if j.description_id in ("b", "d"))
+
+
+def test_hadpo_eval_shr_with_the_llm_judge(server, image_records, tmp_path, capsys, monkeypatch):
+    from hadpo.cli import main
+
+    monkeypatch.setenv("HADPO_TEST_KEY", "not-a-real-key")
+    descriptions = tmp_path / "descriptions.jsonl"
+    descriptions.write_text(json.dumps({"image_id": "1", "text": "A red dog. It wears a hat."}) + "\n"
+                            + json.dumps({"image_id": "2", "text": "A green cat sleeps."}) + "\n")
+    assert main(["eval", "shr", "--descriptions", str(descriptions), "--images", str(image_records), "--judge", "llm",
+                 "--base-url", server, "--judge-model", "scripted-judge", "--api-key-env", "HADPO_TEST_KEY",
+                 "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    # The first description is judged (correct, hallucination), the second answer never parses: SHR 1/2, 1 failed.
+    assert (metrics["shr"], metrics["failed_judgements"]) == (0.5, 1)
+    assert metrics["judge"].startswith("llm:scripted-judge@judge_v1")
+    assert len((tmp_path / "out" / "shr_judgements.jsonl").read_text().splitlines()) == 2
