@@ -70,6 +70,19 @@ def test_chair_shr_mme_commands(tiny_model_dir, image_records, tmp_path, capsys)
     assert json.loads(capsys.readouterr().out)["perception"] == 50.0
     assert set(json.loads((out / "results.json").read_text())) == {"model", "chair", "shr", "mme"}
 
+    # The official layout answered by the model: existence/ with images and .txt side by side.
+    root = tmp_path / "MME" / "existence"
+    root.mkdir(parents=True)
+    for index in (0, 2):
+        (root / f"{index}.png").write_bytes((image_records.parent / "images" / f"{index}.png").read_bytes())
+        (root / f"{index}.txt").write_text("Is there a knife? Please answer yes or no.\tYes\n"
+                                           "Is there a dog? Please answer yes or no.\tNo\n")
+    assert main(["eval", "mme", "--root", str(tmp_path / "MME"), "--model", str(tiny_model_dir), "--mode", "logits",
+                 "--out", str(out), "--no-progress"]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert 0 <= scores["perception"] <= 200 and scores["subtasks"].keys() == {"existence"}
+    assert len((out / "mme_results" / "existence.txt").read_text().splitlines()) == 4
+
 
 def test_bad_input_is_one_clear_line(tmp_path, capsys):
     assert main(["eval", "pope", "score", "--questions", str(tmp_path / "missing.jsonl"), "--answers", "x"]) == 2
