@@ -98,7 +98,7 @@ def load_visual_genome(
             continue
         if not min_objects <= len(objects_by_image[key]) <= max_objects:
             continue
-        path = Path(image_dir) / f"{key}.jpg"
+        path = (Path(image_dir) / f"{key}.jpg").resolve()  # absolute: pairs.jsonl may live anywhere
         width, height = sizes.get(key) or _image_size(path) or (1, 1)
         records.append(ImageRecord(image_id=key, path=str(path), width=width, height=height,
                                    objects=objects_by_image[key], regions=regions_by_image.get(key, []),
@@ -136,7 +136,7 @@ def load_coco(
     records = [
         ImageRecord(
             image_id=str(image["id"]),
-            path=str(Path(image_dir) / image["file_name"]),
+            path=str((Path(image_dir) / image["file_name"]).resolve()),
             width=image["width"],
             height=image["height"],
             objects=objects.get(image["id"], []),
