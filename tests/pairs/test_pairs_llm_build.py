@@ -110,6 +110,7 @@ def test_llm_judge_stage_records_and_counts_unusable_answers(image_records, tmp_
         assert stats["skipped"] == {"judge_failed": 1} and stats["judgements_failed"] == 1
         assert "description 2#d0 (image 2): judgement failed: invalid answer: the answer holds no JSON object" in (
             caplog.text)  # fmt: skip
+        assert caplog.text.count("2#d0") == 1  # one line for the record, not one per layer
         assert len(server.requests) == 1 + 2  # the garbled one was re-asked once
         # the failure is on disk, so a rerun does not pay again; retry_failed asks again
         assert len(read_jsonl(files.judgements, Judgement)) == 2

@@ -58,7 +58,13 @@ def judge_descriptions(images: dict[str, ImageRecord], files: BuildFiles, judge:
             append(files.judgements, judgements)
             for judgement in judgements:
                 if judgement.failed:
-                    ledger.skip("judge", judgement.description_id, "judge_failed", judgement.failed)
+                    ledger.skip(
+                        "judge",
+                        judgement.description_id,
+                        "judge_failed",
+                        judgement.failed,
+                        already_logged=True,
+                    )
     return judge_stats(files)
 
 

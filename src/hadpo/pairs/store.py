@@ -88,15 +88,19 @@ class Ledger:
     def __init__(self, path: Path):
         self.path = path
 
-    def record(self, stage: str, record_id: str, kind: str, reason: str, message: str = "") -> None:
-        # Bad input is worth a warning; a dropped candidate pair is the checks doing their job.
-        level = logging.WARNING if kind == "skipped" else logging.DEBUG
+    def record(self, stage: str, record_id: str, kind: str, reason: str, message: str = "",
+               already_logged: bool = False) -> None:  # fmt: skip
+        # Bad input is worth a warning (once: the LLM judge warns about its own failures); a dropped candidate
+        # pair is the checks doing their job.
+        level = logging.WARNING if kind == "skipped" and not already_logged else logging.DEBUG
         log.log(level, "%s: %s %s (%s)%s", stage, kind, record_id, reason, f": {message}" if message else "")
         write_jsonl(self.path, [Event(stage=stage, record_id=record_id, kind=kind, reason=reason,
                                       message=message)], append=True)  # fmt: skip
 
-    def skip(self, stage: str, record_id: str, reason: str, message: str = "") -> None:
-        self.record(stage, record_id, "skipped", reason, message)
+    def skip(
+        self, stage: str, record_id: str, reason: str, message: str = "", already_logged: bool = False
+    ) -> None:
+        self.record(stage, record_id, "skipped", reason, message, already_logged)
 
     def drop(self, stage: str, record_id: str, reason: str, message: str = "") -> None:
         self.record(stage, record_id, "dropped", reason, message)
