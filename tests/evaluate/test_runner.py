@@ -94,9 +94,13 @@ def test_generate_and_logits_modes_write_answers_and_resume(tiny_model_dir, imag
     assert sorted(a.question_id for a in answers) == sorted(q.question_id for q in queries)
     # A run killed mid-write leaves a cut line: it is dropped and that question answered again.
     output.write_text(output.read_text() + '{"question_id": "cut')
-    third = run_queries(model, processor, queries, output, config, progress=False)
+    third = run_queries(model, processor, queries, output, config, model_name="tiny", progress=False)
     assert (third.written, third.resumed) == (0, len(queries)) and read_jsonl(output, Answer) == answers
     assert answers[0].generation["max_new_tokens"] == 2 and answers[0].model == "tiny"
+
+    # Resuming with other decoding settings would mix two runs in one file: refused.
+    with pytest.raises(ValueError, match="answered by tiny"):
+        run_queries(model, processor, queries, output, RunnerConfig(max_new_tokens=5), model_name="tiny")
 
     # Greedy decoding is deterministic: a fresh run in different batches gives the same texts.
     again = tmp_path / "again.jsonl"

@@ -122,9 +122,10 @@ def _open_image(path: Path) -> Image.Image:
         return image.convert("RGB")
 
 
-def answered_ids(output: Path) -> set[str]:
+def answered_ids(output: Path, settings: dict | None = None, model_name: str | None = None) -> set[str]:
     """Question ids already answered in `output`. A run killed while writing leaves a cut last line: it is
-    dropped from the file (logged) so the resumed run answers that question again."""
+    dropped from the file (logged) so the resumed run answers that question again. Answers written by another
+    model or with other decoding settings (the batch size aside) are an error: resuming would mix two runs."""
     if not output.exists():
         return set()
     text = output.read_text(encoding="utf-8")
@@ -132,7 +133,16 @@ def answered_ids(output: Path) -> set[str]:
         kept = text[: text.rfind("\n") + 1]
         log.warning("%s: last line is incomplete (interrupted run); dropped and answered again", output)
         output.write_text(kept, encoding="utf-8")
-    return {answer.question_id for answer in iter_jsonl(output, Answer)}
+    done = set()
+    for number, answer in enumerate(iter_jsonl(output, Answer), start=1):
+        if settings is not None:
+            theirs = {k: v for k, v in answer.generation.items() if k != "batch_size"}
+            ours = {k: v for k, v in settings.items() if k != "batch_size"}
+            if theirs != ours or (model_name is not None and answer.model != model_name):
+                raise ValueError(f"{output}:{number}: answered by {answer.model or 'another model'} with "
+                                 f"{theirs}, not {model_name or 'this model'} with {ours}; write to another file")
+        done.add(answer.question_id)
+    return done
 
 
 def run_queries(
@@ -147,7 +157,7 @@ def run_queries(
     """Answer every query not yet in `output`, appending one `Answer` per query after each batch."""
     config = config or RunnerConfig()
     output = Path(output)
-    done = answered_ids(output)
+    done = answered_ids(output, config.generation_settings(), model_name)
     queries = list(queries)
     todo = [q for q in queries if q.question_id not in done]
     summary = RunSummary(resumed=len(queries) - len(todo))
