@@ -188,7 +188,7 @@ def run_queries(
             if config.mode == "logits":
                 records = _logits_answers(model, inputs, yes_sequences, no_sequences)
             else:
-                # Seeded per batch from its first question: a resumed run samples what a full run would.
+                # Seeded per batch from its first question: reproducible, whatever ran before in the process.
                 torch.manual_seed(config.seed + zlib.crc32(batch[0].question_id.encode()))
                 records = _generated_answers(model, processor, inputs, batch, config)
             for record, query in zip(records, batch):
