@@ -11,7 +11,7 @@ from PIL import Image
 from hadpo.pairs.importer import import_release
 from hadpo.pairs.sources import load_coco, load_folder, load_visual_genome, validate_images
 from hadpo.pairs.store import Ledger
-from hadpo.records import PreferencePair, read_jsonl
+from hadpo.records import PreferencePair, RecordError, read_jsonl
 
 
 def write_json(path, data):
@@ -77,6 +77,16 @@ def test_coco_instances_and_unknown_image(tmp_path, vg_folder):
 
 def test_folder_source_and_validation(image_records, tmp_path):
     records = load_folder(image_records)
+    broken = tmp_path / "broken.jsonl"
+    lines = image_records.read_text().splitlines()
+    broken.write_text(
+        "\n".join([lines[0], "{not json", lines[1].replace('"width": 48', '"width": -1')]) + "\n"
+    )
+    ledger = Ledger(tmp_path / "broken_events.jsonl")
+    assert [r.image_id for r in load_folder(broken, ledger)] == ["0"]
+    assert ledger.counts("skipped") == {"bad_record": 2}
+    with pytest.raises(RecordError, match="broken.jsonl:2"):
+        load_folder(broken)
     assert all(r.path.startswith(str(tmp_path)) for r in records)
     (tmp_path / "images" / "0.png").write_bytes(b"garbage")
     ledger = Ledger(tmp_path / "events.jsonl")

@@ -63,7 +63,7 @@ def load_source(
     if files.images.exists():
         return read_jsonl(files.images, ImageRecord), exhaustive
     if source.kind in ("folder", "world"):
-        records = load_folder(source.images)
+        records = load_folder(source.images, ledger)
     elif source.kind == "visual_genome":
         records = load_visual_genome(source.images, source.objects, source.attributes, source.relationships,
                                      source.region_descriptions, source.image_data, min_objects=source.min_objects,

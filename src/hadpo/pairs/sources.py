@@ -23,7 +23,7 @@ from pathlib import Path
 from PIL import Image
 
 from hadpo.pairs.store import Ledger
-from hadpo.records import ImageRecord, ObjectAnnotation, Region, iter_jsonl, resolve_image_path
+from hadpo.records import ImageRecord, ObjectAnnotation, RecordError, Region, resolve_image_path
 
 
 def _read_json(path: str | Path):
@@ -149,12 +149,25 @@ def load_coco(
     return records, sorted(set(categories.values()))
 
 
-def load_folder(records_file: str | Path) -> list[ImageRecord]:
-    """ImageRecords from a JSONL file (paths made absolute, so the records can be copied elsewhere)."""
+def load_folder(records_file: str | Path, ledger: Ledger | None = None) -> list[ImageRecord]:
+    """ImageRecords from a JSONL file (paths made absolute, so the records can be copied elsewhere). With a
+    ledger, a malformed line is skipped and counted (`bad_record`, named FILE:LINE); without, it raises."""
     records = []
-    for record in iter_jsonl(records_file, ImageRecord):
-        record.path = str(resolve_image_path(record, records_file).resolve())
-        records.append(record)
+    with Path(records_file).open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = ImageRecord.model_validate_json(line)
+            except ValueError as error:  # pydantic's ValidationError is a ValueError
+                first = error.errors()[0] if hasattr(error, "errors") else {"loc": (), "msg": str(error)}
+                why = f"field '{'.'.join(map(str, first['loc'])) or '<record>'}': {first['msg']}"
+                if ledger is None:
+                    raise RecordError(f"{records_file}:{number}: {why}") from None
+                ledger.skip("sources", f"{records_file}:{number}", "bad_record", why)
+                continue
+            record.path = str(resolve_image_path(record, records_file).resolve())
+            records.append(record)
     return records
 
 
