@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 import datasets
+import pytest
 from PIL import Image
 
 from hadpo.pairs.build import run_build
@@ -123,3 +124,40 @@ def test_qa_uses_the_models_own_answers_when_sampled(image_records, tiny_model_d
     assert stats["pairs"]["qa_with_model_answer"] == len(yes_no) == len(answers) > 0
     for pair in yes_no:  # the model's words took one side, the template kept the other
         assert answers[pair.pair_id].strip() in (pair.chosen, pair.rejected)
+
+
+def test_an_interrupted_judge_stage_resumes_without_losing_work(image_records, tmp_path, monkeypatch):
+    from hadpo.judge.offline import AnnotationJudge
+    from hadpo.pairs import judging
+    from hadpo.pairs.store import Ledger
+
+    monkeypatch.setattr(judging, "CHUNK", 1)  # append after every judgement
+    images = {r.image_id: r for r in read_jsonl(image_records, ImageRecord)}
+    files = BuildFiles(tmp_path / "build")
+    files.root.mkdir()
+    write_descriptions(files)
+    offline = AnnotationJudge.from_records(images.values())
+
+    class Crashing:
+        name, max_concurrency = offline.name, 1
+
+        def judge(self, image, description_id, text):
+            if description_id == "2#d0":
+                raise KeyboardInterrupt  # the user stops the build here
+            return offline.judge(image, description_id, text)
+
+    ledger = Ledger(files.events)
+    with pytest.raises(KeyboardInterrupt):
+        judging.judge_descriptions(images, files, Crashing(), ledger)
+    assert [j.description_id for j in read_jsonl(files.judgements, Judgement)] == ["0#d0", "0#d1", "1#d0"]
+    judging.judge_descriptions(images, files, offline, ledger)
+    assert [j.description_id for j in read_jsonl(files.judgements, Judgement)] == [
+        "0#d0",
+        "0#d1",
+        "1#d0",
+        "2#d0",
+    ]
+    assert ledger.counts("skipped") == {
+        "empty_description": 1,
+        "unknown_image": 1,
+    }  # counted once over both runs
