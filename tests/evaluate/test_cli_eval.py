@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
 
 from hadpo.cli import main
 from hadpo.evaluate.pope import read_questions
 from hadpo.records import Answer, read_jsonl
 
 
-def test_pope_build_run_score_and_report(tiny_model_dir, image_records, tmp_path, capsys):
+def test_pope_build_run_score_and_report(tiny_model_dir, image_records, tmp_path, capsys, caplog):
+    caplog.set_level(logging.INFO)
     out = tmp_path / "pope"
     assert main(["eval", "pope", "build", "--annotations", str(image_records), "--out", str(out), "--seed", "1"]) == 0
     questions, _ = read_questions(out / "pope_random.jsonl")
@@ -19,6 +22,15 @@ def test_pope_build_run_score_and_report(tiny_model_dir, image_records, tmp_path
     files = [str(out / f"pope_{split}.jsonl") for split in ("random", "popular", "adversarial")]
     common = ["--model", str(tiny_model_dir), "--out", str(out), "--no-progress"]
     assert main(["eval", "pope", "run", "--questions", *files, *common, "--max-new-tokens", "2"]) == 0
+    # The splits share their positives: later splits copy those answers instead of computing them again.
+    reused = re.search(r"answers_popular_generate.jsonl: resuming, (\d+) of 10", caplog.text)
+    assert reused and int(reused.group(1)) >= 6
+    texts = {}
+    for split in ("random", "popular", "adversarial"):
+        questions = {q.question_id: q for q in read_questions(out / f"pope_{split}.jsonl")[0]}
+        for answer in read_jsonl(out / f"answers_{split}_generate.jsonl", Answer):
+            key = (questions[answer.question_id].image, questions[answer.question_id].text)
+            assert texts.setdefault(key, answer.text) == answer.text
     results = json.loads((out / "results.json").read_text())
     assert set(results["pope"]["splits"]) == {"random", "popular", "adversarial"}
     assert main(["eval", "pope", "run", "--questions", files[0], *common, "--mode", "logits", "--batch-size", "10"]) == 0

@@ -38,6 +38,7 @@ def run_pope(
     out_dir = Path(out_dir)
     model, processor = load_model(model_path, config.device, config.dtype)
     splits, agreement, skipped = {}, {}, {"questions": 0, "images": 0}
+    known: dict[tuple[str, str], Answer] = {}  # (image, question) -> answer, shared by the splits
     for file in map(Path, question_files):
         questions, bad = pope.read_questions(file)
         root = Path(image_root) if image_root is not None else file.parent
@@ -46,8 +47,11 @@ def run_pope(
             split = file.stem
         answers = out_dir / f"answers_{split}_{config.mode}.jsonl"
         queries = [Query(q.question_id, root / q.image, q.text, image_id=q.image) for q in questions]
+        if not config.do_sample:
+            _reuse_answers(queries, answers, known, config, str(model_path))
         summary = run_queries(model, processor, queries, answers, config, model_name=str(model_path),
                               progress=progress)
+        known.update({(str(q.image), q.prompt): a for q, a in _answers_by_query(queries, answers)})
         splits[split] = pope.score_pope(file, answers, strict=strict)
         other = out_dir / f"answers_{split}_{'logits' if config.mode == 'generate' else 'generate'}.jsonl"
         if other.exists():  # both modes run on this split: record how often they agree (issue 3)
@@ -60,6 +64,22 @@ def run_pope(
               "runner": config.generation_settings(), "mode_agreement": agreement}
     report.update_results(out_dir, "pope", result, model=str(model_path))
     return result
+
+
+def _answers_by_query(queries: list[Query], answers: Path) -> list[tuple[Query, Answer]]:
+    by_id = {a.question_id: a for a in read_jsonl(answers, Answer)} if answers.exists() else {}
+    return [(q, by_id[q.question_id]) for q in queries if q.question_id in by_id]
+
+
+def _reuse_answers(queries: list[Query], answers: Path, known: dict, config: RunnerConfig, model: str) -> None:
+    """The three splits ask the same positives (and often the same negatives) about the same images: with
+    deterministic decoding an answer already given in this run is copied, not computed again."""
+    done = {a.question_id for _, a in _answers_by_query(queries, answers)}
+    copies = [known[(str(q.image), q.prompt)].model_copy(update={"question_id": q.question_id})
+              for q in queries if q.question_id not in done and (str(q.image), q.prompt) in known]
+    copies = [c for c in copies if c.model == model and c.generation == config.generation_settings()]
+    if copies:
+        write_jsonl(answers, copies, append=True)
 
 
 def pope_mode_agreement(generated: str | Path, logits: str | Path) -> dict:
