@@ -132,3 +132,20 @@ def test_description_states_each_claim():
     claims = [Claim("star", "red", "small", "top left"), Claim("ring", "blue", "large", "center")]
     text = describe(claims, random.Random(0), opening=False)
     assert text.count(".") == 2 and "red star" in text and "top left" in text and "blue ring" in text
+
+
+def test_sentence_truth_reads_the_world_grammar(small_world):
+    from hadpo.world.truth import sentence_label
+
+    _, files = small_world
+    record = read_jsonl(files.images("eval"), ImageRecord)[0]
+    obj = record.objects[0]
+    colour, size = obj.attributes
+    assert sentence_label(record, f"There is a {size} {colour} {obj.name} in the {obj.position}.") == "correct"
+    assert sentence_label(record, f"The {obj.position} has a {size} {colour} {obj.name}.") == "correct"
+    other = "pink" if colour != "pink" else "white"
+    assert sentence_label(record, f"A {size} {other} {obj.name} is in the {obj.position}.") == "hallucination"
+    absent = next(n for n in ("star", "moon", "ring") if n not in {o.name for o in record.objects})
+    assert sentence_label(record, f"In the {obj.position}, there is a {size} {colour} {absent}.") == "hallucination"
+    assert sentence_label(record, "This picture contains a few shapes.") == "cannot_judge"
+    assert sentence_label(record, "A cat sleeps") is None

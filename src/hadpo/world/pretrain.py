@@ -42,16 +42,20 @@ class PretrainConfig(BaseModel):
     text_hidden: int = 128
     text_layers: int = 3
     text_intermediate: int = 384
-    vision_steps: int = Field(400, ge=0)
+    vision_steps: int = Field(1000, ge=0)
     vision_batch: int = 64
-    vision_lr: float = 3e-3
+    vision_lr: float = 2e-3
     lm_steps: int = Field(1200, ge=1)
     lm_batch: int = 16
     lm_lr: float = 2e-3
     warmup_steps: int = 50
     balanced_fraction: float = Field(0.6, ge=0.0, le=1.0, description="share of LM steps on balanced data")
+    biased_mix: float = Field(1.0, ge=0.0, le=1.0, description="share of biased conversations after the switch")
+    projector_init: str = Field("heads", pattern="^(heads|random)$",
+                                description="'heads': the projector starts from the vision stage's read-out")
     qa_turns: int = Field(4, ge=1, description="yes/no questions per training conversation")
     threads: int = Field(0, ge=0, description="torch threads (0 = torch's default)")
+    device: str = Field("cpu", description="'cpu', 'cuda' or 'auto'; not part of the cache key")
 
     def spec(self, world: WorldConfig) -> TinyLlavaSpec:
         return TinyLlavaSpec(
@@ -65,7 +69,8 @@ class PretrainConfig(BaseModel):
         )
 
     def digest(self, world: WorldConfig) -> str:
-        payload = json.dumps({"world": world.digest(), "pretrain": self.model_dump()}, sort_keys=True)
+        settings = self.model_dump(exclude={"device", "threads"})
+        payload = json.dumps({"world": world.digest(), "pretrain": settings}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
@@ -100,13 +105,14 @@ def train_vision(model, pixels, targets, world: WorldConfig, config: PretrainCon
     heads = nn.ModuleList(
         [nn.Linear(hidden, len(world.categories) + 1), nn.Linear(hidden, len(world.colours) + 1),
          nn.Linear(hidden, len(world.sizes) + 1)]
-    )
+    ).to(pixels.device)
+    targets = targets.to(pixels.device)
     optimizer = torch.optim.AdamW([*vision.parameters(), *heads.parameters()], lr=config.vision_lr)
     generator = torch.Generator().manual_seed(config.seed)
     schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.vision_lr, total_steps=max(1, config.vision_steps))
     progress = tqdm(range(config.vision_steps), desc="base: vision stage", leave=False)
     for _ in progress:
-        index = torch.randint(len(pixels), (config.vision_batch,), generator=generator)
+        index = torch.randint(len(pixels), (config.vision_batch,), generator=generator).to(pixels.device)
         features = vision(pixels[index], output_hidden_states=True).hidden_states[-1][:, 1:]
         loss = sum(
             nn.functional.cross_entropy(head(features).flatten(0, 1), targets[index][..., k].flatten())
@@ -118,11 +124,28 @@ def train_vision(model, pixels, targets, world: WorldConfig, config: PretrainCon
         schedule.step()
         progress.set_postfix(loss=f"{loss.item():.3f}")
     with torch.no_grad():
-        index = torch.arange(min(len(pixels), 512))
+        index = torch.arange(min(len(pixels), 512), device=pixels.device)
         features = vision(pixels[index], output_hidden_states=True).hidden_states[-1][:, 1:]
         predicted = torch.stack([head(features).argmax(-1) for head in heads], dim=-1)
         patch_accuracy = (predicted == targets[index]).all(-1).float().mean().item()
-    return {"vision_loss": loss.item() if config.vision_steps else None, "patch_accuracy": patch_accuracy}
+    report = {"vision_loss": loss.item() if config.vision_steps else None, "patch_accuracy": patch_accuracy}
+    return report, heads
+
+
+def init_projector_from_heads(model, heads: nn.ModuleList) -> None:
+    """Start the projector from the vision stage's read-out (the role of LLaVA's feature-alignment stage):
+    the first units of its first layer compute each patch's category, colour and size logits and the other
+    units start at zero, so the language model receives a clean code from step one instead of raw features
+    (~100x the norm of its token embeddings) in which the category is a faint direction."""
+    projector = model.model.multi_modal_projector
+    weight = torch.cat([head.weight for head in heads]).detach()
+    bias = torch.cat([head.bias for head in heads]).detach()
+    rows = min(len(weight), projector.linear_1.out_features)
+    with torch.no_grad():
+        projector.linear_1.weight.zero_()
+        projector.linear_1.bias.zero_()
+        projector.linear_1.weight[:rows] = weight[:rows].to(projector.linear_1.weight)
+        projector.linear_1.bias[:rows] = bias[:rows].to(projector.linear_1.bias)
 
 
 def encode_conversation(turns: list[tuple[str, str]], tokenizer, image_tokens: int) -> tuple[list[int], list[int]]:
@@ -174,13 +197,17 @@ def train_language(model, tokenizer, images, pixels, world: WorldConfig, config:
         biased = step >= switch
         index = [rng.randrange(len(images)) for _ in range(config.lm_batch)]
         encoded = [
-            encode_conversation(conversation(images[i], world, rng, biased, config.qa_turns), tokenizer, image_tokens)
+            encode_conversation(
+                conversation(images[i], world, rng, biased and rng.random() < config.biased_mix, config.qa_turns),
+                tokenizer,
+                image_tokens,
+            )
             for i in index
         ]
-        batch = collate(encoded, tokenizer.pad_token_id)
+        batch = {k: v.to(pixels.device) for k, v in collate(encoded, tokenizer.pad_token_id).items()}
         for group in optimizer.param_groups:
             group["lr"] = learning_rate(step, config)
-        loss = model(pixel_values=pixels[index], **batch).loss
+        loss = model(pixel_values=pixels[torch.tensor(index, device=pixels.device)], **batch).loss
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)
@@ -202,13 +229,17 @@ def pretrain_base(world: WorldConfig, files: WorldFiles, config: PretrainConfig,
     started = time.perf_counter()
     images = read_jsonl(files.images("pretrain"), ImageRecord)
     tokenizer = train_tokenizer(corpus(images[:2000], world, config.seed), vocab_size=config.vocab_size)
+    device = ("cuda" if torch.cuda.is_available() else "cpu") if config.device == "auto" else config.device
     model, processor = build_tiny_llava(tokenizer, config.spec(world))
-    pixels = pixel_tensor(images, files.images("pretrain"))
-    vision_report = train_vision(model, pixels, patch_targets(images, world), world, config)
+    model.to(device)
+    pixels = pixel_tensor(images, files.images("pretrain")).to(device)
+    vision_report, heads = train_vision(model, pixels, patch_targets(images, world), world, config)
+    if config.projector_init == "heads":
+        init_projector_from_heads(model, heads)
     vision_seconds = time.perf_counter() - started
     language_report = train_language(model, tokenizer, images, pixels, world, config)
     out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
+    model.to("cpu").save_pretrained(out)
     processor.save_pretrained(out)
     report = {
         "world": world.digest(),

@@ -41,7 +41,7 @@ def describe_images(model, processor, pictures, prompt: str, max_new_tokens: int
     outputs = []
     for start in range(0, len(pictures), batch_size):
         chunk = pictures[start : start + batch_size]
-        batch = processor(images=chunk, text=[text] * len(chunk), return_tensors="pt", padding=True)
+        batch = processor(images=chunk, text=[text] * len(chunk), return_tensors="pt", padding=True).to(model.device)
         generated = model.generate(**batch, max_new_tokens=max_new_tokens, do_sample=False)
         new_tokens = generated[:, batch["input_ids"].shape[1] :]
         outputs += [t.strip() for t in processor.batch_decode(new_tokens, skip_special_tokens=True)]
@@ -58,6 +58,7 @@ def yes_probabilities(model, processor, pictures, questions, batch_size: int = 6
     for start in range(0, len(questions), batch_size):
         texts = [chat_prompt(processor, q) for q in questions[start : start + batch_size]]
         batch = processor(images=pictures[start : start + batch_size], text=texts, return_tensors="pt", padding=True)
+        batch = batch.to(model.device)
         logits = model(**batch).logits[:, -1, [yes_id, no_id]]  # left padding: the last position is the prompt's
         probabilities += logits.softmax(-1)[:, 0].tolist()
     return probabilities
@@ -105,8 +106,8 @@ def existence_metrics(answers: list[bool], questions) -> dict[str, dict[str, flo
 
 
 def probe(model_dir: str | Path, images: list[ImageRecord], records_file: Path, world: WorldConfig,
-          seed: int = 0, examples: int = 3) -> ProbeResult:
-    model = AutoModelForImageTextToText.from_pretrained(model_dir).eval()
+          seed: int = 0, examples: int = 3, device: str = "cpu") -> ProbeResult:
+    model = AutoModelForImageTextToText.from_pretrained(model_dir).eval().to(device)
     processor = AutoProcessor.from_pretrained(model_dir)
     pictures = load_images(images, records_file)
     descriptions = describe_images(model, processor, pictures, "Describe this image in detail.")

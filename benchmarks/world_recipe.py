@@ -1,0 +1,118 @@
+"""Measure the world's base model across seeds (and recipe variants): pretraining time, what it sees, and how
+it hallucinates. Prints one JSON line per run and a table.
+
+    python benchmarks/world_recipe.py --seeds 0 1 2
+    python benchmarks/world_recipe.py --seeds 0 --variant fast lm_steps=800 --variant slow lm_steps=2000
+    python benchmarks/world_recipe.py --device auto --jobs 4      # on a machine with a GPU / more cores
+
+A variant is NAME followed by pretrain (`key=value`) or world (`world.key=value`) overrides.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+
+import yaml
+
+from hadpo.demo import load_demo_config
+from hadpo.records import ImageRecord, read_jsonl
+from hadpo.world.config import WorldConfig, validated
+from hadpo.world.pretrain import PretrainConfig, pretrain_base
+from hadpo.world.probe import probe
+from hadpo.world.scenes import build_world
+
+
+def job_configs(job: dict) -> tuple[WorldConfig, PretrainConfig]:
+    world, pretrain = load_demo_config(job["config"], job["seed"])
+    world_data = world.model_dump()
+    for dotted, value in job["world"].items():
+        *parents, leaf = dotted.split(".")
+        node = world_data
+        for key in parents:
+            node = node[key]
+        node[leaf] = value
+    return validated(WorldConfig, world_data, job["name"]), pretrain
+
+
+def run(job: dict) -> dict:
+    if job["threads"]:
+        import torch
+
+        torch.set_num_threads(job["threads"])
+    world, pretrain = job_configs(job)
+    pretrain = validated(PretrainConfig, {**pretrain.model_dump(), **job["pretrain"], "device": job["device"]}, job["name"])
+    files = build_world(world, job["runs_dir"])
+    started = time.perf_counter()
+    model_dir = pretrain_base(world, files, pretrain, job["runs_dir"])
+    wall = time.perf_counter() - started
+    report = json.loads((model_dir / "pretrain.json").read_text())
+    result = probe(model_dir, read_jsonl(files.images("eval"), ImageRecord), files.images("eval"), world,
+                   world.seed, device=job["device"] if job["device"] != "auto" else "cpu")
+    return {
+        "variant": job["name"],
+        "seed": job["seed"],
+        "pretrain_seconds": report["total_seconds"],
+        "wall_seconds_this_run": round(wall, 1),
+        "patch_accuracy": round(report["patch_accuracy"], 4),
+        "recall": round(result.recall, 4),
+        "hallucinating": round(result.hallucinating, 4),
+        "random_accuracy": round(result.existence["random"]["accuracy"], 4),
+        "random_yes_ratio": round(result.existence["random"]["yes_ratio"], 4),
+        "adversarial_accuracy": round(result.existence["adversarial"]["accuracy"], 4),
+        "adversarial_yes_ratio": round(result.existence["adversarial"]["yes_ratio"], 4),
+    }
+
+
+def parse_variants(raw: list[list[str]]) -> list[tuple[str, dict, dict]]:
+    variants = []
+    for name, *settings in raw or [["default"]]:
+        pretrain, world = {}, {}
+        for setting in settings:
+            key, _, value = setting.partition("=")
+            target = world if key.startswith("world.") else pretrain
+            target[key.removeprefix("world.")] = yaml.safe_load(value)
+        variants.append((name, pretrain, world))
+    return variants
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--variant", nargs="+", action="append", metavar="NAME [KEY=VALUE ...]")
+    parser.add_argument("--config", help="demo YAML to start from")
+    parser.add_argument("--runs-dir", default="runs")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--jobs", type=int, default=1, help="runs in parallel")
+    parser.add_argument("--out", help="append each run's JSON line to this file as it finishes")
+    parser.add_argument("--threads", type=int, default=0, help="torch threads per run (0 = default)")
+    args = parser.parse_args()
+    jobs = [
+        {"name": name, "pretrain": pretrain, "world": world, "seed": seed, "config": args.config,
+         "runs_dir": args.runs_dir, "device": args.device, "threads": args.threads}
+        for name, pretrain, world in parse_variants(args.variant)
+        for seed in args.seeds
+    ]
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    for job in jobs:  # build each world once, before runs share it
+        build_world(job_configs(job)[0], job["runs_dir"])
+    rows = []
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        for future in as_completed([pool.submit(run, job) for job in jobs]):
+            rows.append(future.result())
+            print(json.dumps(rows[-1]), flush=True)
+            if args.out:
+                with open(args.out, "a") as handle:
+                    handle.write(json.dumps(rows[-1]) + "\n")
+    header = list(rows[0])
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in rows:
+        print("| " + " | ".join(str(row[h]) for h in header) + " |")
+
+
+if __name__ == "__main__":
+    main()
