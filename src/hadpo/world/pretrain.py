@@ -51,8 +51,8 @@ class PretrainConfig(BaseModel):
     warmup_steps: int = 50
     balanced_fraction: float = Field(0.6, ge=0.0, le=1.0, description="share of LM steps on balanced data")
     biased_mix: float = Field(1.0, ge=0.0, le=1.0, description="share of biased conversations after the switch")
-    projector_init: str = Field("heads", pattern="^(heads|random)$",
-                                description="'heads': the projector starts from the vision stage's read-out")
+    projector_init: str = Field("aligned", pattern="^(aligned|random)$",
+                                description="'aligned': the projector starts mapping the vision read-out to word embeddings")
     qa_turns: int = Field(4, ge=1, description="yes/no questions per training conversation")
     threads: int = Field(0, ge=0, description="torch threads (0 = torch's default)")
     device: str = Field("cpu", description="'cpu', 'cuda' or 'auto'; not part of the cache key")
@@ -132,20 +132,32 @@ def train_vision(model, pixels, targets, world: WorldConfig, config: PretrainCon
     return report, heads
 
 
-def init_projector_from_heads(model, heads: nn.ModuleList) -> None:
-    """Start the projector from the vision stage's read-out (the role of LLaVA's feature-alignment stage):
-    the first units of its first layer compute each patch's category, colour and size logits and the other
-    units start at zero, so the language model receives a clean code from step one instead of raw features
-    (~100x the norm of its token embeddings) in which the category is a faint direction."""
+def align_projector(model, heads: nn.ModuleList, pixels: torch.Tensor, tokenizer, world: WorldConfig) -> None:
+    """Start the projector aligned with the language model's word embeddings (the role of LLaVA's
+    feature-alignment stage): its first layer computes each patch's category, colour and size logits (the vision
+    stage's read-out), its second layer maps each class to the embedding of its name, so a patch holding a small
+    red star enters the language model near emb(" star") + emb(" red") + emb(" small"), and an empty patch near
+    zero. Matching a question's word with an image token is then a match of like embeddings, which a tiny
+    language model learns in minutes; everything stays trainable."""
     projector = model.model.multi_modal_projector
-    weight = torch.cat([head.weight for head in heads]).detach()
-    bias = torch.cat([head.bias for head in heads]).detach()
-    rows = min(len(weight), projector.linear_1.out_features)
+    embeddings = model.get_input_embeddings().weight.detach()
+    names = [world.categories, world.colours, world.sizes]
     with torch.no_grad():
+        features = model.model.vision_tower(pixels[:256], output_hidden_states=True).hidden_states[-1][:, 1:]
         projector.linear_1.weight.zero_()
         projector.linear_1.bias.zero_()
-        projector.linear_1.weight[:rows] = weight[:rows].to(projector.linear_1.weight)
-        projector.linear_1.bias[:rows] = bias[:rows].to(projector.linear_1.bias)
+        projector.linear_2.weight.zero_()
+        projector.linear_2.bias.zero_()
+        row = 0
+        for head, words in zip(heads, names):
+            logits = head(features)
+            typical = logits.max(-1).values.mean().clamp(min=1.0)  # GELU(logit) of the winning class ~ this
+            projector.linear_1.weight[row : row + len(words) + 1] = head.weight
+            projector.linear_1.bias[row : row + len(words) + 1] = head.bias
+            for offset, word in enumerate(words, start=1):  # class 0 (empty) maps to nothing
+                ids = tokenizer(" " + word, add_special_tokens=False)["input_ids"]
+                projector.linear_2.weight[:, row + offset] = embeddings[ids].mean(0) / typical
+            row += len(words) + 1
 
 
 def encode_conversation(turns: list[tuple[str, str]], tokenizer, image_tokens: int) -> tuple[list[int], list[int]]:
@@ -234,8 +246,8 @@ def pretrain_base(world: WorldConfig, files: WorldFiles, config: PretrainConfig,
     model.to(device)
     pixels = pixel_tensor(images, files.images("pretrain")).to(device)
     vision_report, heads = train_vision(model, pixels, patch_targets(images, world), world, config)
-    if config.projector_init == "heads":
-        init_projector_from_heads(model, heads)
+    if config.projector_init == "aligned":
+        align_projector(model, heads, pixels, tokenizer, world)
     vision_seconds = time.perf_counter() - started
     language_report = train_language(model, tokenizer, images, pixels, world, config)
     out.mkdir(parents=True, exist_ok=True)
