@@ -19,6 +19,16 @@ CORPUS = [
 ]
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models run fastest on one thread; two OpenMP threads on a shared 2-core machine spin-wait
+    (measured ~100x slower for a tiny linear layer under load)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory):
     """A folder holding a tiny random LLaVA + processor (load with AutoModelForImageTextToText/AutoProcessor)."""

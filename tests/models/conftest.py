@@ -30,13 +30,6 @@ BUILDERS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="session", params=list(BUILDERS))
 def family_model(request, tmp_path_factory):

@@ -4,19 +4,9 @@ a config builder for fast CPU runs on the session's tiny LLaVA."""
 from __future__ import annotations
 
 import pytest
-import torch
 from train_helpers import make_pairs
 
 from hadpo.train.config import load_config
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run fastest on one thread; two OpenMP threads on a shared 2-core machine spin-wait."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="session")

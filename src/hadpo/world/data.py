@@ -154,7 +154,8 @@ def biased_existence_qa(claims: list[Claim], config: WorldConfig, rng: random.Ra
 
 
 def conversation(
-    image: ImageRecord, config: WorldConfig, rng: random.Random, biased: bool, qa_turns: int = 4
+    image: ImageRecord, config: WorldConfig, rng: random.Random, biased: bool, qa_turns: int = 4,
+    describe_probability: float = 0.5,
 ) -> list[tuple[str, str]]:
     """(question, answer) turns for one image; the first user turn carries the image."""
     truth = scene_claims(image)
@@ -162,7 +163,7 @@ def conversation(
     # Biased QA is written from the caption (LLaVA-style) unless the knob says otherwise.
     qa_claims = caption_claims if (biased and config.bias.qa_from_captions) else truth
     turns: list[tuple[str, str]] = []
-    if rng.random() < 0.5:
+    if rng.random() < describe_probability:
         turns.append((rng.choice(DESCRIBE_PROMPTS), describe(caption_claims, rng)))
     makers = [colour_qa, count_qa, position_qa]
     while len(turns) < qa_turns + 1:

@@ -54,6 +54,7 @@ class PretrainConfig(BaseModel):
     projector_init: str = Field("aligned", pattern="^(aligned|random)$",
                                 description="'aligned': the projector starts mapping the vision read-out to word embeddings")
     qa_turns: int = Field(4, ge=1, description="yes/no questions per training conversation")
+    describe_probability: float = Field(0.5, ge=0.0, le=1.0, description="share of conversations with a description")
     threads: int = Field(0, ge=0, description="torch threads (0 = torch's default)")
     device: str = Field("cpu", description="'cpu', 'cuda' or 'auto'; not part of the cache key")
 
@@ -210,7 +211,8 @@ def train_language(model, tokenizer, images, pixels, world: WorldConfig, config:
         index = [rng.randrange(len(images)) for _ in range(config.lm_batch)]
         encoded = [
             encode_conversation(
-                conversation(images[i], world, rng, biased and rng.random() < config.biased_mix, config.qa_turns),
+                conversation(images[i], world, rng, biased and rng.random() < config.biased_mix, config.qa_turns,
+                             config.describe_probability),
                 tokenizer,
                 image_tokens,
             )
