@@ -47,7 +47,7 @@ class PretrainConfig(BaseModel):
     vision_lr: float = 2e-3
     lm_steps: int = Field(1200, ge=1)
     lm_batch: int = 16
-    lm_lr: float = 2e-3
+    lm_lr: float = 5e-4
     warmup_steps: int = 50
     balanced_fraction: float = Field(0.6, ge=0.0, le=1.0, description="share of LM steps on balanced data")
     biased_mix: float = Field(1.0, ge=0.0, le=1.0, description="share of biased conversations after the switch")
