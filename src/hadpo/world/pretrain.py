@@ -99,8 +99,9 @@ def patch_targets(images: list[ImageRecord], world: WorldConfig) -> torch.Tensor
     return targets
 
 
-def train_vision(model, pixels, targets, world: WorldConfig, config: PretrainConfig) -> dict:
-    """Stage 1: per-patch classification heads on the vision tower's last hidden layer (the layer LLaVA uses)."""
+def train_vision(model, pixels, targets, world: WorldConfig, config: PretrainConfig) -> tuple[dict, nn.ModuleList]:
+    """Stage 1: per-patch classification heads on the vision tower's last hidden layer (the layer LLaVA uses).
+    Returns a report (loss, per-patch accuracy of all three heads on up to 512 training images) and the heads."""
     vision = model.model.vision_tower
     hidden = vision.config.hidden_size
     heads = nn.ModuleList(
@@ -138,11 +139,15 @@ def align_projector(model, heads: nn.ModuleList, pixels: torch.Tensor, tokenizer
     feature-alignment stage): its first layer computes each patch's category, colour and size logits (the vision
     stage's read-out), its second layer maps each class to the embedding of its name, so a patch holding a small
     red star enters the language model near emb(" star") + emb(" red") + emb(" small"), and an empty patch near
-    zero. Matching a question's word with an image token is then a match of like embeddings, which a tiny
-    language model learns in minutes; everything stays trainable."""
+    zero. Matching a question's word with an image token is then a match of like embeddings; everything stays
+    trainable."""
     projector = model.model.multi_modal_projector
     embeddings = model.get_input_embeddings().weight.detach()
     names = [world.categories, world.colours, world.sizes]
+    classes = sum(len(words) + 1 for words in names)
+    if classes > projector.linear_1.out_features:
+        raise ValueError(f"projector width {projector.linear_1.out_features} < {classes} read-out classes: "
+                         "raise text_hidden or use projector_init: random")
     with torch.no_grad():
         features = model.model.vision_tower(pixels[:256], output_hidden_states=True).hidden_states[-1][:, 1:]
         projector.linear_1.weight.zero_()
