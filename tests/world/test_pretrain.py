@@ -71,3 +71,30 @@ def test_a_few_language_steps_lower_the_loss(tmp_path):
     losses = train_language(model, tokenizer, images, pixels, world, config)["lm_losses"]
     assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.5
     assert not any(p.requires_grad for p in model.model.vision_tower.parameters())
+
+
+def test_aligned_projector_maps_the_read_out_to_word_embeddings(tmp_path):
+    from torch import nn
+
+    from hadpo.world.pretrain import align_projector
+
+    world, files, images, _, tokenizer, model, _ = _setup(tmp_path)
+    pixels = pixel_tensor(images[:4], files.images("pretrain"))
+    hidden = model.model.vision_tower.config.hidden_size
+    winners = {"categories": 3, "colours": 2, "sizes": 1}  # class indices (0 = empty) every patch will get
+    heads = nn.ModuleList()
+    for words, winner in zip((world.categories, world.colours, world.sizes), winners.values()):
+        head = nn.Linear(hidden, len(words) + 1)
+        nn.init.zeros_(head.weight)
+        nn.init.zeros_(head.bias)
+        head.bias.data[winner] = 10.0  # every patch: logit 10 for the winner, 0 for the rest
+        heads.append(head)
+    align_projector(model, heads, pixels, tokenizer, world)
+    with torch.no_grad():
+        projected = model.model.get_image_features(pixel_values=pixels[:1]).pooler_output[0][0]
+    embeddings = model.get_input_embeddings().weight
+    words = [world.categories[2], world.colours[1], world.sizes[0]]
+    ids = [tokenizer(" " + w, add_special_tokens=False)["input_ids"] for w in words]
+    expected = sum(embeddings[i].mean(0) for i in ids)
+    # GELU(10) / 10 = 1: the patch enters the language model as the sum of its three names' embeddings.
+    assert torch.allclose(projected, expected, atol=1e-5)
