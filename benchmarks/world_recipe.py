@@ -62,7 +62,9 @@ def run(job: dict) -> dict:
         "hallucinating": round(result.hallucinating, 4),
         "random_accuracy": round(result.existence["random"]["accuracy"], 4),
         "random_yes_ratio": round(result.existence["random"]["yes_ratio"], 4),
+        "random_balanced_accuracy": round(result.existence["random"]["balanced_accuracy"], 4),
         "adversarial_accuracy": round(result.existence["adversarial"]["accuracy"], 4),
+        "adversarial_balanced_accuracy": round(result.existence["adversarial"]["balanced_accuracy"], 4),
         "adversarial_yes_ratio": round(result.existence["adversarial"]["yes_ratio"], 4),
     }
 

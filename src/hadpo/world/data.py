@@ -177,11 +177,22 @@ def conversation(
     return turns
 
 
+def reading_conversation(image: ImageRecord, config: WorldConfig, rng: random.Random, questions: int = 1
+                         ) -> tuple[str, list[tuple[str, str]]]:
+    """Text-only reading comprehension (the language model's own pretraining, before it sees images): a
+    faithful description as context, then `questions` yes/no questions about it, answered from the text."""
+    claims = scene_claims(image)
+    turns = conversation(image, config, rng, biased=False, qa_turns=questions - 1, describe_probability=0.0)
+    return describe(claims, rng, opening=False), turns
+
+
 def corpus(images: list[ImageRecord], config: WorldConfig, seed: int = 0) -> list[str]:
-    """Plain texts of both kinds of conversation, to train the tokenizer on."""
+    """Both kinds of conversation in the chat format (so that "USER:" and " ASSISTANT:" become tokens of
+    their own, as in a real tokenizer), to train the tokenizer on."""
     rng = random.Random(seed)
     texts = list(DESCRIBE_PROMPTS)
     for image in images:
         for biased in (False, True):
-            texts.extend(q + " " + a for q, a in conversation(image, config, rng, biased))
+            turns = conversation(image, config, rng, biased)
+            texts.append(" ".join(f"USER: {q} ASSISTANT: {a}</s>" for q, a in turns))
     return texts

@@ -91,14 +91,19 @@ def existence_questions(images: list[ImageRecord], world: WorldConfig, seed: int
 
 
 def existence_metrics(answers: list[bool], questions) -> dict[str, dict[str, float]]:
-    """Accuracy and predicted yes-ratio for each negative kind, scored with all positives of the same images."""
+    """Accuracy and predicted yes-ratio for each negative kind, scored with all positives of the same images
+    (images hold 1-4 objects, so positives outnumber negatives), and the balanced accuracy, the mean of the
+    positive and negative accuracies: what a POPE-style set with as many negatives as positives measures."""
     result = {}
     for kind in ("random", "adversarial"):
         images = {q[0] for q in questions if q[1] == kind}
         chosen = [(a, q) for a, q in zip(answers, questions) if q[0] in images and q[1] in ("positive", kind)]
         correct = sum(a == q[3] for a, q in chosen)
+        positive = [a for a, q in chosen if q[3]]
+        negative = [not a for a, q in chosen if not q[3]]
         result[kind] = {
             "accuracy": correct / len(chosen),
+            "balanced_accuracy": (sum(positive) / max(1, len(positive)) + sum(negative) / max(1, len(negative))) / 2,
             "yes_ratio": sum(a for a, _ in chosen) / len(chosen),
             "questions": len(chosen),
         }
