@@ -161,3 +161,46 @@ def test_an_interrupted_judge_stage_resumes_without_losing_work(image_records, t
         "empty_description": 1,
         "unknown_image": 1,
     }  # counted once over both runs
+
+
+def test_qa_kinds_keep_question_types_out_of_the_pairs(image_records, tmp_path):
+    config = config_for(image_records, tmp_path)
+    config.qa.kinds = ["existence"]
+    files = BuildFiles(tmp_path / "build")
+    files.root.mkdir()
+    write_descriptions(files)
+    run_build(config, ("judge", "rewrite", "qa"))
+    prompts = {p.prompt for p in read_jsonl(files.pairs, PreferencePair) if p.kind == "qa"}
+    assert "Is there a cup in the image?" in prompts
+    assert "Is the dog blue?" not in prompts  # the attribute fact of the full build above
+    assert all(prompt.startswith("Is there") for prompt in prompts)
+
+
+def test_an_unknown_qa_kind_is_refused():
+    from hadpo.pairs.config import QAConfig
+
+    with pytest.raises(ValueError, match="qa.kinds: unknown kind 'colour'"):
+        QAConfig(kinds=["existence", "colour"])
+
+
+def test_co_occurrence_questions_ask_about_the_absent_objects_that_usually_come_along():
+    from hadpo.pairs.qa import co_occurrence_facts
+    from hadpo.records import ObjectAnnotation
+
+    def record(image_id, names, complete=True):
+        objects = [ObjectAnnotation(name=n, box=[0, 0, 4, 4]) for n in names]
+        return ImageRecord(image_id=image_id, path=f"{image_id}.png", width=8, height=8, objects=objects,
+                           complete=complete)
+
+    images = {r.image_id: r for r in [
+        record("a", ["fork", "knife"]), record("b", ["fork", "knife", "cup"]), record("c", ["fork", "plate"]),
+        record("d", ["fork"]), record("e", ["dog"], complete=False),
+    ]}
+    facts = co_occurrence_facts(images, per_image=1)
+    by_image = {}
+    for fact in facts:
+        by_image.setdefault(fact.image_id, []).append((fact.question, fact.right_polarity))
+    # "d" holds only a fork: the knife comes along most often, so the "no" question is about the knife.
+    assert by_image["d"] == [("Is there a knife in the image?", "no"), ("Is there a fork in the image?", "yes")]
+    assert "e" not in by_image  # incomplete annotations cannot prove absence
+    assert all(f.right.startswith("No") == (f.right_polarity == "no") for f in facts)

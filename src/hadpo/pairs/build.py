@@ -26,7 +26,7 @@ from hadpo.judge.offline import AnnotationJudge
 from hadpo.pairs.config import PairsConfig, save_config
 from hadpo.pairs.describe import describe_images
 from hadpo.pairs.judging import judge_descriptions, judge_stats
-from hadpo.pairs.qa import collect_facts, qa_pairs, sample_answers
+from hadpo.pairs.qa import co_occurrence_facts, collect_facts, qa_pairs, sample_answers
 from hadpo.pairs.rewrite import ParaphraseRewriter, description_pairs, rewrite_judged, rewrite_stats
 from hadpo.pairs.sources import load_coco, load_folder, load_visual_genome, validate_images
 from hadpo.pairs.store import BuildFiles, Ledger, update_stats, write_atomic
@@ -189,7 +189,11 @@ def run_build(config: PairsConfig, stages: tuple[str, ...] = STAGES, dry_run: bo
     pairs = description_pairs(files, images) if files.rewrites.exists() else []
     own_answers = 0
     if "qa" in stages and config.qa.enabled and files.judgements.exists():
-        facts = collect_facts(images, files, judge, config.qa.max_per_image)
+        facts = collect_facts(images, files, judge, config.qa.max_per_image, config.qa.kinds)
+        if config.qa.co_occurrence_per_image:
+            asked = {(f.image_id, f.question) for f in facts}
+            extra = co_occurrence_facts(images, config.qa.co_occurrence_per_image, set(exhaustive))
+            facts += [f for f in extra if (f.image_id, f.question) not in asked]
         answers = None
         if config.qa.sample_answers:
             config.qa.sampling.model = config.qa.sampling.model or config.describe.model

@@ -61,12 +61,26 @@ class RewriteConfig:
     llm: LLMConfig | None = None
 
 
+QA_KINDS = ("existence", "attribute", "count", "position")
+
+
 @dataclass
 class QAConfig:
     enabled: bool = True
     max_per_image: int = 6
+    # Which facts become questions: existence (hallucinated objects, balanced by present ones) and, from the
+    # offline judge, false attribute / count / position claims. Leave a kind out to keep it held out.
+    kinds: list[str] = field(default_factory=lambda: list(QA_KINDS))
+    # POPE-style questions that need no description: per completely annotated image, this many absent objects
+    # that co-occur most with its present ones (answer "no") and as many present ones ("yes"). 0 = off.
+    co_occurrence_per_image: int = 0
     sample_answers: bool = False  # ask the target model (describe.model) the yes/no questions
     sampling: AnswerSampling = field(default_factory=AnswerSampling)
+
+    def __post_init__(self):
+        unknown = sorted(set(self.kinds) - set(QA_KINDS))
+        if unknown:
+            raise ValueError(f"qa.kinds: unknown kind {unknown[0]!r} (known: {', '.join(QA_KINDS)})")
 
 
 @dataclass

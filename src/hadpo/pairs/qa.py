@@ -16,6 +16,7 @@ is right it becomes the chosen text.
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
 from dataclasses import dataclass
 
 from lemminflect import getInflection
@@ -36,6 +37,7 @@ class QAFact:
     right_polarity: str | None  # "yes" / "no" for yes/no questions, None for short questions
     description_id: str
     judge: str
+    kind: str = "existence"  # existence | attribute | count | position
 
 
 def article(word: str) -> str:
@@ -60,7 +62,7 @@ def claim_facts(judge: AnnotationJudge, image: ImageRecord, judgement: Judgement
             name, meta = claim.name, (judgement.description_id, judgement.judge, image.image_id)
             if claim.kind == "attribute":
                 facts.append(QAFact(meta[2], f"Is the {name} {claim.claimed}?", f"No, the {name} is {claim.actual}.",
-                                    f"Yes, the {name} is {claim.claimed}.", "no", *meta[:2]))  # fmt: skip
+                                    f"Yes, the {name} is {claim.claimed}.", "no", *meta[:2], kind="attribute"))  # fmt: skip
             elif claim.kind == "count" and claim.actual.isdigit():
                 actual = int(claim.actual)
                 plural = (getInflection(name, "NNS") or (f"{name}s",))[0]
@@ -74,18 +76,20 @@ def claim_facts(judge: AnnotationJudge, image: ImageRecord, judgement: Judgement
                     else f"There are {claimed_word} {plural}."
                 )
                 facts.append(QAFact(meta[2], f"How many {plural} are there in the image?", right, wrong, None,
-                                    *meta[:2]))  # fmt: skip
+                                    *meta[:2], kind="count"))  # fmt: skip
             elif claim.kind == "position":
                 facts.append(QAFact(meta[2], f"Where is the {name} in the image?", f"It is in the {claim.actual}.",
-                                    f"It is in the {claim.claimed}.", None, *meta[:2]))  # fmt: skip
+                                    f"It is in the {claim.claimed}.", None, *meta[:2], kind="position"))  # fmt: skip
     return facts
 
 
 def collect_facts(
-    images: dict[str, ImageRecord], files: BuildFiles, judge, max_per_image: int
+    images: dict[str, ImageRecord], files: BuildFiles, judge, max_per_image: int,
+    kinds: tuple[str, ...] | list[str] = ("existence", "attribute", "count", "position"),
 ) -> list[QAFact]:
-    """Facts from every usable judgement with a hallucination, at most `max_per_image` per image, questions
-    unique per image, with as many "yes" existence facts as there are "no" ones where the image allows."""
+    """Facts of the wanted `kinds` from every usable judgement with a hallucination, at most `max_per_image` per
+    image, questions unique per image, with as many "yes" existence facts as there are "no" ones where the
+    image allows."""
     descriptions = {d.description_id: d for d in iter_jsonl(files.descriptions, Description)}
     by_image: dict[str, list[QAFact]] = {}
     for judgement in iter_jsonl(files.judgements, Judgement):
@@ -93,16 +97,43 @@ def collect_facts(
         if image is None or judgement.failed or not judgement.has_hallucination:
             continue
         meta = (judgement.description_id, judgement.judge, image.image_id)
-        facts = [existence_fact(name, False, *meta) for name in judgement.hallucinated_objects]
+        facts = []
+        if "existence" in kinds:
+            facts += [existence_fact(name, False, *meta) for name in judgement.hallucinated_objects]
         if isinstance(judge, AnnotationJudge) and judgement.description_id in descriptions:
-            facts += claim_facts(judge, image, judgement, descriptions[judgement.description_id].text)
-        present = sorted({o.name.lower() for o in image.objects})
-        facts += [existence_fact(name, True, *meta) for name in present[: max(1, len(facts) // 2)]]
+            claims = claim_facts(judge, image, judgement, descriptions[judgement.description_id].text)
+            facts += [fact for fact in claims if fact.kind in kinds]
+        if "existence" in kinds:
+            present = sorted({o.name.lower() for o in image.objects})
+            facts += [existence_fact(name, True, *meta) for name in present[: max(1, len(facts) // 2)]]
         kept = by_image.setdefault(image.image_id, [])
         for fact in facts:
             if len(kept) < max_per_image and fact.question not in {f.question for f in kept}:
                 kept.append(fact)
     return [fact for facts in by_image.values() for fact in facts]
+
+
+def co_occurrence_facts(images: dict[str, ImageRecord], per_image: int, exhaustive: set[str] = frozenset()
+                        ) -> list[QAFact]:
+    """POPE-style existence facts that need no description: for each completely annotated image, the
+    `per_image` absent objects that co-occur most often with its present ones over the image set (POPE's
+    adversarial sampling: the questions a co-occurrence-biased model answers "yes" to) and as many present
+    objects. Only images whose annotations prove absence qualify (`complete`, or every name in `exhaustive`)."""
+    together: Counter[tuple[str, str]] = Counter()
+    for image in images.values():
+        names = sorted({o.name.lower() for o in image.objects})
+        together.update((a, b) for a in names for b in names if a != b)
+    vocabulary = sorted({name for pair in together for name in pair})
+    facts = []
+    for image in images.values():
+        present = sorted({o.name.lower() for o in image.objects})
+        if not present or not (image.complete or set(vocabulary) <= exhaustive):
+            continue
+        absent = [n for n in vocabulary if n not in present]
+        absent.sort(key=lambda n: (-sum(together[(p, n)] for p in present), n))
+        facts += [existence_fact(n, False, "", "annotations", image.image_id) for n in absent[:per_image]]
+        facts += [existence_fact(n, True, "", "annotations", image.image_id) for n in present[:per_image]]
+    return facts
 
 
 def pair_id(fact: QAFact) -> str:
