@@ -21,7 +21,7 @@ $(STAMP): $(PY) pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/hadpo demo
+	$(VENV)/bin/hadpo demo --config configs/demo.yaml
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check src tests benchmarks

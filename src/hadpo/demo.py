@@ -1,33 +1,90 @@
-"""`make demo`: the world, its base model, and a first measurement of what the base model sees and
-hallucinates. (The full HA-DPO demo adds pairs, training and the evaluation suite on top of this.)"""
+"""`make demo`: HA-DPO end to end on the scene world, on a CPU, with a report a person would read.
+
+  1. the world and its tiny base LLaVA (pretrained once, cached under runs/base/);
+  2. the base model on the evaluation suite: POPE random / popular / adversarial, CHAIR, SHR (offline judge),
+     description length and object coverage, and held-out colour / count yes/no questions;
+  3. HA-DPO pairs from the base model's own descriptions of the pairs split (describe, judge, 3 rewrites, QA);
+  4. HA-DPO training: DPO + gamma * SFT on faithful descriptions, LoRA, reference log-probs precomputed;
+  5. the suite again, the before/after table, runs/demo/report.md, results.json and PNG plots.
+With `ablate`, the same training without the auxiliary SFT loss, without the QA pairs and without the
+style-consistent rewrites (one at a time), each evaluated and added as a column.
+
+Every stage is an ordinary hadpo stage (the world is only the data source), and each stage's files stay on disk.
+"""
 
 from __future__ import annotations
 
-import json
+import shutil
 import time
 from pathlib import Path
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 from rich.table import Table
 
-from hadpo.records import ImageRecord, read_jsonl
+from hadpo.demo_report import ROWS, lookup, write_report
 from hadpo.world.config import WorldConfig, validated
-from hadpo.world.pretrain import PretrainConfig, pretrain_base
-from hadpo.world.probe import ProbeResult, probe
-from hadpo.world.scenes import build_world
+from hadpo.world.pretrain import PretrainConfig
 
 console = Console()
+SECTIONS = ("world", "pretrain", "pairs", "train", "eval")
+
+
+class EvalSettings(BaseModel):
+    """How the demo evaluates each model (all on the world's held-out eval split)."""
+
+    model_config = ConfigDict(extra="forbid")
+    pope_images: int = Field(300, ge=1, description="images sampled for POPE")
+    pope_per_image: int = Field(3, ge=1, description="positive questions per image (as many negatives)")
+    batch_size: int = Field(64, ge=1)
+    max_new_tokens: int = Field(96, ge=1, description="description length limit")
+    device: str = "cpu"
+
+
+# The demo's pairs recipe, on top of hadpo.pairs.config defaults: offline judge, the paper's 3 rewrites, and
+# existence questions only (from the judged descriptions, plus POPE-style questions about the absent objects
+# that co-occur most with present ones), so that colour and count questions stay held out for the evaluation.
+PAIRS_RECIPE = {
+    "describe": {"per_image": 2, "batch_size": 64, "max_new_tokens": 96},
+    "judge": {"kind": "annotations"},
+    "rewrite": {"kind": "offline", "k": 3},
+    "qa": {"max_per_image": 6, "kinds": ["existence"], "co_occurrence_per_image": 2},
+    "ground_truth": "hadpo.world.truth:sentence_label",
+}
+# The demo's training recipe, on top of HADPOConfig defaults: the paper's beta and MiniGPT-4's gamma, LoRA on
+# the language model, reference log-probs computed once (the trainer's fastest path on a CPU).
+TRAIN_RECIPE = {
+    "finetuning": "lora",
+    "lora_r": 16,
+    "lora_alpha": 32,
+    "reference": "precomputed",
+    "beta": 0.1,
+    "gamma": 0.5,
+    "learning_rate": 5e-4,
+    "num_train_epochs": 1,
+    "per_device_train_batch_size": 8,
+    "lr_scheduler_type": "cosine",
+    "warmup_steps": 10,
+    "logging_steps": 5,
+    "save_strategy": "no",
+    "report_to": [],
+    "use_cpu": True,
+    "merge_adapter": True,
+    "disable_tqdm": False,
+}
+# What each ablation changes (training overrides, and whether the pairs keep their rewrites / QA pairs).
+ABLATIONS = {
+    "no_sft": {"train": {"gamma": 0.0}},
+    "no_qa": {"train": {"data_mix": "1:0"}},
+    "no_rewrites": {"rewrites": False},
+}
 
 
 def load_demo_config(path: str | Path | None, seed: int | None = None) -> tuple[WorldConfig, PretrainConfig]:
-    """World and pretraining configs from a YAML file with `world:` and `pretrain:` sections; unknown keys
-    are errors. `seed` overrides both seeds."""
-    data = yaml.safe_load(Path(path).read_text()) if path else {}
-    data = data or {}
-    unknown = set(data) - {"world", "pretrain"}
-    if unknown:
-        raise ValueError(f"{path}: unknown section {sorted(unknown)[0]!r} (expected world, pretrain)")
+    """World and pretraining configs from a demo YAML (`world:` and `pretrain:` sections; the demo's other
+    sections are read by `load_demo_sections`); unknown keys are errors. `seed` overrides both seeds."""
+    data = _read_yaml(path)
     world_data = dict(data.get("world") or {})
     pretrain_data = dict(data.get("pretrain") or {})
     if seed is not None:
@@ -38,41 +95,265 @@ def load_demo_config(path: str | Path | None, seed: int | None = None) -> tuple[
     )
 
 
-def print_probe(result: ProbeResult, world: WorldConfig) -> None:
-    console.print(f"[bold]World bias knobs[/bold]: {json.dumps(world.knobs())}")
-    for example in result.examples:
-        console.print(f"[dim]{example['image_id']}[/dim]\n  truth: {example['truth']}\n  model: {example['model']}")
-    table = Table(title="Base model on held-out eval scenes")
-    for column in ("measure", "value"):
-        table.add_column(column)
-    table.add_row("object recall of descriptions", f"{result.recall:.1%}")
-    table.add_row("descriptions naming an absent object", f"{result.hallucinating:.1%}")
-    for kind, metrics in result.existence.items():
-        table.add_row(f"existence accuracy ({kind} negatives)", f"{metrics['accuracy']:.1%}")
-        table.add_row(f"predicted yes-ratio ({kind} negatives)", f"{metrics['yes_ratio']:.1%}")
+def load_demo_sections(path: str | Path | None) -> tuple[dict, dict, EvalSettings]:
+    """The demo YAML's `pairs:` and `train:` overrides (on top of the recipes above) and `eval:` settings."""
+    data = _read_yaml(path)
+    source = str(path) if path else "demo config"
+    return (dict(data.get("pairs") or {}), dict(data.get("train") or {}),
+            validated(EvalSettings, data.get("eval") or {}, f"{source} (eval)"))
+
+
+def _read_yaml(path: str | Path | None) -> dict:
+    data = (yaml.safe_load(Path(path).read_text()) if path else {}) or {}
+    unknown = set(data) - set(SECTIONS)
+    if unknown:
+        raise ValueError(f"{path}: unknown section {sorted(unknown)[0]!r} (expected {', '.join(SECTIONS)})")
+    return data
+
+
+def _merge(base: dict, override: dict) -> dict:
+    merged = dict(base)
+    for key, value in override.items():
+        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) \
+            else value
+    return merged
+
+
+def stage(number: int, total: int, text: str) -> None:
+    console.print(f"[bold]{number}/{total}[/bold] {text}")
+
+
+# --- 2 and 5: the evaluation suite ---------------------------------------------------------------------------
+
+
+def evaluate_model(model_dir: Path, out: Path, images_file: Path, pope_files: list[Path],
+                   heldout_files: list[Path], judge, settings: EvalSettings) -> dict:
+    """Run the suite on one model; returns the issue's per-model summary M (fractions in 0-1). Each
+    benchmark's raw answers and details stay under `out`."""
+    from hadpo.evaluate.runner import RunnerConfig
+    from hadpo.evaluate.suite import describe_images, run_chair, run_pope, run_shr
+
+    logits = RunnerConfig(mode="logits", batch_size=settings.batch_size, device=settings.device)
+    generate = RunnerConfig(mode="generate", batch_size=settings.batch_size, device=settings.device,
+                            max_new_tokens=settings.max_new_tokens)
+    pope = run_pope(str(model_dir), pope_files, out, logits)
+    heldout = run_pope(str(model_dir), heldout_files, out / "heldout", logits)
+    descriptions = describe_images(str(model_dir), images_file, out / "descriptions.jsonl", generate)
+    chair = run_chair(descriptions, images_file, out, model=str(model_dir))
+    shr = run_shr(descriptions, images_file, judge, out, model=str(model_dir))
+    keys = ("accuracy", "precision", "recall", "f1", "yes_ratio")
+    return {
+        "pope": {split: {k: metrics[k] for k in keys} for split, metrics in pope["splits"].items()},
+        "chair": {k: chair[k] for k in ("chair_s", "chair_i", "recall")},
+        "shr": {k: shr[k] for k in ("shr", "words_per_image", "sentences_per_image")},
+        "coverage": chair["recall"],
+        "heldout": {split: metrics["accuracy"] for split, metrics in heldout["splits"].items()},
+    }
+
+
+# --- 3: pairs ------------------------------------------------------------------------------------------------
+
+
+def build_pairs(model_dir: Path, images_file: Path, world: WorldConfig, out: Path, overrides: dict) -> dict:
+    """HA-DPO pairs from the base model's descriptions of the pairs split (an ordinary `hadpo pairs build`
+    with the world's pairs split as a folder source)."""
+    from hadpo.pairs.build import run_build
+    from hadpo.pairs.config import PairsConfig, from_dict
+
+    recipe = _merge(PAIRS_RECIPE, {
+        "out_dir": str(out),
+        "source": {"kind": "folder", "images": str(images_file)},
+        "describe": {"model": str(model_dir)},
+        "judge": {"extra_names": list(world.categories)},  # every category is exhaustively annotated
+    })
+    return run_build(from_dict(PairsConfig, _merge(recipe, overrides), "demo pairs"))
+
+
+def without_rewrites(pairs_file: Path, out: Path) -> Path:
+    """The same pairs with only the original texts (rewrite_index 0): the no-rewrites ablation."""
+    from hadpo.records import PreferencePair, read_jsonl, write_jsonl
+
+    kept = [p for p in read_jsonl(pairs_file, PreferencePair) if p.rewrite_index == 0]
+    write_jsonl(out, kept)
+    return out
+
+
+# --- 4: training ---------------------------------------------------------------------------------------------
+
+
+def train(model_dir: Path, pairs_file: Path, sft_file: Path, out: Path, seed: int, overrides: dict) -> tuple[Path, list]:
+    """HA-DPO on the base model; returns the merged model's folder and the trainer's log history."""
+    from hadpo.train.config import load_config
+    from hadpo.train.run import run_training
+
+    settings = _merge(TRAIN_RECIPE, overrides)
+    config = load_config(None, model_name_or_path=str(model_dir), pairs=str(pairs_file), sft_data=str(sft_file),
+                         output_dir=str(out), seed=seed, **settings)
+    trainer = run_training(config)
+    return out / "merged", trainer.state.log_history
+
+
+# --- the demo ------------------------------------------------------------------------------------------------
+
+
+def run_demo(config_path: str | Path | None = None, seed: int | None = None, runs_dir: str | Path = "runs",
+             ablate: bool = False) -> dict:
+    from hadpo.evaluate.pope import build_pope_files
+    from hadpo.judge.offline import AnnotationJudge
+    from hadpo.records import ImageRecord, read_jsonl
+    from hadpo.world.evalsets import write_heldout_questions, write_sft_descriptions
+    from hadpo.world.pretrain import pretrain_base
+    from hadpo.world.scenes import build_world
+
+    started = time.perf_counter()
+    world, pretrain = load_demo_config(config_path, seed)
+    pairs_overrides, train_overrides, settings = load_demo_sections(config_path)
+    out = Path(runs_dir) / "demo" / f"seed{world.seed}"
+    if out.exists():  # a run's answers, pairs and adapters belong to one base model: start afresh
+        shutil.rmtree(out)
+    total = 5
+    timings: dict[str, float] = {}
+
+    def timed(name: str, begun: float) -> None:
+        timings[name] = round(time.perf_counter() - begun, 1)
+        console.print(f"   [dim]{name}: {timings[name]} s[/dim]")
+
+    begun = time.perf_counter()
+    stage(1, total, f"world (seed {world.seed}) and base model (cached under {runs_dir}/base)")
+    files = build_world(world, runs_dir)
+    base_dir = pretrain_base(world, files, pretrain, runs_dir)
+    timed("world_and_base", begun)
+
+    begun = time.perf_counter()
+    stage(2, total, f"evaluate the base model ({base_dir})")
+    eval_file = files.images("eval")
+    eval_images = read_jsonl(eval_file, ImageRecord)
+    pope_files = list(build_pope_files(eval_file, out / "questions", num_images=settings.pope_images,
+                                       per_image=settings.pope_per_image, seed=world.seed).values())
+    heldout_files = list(write_heldout_questions(eval_images, eval_file, world, out / "questions",
+                                                 world.seed).values())
+    judge = AnnotationJudge.from_records(eval_images, extra_names=world.categories)
+
+    def evaluate(name: str, model_dir: Path) -> dict:
+        return evaluate_model(model_dir, out / "eval" / name, eval_file, pope_files, heldout_files, judge,
+                              settings)
+
+    models = {"base": evaluate("base", base_dir)}
+    print_models(models)
+    timed("evaluate_base", begun)
+
+    begun = time.perf_counter()
+    stage(3, total, "HA-DPO pairs from the base model's descriptions of the pairs split")
+    pair_stats = build_pairs(base_dir, files.images("pairs"), world, out / "pairs", pairs_overrides)
+    print_pair_stats(pair_stats)
+    timed("pairs", begun)
+
+    begun = time.perf_counter()
+    stage(4, total, "HA-DPO training (DPO + gamma * SFT, LoRA, precomputed reference)")
+    sft_file = write_sft_descriptions(read_jsonl(files.images("pretrain"), ImageRecord)[:2000],
+                                      files.images("pretrain"), out / "sft_descriptions.jsonl", world.seed)
+    pairs_file = out / "pairs" / "pairs.jsonl"
+    runs = {"hadpo": (pairs_file, train_overrides)}
+    if ablate:
+        for name, change in ABLATIONS.items():
+            source = pairs_file if change.get("rewrites", True) else without_rewrites(
+                pairs_file, out / "pairs_no_rewrites.jsonl")
+            runs[name] = (source, _merge(train_overrides, change.get("train", {})))
+    histories = {}
+    trained = {}
+    for name, (source, overrides) in runs.items():
+        console.print(f"   training [bold]{name}[/bold]")
+        trained[name], histories[name] = train(base_dir, source, sft_file, out / "train" / name, world.seed,
+                                               overrides)
+    timed("train", begun)
+
+    begun = time.perf_counter()
+    stage(5, total, "evaluate the trained model(s), report")
+    for name, model_dir in trained.items():
+        models[name] = evaluate(name, model_dir)
+    timed("evaluate_trained", begun)
+    print_models(models)
+
+    results = {
+        "seed": world.seed,
+        "world": world.knobs(),
+        "pairs": {**pair_stats["pairs"], "images": pair_stats["images"],
+                  "description_hallucination_rate": pair_stats.get("description_hallucination_rate"),
+                  "sentence_hallucination_rate": pair_stats.get("sentence_hallucination_rate"),
+                  "rewrite": pair_stats.get("rewrite"),
+                  "judge_agreement_with_world_truth": pair_stats.get("ground_truth_agreement")},
+        "models": models,
+        "checks": signature_checks(models["base"], models["hadpo"]),
+        "training": {name: final_metrics(history) for name, history in histories.items()},
+        "base_model": str(base_dir),
+        "timings_s": timings,
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    write_report(out, results, histories)
+    (Path(runs_dir) / "demo" / "latest").write_text(str(out) + "\n")
+    console.print(f"wrote {out / 'report.md'} and {out / 'results.json'} ({results['seconds']} s)")
+    return results
+
+
+# --- what the demo must show (issue 6), checked on the measured numbers ---------------------------------------
+
+
+def signature_checks(base: dict, hadpo: dict) -> dict[str, bool]:
+    """The paper's signature in miniature: each check is computed from the measured numbers, never tuned."""
+    adv, adv_after = base["pope"]["adversarial"], hadpo["pope"]["adversarial"]
+    rnd, rnd_after = base["pope"]["random"], hadpo["pope"]["random"]
+
+    def relative_drop(before: float, after: float) -> float:
+        return (before - after) / before if before else 0.0
+
+    return {
+        "base: POPE adversarial accuracy <= 65 % with yes-ratio >= 80 %": adv["accuracy"] <= 0.65
+        and adv["yes_ratio"] >= 0.80,
+        "base: POPE random accuracy >= 85 %": rnd["accuracy"] >= 0.85,
+        "HA-DPO: POPE adversarial accuracy >= 90 % and +25 points": adv_after["accuracy"] >= 0.90
+        and adv_after["accuracy"] - adv["accuracy"] >= 0.25,
+        "HA-DPO: POPE adversarial yes-ratio within 40-60 %": 0.40 <= adv_after["yes_ratio"] <= 0.60,
+        "HA-DPO: POPE random accuracy within 3 points of the base or better": rnd_after["accuracy"]
+        >= rnd["accuracy"] - 0.03,
+        "HA-DPO: CHAIRs down >= 70 % relative": relative_drop(base["chair"]["chair_s"], hadpo["chair"]["chair_s"])
+        >= 0.70,
+        "HA-DPO: SHR down >= 50 % relative": relative_drop(base["shr"]["shr"], hadpo["shr"]["shr"]) >= 0.50,
+        "HA-DPO: words per description within -15 % of the base": hadpo["shr"]["words_per_image"]
+        >= 0.85 * base["shr"]["words_per_image"],
+        "HA-DPO: object coverage within -3 points": hadpo["coverage"] >= base["coverage"] - 0.03,
+        "HA-DPO: held-out colour / count accuracy not lower": all(
+            hadpo["heldout"][k] >= base["heldout"][k] for k in base["heldout"]),
+    }
+
+
+def final_metrics(history: list[dict]) -> dict:
+    """The last logged training metrics (TRL names) and the run's totals."""
+    logged = [entry for entry in history if "loss" in entry or "loss/dpo" in entry]
+    last = logged[-1] if logged else {}
+    summary = next((entry for entry in reversed(history) if "train_runtime" in entry), {})
+    keys = ("loss/dpo", "loss/sft", "rewards/accuracies", "rewards/margins", "rewards/chosen", "rewards/rejected")
+    return {**{k: last[k] for k in keys if k in last}, "steps": last.get("step"),
+            "runtime_s": summary.get("train_runtime")}
+
+
+# --- console output ------------------------------------------------------------------------------------------
+
+def print_models(models: dict[str, dict]) -> None:
+    table = Table(title="Evaluation suite (world eval split)")
+    table.add_column("metric")
+    for name in models:
+        table.add_column(name, justify="right")
+    for label, path, percent in ROWS:
+        cells = []
+        for model in models.values():
+            value = lookup(model, path)
+            cells.append("-" if value is None else f"{100 * value:.1f}" if percent else f"{value:.1f}")
+        table.add_row(label + (" %" if percent else ""), *cells)
     console.print(table)
 
 
-def run_demo(config_path: str | Path | None = None, seed: int | None = None, runs_dir: str | Path = "runs") -> dict:
-    started = time.perf_counter()
-    world, pretrain = load_demo_config(config_path, seed)
-    console.print(f"[bold]1/3[/bold] world (seed {world.seed})")
-    files = build_world(world, runs_dir)
-    console.print(f"[bold]2/3[/bold] base model (reused if cached under {runs_dir}/base)")
-    model_dir = pretrain_base(world, files, pretrain, runs_dir)
-    console.print(f"[bold]3/3[/bold] probe of {model_dir}")
-    eval_images = read_jsonl(files.images("eval"), ImageRecord)
-    result = probe(model_dir, eval_images, files.images("eval"), world, world.seed)
-    print_probe(result, world)
-    summary = {
-        "seed": world.seed,
-        "world": world.knobs(),
-        "base_model": str(model_dir),
-        "probe": {"recall": result.recall, "hallucinating": result.hallucinating, **result.existence},
-        "seconds": round(time.perf_counter() - started, 1),
-    }
-    out = Path(runs_dir) / "demo"
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(summary, indent=2))
-    console.print(f"wrote {out / 'results.json'} ({summary['seconds']} s)")
-    return summary
+def print_pair_stats(stats: dict) -> None:
+    pairs = stats["pairs"]
+    rate = stats.get("description_hallucination_rate")
+    console.print(f"   {stats['images']} images, descriptions with a hallucination: "
+                  f"{'-' if rate is None else f'{rate:.1%}'}; pairs: {pairs['desc']} description + {pairs['qa']} QA")

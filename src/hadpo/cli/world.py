@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import json
 
-from hadpo.demo import load_demo_config, print_probe
+from rich.console import Console
+from rich.table import Table
+
+from hadpo.demo import load_demo_config
 from hadpo.records import ImageRecord, read_jsonl
+from hadpo.world.config import WorldConfig
 from hadpo.world.pretrain import pretrain_base
-from hadpo.world.probe import probe
+from hadpo.world.probe import ProbeResult, probe
 from hadpo.world.scenes import build_world
 
 
@@ -48,3 +52,19 @@ def _probe(args) -> int:
     print_probe(result, world)
     print(json.dumps({"recall": result.recall, "hallucinating": result.hallucinating, **result.existence}))
     return 0
+
+
+def print_probe(result: ProbeResult, world: WorldConfig) -> None:
+    console = Console()
+    console.print(f"[bold]World bias knobs[/bold]: {json.dumps(world.knobs())}")
+    for example in result.examples:
+        console.print(f"[dim]{example['image_id']}[/dim]\n  truth: {example['truth']}\n  model: {example['model']}")
+    table = Table(title="Base model on held-out eval scenes")
+    for column in ("measure", "value"):
+        table.add_column(column)
+    table.add_row("object recall of descriptions", f"{result.recall:.1%}")
+    table.add_row("descriptions naming an absent object", f"{result.hallucinating:.1%}")
+    for kind, metrics in result.existence.items():
+        table.add_row(f"existence accuracy ({kind} negatives)", f"{metrics['accuracy']:.1%}")
+        table.add_row(f"predicted yes-ratio ({kind} negatives)", f"{metrics['yes_ratio']:.1%}")
+    console.print(table)
