@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 from rich.table import Table
 
-from hadpo.demo_report import ROWS, lookup, write_report
+from hadpo.demo_report import ROWS, format_cell, lookup, write_report
 from hadpo.world.config import WorldConfig, validated
 from hadpo.world.pretrain import PretrainConfig
 
@@ -130,6 +130,7 @@ def evaluate_model(model_dir: Path, out: Path, images_file: Path, pope_files: li
                    heldout_files: list[Path], judge, settings: EvalSettings) -> dict:
     """Run the suite on one model; returns the issue's per-model summary M (fractions in 0-1). Each
     benchmark's raw answers and details stay under `out`."""
+    from hadpo.evaluate.report import POPE_METRICS
     from hadpo.evaluate.runner import RunnerConfig
     from hadpo.evaluate.suite import describe_images, run_chair, run_pope, run_shr
 
@@ -141,9 +142,8 @@ def evaluate_model(model_dir: Path, out: Path, images_file: Path, pope_files: li
     descriptions = describe_images(str(model_dir), images_file, out / "descriptions.jsonl", generate)
     chair = run_chair(descriptions, images_file, out, model=str(model_dir))
     shr = run_shr(descriptions, images_file, judge, out, model=str(model_dir))
-    keys = ("accuracy", "precision", "recall", "f1", "yes_ratio")
     return {
-        "pope": {split: {k: metrics[k] for k in keys} for split, metrics in pope["splits"].items()},
+        "pope": {split: {k: metrics[k] for k in POPE_METRICS} for split, metrics in pope["splits"].items()},
         "chair": {k: chair[k] for k in ("chair_s", "chair_i", "recall")},
         "shr": {k: shr[k] for k in ("shr", "words_per_image", "sentences_per_image")},
         "coverage": chair["recall"],
@@ -290,7 +290,6 @@ def run_demo(config_path: str | Path | None = None, seed: int | None = None, run
         "seconds": round(time.perf_counter() - started, 1),
     }
     write_report(out, results, histories)
-    (Path(runs_dir) / "demo" / "latest").write_text(str(out) + "\n")
     console.print(f"wrote {out / 'report.md'} and {out / 'results.json'} ({results['seconds']} s)")
     return results
 
@@ -344,11 +343,7 @@ def print_models(models: dict[str, dict]) -> None:
     for name in models:
         table.add_column(name, justify="right")
     for label, path, percent in ROWS:
-        cells = []
-        for model in models.values():
-            value = lookup(model, path)
-            cells.append("-" if value is None else f"{100 * value:.1f}" if percent else f"{value:.1f}")
-        table.add_row(label + (" %" if percent else ""), *cells)
+        table.add_row(label + (" %" if percent else ""), *[format_cell(lookup(m, path), percent) for m in models.values()])
     console.print(table)
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hadpo.evaluate.report import plot_comparison, plt
+from hadpo.evaluate.report import grouped_bars, plot_comparison, plt, save_figure
 
 ROWS = [
     ("POPE random accuracy", "pope.random.accuracy", True),
@@ -34,6 +34,11 @@ def lookup(data: dict, path: str) -> float | None:
     return data
 
 
+def format_cell(value: float | None, percent: bool, sign: str = "") -> str:
+    """A table cell: fractions as percentages with one decimal, "-" for a missing value."""
+    return "-" if value is None else f"{100 * value if percent else value:{sign}.1f}"
+
+
 def suite_shape(model: dict) -> dict:
     """A demo model summary in the evaluation reports' shape, for their plots."""
     return {"pope": {"splits": model["pope"]}, "chair": model["chair"], "shr": model["shr"]}
@@ -41,23 +46,14 @@ def suite_shape(model: dict) -> dict:
 
 def plot_coverage(models: dict[str, dict], folder: Path) -> Path:
     """Object coverage and held-out colour / count accuracy per model (the skills HA-DPO must not cost)."""
-    labels = ["object coverage", "held-out colour", "held-out count"]
+    paths = ["coverage", "heldout.color", "heldout.count"]
+    series = {name: [None if (v := lookup(model, p)) is None else 100 * v for p in paths]
+              for name, model in models.items()}
     figure, ax = plt.subplots(figsize=(6, 4))
-    width = 0.8 / len(models)
-    for index, (name, model) in enumerate(models.items()):
-        values = [100 * model["coverage"], 100 * model["heldout"].get("color", 0.0),
-                  100 * model["heldout"].get("count", 0.0)]
-        ax.bar([x + index * width for x in range(len(labels))], values, width, label=name)
-    ax.set_xticks([x + width * (len(models) - 1) / 2 for x in range(len(labels))], labels)
-    ax.set_ylabel("%")
+    grouped_bars(ax, ["object coverage", "held-out colour", "held-out count"], series,
+                 "Coverage and held-out questions (higher is better)", "%")
     ax.set_ylim(0, 100)
-    ax.set_title("Coverage and held-out questions (higher is better)")
-    ax.legend()
-    figure.tight_layout()
-    path = folder / "coverage_heldout.png"
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return save_figure(figure, folder / "coverage_heldout.png")
 
 
 def plot_training(histories: dict[str, list[dict]], folder: Path) -> Path | None:
@@ -74,11 +70,7 @@ def plot_training(histories: dict[str, list[dict]], folder: Path) -> Path | None
         ax.set_title(title)
         ax.set_xlabel("step")
         ax.legend()
-    figure.tight_layout()
-    path = folder / "training.png"
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
+    return save_figure(figure, folder / "training.png")
 
 
 def models_table(models: dict[str, dict]) -> str:
@@ -86,13 +78,11 @@ def models_table(models: dict[str, dict]) -> str:
     header = "| metric | " + " | ".join(names) + (" | HA-DPO - base |" if "hadpo" in models else " |")
     lines = [header, "|---" * (len(names) + 1 + ("hadpo" in models)) + "|"]
     for label, path, percent in ROWS:
-        values = [lookup(model, path) for model in models.values()]
-        cells = ["-" if v is None else f"{100 * v:.1f}" if percent else f"{v:.1f}" for v in values]
+        cells = [format_cell(lookup(model, path), percent) for model in models.values()]
         if "hadpo" in models:
             before, after = lookup(models["base"], path), lookup(models["hadpo"], path)
-            delta = "-" if before is None or after is None else (
-                f"{100 * (after - before):+.1f}" if percent else f"{after - before:+.1f}")
-            cells.append(delta)
+            delta = None if before is None or after is None else after - before
+            cells.append(format_cell(delta, percent, "+"))
         lines.append(f"| {label}{' (%)' if percent else ''} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -118,7 +118,7 @@ def compare_markdown(before: dict, after: dict, names: tuple[str, str] = ("befor
     return "\n".join(lines) + "\n"
 
 
-def _bars(ax, groups: list[str], series: dict[str, list[float | None]], title: str, ylabel: str) -> None:
+def grouped_bars(ax, groups: list[str], series: dict[str, list[float | None]], title: str, ylabel: str) -> None:
     width = 0.8 / max(1, len(series))
     for index, (name, values) in enumerate(series.items()):
         xs = [g + index * width for g in range(len(groups))]
@@ -128,6 +128,13 @@ def _bars(ax, groups: list[str], series: dict[str, list[float | None]], title: s
     ax.set_title(title)
     ax.set_ylabel(ylabel)
     ax.legend()
+
+
+def save_figure(figure, path: Path) -> Path:
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
 
 
 def _scaled(value: float | None, scale: float) -> float | None:
@@ -146,11 +153,7 @@ def plot_comparison(results: dict[str, dict], folder: str | Path) -> list[Path]:
     written = []
 
     def save(figure, name):
-        path = folder / name
-        figure.tight_layout()
-        figure.savefig(path, dpi=100)
-        plt.close(figure)
-        written.append(path)
+        written.append(save_figure(figure, folder / name))
 
     splits = list(dict.fromkeys(s for r in results.values() for s in r.get("pope", {}).get("splits", {})))
     if splits:
@@ -158,12 +161,12 @@ def plot_comparison(results: dict[str, dict], folder: str | Path) -> list[Path]:
         for ax, split in zip(axes[0], splits):
             series = {name: [_percent(_get(r.get("pope", {}), f"splits.{split}.{m}")) for m in POPE_METRICS[:4]]
                       for name, r in results.items()}
-            _bars(ax, list(POPE_METRICS[:4]), series, f"POPE {split}", "%")
+            grouped_bars(ax, list(POPE_METRICS[:4]), series, f"POPE {split}", "%")
         save(figure, "pope_metrics.png")
         figure, ax = plt.subplots(figsize=(6, 4))
         series = {name: [_percent(_get(r.get("pope", {}), f"splits.{s}.yes_ratio")) for s in splits]
                   for name, r in results.items()}
-        _bars(ax, splits, series, "POPE yes-ratio (50 % = balanced)", "% answered yes")
+        grouped_bars(ax, splits, series, "POPE yes-ratio (50 % = balanced)", "% answered yes")
         ax.axhline(50, color="grey", linestyle="--", linewidth=1)
         save(figure, "pope_yes_ratio.png")
     for filename, title, ylabel, wanted, scale in [
@@ -179,6 +182,6 @@ def plot_comparison(results: dict[str, dict], folder: str | Path) -> list[Path]:
             figure, ax = plt.subplots(figsize=(6, 4))
             series = {name: [_scaled(_get(r.get(s, {}), p), scale) for s, p, _ in present]
                       for name, r in results.items()}
-            _bars(ax, [label for _, _, label in present], series, title, ylabel)
+            grouped_bars(ax, [label for _, _, label in present], series, title, ylabel)
             save(figure, filename)
     return written

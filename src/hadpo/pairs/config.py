@@ -15,7 +15,7 @@ import yaml
 
 from hadpo.judge.llm_client import LLMConfig
 from hadpo.pairs.describe import DescribeConfig
-from hadpo.pairs.qa import AnswerSampling
+from hadpo.pairs.qa import QA_KINDS, AnswerSampling
 
 
 @dataclass
@@ -59,9 +59,6 @@ class RewriteConfig:
     kind: str = "offline"  # offline (paraphrase) | llm (same endpoint as the judge unless llm is given)
     template: str = "rewrite_v1"
     llm: LLMConfig | None = None
-
-
-QA_KINDS = ("existence", "attribute", "count", "position")
 
 
 @dataclass

@@ -27,6 +27,8 @@ from hadpo.judge.offline import NUMBER_WORDS, AnnotationJudge
 from hadpo.pairs.store import BuildFiles
 from hadpo.records import Answer, Description, ImageRecord, Judgement, PreferencePair, iter_jsonl
 
+QA_KINDS = ("existence", "attribute", "count", "position")
+
 
 @dataclass
 class QAFact:
@@ -85,7 +87,7 @@ def claim_facts(judge: AnnotationJudge, image: ImageRecord, judgement: Judgement
 
 def collect_facts(
     images: dict[str, ImageRecord], files: BuildFiles, judge, max_per_image: int,
-    kinds: tuple[str, ...] | list[str] = ("existence", "attribute", "count", "position"),
+    kinds: tuple[str, ...] | list[str] = QA_KINDS,
 ) -> list[QAFact]:
     """Facts of the wanted `kinds` from every usable judgement with a hallucination, at most `max_per_image` per
     image, questions unique per image, with as many "yes" existence facts as there are "no" ones where the
@@ -124,10 +126,11 @@ def co_occurrence_facts(images: dict[str, ImageRecord], per_image: int, exhausti
         names = sorted({o.name.lower() for o in image.objects})
         together.update((a, b) for a in names for b in names if a != b)
     vocabulary = sorted({name for pair in together for name in pair})
+    all_exhaustive = set(vocabulary) <= exhaustive
     facts = []
     for image in images.values():
         present = sorted({o.name.lower() for o in image.objects})
-        if not present or not (image.complete or set(vocabulary) <= exhaustive):
+        if not present or not (image.complete or all_exhaustive):
             continue
         absent = [n for n in vocabulary if n not in present]
         absent.sort(key=lambda n: (-sum(together[(p, n)] for p in present), n))

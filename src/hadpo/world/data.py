@@ -114,14 +114,17 @@ def colour_qa(claims: list[Claim], config: WorldConfig, rng: random.Random) -> t
     return f"Is the {claim.name} {asked}?", answer
 
 
+def count_question(name: str, asked: int) -> str:
+    if asked == 1:
+        return f"Is there exactly one {name} in the image?"
+    return f"Are there {NUMBER_WORDS[asked]} {plural(name)} in the image?"
+
+
 def count_qa(claims: list[Claim], config: WorldConfig, rng: random.Random) -> tuple[str, str]:
     name = rng.choice([c.name for c in claims]) if claims and rng.random() < 0.7 else rng.choice(config.categories)
     true_count = sum(c.name == name for c in claims)
     asked = true_count if rng.random() < 0.5 else rng.choice([n for n in (1, 2, 3) if n != true_count])
-    if asked == 1:
-        question = f"Is there exactly one {name} in the image?"
-    else:
-        question = f"Are there {NUMBER_WORDS[asked]} {plural(name)} in the image?"
+    question = count_question(name, asked)
     if asked == true_count:
         return question, "Yes."
     answer = f"No, there {'is' if true_count == 1 else 'are'} {NUMBER_WORDS[true_count]}."

@@ -17,7 +17,7 @@ from hadpo.evaluate.pope import PopeQuestion, write_questions
 from hadpo.records import ImageRecord, resolve_image_path, write_jsonl
 from hadpo.train.data import SFTExample
 from hadpo.world.config import WorldConfig
-from hadpo.world.data import DESCRIBE_PROMPTS, NUMBER_WORDS, describe, plural, scene_claims
+from hadpo.world.data import DESCRIBE_PROMPTS, count_question, describe, scene_claims
 
 
 def write_sft_descriptions(images: list[ImageRecord], records_file: Path, out: Path, seed: int = 0) -> Path:
@@ -33,7 +33,7 @@ def write_sft_descriptions(images: list[ImageRecord], records_file: Path, out: P
     return out
 
 
-def colour_question(image: ImageRecord, world: WorldConfig, rng: random.Random) -> tuple[str, str, str] | None:
+def colour_item(image: ImageRecord, world: WorldConfig, rng: random.Random) -> tuple[str, str, str] | None:
     """(object, question, label) about an object that appears once, asked with its true colour or another."""
     names = [o.name for o in image.objects]
     unique = [o for o in image.objects if names.count(o.name) == 1]
@@ -45,17 +45,13 @@ def colour_question(image: ImageRecord, world: WorldConfig, rng: random.Random) 
     return obj.name, f"Is the {obj.name} {asked}?", "yes" if asked == colour else "no"
 
 
-def count_question(image: ImageRecord, rng: random.Random) -> tuple[str, str, str]:
+def count_item(image: ImageRecord, rng: random.Random) -> tuple[str, str, str]:
     """(object, question, label) about a present object's count, asked with the true count or another."""
     names = [o.name for o in image.objects]
     name = rng.choice(sorted(set(names)))
     count = names.count(name)
     asked = count if rng.random() < 0.5 else rng.choice([n for n in (1, 2, 3) if n != count])
-    if asked == 1:
-        question = f"Is there exactly one {name} in the image?"
-    else:
-        question = f"Are there {NUMBER_WORDS[asked]} {plural(name)} in the image?"
-    return name, question, "yes" if asked == count else "no"
+    return name, count_question(name, asked), "yes" if asked == count else "no"
 
 
 def write_heldout_questions(images: list[ImageRecord], records_file: Path, world: WorldConfig, out_dir: Path,
@@ -69,7 +65,7 @@ def write_heldout_questions(images: list[ImageRecord], records_file: Path, world
         if not image.objects:
             continue
         path = os.path.relpath(resolve_image_path(image, records_file), out_dir)
-        asked = {"color": colour_question(image, world, rng), "count": count_question(image, rng)}
+        asked = {"color": colour_item(image, world, rng), "count": count_item(image, rng)}
         for split, item in asked.items():
             if item is not None:
                 name, text, label = item
