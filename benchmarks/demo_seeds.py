@@ -11,8 +11,8 @@ import argparse
 import json
 from pathlib import Path
 
-from hadpo.demo import run_demo
-from hadpo.demo_report import ROWS, format_cell, lookup
+from hadpo.world.demo import run_demo
+from hadpo.world.report import ROWS, format_cell, lookup
 
 # The rows of the demo report that tell the signature, by their path in results.json.
 FIGURES = [row for row in ROWS if row[1] in {

@@ -36,8 +36,8 @@ from transformers import (
 )
 
 from hadpo.models import get_family
-from hadpo.models.tiny import IMAGE_TOKEN, TinyLlavaSpec, build_processor, build_tiny_llava, train_tokenizer
 from hadpo.records import PreferencePair, write_jsonl
+from hadpo.world.tiny import IMAGE_TOKEN, TinyLlavaSpec, build_processor, build_tiny_llava, train_tokenizer
 
 WORDS = (
     "there is a red square blue circle green knife on the table left right top of the image and a dog".split()

@@ -18,9 +18,9 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 
 import yaml
 
-from hadpo.demo import load_demo_config
 from hadpo.records import ImageRecord, read_jsonl
 from hadpo.world.config import WorldConfig, validated
+from hadpo.world.demo import load_demo_config
 from hadpo.world.pretrain import PretrainConfig, pretrain_base
 from hadpo.world.probe import probe
 from hadpo.world.scenes import build_world

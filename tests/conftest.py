@@ -8,8 +8,8 @@ import pytest
 import torch
 from PIL import Image, ImageDraw
 
-from hadpo.models.tiny import TinyLlavaSpec, build_tiny_llava, train_tokenizer
 from hadpo.records import ImageRecord, ObjectAnnotation, Region, write_jsonl
+from hadpo.world.tiny import TinyLlavaSpec, build_tiny_llava, train_tokenizer
 
 CORPUS = [
     "USER: Describe this image in detail. ASSISTANT: There is a red square on the left.",

@@ -8,7 +8,7 @@ import json
 import pytest
 import yaml
 
-from hadpo.demo import load_demo_config, load_demo_sections, run_demo
+from hadpo.world.demo import load_demo_config, load_demo_sections, run_demo
 
 SMALL = {
     "world": {"splits": {"pretrain": 120, "pairs": 16, "eval": 16}},

@@ -19,8 +19,8 @@ from hadpo.evaluate.runner import (
     mode_agreement,
     run_queries,
 )
-from hadpo.models.tiny import TinyLlavaSpec, build_tiny_llava, train_tokenizer
 from hadpo.records import Answer, read_jsonl
+from hadpo.world.tiny import TinyLlavaSpec, build_tiny_llava, train_tokenizer
 
 PROMPTS = ["Is there a dog in the image?", "Is there a red square on the left in the image?", "Is there a cup?"]
 

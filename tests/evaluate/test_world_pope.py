@@ -16,7 +16,7 @@ pytestmark = pytest.mark.slow
 
 
 def test_pope_on_the_world_with_the_base_model(tmp_path, capsys):
-    from hadpo.demo import load_demo_config
+    from hadpo.world.demo import load_demo_config
     from hadpo.world.pretrain import pretrain_base
     from hadpo.world.scenes import build_world
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 from PIL import Image
+from tiny_families import build_tiny_instructblip, build_tiny_llava_next, build_tiny_qwen2_vl
 
-from hadpo.models.tiny import TinyLlavaSpec, build_tiny_llava, train_tokenizer
-from hadpo.models.tiny_families import build_tiny_instructblip, build_tiny_llava_next, build_tiny_qwen2_vl
 from hadpo.records import PreferencePair, write_jsonl
+from hadpo.world.tiny import TinyLlavaSpec, build_tiny_llava, train_tokenizer
 
 CORPUS = [
     "Describe this image in detail. There is a red square. There is a blue circle and a dog.",

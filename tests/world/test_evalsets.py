@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-from hadpo.models.tiny import train_tokenizer
 from hadpo.records import ImageRecord, read_jsonl
 from hadpo.train.data import SFTExample
 from hadpo.world.config import load_world_config
@@ -13,6 +12,7 @@ from hadpo.world.data import corpus, reading_conversation
 from hadpo.world.evalsets import write_heldout_questions, write_sft_descriptions
 from hadpo.world.pretrain import encode_conversation
 from hadpo.world.scenes import build_world
+from hadpo.world.tiny import train_tokenizer
 from hadpo.world.truth import sentence_label
 
 

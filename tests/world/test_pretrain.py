@@ -1,7 +1,6 @@
 import torch
 from PIL import Image
 
-from hadpo.models.tiny import IMAGE_TOKEN, build_tiny_llava, train_tokenizer
 from hadpo.records import ImageRecord, read_jsonl
 from hadpo.world.config import load_world_config
 from hadpo.world.data import corpus
@@ -14,6 +13,7 @@ from hadpo.world.pretrain import (
     train_vision,
 )
 from hadpo.world.scenes import build_world
+from hadpo.world.tiny import IMAGE_TOKEN, build_tiny_llava, train_tokenizer
 
 TINY = PretrainConfig(vision_hidden=32, text_hidden=64, text_layers=2, text_intermediate=128, vocab_size=400)
 

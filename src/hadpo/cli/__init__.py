@@ -1,16 +1,19 @@
 """`hadpo` command line: one sub-command per stage. Each wing registers its verbs from its own module here;
-library modules never import from `hadpo.cli`."""
+library modules never import from `hadpo.cli`. Verbs from outside the toolkit (the scene world's `world` and
+`demo`) are found through the `hadpo.cli` entry-point group, so the toolkit never imports them."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
+from importlib.metadata import entry_points
 
-from hadpo.cli import demo, eval, pairs, report, train, world
+from hadpo.cli import eval, pairs, report, train
 from hadpo.records import RecordError
 
-WINGS = [world, pairs, train, eval, report, demo]
+WINGS = [pairs, train, eval, report]
+ENTRY_POINTS = "hadpo.cli"  # each entry point names a `register(subparsers)` function
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -19,6 +22,8 @@ def build_parser() -> argparse.ArgumentParser:
     subparsers = parser.add_subparsers(dest="command", required=True)
     for wing in WINGS:
         wing.register(subparsers)
+    for entry_point in entry_points(group=ENTRY_POINTS):
+        entry_point.load()(subparsers)
     return parser
 
 

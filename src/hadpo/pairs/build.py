@@ -39,7 +39,9 @@ STAGES = ("describe", "judge", "rewrite", "qa")
 
 def load_world(config: PairsConfig):
     """The scene world named by the source config: (world config, its files, the pretraining config)."""
-    from hadpo.demo import load_demo_config  # the world wing, imported only when the world is the source
+    from hadpo.world.demo import (
+        load_demo_config,  # the world wing, imported only when the world is the source
+    )
     from hadpo.world.scenes import build_world
 
     world, pretrain = load_demo_config(config.source.world_config)

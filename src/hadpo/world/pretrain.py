@@ -28,11 +28,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 from tqdm import tqdm
 
-from hadpo.models.tiny import IMAGE_TOKEN, TinyLlavaSpec, build_tiny_llava, train_tokenizer
 from hadpo.records import ImageRecord, read_jsonl, resolve_image_path
 from hadpo.world.config import WorldConfig
 from hadpo.world.data import conversation, corpus, reading_conversation
 from hadpo.world.scenes import WorldFiles
+from hadpo.world.tiny import IMAGE_TOKEN, TinyLlavaSpec, build_tiny_llava, train_tokenizer
 
 IGNORE = -100
 

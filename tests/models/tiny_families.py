@@ -27,7 +27,7 @@ from transformers.models.llava_next import LlavaNextImageProcessorPil
 from transformers.models.qwen2_vl import Qwen2VLImageProcessorPil
 
 from hadpo.models.qwen2_vl import Qwen2VLImageOnlyProcessor
-from hadpo.models.tiny import CHAT_TEMPLATE, IMAGE_TOKEN, train_tokenizer
+from hadpo.world.tiny import CHAT_TEMPLATE, IMAGE_TOKEN, train_tokenizer
 
 QWEN_TOKENS = [
     "<|im_start|>",

@@ -23,9 +23,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from rich.console import Console
 from rich.table import Table
 
-from hadpo.demo_report import ROWS, format_cell, lookup, write_report
 from hadpo.world.config import WorldConfig, validated
 from hadpo.world.pretrain import PretrainConfig
+from hadpo.world.report import ROWS, format_cell, lookup, write_report
 
 console = Console()
 SECTIONS = ("world", "pretrain", "pairs", "train", "eval")

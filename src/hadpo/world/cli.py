@@ -1,4 +1,5 @@
-"""`hadpo world build | pretrain | probe`: the synthetic scene world and its tiny base VLM."""
+"""The world's verbs, `hadpo world build | pretrain | probe` and `hadpo demo`, found by `hadpo.cli` through the
+`hadpo.cli` entry-point group (pyproject.toml), so that the toolkit's command line never imports the world."""
 
 from __future__ import annotations
 
@@ -7,15 +8,30 @@ import json
 from rich.console import Console
 from rich.table import Table
 
-from hadpo.demo import load_demo_config
 from hadpo.records import ImageRecord, read_jsonl
 from hadpo.world.config import WorldConfig
+from hadpo.world.demo import load_demo_config, run_demo
 from hadpo.world.pretrain import pretrain_base
 from hadpo.world.probe import ProbeResult, probe
 from hadpo.world.scenes import build_world
 
 
 def register(subparsers) -> None:
+    register_world(subparsers)
+    register_demo(subparsers)
+
+
+def register_demo(subparsers) -> None:
+    demo = subparsers.add_parser("demo", help="HA-DPO end to end on the synthetic scene world, with a report")
+    demo.add_argument("--config", help="demo YAML (world, pretrain, pairs, train, eval sections); default: built-in")
+    demo.add_argument("--seed", type=int, help="seed of the world and of training")
+    demo.add_argument("--runs-dir", default="runs", help="where worlds, models and reports go")
+    demo.add_argument("--ablate", action="store_true",
+                      help="also train without the auxiliary SFT loss, without QA pairs and without rewrites")
+    demo.set_defaults(func=lambda args: run_demo(args.config, args.seed, args.runs_dir, args.ablate) and 0)
+
+
+def register_world(subparsers) -> None:
     world = subparsers.add_parser("world", help="build the scene world and pretrain its base model")
     verbs = world.add_subparsers(dest="world_command", required=True)
     for name, func, help_text in [
