@@ -18,8 +18,9 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 
 import yaml
 
+from hadpo.config import validate_config
 from hadpo.records import ImageRecord, read_jsonl
-from hadpo.world.config import WorldConfig, validated
+from hadpo.world.config import WorldConfig
 from hadpo.world.demo import load_demo_config
 from hadpo.world.pretrain import PretrainConfig, pretrain_base
 from hadpo.world.probe import probe
@@ -27,15 +28,15 @@ from hadpo.world.scenes import build_world
 
 
 def job_configs(job: dict) -> tuple[WorldConfig, PretrainConfig]:
-    world, pretrain = load_demo_config(job["config"], job["seed"])
-    world_data = world.model_dump()
+    demo = load_demo_config(job["config"], job["seed"])
+    world_data = demo.world.model_dump()
     for dotted, value in job["world"].items():
         *parents, leaf = dotted.split(".")
         node = world_data
         for key in parents:
             node = node[key]
         node[leaf] = value
-    return validated(WorldConfig, world_data, job["name"]), pretrain
+    return validate_config(WorldConfig, world_data, job["name"]), demo.pretrain
 
 
 def run(job: dict) -> dict:
@@ -44,7 +45,8 @@ def run(job: dict) -> dict:
 
         torch.set_num_threads(job["threads"])
     world, pretrain = job_configs(job)
-    pretrain = validated(PretrainConfig, {**pretrain.model_dump(), **job["pretrain"], "device": job["device"]}, job["name"])
+    pretrain = validate_config(PretrainConfig, {**pretrain.model_dump(), **job["pretrain"], "device": job["device"]},
+                               job["name"])
     files = build_world(world, job["runs_dir"])
     started = time.perf_counter()
     model_dir = pretrain_base(world, files, pretrain, job["runs_dir"])

@@ -8,7 +8,7 @@ import json
 import pytest
 import yaml
 
-from hadpo.world.demo import load_demo_config, load_demo_sections, run_demo
+from hadpo.world.demo import load_demo_config, run_demo
 
 SMALL = {
     "world": {"splits": {"pretrain": 120, "pairs": 16, "eval": 16}},
@@ -57,4 +57,4 @@ def test_demo_config_sections_are_checked(tmp_path):
         load_demo_config(bad)
     bad.write_text("eval: {pope_imgs: 3}\n")
     with pytest.raises(ValueError, match="pope_imgs"):
-        load_demo_sections(bad)
+        load_demo_config(bad)

@@ -21,7 +21,8 @@ def test_pope_on_the_world_with_the_base_model(tmp_path, capsys):
     from hadpo.world.scenes import build_world
 
     runs = os.environ.get("HADPO_RUNS", "runs")
-    world, pretrain = load_demo_config(None)
+    demo = load_demo_config(None)
+    world, pretrain = demo.world, demo.pretrain
     files = build_world(world, runs)
     # HADPO_BASE_MODEL reuses a base model trained elsewhere (e.g. with a shorter pretraining config).
     model_dir = os.environ.get("HADPO_BASE_MODEL") or pretrain_base(world, files, pretrain, runs)

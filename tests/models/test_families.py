@@ -7,8 +7,9 @@ from peft import PeftModel
 from PIL import Image
 from transformers import AutoConfig, AutoModelForImageTextToText
 
+from hadpo.config import load_config
 from hadpo.models import FAMILIES, get_family
-from hadpo.train.config import load_config
+from hadpo.train.config import HADPOConfig
 from hadpo.train.data import PreferenceCollator, load_pairs
 from hadpo.train.run import build_trainer, prepare_policy, save_outputs
 
@@ -31,7 +32,7 @@ def _config(folder, pairs, out, **overrides):
         disable_tqdm=True,
         beta=0.5,
     )
-    return load_config(None, **{**values, **overrides})
+    return load_config(HADPOConfig, None, values, overrides)
 
 
 def test_families_are_found_by_model_type():

@@ -177,10 +177,10 @@ def test_qa_kinds_keep_question_types_out_of_the_pairs(image_records, tmp_path):
 
 
 def test_an_unknown_qa_kind_is_refused():
-    from hadpo.pairs.config import QAConfig
+    from hadpo.config import validate_config
 
     with pytest.raises(ValueError, match="qa.kinds: unknown kind 'colour'"):
-        QAConfig(kinds=["existence", "colour"])
+        validate_config(PairsConfig, {"qa": {"kinds": ["existence", "colour"]}}, "build.yaml")
 
 
 def test_co_occurrence_questions_ask_about_the_absent_objects_that_usually_come_along():

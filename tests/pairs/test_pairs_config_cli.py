@@ -10,8 +10,9 @@ import pytest
 import yaml
 
 from hadpo.cli import main
+from hadpo.config import load_config
 from hadpo.judge.llm_client import LLMConfig
-from hadpo.pairs.config import PairsConfig, load_config
+from hadpo.pairs.config import PairsConfig
 from hadpo.pairs.describe import DescribeConfig, describe_images
 from hadpo.pairs.store import BuildFiles, Ledger
 from hadpo.records import Description, ImageRecord, read_jsonl
@@ -21,7 +22,7 @@ CONFIGS = sorted((Path(__file__).parents[2] / "configs" / "pairs").glob("*.yaml"
 
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.name for p in CONFIGS])
 def test_every_example_config_loads(path):
-    config = load_config(path)
+    config = load_config(PairsConfig, path, section="pairs")
     assert isinstance(config, PairsConfig) and config.out_dir
     if config.judge.kind == "llm":
         assert isinstance(config.judge.llm, LLMConfig)
@@ -32,7 +33,7 @@ def test_unknown_keys_are_errors(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("judge:\n  llm:\n    modle: gpt-4o\n")
     with pytest.raises(ValueError, match=r"judge.llm: unknown key 'modle'"):
-        load_config(path)
+        load_config(PairsConfig, path, section="pairs")
 
 
 def test_describe_samples_and_resumes(image_records, tiny_model_dir, tmp_path):

@@ -13,6 +13,7 @@ from hadpo.pairs.config import PairsConfig, SourceConfig
 from hadpo.pairs.store import BuildFiles
 from hadpo.records import Description, ImageRecord, read_jsonl, write_jsonl
 from hadpo.text import split_sentences
+from hadpo.world.demo import load_demo_config
 
 world_config = pytest.importorskip("hadpo.world.config")
 world_data = pytest.importorskip("hadpo.world.data")
@@ -55,7 +56,7 @@ def test_offline_judge_agrees_with_world_truth_and_builds_both_kinds(world_yaml,
         kind="world", world_config=str(world_yaml), runs_dir=str(world_yaml.parent / "runs")
     )
     config = PairsConfig(out_dir=str(tmp_path / "build"), source=source, ground_truth=f"{__name__}:truth")
-    world = world_config.load_world_config(world_yaml)
+    world = load_demo_config(world_yaml).world
     records = read_jsonl(world_scenes.build_world(world, source.runs_dir).images("pairs"), ImageRecord)
     files = BuildFiles(tmp_path / "build")
     files.root.mkdir()

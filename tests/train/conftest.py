@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from train_helpers import make_pairs
 
-from hadpo.train.config import load_config
+from hadpo.config import load_config
+from hadpo.train.config import HADPOConfig
 
 
 @pytest.fixture(scope="session")
@@ -38,6 +39,6 @@ def make_config(tiny_model_dir, pairs_file, tmp_path):
             disable_tqdm=True,
         )
         values.update(overrides)
-        return load_config(None, **values)
+        return load_config(HADPOConfig, None, values)
 
     return build

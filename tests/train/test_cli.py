@@ -69,7 +69,8 @@ def test_bad_pair_stops_before_training(recipe, tmp_path, capsys):
 KILLER = """
 import os, signal, sys
 from transformers import TrainerCallback
-from hadpo.train.config import load_config
+from hadpo.config import load_config
+from hadpo.train.config import HADPOConfig
 from hadpo.train.run import run_training
 
 class KillAfter(TrainerCallback):  # a hard kill, as if the machine went away after checkpoint-2
@@ -77,7 +78,7 @@ class KillAfter(TrainerCallback):  # a hard kill, as if the machine went away af
         if state.global_step == 3:
             os.kill(os.getpid(), signal.SIGKILL)
 
-run_training(load_config(sys.argv[1]), callbacks=[KillAfter()])
+run_training(load_config(HADPOConfig, sys.argv[1]), callbacks=[KillAfter()])
 """
 
 

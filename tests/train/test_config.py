@@ -5,7 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hadpo.train.config import HADPOConfig, load_config, save_config
+from hadpo.config import load_config, save_config
+from hadpo.train.config import HADPOConfig
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 REQUIRED = ["model_name_or_path=m", "pairs=p.jsonl", "use_cpu=true"]
@@ -28,12 +29,12 @@ def test_the_paper_recipe_is_among_the_recipes():
 @pytest.mark.parametrize("recipe", training_recipes(), ids=lambda p: p.name)
 def test_every_training_recipe_loads(recipe, tmp_path):
     # use_cpu lets bf16 recipes validate on a machine without a GPU.
-    config = load_config(recipe, ["use_cpu=true", f"output_dir={tmp_path}"])
+    config = load_config(HADPOConfig, recipe, ["use_cpu=true", f"output_dir={tmp_path}"])
     assert isinstance(config, HADPOConfig)
 
 
 def test_paper_hyperparameters_for_llava15(tmp_path):
-    config = load_config(CONFIGS / "llava15_7b_hadpo.yaml", ["use_cpu=true", f"output_dir={tmp_path}"])
+    config = load_config(HADPOConfig, CONFIGS / "llava15_7b_hadpo.yaml", ["use_cpu=true", f"output_dir={tmp_path}"])
     assert (config.lora_r, config.lora_alpha, config.learning_rate, config.beta) == (128, 256, 2e-6, 0.1)
     assert (config.num_train_epochs, config.lr_scheduler_type.value, config.warmup_steps) == (
         1,
@@ -46,6 +47,7 @@ def test_paper_hyperparameters_for_llava15(tmp_path):
 
 def test_overrides_are_typed_yaml_scalars():
     config = load_config(
+        HADPOConfig,
         None, [*REQUIRED, "learning_rate=1e-4", "beta=0.5", "save_strategy=no", "max_length=64"]
     )
     assert config.learning_rate == 1e-4 and config.beta == 0.5 and config.max_length == 64
@@ -66,7 +68,7 @@ def test_overrides_are_typed_yaml_scalars():
 )
 def test_bad_values_name_the_key(override, message):
     with pytest.raises(ValueError) as error:
-        load_config(None, [*REQUIRED, override])
+        load_config(HADPOConfig, None, [*REQUIRED, override])
     assert message in str(error.value)
 
 
@@ -76,15 +78,15 @@ def test_unknown_key_in_a_file_names_the_file_and_key(tmp_path):
     with pytest.raises(
         ValueError, match=r"recipe.yaml: unknown config key 'lora_alpah' \(did you mean 'lora_alpha'"
     ):
-        load_config(path)
+        load_config(HADPOConfig, path)
 
 
 def test_required_keys_and_resolved_config_roundtrip(tmp_path):
     with pytest.raises(ValueError, match="config key 'pairs' is required"):
-        load_config(None, ["model_name_or_path=m"])
-    config = load_config(None, [*REQUIRED, "gamma=0.5", "sft_data=s.jsonl", f"output_dir={tmp_path}"])
+        load_config(HADPOConfig, None, ["model_name_or_path=m"])
+    config = load_config(HADPOConfig, None, [*REQUIRED, "gamma=0.5", "sft_data=s.jsonl", f"output_dir={tmp_path}"])
     save_config(config, tmp_path / "resolved.yaml")
-    again = load_config(tmp_path / "resolved.yaml")
+    again = load_config(HADPOConfig, tmp_path / "resolved.yaml")
     assert (again.gamma, again.sft_data, again.beta, again.use_cpu) == (0.5, "s.jsonl", 0.1, True)
 
 

@@ -9,7 +9,8 @@ import torch.nn.functional as F
 from peft import PeftModel
 from transformers import AutoModelForImageTextToText
 
-from hadpo.train.config import load_config
+from hadpo.config import load_config
+from hadpo.train.config import HADPOConfig
 from hadpo.train.run import build_trainer, run_training
 
 
@@ -147,7 +148,7 @@ def test_save_and_load_roundtrip(make_config, tiny_model_dir, tmp_path):
     assert torch.allclose(trained, loaded, atol=1e-5) and torch.allclose(trained, merged, atol=1e-4)
     card = (out / "README.md").read_text()
     assert f"base_model: {tiny_model_dir}" in card and "beta 0.1" in card and '"pairs": 16' in card
-    resolved = load_config(out / "hadpo_config.yaml")
+    resolved = load_config(HADPOConfig, out / "hadpo_config.yaml")
     assert resolved.chosen_sft_weight == 0.1 and resolved.max_steps == 2
     state = json.loads((out / "trainer_state.json").read_text())
     assert any("loss/chosen_sft" in entry for entry in state["log_history"])

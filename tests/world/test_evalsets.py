@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import json
 
+from hadpo.config import load_config
 from hadpo.records import ImageRecord, read_jsonl
 from hadpo.train.data import SFTExample
-from hadpo.world.config import load_world_config
+from hadpo.world.config import WorldConfig
 from hadpo.world.data import corpus, reading_conversation
 from hadpo.world.evalsets import write_heldout_questions, write_sft_descriptions
 from hadpo.world.pretrain import encode_conversation
@@ -17,7 +18,7 @@ from hadpo.world.truth import sentence_label
 
 
 def _world(tmp_path):
-    world = load_world_config(splits={"pretrain": 40, "pairs": 4, "eval": 40})
+    world = load_config(WorldConfig, None, {"splits": {"pretrain": 40, "pairs": 4, "eval": 40}})
     return world, build_world(world, tmp_path)
 
 

@@ -1,8 +1,9 @@
 import torch
 from PIL import Image
 
+from hadpo.config import load_config
 from hadpo.records import ImageRecord, read_jsonl
-from hadpo.world.config import load_world_config
+from hadpo.world.config import WorldConfig
 from hadpo.world.data import corpus
 from hadpo.world.pretrain import (
     PretrainConfig,
@@ -19,7 +20,7 @@ TINY = PretrainConfig(vision_hidden=32, text_hidden=64, text_layers=2, text_inte
 
 
 def _setup(tmp_path, **pretrain):
-    world = load_world_config(splits={"pretrain": 64, "pairs": 4, "eval": 4})
+    world = load_config(WorldConfig, None, {"splits": {"pretrain": 64, "pairs": 4, "eval": 4}})
     files = build_world(world, tmp_path)
     images = read_jsonl(files.images("pretrain"), ImageRecord)
     config = TINY.model_copy(update=pretrain)

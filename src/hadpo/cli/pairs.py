@@ -11,6 +11,7 @@ import json
 
 def _add_build_arguments(parser) -> None:
     parser.add_argument("config", help="build config (YAML), e.g. configs/pairs/world.yaml")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. describe.model=runs/base/<digest>")
     parser.add_argument("--out-dir", help="override the config's out_dir")
     parser.add_argument(
         "--dry-run", action="store_true", help="count calls and tokens; write no stage output"
@@ -18,10 +19,12 @@ def _add_build_arguments(parser) -> None:
 
 
 def _run_stages(args) -> int:
+    from hadpo.config import load_config
     from hadpo.pairs.build import STAGES, run_build
-    from hadpo.pairs.config import load_config
+    from hadpo.pairs.config import PairsConfig
 
-    config = load_config(args.config, out_dir=args.out_dir)
+    out_dir = {"out_dir": args.out_dir} if args.out_dir else {}
+    config = load_config(PairsConfig, args.config, args.overrides, out_dir, section="pairs")
     stages = STAGES if args.stage == "build" else (args.stage,)
     stats = run_build(config, stages, dry_run=args.dry_run)
     print(json.dumps(stats, indent=2))

@@ -19,7 +19,8 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from hadpo.train.config import HADPOConfig, load_config
+    from hadpo.config import load_config
+    from hadpo.train.config import HADPOConfig
 
     if args.help_config:
         print("\n".join(HADPOConfig.help_lines()))
@@ -28,5 +29,5 @@ def run(args) -> int:
         raise ValueError("hadpo train needs a CONFIG.yaml (or --help-config)")
     from hadpo.train.run import run_training
 
-    run_training(load_config(args.config, args.overrides), resume=args.resume)
+    run_training(load_config(HADPOConfig, args.config, args.overrides), resume=args.resume)
     return 0

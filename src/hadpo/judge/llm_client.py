@@ -24,6 +24,8 @@ from pathlib import Path
 
 import openai
 
+from hadpo.config import Config
+
 log = logging.getLogger(__name__)
 
 RETRYABLE = (
@@ -34,8 +36,7 @@ RETRYABLE = (
 )
 
 
-@dataclass
-class LLMConfig:
+class LLMConfig(Config):
     """Where and how to call the chat endpoint. Every field has a default except the endpoint itself."""
 
     base_url: str = "https://api.openai.com/v1"  # any OpenAI-compatible server, e.g. http://127.0.0.1:8000/v1

@@ -20,10 +20,11 @@ import logging
 from collections import Counter
 from pathlib import Path
 
+from hadpo.config import save_config
 from hadpo.judge.llm import LLMJudge, LLMRewriter
 from hadpo.judge.llm_client import LLMClient
 from hadpo.judge.offline import AnnotationJudge
-from hadpo.pairs.config import PairsConfig, save_config
+from hadpo.pairs.config import PairsConfig
 from hadpo.pairs.describe import describe_images
 from hadpo.pairs.judging import judge_descriptions, judge_stats
 from hadpo.pairs.qa import co_occurrence_facts, collect_facts, qa_pairs, sample_answers
@@ -44,8 +45,8 @@ def load_world(config: PairsConfig):
     )
     from hadpo.world.scenes import build_world
 
-    world, pretrain = load_demo_config(config.source.world_config)
-    return world, build_world(world, config.source.runs_dir), pretrain
+    demo = load_demo_config(config.source.world_config)
+    return demo.world, build_world(demo.world, config.source.runs_dir), demo.pretrain
 
 
 def load_source(

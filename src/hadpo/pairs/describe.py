@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import dataclass, field
 
+from hadpo.config import Config
 from hadpo.evaluate.runner import Query, RunnerConfig, load_model, run_queries
 from hadpo.pairs.store import BuildFiles, Ledger, append, done_ids
 from hadpo.records import Answer, Description, ImageRecord, iter_jsonl
@@ -28,11 +28,10 @@ DESCRIBE_PROMPTS = [
 ]
 
 
-@dataclass
-class DescribeConfig:
+class DescribeConfig(Config):
     model: str = ""  # a model folder or hub id (AutoModelForImageTextToText + AutoProcessor)
     per_image: int = 2  # descriptions sampled per image
-    prompts: list[str] = field(default_factory=lambda: list(DESCRIBE_PROMPTS))
+    prompts: list[str] = list(DESCRIBE_PROMPTS)
     batch_size: int = 16
     max_new_tokens: int = 96
     do_sample: bool = True

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from lemminflect import getInflection
 
+from hadpo.config import Config
 from hadpo.evaluate.pope import parse_answer
 from hadpo.evaluate.runner import Query, RunnerConfig, load_model, run_queries
 from hadpo.judge.offline import NUMBER_WORDS, AnnotationJudge
@@ -143,8 +144,7 @@ def pair_id(fact: QAFact) -> str:
     return f"qa:{fact.image_id}:{hashlib.sha1(fact.question.encode()).hexdigest()[:10]}"
 
 
-@dataclass
-class AnswerSampling:
+class AnswerSampling(Config):
     model: str = ""
     batch_size: int = 16
     max_new_tokens: int = 24

@@ -1,19 +1,17 @@
-"""Typed training config: `HADPOConfig`, a `transformers.TrainingArguments` subclass, plus strict YAML
-loading.
+"""Typed training config: `HADPOConfig`, a `transformers.TrainingArguments` subclass (the Trainer takes nothing
+else).
 
 Every HA-DPO option is a dataclass field with its help text in the field metadata (written once, shown by
 `hadpo train --help-config` and in docs/training.md) and is validated in `__post_init__`, before any model is
-loaded. YAML recipes hold only deltas from the defaults; an unknown key is an error naming the key;
-`key=value` overrides on the command line are parsed as YAML scalars.
+loaded. It is loaded like every other config, by `hadpo.config.load_config(HADPOConfig, path, overrides)`:
+YAML recipes hold only deltas from the defaults, an unknown key is an error naming the key, and `key=value`
+overrides on the command line are parsed as YAML scalars.
 """
 
 from __future__ import annotations
 
-import difflib
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 
-import yaml
 from transformers import TrainingArguments
 
 from hadpo.train.data import parse_mix
@@ -150,60 +148,3 @@ class HADPOConfig(TrainingArguments):
             for f in fields(cls)
             if f.name not in own or f.name in ("remove_unused_columns", "logging_steps")
         ]
-
-
-def _coerce(value, annotation: str):
-    # YAML 1.1 reads "2e-6" as a string and "no" as False; values are converted by the field's declared type.
-    if isinstance(value, bool) and "bool" not in annotation:
-        return "yes" if value else "no"
-    if (
-        isinstance(value, int | float)
-        and "str" in annotation
-        and not ("int" in annotation or "float" in annotation)
-    ):
-        return str(value)
-    if isinstance(value, str) and "str" not in annotation:
-        for kind, convert in (("float", float), ("int", int)):
-            if kind in annotation:
-                try:
-                    return convert(value)
-                except ValueError:
-                    pass
-    return value
-
-
-def parse_overrides(overrides: list[str]) -> dict:
-    values = {}
-    for item in overrides:
-        key, sep, raw = item.partition("=")
-        if not sep or not key:
-            raise ValueError(f"override '{item}' is not key=value")
-        values[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
-    return values
-
-
-def load_config(path: str | Path | None, overrides: list[str] | None = None, **extra) -> HADPOConfig:
-    """Config from a YAML recipe, then `key=value` overrides, then keyword arguments; unknown keys fail."""
-    data: dict = {}
-    if path is not None:
-        loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        if not isinstance(loaded, dict):
-            raise ValueError(f"{path}: a training config must be a YAML mapping")
-        data.update(loaded)
-    data.update(parse_overrides(overrides or []))
-    data.update(extra)
-    known = {f.name: str(f.type) for f in fields(HADPOConfig) if f.init}
-    for key in data:
-        if key not in known:
-            close = difflib.get_close_matches(key, known, n=1)
-            hint = f" (did you mean '{close[0]}'?)" if close else ""
-            raise ValueError(f"{path or 'config'}: unknown config key '{key}'{hint}")
-    return HADPOConfig(**{key: _coerce(value, known[key]) for key, value in data.items()})
-
-
-def save_config(config: HADPOConfig, path: str | Path) -> None:
-    """The resolved config (every field, defaults included), loadable again with `load_config`."""
-    known = {f.name for f in fields(HADPOConfig) if f.init}
-    values = {k: v for k, v in config.to_dict().items() if k in known}
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(yaml.safe_dump(values, sort_keys=True), encoding="utf-8")

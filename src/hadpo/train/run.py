@@ -14,8 +14,9 @@ import torch
 from accelerate import PartialState
 from transformers import AutoConfig, AutoModelForImageTextToText, set_seed
 
+from hadpo.config import save_config
 from hadpo.models import VLMFamily, get_family
-from hadpo.train.config import HADPOConfig, save_config
+from hadpo.train.config import HADPOConfig
 from hadpo.train.data import (
     AuxStream,
     PreferenceCollator,
@@ -134,7 +135,7 @@ def build_trainer(config: HADPOConfig, callbacks=None, processor=None) -> HADPOT
         )
         sft_collator = SFTCollator(processor, family, None)
     if config.process_index == 0:
-        save_config(config, Path(config.output_dir) / "hadpo_config.yaml")
+        save_config(config, Path(config.output_dir) / "hadpo_config.yaml", sort_keys=True)
 
     model = load_model(config.model_name_or_path, config, family)
     ref_model = None
@@ -205,7 +206,7 @@ def save_outputs(trainer: HADPOTrainer) -> None:
     trainer.save_state()
     if not trainer.is_world_process_zero():
         return
-    save_config(config, out / "hadpo_config.yaml")
+    save_config(config, out / "hadpo_config.yaml", sort_keys=True)
     (out / "README.md").write_text(model_card(trainer), encoding="utf-8")
     if config.merge_adapter and config.finetuning != "full":
         merged = trainer.accelerator.unwrap_model(trainer.model).merge_and_unload()

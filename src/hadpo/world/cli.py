@@ -47,23 +47,23 @@ def register_world(subparsers) -> None:
 
 
 def _build(args) -> int:
-    world, _ = load_demo_config(args.config, args.seed)
-    files = build_world(world, args.runs_dir)
+    files = build_world(load_demo_config(args.config, args.seed).world, args.runs_dir)
     print(files.root)
     return 0
 
 
 def _pretrain(args) -> int:
-    world, pretrain = load_demo_config(args.config, args.seed)
-    model_dir = pretrain_base(world, build_world(world, args.runs_dir), pretrain, args.runs_dir)
+    demo = load_demo_config(args.config, args.seed)
+    model_dir = pretrain_base(demo.world, build_world(demo.world, args.runs_dir), demo.pretrain, args.runs_dir)
     print(model_dir)
     return 0
 
 
 def _probe(args) -> int:
-    world, pretrain = load_demo_config(args.config, args.seed)
+    demo = load_demo_config(args.config, args.seed)
+    world = demo.world
     files = build_world(world, args.runs_dir)
-    model_dir = pretrain_base(world, files, pretrain, args.runs_dir)
+    model_dir = pretrain_base(world, files, demo.pretrain, args.runs_dir)
     result = probe(model_dir, read_jsonl(files.images("eval"), ImageRecord), files.images("eval"), world, world.seed)
     print_probe(result, world)
     print(json.dumps({"recall": result.recall, "hallucinating": result.hallucinating, **result.existence}))

@@ -13,40 +13,34 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
-from typing import TypeVar
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
 
+from hadpo.config import Config
 from hadpo.world.drawing import COLOURS, SHAPES
 
 
-class Family(BaseModel):
+class Family(Config):
     """Objects that usually appear together (like fork and knife), and how often captions name an absent
     member right after a present one."""
 
-    model_config = ConfigDict(extra="forbid")
     members: list[str] = Field(min_length=2)
     caption_noise: float = Field(ge=0.0, le=1.0)
 
 
-class BiasConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class BiasConfig(Config):
     caption_noise_scale: float = Field(1.0, ge=0.0, description="multiplies every family's caption_noise")
     qa_from_captions: bool = Field(True, description="biased-phase QA is written from captions, not images")
     yes_bias: float = Field(0.85, ge=0.0, le=1.0, description="share of biased-phase questions about named objects")
 
 
-class SplitSizes(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class SplitSizes(Config):
     pretrain: int = Field(6000, ge=1)
     pairs: int = Field(600, ge=1)
     eval: int = Field(300, ge=1)
 
 
-class WorldConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class WorldConfig(Config):
     seed: int = 0
     image_size: int = Field(48, gt=0)
     patch_size: int = Field(16, gt=0)  # one grid cell per vision patch: a patch sees exactly one object
@@ -117,27 +111,3 @@ class WorldConfig(BaseModel):
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.model_dump(), sort_keys=True).encode()).hexdigest()[:12]
-
-
-def load_world_config(path: str | Path | None = None, **overrides) -> WorldConfig:
-    """Load a world config from YAML (None = defaults); one clear line on a config that cannot work."""
-    data: dict = {}
-    if path is not None:
-        data = yaml.safe_load(Path(path).read_text()) or {}
-        data = data.get("world", data)
-    data.update(overrides)
-    return validated(WorldConfig, data, str(path) if path else "world config")
-
-
-M = TypeVar("M", bound=BaseModel)
-
-
-def validated(model: type[M], data: dict, source: str) -> M:
-    """`model` built from `data`, or one clear line: "SOURCE: key.path: what is wrong"."""
-    try:
-        return model.model_validate(data)
-    except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        message = first["msg"].removeprefix("Value error, ")
-        raise ValueError(f"{source}: {where + ': ' if where else ''}{message}") from None

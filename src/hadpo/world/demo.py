@@ -17,24 +17,23 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
+from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from rich.console import Console
 from rich.table import Table
 
-from hadpo.world.config import WorldConfig, validated
+from hadpo.config import Config, load_config, merge, validate_config
+from hadpo.world.config import WorldConfig
 from hadpo.world.pretrain import PretrainConfig
 from hadpo.world.report import ROWS, format_cell, lookup, write_report
 
 console = Console()
-SECTIONS = ("world", "pretrain", "pairs", "train", "eval")
 
 
-class EvalSettings(BaseModel):
+class EvalSettings(Config):
     """How the demo evaluates each model (all on the world's held-out eval split)."""
 
-    model_config = ConfigDict(extra="forbid")
     pope_images: int = Field(300, ge=1, description="images sampled for POPE")
     pope_per_image: int = Field(3, ge=1, description="positive questions per image (as many negatives)")
     batch_size: int = Field(64, ge=1)
@@ -81,42 +80,21 @@ ABLATIONS = {
 }
 
 
-def load_demo_config(path: str | Path | None, seed: int | None = None) -> tuple[WorldConfig, PretrainConfig]:
-    """World and pretraining configs from a demo YAML (`world:` and `pretrain:` sections; the demo's other
-    sections are read by `load_demo_sections`); unknown keys are errors. `seed` overrides both seeds."""
-    data = _read_yaml(path)
-    world_data = dict(data.get("world") or {})
-    pretrain_data = dict(data.get("pretrain") or {})
-    if seed is not None:
-        world_data["seed"] = pretrain_data["seed"] = seed
-    source = str(path) if path else "demo config"
-    return validated(WorldConfig, world_data, f"{source} (world)"), validated(
-        PretrainConfig, pretrain_data, f"{source} (pretrain)"
-    )
+class DemoConfig(Config):
+    """The demo YAML (configs/demo.yaml): the world, its base model's pretraining, overrides on top of the pairs
+    and training recipes, and the evaluation settings."""
+
+    world: WorldConfig = Field(default_factory=WorldConfig)
+    pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
+    pairs: dict[str, Any] = Field(default_factory=dict, description="on top of PAIRS_RECIPE")
+    train: dict[str, Any] = Field(default_factory=dict, description="HADPOConfig keys on top of TRAIN_RECIPE")
+    eval: EvalSettings = Field(default_factory=EvalSettings)
 
 
-def load_demo_sections(path: str | Path | None) -> tuple[dict, dict, EvalSettings]:
-    """The demo YAML's `pairs:` and `train:` overrides (on top of the recipes above) and `eval:` settings."""
-    data = _read_yaml(path)
-    source = str(path) if path else "demo config"
-    return (dict(data.get("pairs") or {}), dict(data.get("train") or {}),
-            validated(EvalSettings, data.get("eval") or {}, f"{source} (eval)"))
-
-
-def _read_yaml(path: str | Path | None) -> dict:
-    data = (yaml.safe_load(Path(path).read_text()) if path else {}) or {}
-    unknown = set(data) - set(SECTIONS)
-    if unknown:
-        raise ValueError(f"{path}: unknown section {sorted(unknown)[0]!r} (expected {', '.join(SECTIONS)})")
-    return data
-
-
-def _merge(base: dict, override: dict) -> dict:
-    merged = dict(base)
-    for key, value in override.items():
-        merged[key] = _merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) \
-            else value
-    return merged
+def load_demo_config(path: str | Path | None, seed: int | None = None) -> DemoConfig:
+    """The demo config from YAML (None: the defaults); `seed` overrides the world's and pretraining's seeds."""
+    seeds = {"world": {"seed": seed}, "pretrain": {"seed": seed}} if seed is not None else {}
+    return load_config(DemoConfig, path, seeds, source=str(path) if path else "demo config")
 
 
 def stage(number: int, total: int, text: str) -> None:
@@ -158,15 +136,15 @@ def build_pairs(model_dir: Path, images_file: Path, world: WorldConfig, out: Pat
     """HA-DPO pairs from the base model's descriptions of the pairs split (an ordinary `hadpo pairs build`
     with the world's pairs split as a folder source)."""
     from hadpo.pairs.build import run_build
-    from hadpo.pairs.config import PairsConfig, from_dict
+    from hadpo.pairs.config import PairsConfig
 
-    recipe = _merge(PAIRS_RECIPE, {
+    recipe = merge(PAIRS_RECIPE, {
         "out_dir": str(out),
         "source": {"kind": "folder", "images": str(images_file)},
         "describe": {"model": str(model_dir)},
         "judge": {"extra_names": list(world.categories)},  # every category is exhaustively annotated
     })
-    return run_build(from_dict(PairsConfig, _merge(recipe, overrides), "demo pairs"))
+    return run_build(validate_config(PairsConfig, merge(recipe, overrides), "demo pairs"))
 
 
 def without_rewrites(pairs_file: Path, out: Path) -> Path:
@@ -183,12 +161,12 @@ def without_rewrites(pairs_file: Path, out: Path) -> Path:
 
 def train(model_dir: Path, pairs_file: Path, sft_file: Path, out: Path, seed: int, overrides: dict) -> tuple[Path, list]:
     """HA-DPO on the base model; returns the merged model's folder and the trainer's log history."""
-    from hadpo.train.config import load_config
+    from hadpo.train.config import HADPOConfig
     from hadpo.train.run import run_training
 
-    settings = _merge(TRAIN_RECIPE, overrides)
-    config = load_config(None, model_name_or_path=str(model_dir), pairs=str(pairs_file), sft_data=str(sft_file),
-                         output_dir=str(out), seed=seed, **settings)
+    paths = {"model_name_or_path": str(model_dir), "pairs": str(pairs_file), "sft_data": str(sft_file),
+             "output_dir": str(out), "seed": seed}
+    config = validate_config(HADPOConfig, merge(paths, TRAIN_RECIPE, overrides), "demo train")
     trainer = run_training(config)
     return out / "merged", trainer.state.log_history
 
@@ -206,8 +184,8 @@ def run_demo(config_path: str | Path | None = None, seed: int | None = None, run
     from hadpo.world.scenes import build_world
 
     started = time.perf_counter()
-    world, pretrain = load_demo_config(config_path, seed)
-    pairs_overrides, train_overrides, settings = load_demo_sections(config_path)
+    demo = load_demo_config(config_path, seed)
+    world, pretrain, settings = demo.world, demo.pretrain, demo.eval
     out = Path(runs_dir) / "demo" / f"seed{world.seed}"
     if out.exists():  # a run's answers, pairs and adapters belong to one base model: start afresh
         shutil.rmtree(out)
@@ -244,7 +222,7 @@ def run_demo(config_path: str | Path | None = None, seed: int | None = None, run
 
     begun = time.perf_counter()
     stage(3, total, "HA-DPO pairs from the base model's descriptions of the pairs split")
-    pair_stats = build_pairs(base_dir, files.images("pairs"), world, out / "pairs", pairs_overrides)
+    pair_stats = build_pairs(base_dir, files.images("pairs"), world, out / "pairs", demo.pairs)
     print_pair_stats(pair_stats)
     timed("pairs", begun)
 
@@ -253,12 +231,12 @@ def run_demo(config_path: str | Path | None = None, seed: int | None = None, run
     sft_file = write_sft_descriptions(read_jsonl(files.images("pretrain"), ImageRecord)[:2000],
                                       files.images("pretrain"), out / "sft_descriptions.jsonl", world.seed)
     pairs_file = out / "pairs" / "pairs.jsonl"
-    runs = {"hadpo": (pairs_file, train_overrides)}
+    runs = {"hadpo": (pairs_file, demo.train)}
     if ablate:
         for name, change in ABLATIONS.items():
             source = pairs_file if change.get("rewrites", True) else without_rewrites(
                 pairs_file, out / "pairs_no_rewrites.jsonl")
-            runs[name] = (source, _merge(train_overrides, change.get("train", {})))
+            runs[name] = (source, merge(demo.train, change.get("train", {})))
     histories = {}
     trained = {}
     for name, (source, overrides) in runs.items():
