@@ -4,13 +4,17 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
 
 from hadpo.world.demo import load_demo_config, run_demo
 
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 SMALL = {
+    "pairs_recipe": str(CONFIGS / "pairs" / "world.yaml"),
+    "train_recipe": str(CONFIGS / "world_hadpo.yaml"),
     "world": {"splits": {"pretrain": 120, "pairs": 16, "eval": 16}},
     "pretrain": {"vision_steps": 20, "reading_steps": 5, "lm_steps": 10, "lm_batch": 4, "warmup_steps": 2},
     "pairs": {"describe": {"per_image": 1, "max_new_tokens": 24}},
@@ -58,3 +62,21 @@ def test_demo_config_sections_are_checked(tmp_path):
     bad.write_text("eval: {pope_imgs: 3}\n")
     with pytest.raises(ValueError, match="pope_imgs"):
         load_demo_config(bad)
+
+
+def test_the_demo_recipes_are_the_yaml_files_in_configs(tmp_path, monkeypatch):
+    from hadpo.config import load_config
+    from hadpo.pairs.config import PairsConfig
+    from hadpo.train.config import HADPOConfig
+
+    monkeypatch.chdir(CONFIGS.parent)  # the recipe paths in configs/demo.yaml are relative to the repository
+    demo = load_demo_config(CONFIGS / "demo.yaml")
+    pairs = load_config(PairsConfig, demo.pairs_recipe, demo.pairs)
+    assert (pairs.judge.kind, pairs.rewrite.kind, pairs.rewrite.k, pairs.qa.kinds) == ("annotations", "offline", 3,
+                                                                                       ["existence"])
+    assert pairs.describe.max_new_tokens == 96 and pairs.qa.co_occurrence_per_image == 2
+    paths = {"model_name_or_path": "m", "pairs": "p.jsonl", "sft_data": "s.jsonl", "output_dir": str(tmp_path)}
+    train = load_config(HADPOConfig, demo.train_recipe, paths, demo.train)
+    assert (train.finetuning, train.reference, train.beta, train.gamma, train.learning_rate) == (
+        "lora", "precomputed", 0.1, 0.5, 5e-4)
+    assert train.report_to == [] and train.merge_adapter and train.use_cpu

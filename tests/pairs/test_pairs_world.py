@@ -8,14 +8,13 @@ import time
 
 import pytest
 
-from hadpo.pairs.build import load_world, run_build
-from hadpo.pairs.config import PairsConfig, SourceConfig
+from hadpo.pairs.build import run_build
+from hadpo.pairs.config import JudgeConfig, PairsConfig, SourceConfig
 from hadpo.pairs.store import BuildFiles
 from hadpo.records import Description, ImageRecord, read_jsonl, write_jsonl
 from hadpo.text import split_sentences
 from hadpo.world.demo import load_demo_config
 
-world_config = pytest.importorskip("hadpo.world.config")
 world_data = pytest.importorskip("hadpo.world.data")
 world_scenes = pytest.importorskip("hadpo.world.scenes")
 
@@ -52,12 +51,12 @@ def world_yaml(tmp_path_factory):
 
 
 def test_offline_judge_agrees_with_world_truth_and_builds_both_kinds(world_yaml, tmp_path):
-    source = SourceConfig(
-        kind="world", world_config=str(world_yaml), runs_dir=str(world_yaml.parent / "runs")
-    )
-    config = PairsConfig(out_dir=str(tmp_path / "build"), source=source, ground_truth=f"{__name__}:truth")
     world = load_demo_config(world_yaml).world
-    records = read_jsonl(world_scenes.build_world(world, source.runs_dir).images("pairs"), ImageRecord)
+    images = world_scenes.build_world(world, world_yaml.parent / "runs").images("pairs")
+    source = SourceConfig(kind="folder", images=str(images))  # the world is an ordinary folder source
+    config = PairsConfig(out_dir=str(tmp_path / "build"), source=source, ground_truth=f"{__name__}:truth",
+                         judge=JudgeConfig(extra_names=world.categories))
+    records = read_jsonl(images, ImageRecord)
     files = BuildFiles(tmp_path / "build")
     files.root.mkdir()
     write_jsonl(files.descriptions, world_descriptions(records, world, per_image=2))
@@ -79,15 +78,16 @@ def test_full_world_build_on_the_cpu(tmp_path):
     base model is pretrained first when the runs folder has none; that time is not counted)."""
     import os
 
-    from hadpo.pairs.config import load_config
+    from hadpo.config import load_config
     from hadpo.world.pretrain import pretrain_base
 
     runs = os.environ.get("HADPO_RUNS_DIR", "runs")
-    config = load_config("configs/pairs/world.yaml", out_dir=str(tmp_path / "build"))
-    config.source.runs_dir = runs
-    world, world_files, pretrain = load_world(config)
-
-    config.describe.model = str(pretrain_base(world, world_files, pretrain, runs))
+    demo = load_demo_config(None)
+    world_files = world_scenes.build_world(demo.world, runs)
+    model_dir = pretrain_base(demo.world, world_files, demo.pretrain, runs)
+    config = load_config(PairsConfig, "configs/pairs/world.yaml", {
+        "out_dir": str(tmp_path / "build"), "source": {"images": str(world_files.images("pairs"))},
+        "describe": {"model": str(model_dir)}})  # fmt: skip
     start = time.perf_counter()
     stats = run_build(config)
     seconds = time.perf_counter() - start

@@ -1,6 +1,6 @@
 """`hadpo pairs build`: every stage of HA-DPO's pair construction from one config, into one folder.
 
-  sources  -> images.jsonl        images + annotations (Visual Genome, COCO, a folder JSONL, the world)
+  sources  -> images.jsonl        images + annotations (Visual Genome, COCO, a folder JSONL of ImageRecords)
   describe -> descriptions.jsonl  N sampled descriptions per image from the target VLM
   judge    -> judgements.jsonl    sentence labels + corrected text per description
   rewrite  -> rewrites.jsonl      k style-consistent rewrites per hallucinated description, each re-judged
@@ -38,46 +38,29 @@ log = logging.getLogger(__name__)
 STAGES = ("describe", "judge", "rewrite", "qa")
 
 
-def load_world(config: PairsConfig):
-    """The scene world named by the source config: (world config, its files, the pretraining config)."""
-    from hadpo.world.demo import (
-        load_demo_config,  # the world wing, imported only when the world is the source
-    )
-    from hadpo.world.scenes import build_world
-
-    demo = load_demo_config(config.source.world_config)
-    return demo.world, build_world(demo.world, config.source.runs_dir), demo.pretrain
-
-
 def load_source(
     config: PairsConfig, files: BuildFiles, ledger: Ledger
 ) -> tuple[list[ImageRecord], list[str]]:
-    """The validated image records (images.jsonl, written once and reused) and exhaustively annotated names.
-    Object words every image set knows but no record may annotate (the world's categories) join
-    `config.judge.extra_names` here."""
+    """The validated image records (images.jsonl, written once and reused) and exhaustively annotated names."""
     source = config.source
     exhaustive: list[str] = []
-    if source.kind == "world":
-        world, world_files, _ = load_world(config)
-        config.judge.extra_names = sorted({*config.judge.extra_names, *world.categories})
-        source.images = str(world_files.images(source.split))
     if source.kind == "coco" and source.instances and files.images.exists():
         exhaustive = load_coco(source.instances, source.images)[1]
     if files.images.exists():
         return read_jsonl(files.images, ImageRecord), exhaustive
-    if source.kind in ("folder", "world"):
+    if not source.images:
+        raise ValueError(f"source.images: the {source.kind} source needs its images (see docs/pairs.md)")
+    if source.kind == "folder":
         records = load_folder(source.images, ledger)
     elif source.kind == "visual_genome":
         records = load_visual_genome(source.images, source.objects, source.attributes, source.relationships,
                                      source.region_descriptions, source.image_data, min_objects=source.min_objects,
                                      max_objects=source.max_objects, ledger=ledger)  # fmt: skip
-    elif source.kind == "coco":
+    else:
         if not source.instances:
             raise ValueError("source.kind coco needs source.instances")
         records, exhaustive = load_coco(source.instances, source.images, source.captions, source.min_objects,
                                         ledger)  # fmt: skip
-    else:
-        raise ValueError(f"unknown source.kind {source.kind!r} (folder, world, visual_genome, coco)")
     records = [r for r in records if source.min_objects <= len(r.objects) <= source.max_objects]
     records = validate_images(records[: source.limit] if source.limit else records, ledger)
     write_jsonl(files.images, records)
@@ -170,11 +153,8 @@ def run_build(config: PairsConfig, stages: tuple[str, ...] = STAGES, dry_run: bo
     rewriter = make_rewriter(config, judge, files)
     stats: dict = {}  # this run's numbers per stage
     needs_model = "describe" in stages or ("qa" in stages and config.qa.sample_answers)
-    if config.source.kind == "world" and not config.describe.model and needs_model and not dry_run:
-        from hadpo.world.pretrain import pretrain_base  # the world's base model is the default target model
-
-        world, world_files, pretrain = load_world(config)
-        config.describe.model = str(pretrain_base(world, world_files, pretrain, config.source.runs_dir))
+    if needs_model and not config.describe.model and model_and_processor is None and not dry_run:
+        raise ValueError("describe.model: the target model (a folder or hub id) is needed to describe images")
     if "describe" in stages:
         stats["describe"] = describe_images(
             records, files, config.describe, ledger, model_and_processor, dry_run

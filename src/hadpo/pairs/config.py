@@ -17,13 +17,8 @@ from hadpo.pairs.qa import QA_KINDS, AnswerSampling
 
 
 class SourceConfig(Config):
-    kind: Literal["folder", "world", "visual_genome", "coco"] = "folder"
+    kind: Literal["folder", "visual_genome", "coco"] = "folder"
     images: str = ""  # folder: the images.jsonl of ImageRecords; visual_genome / coco: the image folder
-    world_config: str | None = (
-        None  # world: YAML with world: / pretrain: sections (None = the built-in world)
-    )
-    split: str = "pairs"  # world: which split's images
-    runs_dir: str = "runs"  # world: where the world and its base model are cached (built when missing)
     objects: str | None = None  # visual_genome: objects.json
     attributes: str | None = None  # visual_genome: attributes.json (objects with attributes)
     relationships: str | None = None  # visual_genome: relationships.json (become region phrases)

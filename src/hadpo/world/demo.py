@@ -23,7 +23,7 @@ from pydantic import Field
 from rich.console import Console
 from rich.table import Table
 
-from hadpo.config import Config, load_config, merge, validate_config
+from hadpo.config import Config, load_config, merge
 from hadpo.world.config import WorldConfig
 from hadpo.world.pretrain import PretrainConfig
 from hadpo.world.report import ROWS, format_cell, lookup, write_report
@@ -41,37 +41,6 @@ class EvalSettings(Config):
     device: str = "cpu"
 
 
-# The demo's pairs recipe, on top of hadpo.pairs.config defaults: offline judge, the paper's 3 rewrites, and
-# existence questions only (from the judged descriptions, plus POPE-style questions about the absent objects
-# that co-occur most with present ones), so that colour and count questions stay held out for the evaluation.
-PAIRS_RECIPE = {
-    "describe": {"per_image": 2, "batch_size": 64, "max_new_tokens": 96},
-    "judge": {"kind": "annotations"},
-    "rewrite": {"kind": "offline", "k": 3},
-    "qa": {"max_per_image": 6, "kinds": ["existence"], "co_occurrence_per_image": 2},
-    "ground_truth": "hadpo.world.truth:sentence_label",
-}
-# The demo's training recipe, on top of HADPOConfig defaults: the paper's beta and MiniGPT-4's gamma, LoRA on
-# the language model, reference log-probs computed once (the trainer's fastest path on a CPU).
-TRAIN_RECIPE = {
-    "finetuning": "lora",
-    "lora_r": 16,
-    "lora_alpha": 32,
-    "reference": "precomputed",
-    "beta": 0.1,
-    "gamma": 0.5,
-    "learning_rate": 5e-4,
-    "num_train_epochs": 1,
-    "per_device_train_batch_size": 8,
-    "lr_scheduler_type": "cosine",
-    "warmup_steps": 10,
-    "logging_steps": 5,
-    "save_strategy": "no",
-    "report_to": [],
-    "use_cpu": True,
-    "merge_adapter": True,
-    "disable_tqdm": False,
-}
 # What each ablation changes (training overrides, and whether the pairs keep their rewrites / QA pairs).
 ABLATIONS = {
     "no_sft": {"train": {"gamma": 0.0}},
@@ -81,13 +50,16 @@ ABLATIONS = {
 
 
 class DemoConfig(Config):
-    """The demo YAML (configs/demo.yaml): the world, its base model's pretraining, overrides on top of the pairs
-    and training recipes, and the evaluation settings."""
+    """The demo YAML (configs/demo.yaml): the world, its base model's pretraining, the pairs and training
+    recipes (YAML files in configs/, paths relative to the working folder) with overrides on top, and the
+    evaluation settings."""
 
     world: WorldConfig = Field(default_factory=WorldConfig)
     pretrain: PretrainConfig = Field(default_factory=PretrainConfig)
-    pairs: dict[str, Any] = Field(default_factory=dict, description="on top of PAIRS_RECIPE")
-    train: dict[str, Any] = Field(default_factory=dict, description="HADPOConfig keys on top of TRAIN_RECIPE")
+    pairs_recipe: str = Field("configs/pairs/world.yaml", description="the pairs build config (YAML)")
+    train_recipe: str = Field("configs/world_hadpo.yaml", description="the training config (YAML)")
+    pairs: dict[str, Any] = Field(default_factory=dict, description="on top of pairs_recipe")
+    train: dict[str, Any] = Field(default_factory=dict, description="HADPOConfig keys on top of train_recipe")
     eval: EvalSettings = Field(default_factory=EvalSettings)
 
 
@@ -132,19 +104,20 @@ def evaluate_model(model_dir: Path, out: Path, images_file: Path, pope_files: li
 # --- 3: pairs ------------------------------------------------------------------------------------------------
 
 
-def build_pairs(model_dir: Path, images_file: Path, world: WorldConfig, out: Path, overrides: dict) -> dict:
+def build_pairs(model_dir: Path, images_file: Path, world: WorldConfig, out: Path, recipe: str | Path,
+                overrides: dict) -> dict:
     """HA-DPO pairs from the base model's descriptions of the pairs split (an ordinary `hadpo pairs build`
     with the world's pairs split as a folder source)."""
     from hadpo.pairs.build import run_build
     from hadpo.pairs.config import PairsConfig
 
-    recipe = merge(PAIRS_RECIPE, {
+    this_run = {
         "out_dir": str(out),
         "source": {"kind": "folder", "images": str(images_file)},
         "describe": {"model": str(model_dir)},
         "judge": {"extra_names": list(world.categories)},  # every category is exhaustively annotated
-    })
-    return run_build(validate_config(PairsConfig, merge(recipe, overrides), "demo pairs"))
+    }
+    return run_build(load_config(PairsConfig, recipe, this_run, overrides))
 
 
 def without_rewrites(pairs_file: Path, out: Path) -> Path:
@@ -159,14 +132,15 @@ def without_rewrites(pairs_file: Path, out: Path) -> Path:
 # --- 4: training ---------------------------------------------------------------------------------------------
 
 
-def train(model_dir: Path, pairs_file: Path, sft_file: Path, out: Path, seed: int, overrides: dict) -> tuple[Path, list]:
+def train(model_dir: Path, pairs_file: Path, sft_file: Path, out: Path, seed: int, recipe: str | Path,
+          overrides: dict) -> tuple[Path, list]:
     """HA-DPO on the base model; returns the merged model's folder and the trainer's log history."""
     from hadpo.train.config import HADPOConfig
     from hadpo.train.run import run_training
 
     paths = {"model_name_or_path": str(model_dir), "pairs": str(pairs_file), "sft_data": str(sft_file),
              "output_dir": str(out), "seed": seed}
-    config = validate_config(HADPOConfig, merge(paths, TRAIN_RECIPE, overrides), "demo train")
+    config = load_config(HADPOConfig, recipe, paths, overrides)
     trainer = run_training(config)
     return out / "merged", trainer.state.log_history
 
@@ -222,7 +196,7 @@ def run_demo(config_path: str | Path | None = None, seed: int | None = None, run
 
     begun = time.perf_counter()
     stage(3, total, "HA-DPO pairs from the base model's descriptions of the pairs split")
-    pair_stats = build_pairs(base_dir, files.images("pairs"), world, out / "pairs", demo.pairs)
+    pair_stats = build_pairs(base_dir, files.images("pairs"), world, out / "pairs", demo.pairs_recipe, demo.pairs)
     print_pair_stats(pair_stats)
     timed("pairs", begun)
 
@@ -242,7 +216,7 @@ def run_demo(config_path: str | Path | None = None, seed: int | None = None, run
     for name, (source, overrides) in runs.items():
         console.print(f"   training [bold]{name}[/bold]")
         trained[name], histories[name] = train(base_dir, source, sft_file, out / "train" / name, world.seed,
-                                               overrides)
+                                               demo.train_recipe, overrides)
     timed("train", begun)
 
     begun = time.perf_counter()
