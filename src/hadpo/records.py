@@ -116,7 +116,7 @@ class PreferencePair(Record):
 
 
 class Answer(Record):
-    """One model answer to one evaluation question, as the inference runner writes it."""
+    """One model answer to one question, as `hadpo.inference` writes it."""
 
     question_id: str = Field(min_length=1)
     image_id: str = ""

@@ -11,13 +11,13 @@ from hadpo.evaluate.pope import (
     build_pope,
     load_annotations,
     mean_over_splits,
-    parse_answer,
     pope_metrics,
     question_text,
     read_questions,
     score_pope,
     write_questions,
 )
+from hadpo.inference import parse_answer
 
 # Four images; "person" is in all of them, "car" in three, so frequency ranks person, car, dog, ...
 IMAGES = [

@@ -13,7 +13,7 @@ from hadpo.cli import main
 from hadpo.config import load_config
 from hadpo.judge.llm_client import LLMConfig
 from hadpo.pairs.config import PairsConfig
-from hadpo.pairs.describe import DescribeConfig, describe_images
+from hadpo.pairs.describe import DescribeConfig, sample_descriptions
 from hadpo.pairs.store import BuildFiles, Ledger
 from hadpo.records import Description, ImageRecord, read_jsonl
 
@@ -42,12 +42,12 @@ def test_describe_samples_and_resumes(image_records, tiny_model_dir, tmp_path):
         image.path = str(tmp_path / image.path)
     files = BuildFiles(tmp_path / "build")
     config = DescribeConfig(model=str(tiny_model_dir), per_image=2, batch_size=4, max_new_tokens=6, seed=3)
-    stats = describe_images(images, files, config, Ledger(files.events))
+    stats = sample_descriptions(images, files, config, Ledger(files.events))
     descriptions = read_jsonl(files.descriptions, Description)
     assert stats["sampled_now"] == 8 and len({d.description_id for d in descriptions}) == 8
     assert descriptions[0].generation["do_sample"] and descriptions[0].generation["temperature"] == 1.0
     assert descriptions[0].prompt in config.prompts
-    again = describe_images(images, files, config, Ledger(files.events))
+    again = sample_descriptions(images, files, config, Ledger(files.events))
     assert again["sampled_now"] == 0 and len(read_jsonl(files.descriptions, Description)) == 8
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import typing
 from pathlib import Path
 
 
@@ -84,27 +85,29 @@ def register(subparsers) -> None:
 
 
 def _model_arguments(parser: argparse.ArgumentParser, max_new_tokens: int, num_beams: int, required=True) -> None:
+    """--model, --out, and one option per `DecodingConfig` key (its help text and default, or this verb's)."""
+    from hadpo.inference import DecodingConfig
+
     parser.add_argument("--model", required=required, help="model folder or hub id (AutoModelForImageTextToText)")
     parser.add_argument("--out", required=True, help="output folder: answers, detail, results.json, results.md")
-    parser.add_argument("--mode", choices=["generate", "logits"], default="generate")
-    parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--max-new-tokens", type=int, default=max_new_tokens)
-    parser.add_argument("--num-beams", type=int, default=num_beams)
-    parser.add_argument("--do-sample", action="store_true", help="sample (seeded) instead of greedy/beam search")
-    parser.add_argument("--temperature", type=float, default=1.0)
-    parser.add_argument("--top-p", type=float, default=1.0)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--device", default="cpu")
-    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16", "float16"])
+    defaults = {"max_new_tokens": max_new_tokens, "num_beams": num_beams}
+    for name, field in DecodingConfig.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        if field.annotation is bool:
+            parser.add_argument(flag, action="store_true", help=field.description)
+            continue
+        choices = typing.get_args(field.annotation) or None
+        parser.add_argument(flag, type=None if choices else field.annotation, choices=choices,
+                            default=defaults.get(name, field.default), help=field.description)
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
-def _runner_config(args):
-    from hadpo.evaluate.runner import RunnerConfig
+def _decoding(args):
+    from hadpo.config import validate_config
+    from hadpo.inference import DecodingConfig
 
-    return RunnerConfig(mode=args.mode, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
-                        num_beams=args.num_beams, do_sample=args.do_sample, temperature=args.temperature,
-                        top_p=args.top_p, seed=args.seed, device=args.device, dtype=args.dtype)
+    return validate_config(DecodingConfig, {name: getattr(args, name) for name in DecodingConfig.model_fields},
+                           "command line")
 
 
 def _print_json(data) -> None:
@@ -125,7 +128,7 @@ def _pope_run(args) -> int:
     from hadpo.evaluate.report import results_markdown
     from hadpo.evaluate.suite import run_pope
 
-    result = run_pope(args.model, args.questions, args.out, _runner_config(args), image_root=args.image_root,
+    result = run_pope(args.model, args.questions, args.out, _decoding(args), image_root=args.image_root,
                       strict=args.strict, progress=not args.no_progress)
     print(results_markdown({"model": args.model, "pope": result}), end="")
     return 0
@@ -153,14 +156,15 @@ def _pope_agreement(args) -> int:
 
 
 def _chair(args) -> int:
-    from hadpo.evaluate.suite import describe_images, run_chair
+    from hadpo.evaluate.suite import run_chair
+    from hadpo.inference import describe_images
 
     captions = args.captions
     if captions is None:
         if not args.model:
             raise ValueError("hadpo eval chair needs --captions, or --model to write them")
         captions = describe_images(args.model, args.images or args.annotations,
-                                   Path(args.out) / f"captions_{args.mode}.jsonl", _runner_config(args),
+                                   Path(args.out) / f"captions_{args.mode}.jsonl", _decoding(args),
                                    prompt=args.prompt, progress=not args.no_progress)
     _print_json(run_chair(captions, args.annotations, args.out, args.reference_captions, model=args.model or ""))
     return 0
@@ -182,7 +186,8 @@ def _make_judge(args):
 
 
 def _shr(args) -> int:
-    from hadpo.evaluate.suite import describe_images, run_shr
+    from hadpo.evaluate.suite import run_shr
+    from hadpo.inference import describe_images
 
     if args.vg_image_data and args.vg_regions:
         from hadpo.evaluate.shr import images_from_visual_genome
@@ -201,7 +206,7 @@ def _shr(args) -> int:
         if not args.model:
             raise ValueError("hadpo eval shr needs --descriptions, or --model to write them")
         descriptions = describe_images(args.model, args.images, Path(args.out) / f"descriptions_{args.mode}.jsonl",
-                                       _runner_config(args), prompt=args.prompt, progress=not args.no_progress)
+                                       _decoding(args), prompt=args.prompt, progress=not args.no_progress)
     metrics = run_shr(descriptions, args.images, _make_judge(args), args.out, model=args.model or "",
                       progress=not args.no_progress)
     _print_json(metrics)
@@ -214,7 +219,7 @@ def _mme(args) -> int:
     if args.results:
         scores = score_mme_folder(args.results, args.out, model=args.model or "")
     elif args.root and args.model:
-        scores = run_mme(args.model, args.root, args.out, _runner_config(args), progress=not args.no_progress)
+        scores = run_mme(args.model, args.root, args.out, _decoding(args), progress=not args.no_progress)
     else:
         raise ValueError("hadpo eval mme needs --results, or --root with --model")
     _print_json({k: v for k, v in scores.items() if k != "subtasks"} | {

@@ -1,7 +1,7 @@
 """POPE (Polling-based Object Probing Evaluation, Li et al. 2023, arXiv 2305.10355): build the yes/no object
 questions from any object annotations, parse answers with the official rule, and score them.
 
-Protocol (see docs/evaluation.md and REFERENCE.md "POPE"):
+Protocol (see docs/evaluation.md):
 - keep images with >= 3 distinct objects, sample `num_images` of them (500 in the official set);
 - per image, for i in 1..3: the i-th object of the image's list is a positive ("yes"), immediately followed by
   one negative ("no") that is neither an object of the image nor one already asked about for that image:
@@ -9,8 +9,8 @@ Protocol (see docs/evaluation.md and REFERENCE.md "POPE"):
   images, in order; adversarial = the objects co-occurring most with the i-th positive, in order; a ranked list
   that runs out falls back to random. Frequencies and co-occurrences count the sampled images only;
 - template "Is there a/an {object} in the image?";
-- official parsing: text before the first '.', commas removed, split on spaces, "no" if the words contain "No",
-  "no" or "not", else "yes"; a strict mode accepts only a leading yes/no word;
+- official parsing (`hadpo.inference.parse_answer`): text before the first '.', commas removed, split on spaces,
+  "no" if the words contain "No", "no" or "not", else "yes"; a strict mode accepts only a leading yes/no word;
 - metrics with "yes" as the positive class; yes-ratio counts the *predictions* (lmms-eval counts the labels).
 """
 
@@ -20,12 +20,12 @@ import json
 import logging
 import os
 import random
-import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hadpo.inference import parse_answer
 from hadpo.records import ImageRecord, RecordError, read_jsonl, resolve_image_path
 
 log = logging.getLogger(__name__)
@@ -239,19 +239,6 @@ def _question(number: int, image: AnnotatedImage, name: str, label: str, split: 
 
 
 # --- answers ------------------------------------------------------------------------------------------------
-
-
-def parse_answer(text: str, strict: bool = False) -> str:
-    """'yes' | 'no' (| 'other' in strict mode). Official: before the first '.', commas dropped, split on spaces;
-    "no" when the words contain "No", "no" or "not" (so "NO" and "Nope" count as yes, as officially).
-    Strict: the first word, lower-cased and stripped of punctuation, must be yes or no."""
-    if strict:
-        first = re.findall(r"[a-z]+", text.lower())[:1]
-        return first[0] if first and first[0] in ("yes", "no") else "other"
-    if "." in text:
-        text = text.split(".")[0]
-    tokens = text.replace(",", "").split(" ")
-    return "no" if ("No" in tokens or "no" in tokens or "not" in tokens) else "yes"
 
 
 def read_answers(path: str | Path, questions: list[PopeQuestion]) -> tuple[list[str | None], int]:

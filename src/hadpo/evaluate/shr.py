@@ -32,7 +32,6 @@ from hadpo.text import split_sentences
 
 log = logging.getLogger(__name__)
 
-DESCRIBE_PROMPT = "Describe this image in detail."
 NGRAM_SIZES = (1, 2, 3, 4)
 
 

@@ -1,18 +1,16 @@
-"""Run a model on the benchmarks and record the results: the glue between the inference runner and each
+"""Run a model on the benchmarks and record the results: the glue between `hadpo.inference` and each
 benchmark's scoring, one function per `hadpo eval` verb. Every function writes its raw model outputs (JSONL),
 its per-item detail, and merges its section into `out_dir/results.json` (+ results.md)."""
 
 from __future__ import annotations
 
-import json
 import logging
-from dataclasses import asdict
 from pathlib import Path
 
 from hadpo.evaluate import chair, mme, pope, report, shr
-from hadpo.evaluate.runner import Query, RunnerConfig, load_model, mode_agreement, run_queries
+from hadpo.inference import DecodingConfig, Query, load_model, mode_agreement, run_queries
 from hadpo.judge.base import Judge
-from hadpo.records import Answer, ImageRecord, read_jsonl, resolve_image_path, write_jsonl
+from hadpo.records import Answer, ImageRecord, read_jsonl, write_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +26,7 @@ def run_pope(
     model_path: str,
     question_files: list[str | Path],
     out_dir: str | Path,
-    config: RunnerConfig,
+    config: DecodingConfig,
     image_root: str | Path | None = None,
     strict: bool = False,
     progress: bool = True,
@@ -71,7 +69,7 @@ def _answers_by_query(queries: list[Query], answers: Path) -> list[tuple[Query, 
     return [(q, by_id[q.question_id]) for q in queries if q.question_id in by_id]
 
 
-def _reuse_answers(queries: list[Query], answers: Path, known: dict, config: RunnerConfig, model: str) -> None:
+def _reuse_answers(queries: list[Query], answers: Path, known: dict, config: DecodingConfig, model: str) -> None:
     """The three splits ask the same positives (and often the same negatives) about the same images: with
     deterministic decoding an answer already given in this run is copied, not computed again."""
     done = {a.question_id for _, a in _answers_by_query(queries, answers)}
@@ -85,20 +83,6 @@ def _reuse_answers(queries: list[Query], answers: Path, known: dict, config: Run
 def pope_mode_agreement(generated: str | Path, logits: str | Path) -> dict:
     """The generate / logits agreement of two answer files over the same questions (issue 3's must-show)."""
     return mode_agreement(read_jsonl(generated, Answer), read_jsonl(logits, Answer))
-
-
-def describe_images(
-    model_path: str, images_file: str | Path, output: str | Path, config: RunnerConfig,
-    prompt: str = shr.DESCRIBE_PROMPT, progress: bool = True,
-) -> Path:
-    """One description per image of an images.jsonl (question_id = image_id), resumable."""
-    if Path(images_file).suffix != ".jsonl":
-        raise ValueError(f"{images_file}: describing images needs an images.jsonl of ImageRecords")
-    records = read_jsonl(images_file, ImageRecord)
-    queries = [Query(r.image_id, resolve_image_path(r, images_file), prompt, image_id=r.image_id) for r in records]
-    model, processor = load_model(model_path, config.device, config.dtype)
-    run_queries(model, processor, queries, output, config, model_name=str(model_path), progress=progress)
-    return Path(output)
 
 
 def run_chair(captions: str | Path, annotations: str | Path, out_dir: str | Path,
@@ -122,7 +106,7 @@ def run_shr(descriptions: str | Path, images_file: str | Path, judge: Judge, out
     return metrics
 
 
-def run_mme(model_path: str, root: str | Path, out_dir: str | Path, config: RunnerConfig,
+def run_mme(model_path: str, root: str | Path, out_dir: str | Path, config: DecodingConfig,
             progress: bool = True) -> dict:
     """Answer the MME questions under `root`, write the official per-subtask result files to
     `out_dir/mme_results/`, and score them."""
@@ -165,7 +149,3 @@ def compare(before: str | Path, after: str | Path, out_dir: str | Path | None = 
         (out_dir / "comparison.md").write_text(table, encoding="utf-8")
         report.plot_comparison({names[0]: first, names[1]: second}, out_dir)
     return table
-
-
-def dump(data: dict) -> str:
-    return json.dumps(data, indent=2, default=lambda o: asdict(o) if hasattr(o, "__dataclass_fields__") else str(o))

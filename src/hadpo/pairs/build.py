@@ -25,7 +25,7 @@ from hadpo.judge.llm import LLMJudge, LLMRewriter
 from hadpo.judge.llm_client import LLMClient
 from hadpo.judge.offline import AnnotationJudge
 from hadpo.pairs.config import PairsConfig
-from hadpo.pairs.describe import describe_images
+from hadpo.pairs.describe import sample_descriptions
 from hadpo.pairs.judging import judge_descriptions, judge_stats
 from hadpo.pairs.qa import co_occurrence_facts, collect_facts, qa_pairs, sample_answers
 from hadpo.pairs.rewrite import ParaphraseRewriter, description_pairs, rewrite_judged, rewrite_stats
@@ -156,7 +156,7 @@ def run_build(config: PairsConfig, stages: tuple[str, ...] = STAGES, dry_run: bo
     if needs_model and not config.describe.model and model_and_processor is None and not dry_run:
         raise ValueError("describe.model: the target model (a folder or hub id) is needed to describe images")
     if "describe" in stages:
-        stats["describe"] = describe_images(
+        stats["describe"] = sample_descriptions(
             records, files, config.describe, ledger, model_and_processor, dry_run
         )
     if "judge" in stages and files.descriptions.exists():

@@ -2,8 +2,8 @@
 a pool of "describe this image in detail" prompts (HA-DPO, arXiv 2311.16839, section 3: the negatives are the
 model's own descriptions, so they carry its own hallucinations and its own style).
 
-Generation goes through the evaluation wing's batched runner (`hadpo.evaluate.runner.run_queries`): its answers
-file is appended batch by batch and resumes by id, and each batch is seeded from its first id, so a resumed run
+Generation goes through hadpo's batched inference (`hadpo.inference.run_queries`): its answers file is appended
+batch by batch and resumes by id, and each batch is seeded from its first id, so a resumed run
 samples what an uninterrupted one would. Answers are then turned into `Description` records carrying the
 sampling settings.
 """
@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import logging
 import random
+from typing import Literal
 
-from hadpo.config import Config
-from hadpo.evaluate.runner import Query, RunnerConfig, load_model, run_queries
+from hadpo.inference import DecodingConfig, Query, load_model, run_queries
 from hadpo.pairs.store import BuildFiles, Ledger, append, done_ids
 from hadpo.records import Answer, Description, ImageRecord, iter_jsonl
 
@@ -28,19 +28,18 @@ DESCRIBE_PROMPTS = [
 ]
 
 
-class DescribeConfig(Config):
+class DescribeConfig(DecodingConfig):
+    """The describe stage: which model, how many samples per image from which prompts, and how it decodes
+    (DecodingConfig's keys, sampling by default)."""
+
     model: str = ""  # a model folder or hub id (AutoModelForImageTextToText + AutoProcessor)
     per_image: int = 2  # descriptions sampled per image
     prompts: list[str] = list(DESCRIBE_PROMPTS)
+    mode: Literal["generate"] = "generate"
     batch_size: int = 16
     max_new_tokens: int = 96
     do_sample: bool = True
-    temperature: float = 1.0
     top_p: float = 0.95
-    num_beams: int = 1
-    seed: int = 0
-    device: str = "cpu"
-    dtype: str = "float32"
 
 
 def description_queries(images: list[ImageRecord], config: DescribeConfig) -> list[Query]:
@@ -56,8 +55,8 @@ def description_queries(images: list[ImageRecord], config: DescribeConfig) -> li
     return queries
 
 
-def describe_images(images: list[ImageRecord], files: BuildFiles, config: DescribeConfig, ledger: Ledger,
-                    model_and_processor=None, dry_run: bool = False) -> dict:  # fmt: skip
+def sample_descriptions(images: list[ImageRecord], files: BuildFiles, config: DescribeConfig, ledger: Ledger,
+                        model_and_processor=None, dry_run: bool = False) -> dict:  # fmt: skip
     """Append a Description for every (image, sample) not yet in descriptions.jsonl; returns stage numbers."""
     queries = description_queries(images, config)
     done = done_ids(files.descriptions, Description, "description_id")
@@ -71,12 +70,8 @@ def describe_images(images: list[ImageRecord], files: BuildFiles, config: Descri
         }
     if todo:
         model, processor = model_and_processor or load_model(config.model, config.device, config.dtype)
-        runner = RunnerConfig(mode="generate", batch_size=config.batch_size, max_new_tokens=config.max_new_tokens,
-                              num_beams=config.num_beams, do_sample=config.do_sample,
-                              temperature=config.temperature, top_p=config.top_p, seed=config.seed,
-                              device=config.device, dtype=config.dtype)  # fmt: skip
-        summary = run_queries(model, processor, todo, files.describe_answers, runner, model_name=config.model,
-                              progress=False)  # fmt: skip
+        summary = run_queries(model, processor, todo, files.describe_answers, config.decoding(),
+                              model_name=config.model, progress=False)
         for question_id in summary.skipped_ids:
             ledger.skip("describe", question_id, "unreadable_image")
     answers = {a.question_id: a for a in iter_jsonl(files.describe_answers, Answer)} if todo else {}

@@ -8,7 +8,7 @@ questions with a right and a wrong answer, and the VLM's own answers are sampled
     there?", "Where is the moon?", right answer from the annotations, wrong one from the claim;
   - as many present objects as "no" facts (balance, so that the pairs do not teach "always no"):
     "Is there a star in the image?" chosen "Yes, ...", rejected "No, ...".
-With `sample_answers`, the target model answers every yes/no question (batched, through the evaluation runner);
+With `sample_answers`, the target model answers every yes/no question (batched, through `hadpo.inference`);
 when its answer takes the hallucinated side it becomes the rejected text (the model's own phrasing), and when it
 is right it becomes the chosen text.
 """
@@ -18,12 +18,11 @@ from __future__ import annotations
 import hashlib
 from collections import Counter
 from dataclasses import dataclass
+from typing import Literal
 
 from lemminflect import getInflection
 
-from hadpo.config import Config
-from hadpo.evaluate.pope import parse_answer
-from hadpo.evaluate.runner import Query, RunnerConfig, load_model, run_queries
+from hadpo.inference import DecodingConfig, Query, load_model, parse_answer, run_queries
 from hadpo.judge.offline import NUMBER_WORDS, AnnotationJudge
 from hadpo.pairs.store import BuildFiles
 from hadpo.records import Answer, Description, ImageRecord, Judgement, PreferencePair, iter_jsonl
@@ -144,14 +143,14 @@ def pair_id(fact: QAFact) -> str:
     return f"qa:{fact.image_id}:{hashlib.sha1(fact.question.encode()).hexdigest()[:10]}"
 
 
-class AnswerSampling(Config):
-    model: str = ""
+class AnswerSampling(DecodingConfig):
+    """`qa.sampling`: the target model answering the yes/no questions (DecodingConfig's keys, sampling)."""
+
+    model: str = ""  # default: describe.model
+    mode: Literal["generate"] = "generate"
     batch_size: int = 16
     max_new_tokens: int = 24
     do_sample: bool = True
-    temperature: float = 1.0
-    seed: int = 0
-    device: str = "cpu"
 
 
 def sample_answers(facts: list[QAFact], images: dict[str, ImageRecord], files: BuildFiles,
@@ -160,13 +159,9 @@ def sample_answers(facts: list[QAFact], images: dict[str, ImageRecord], files: B
     queries = [Query(question_id=pair_id(f), image=images[f.image_id].path, prompt=f.question, image_id=f.image_id)
                for f in facts if f.right_polarity]  # fmt: skip
     if queries:
-        model, processor = model_and_processor or load_model(sampling.model, sampling.device)
-        config = RunnerConfig(batch_size=sampling.batch_size, max_new_tokens=sampling.max_new_tokens,
-                              do_sample=sampling.do_sample, temperature=sampling.temperature, seed=sampling.seed,
-                              device=sampling.device)  # fmt: skip
-        run_queries(
-            model, processor, queries, files.qa_answers, config, model_name=sampling.model, progress=False
-        )
+        model, processor = model_and_processor or load_model(sampling.model, sampling.device, sampling.dtype)
+        run_queries(model, processor, queries, files.qa_answers, sampling.decoding(), model_name=sampling.model,
+                    progress=False)
     return (
         {a.question_id: a for a in iter_jsonl(files.qa_answers, Answer)} if files.qa_answers.exists() else {}
     )

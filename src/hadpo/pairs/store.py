@@ -34,7 +34,7 @@ class BuildFiles:
         return self.root / "images.jsonl"
 
     @property
-    def describe_answers(self) -> Path:  # the inference runner's Answer records (resumable by id)
+    def describe_answers(self) -> Path:  # hadpo.inference's Answer records (resumable by id)
         return self.root / "describe_answers.jsonl"
 
     @property

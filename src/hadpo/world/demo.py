@@ -17,13 +17,14 @@ from __future__ import annotations
 import shutil
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field
 from rich.console import Console
 from rich.table import Table
 
 from hadpo.config import Config, load_config, merge
+from hadpo.inference import DecodingConfig
 from hadpo.world.config import WorldConfig
 from hadpo.world.pretrain import PretrainConfig
 from hadpo.world.report import ROWS, format_cell, lookup, write_report
@@ -31,14 +32,15 @@ from hadpo.world.report import ROWS, format_cell, lookup, write_report
 console = Console()
 
 
-class EvalSettings(Config):
-    """How the demo evaluates each model (all on the world's held-out eval split)."""
+class EvalSettings(DecodingConfig):
+    """How the demo evaluates each model (all on the world's held-out eval split): descriptions are decoded with
+    these settings, yes/no questions answered in logits mode."""
 
     pope_images: int = Field(300, ge=1, description="images sampled for POPE")
     pope_per_image: int = Field(3, ge=1, description="positive questions per image (as many negatives)")
+    mode: Literal["generate"] = "generate"
     batch_size: int = Field(64, ge=1)
     max_new_tokens: int = Field(96, ge=1, description="description length limit")
-    device: str = "cpu"
 
 
 # What each ablation changes (training overrides, and whether the pairs keep their rewrites / QA pairs).
@@ -81,12 +83,10 @@ def evaluate_model(model_dir: Path, out: Path, images_file: Path, pope_files: li
     """Run the suite on one model; returns the issue's per-model summary M (fractions in 0-1). Each
     benchmark's raw answers and details stay under `out`."""
     from hadpo.evaluate.report import POPE_METRICS
-    from hadpo.evaluate.runner import RunnerConfig
-    from hadpo.evaluate.suite import describe_images, run_chair, run_pope, run_shr
+    from hadpo.evaluate.suite import run_chair, run_pope, run_shr
+    from hadpo.inference import describe_images
 
-    logits = RunnerConfig(mode="logits", batch_size=settings.batch_size, device=settings.device)
-    generate = RunnerConfig(mode="generate", batch_size=settings.batch_size, device=settings.device,
-                            max_new_tokens=settings.max_new_tokens)
+    logits, generate = settings.decoding(mode="logits"), settings.decoding()
     pope = run_pope(str(model_dir), pope_files, out, logits)
     heldout = run_pope(str(model_dir), heldout_files, out / "heldout", logits)
     descriptions = describe_images(str(model_dir), images_file, out / "descriptions.jsonl", generate)

@@ -1,7 +1,9 @@
-"""Batched inference over any `AutoModelForImageTextToText` + processor, for the evaluation benchmarks.
+"""Batched inference over any `AutoModelForImageTextToText` + processor: the one way hadpo asks a model about
+images, for the pairs stage (sampled descriptions, the model's own yes/no answers) and for the benchmarks alike.
 
 One `Answer` record (hadpo.records) per question is appended to a JSONL file as each batch finishes, so an
 interrupted run resumes by skipping the question ids already in the file (issue 3, "Inference runner").
+`DecodingConfig` is the one declaration of decoding settings; config sections that decode extend it.
 
 Two modes:
 - `generate`: decode up to `max_new_tokens` (greedy by default; beam search or seeded sampling configurable);
@@ -10,6 +12,7 @@ Two modes:
   generation prompt (so tokenizers that prefix a space get "Ġyes" / "▁Yes", not "yes"). When an answer word is
   several tokens (small vocabularies), its probability is teacher-forced from the prompt's key/value cache.
   The record keeps both choices as `yes_prob` = P(yes) / (P(yes) + P(no)) and `margin` = log P(yes) - log P(no).
+A generated answer is read as yes / no by POPE's official rule (`parse_answer`, Li et al. 2023, arXiv 2305.10355).
 """
 
 from __future__ import annotations
@@ -17,21 +20,26 @@ from __future__ import annotations
 import inspect
 import logging
 import math
+import re
 import zlib
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import torch
 from PIL import Image
+from pydantic import Field
 from tqdm.auto import tqdm
 
-from hadpo.records import Answer, iter_jsonl, write_jsonl
+from hadpo.config import Config
+from hadpo.records import Answer, ImageRecord, iter_jsonl, read_jsonl, resolve_image_path, write_jsonl
 
 log = logging.getLogger(__name__)
 
 ANSWER_VARIANTS = {"yes": ("yes", "Yes", "YES"), "no": ("no", "No", "NO")}
+DESCRIBE_PROMPT = "Describe this image in detail."
+GENERATE_ONLY = ("max_new_tokens", "num_beams", "do_sample", "temperature", "top_p")  # unused in logits mode
 
 
 @dataclass
@@ -44,26 +52,32 @@ class Query:
     image_id: str = ""
 
 
-@dataclass
-class RunnerConfig:
-    mode: Literal["generate", "logits"] = "generate"
-    batch_size: int = 8
-    max_new_tokens: int = 16
-    num_beams: int = 1
-    do_sample: bool = False
-    temperature: float = 1.0
-    top_p: float = 1.0
-    seed: int = 0
-    device: str = "cpu"
-    dtype: str = "float32"  # "float32" | "bfloat16" | "float16"
+class DecodingConfig(Config):
+    """How a model answers: the one declaration of decoding settings. A config section that decodes (the pairs
+    stage's `describe` and `qa.sampling`, the demo's `eval`) extends it with its own defaults, so its keys stay
+    flat in YAML and setting one of them never resets the others."""
+
+    mode: Literal["generate", "logits"] = Field("generate", description="generate text, or answer yes/no from "
+                                                "the next-token probabilities")
+    batch_size: int = Field(8, ge=1, description="questions per forward pass")
+    max_new_tokens: int = Field(16, ge=1, description="generate: longest answer in tokens")
+    num_beams: int = Field(1, ge=1, description="generate: beam search width (1 = greedy or sampling)")
+    do_sample: bool = Field(False, description="generate: sample (seeded) instead of greedy / beam search")
+    temperature: float = Field(1.0, ge=0, description="generate: sampling temperature")
+    top_p: float = Field(1.0, ge=0, le=1, description="generate: nucleus sampling mass")
+    seed: int = Field(0, description="sampling seed (each batch: seed + crc32 of its first question id)")
+    device: str = Field("cpu", description="torch device: cpu, cuda, cuda:1, ...")
+    dtype: Literal["float32", "bfloat16", "float16"] = Field("float32", description="weights' dtype")
+
+    def decoding(self, **changes) -> DecodingConfig:
+        """The plain decoding settings of this config (a section extending DecodingConfig), with `changes`."""
+        return DecodingConfig(**{name: getattr(self, name) for name in DecodingConfig.model_fields} | changes)
 
     def generation_settings(self) -> dict:
-        settings = asdict(self)
-        settings.pop("device")
-        if self.mode == "logits":
-            for key in ("max_new_tokens", "num_beams", "do_sample", "temperature", "top_p"):
-                settings.pop(key)
-        return settings
+        """The settings an answer records (and a resumed run must match): all but the device, and in logits
+        mode none of the generate-only ones."""
+        skipped = ("device", *GENERATE_ONLY) if self.mode == "logits" else ("device",)
+        return {name: getattr(self, name) for name in DecodingConfig.model_fields if name not in skipped}
 
 
 @dataclass
@@ -150,12 +164,12 @@ def run_queries(
     processor,
     queries: Iterable[Query],
     output: str | Path,
-    config: RunnerConfig | None = None,
+    config: DecodingConfig | None = None,
     model_name: str = "",
     progress: bool = True,
 ) -> RunSummary:
     """Answer every query not yet in `output`, appending one `Answer` per query after each batch."""
-    config = config or RunnerConfig()
+    config = config or DecodingConfig()
     output = Path(output)
     done = answered_ids(output, config.generation_settings(), model_name)
     queries = list(queries)
@@ -200,8 +214,23 @@ def run_queries(
     return summary
 
 
+def describe_images(
+    model_path: str, images_file: str | Path, output: str | Path, config: DecodingConfig,
+    prompt: str = DESCRIBE_PROMPT, progress: bool = True,
+) -> Path:
+    """One description per image of an images.jsonl (question_id = image_id), resumable."""
+    if Path(images_file).suffix != ".jsonl":
+        raise ValueError(f"{images_file}: describing images needs an images.jsonl of ImageRecords")
+    records = read_jsonl(images_file, ImageRecord)
+    queries = [Query(r.image_id, resolve_image_path(r, images_file), prompt, image_id=r.image_id) for r in records]
+    model, processor = load_model(model_path, config.device, config.dtype)
+    run_queries(model, processor, queries, output, config, model_name=str(model_path), progress=progress)
+    return Path(output)
+
+
+
 @torch.no_grad()
-def _generated_answers(model, processor, inputs, batch: list[Query], config: RunnerConfig) -> list[dict]:
+def _generated_answers(model, processor, inputs, batch: list[Query], config: DecodingConfig) -> list[dict]:
     kwargs = {"max_new_tokens": config.max_new_tokens, "num_beams": config.num_beams, "do_sample": config.do_sample}
     if config.do_sample:
         kwargs.update(temperature=config.temperature, top_p=config.top_p)
@@ -274,3 +303,16 @@ def mode_agreement(generated: Iterable[Answer], logits: Iterable[Answer]) -> dic
         compared += 1
         agreed += word == other.text
     return {"compared": compared, "agreed": agreed, "rate": agreed / compared if compared else None}
+
+
+def parse_answer(text: str, strict: bool = False) -> str:
+    """'yes' | 'no' (| 'other' in strict mode). Official: before the first '.', commas dropped, split on spaces;
+    "no" when the words contain "No", "no" or "not" (so "NO" and "Nope" count as yes, as officially).
+    Strict: the first word, lower-cased and stripped of punctuation, must be yes or no."""
+    if strict:
+        first = re.findall(r"[a-z]+", text.lower())[:1]
+        return first[0] if first and first[0] in ("yes", "no") else "other"
+    if "." in text:
+        text = text.split(".")[0]
+    tokens = text.replace(",", "").split(" ")
+    return "no" if ("No" in tokens or "no" in tokens or "not" in tokens) else "yes"

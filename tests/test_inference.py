@@ -1,4 +1,4 @@
-"""The inference runner on the tiny random LLaVA: both modes, resume, bad images, and the logits/generate
+"""hadpo.inference on the tiny random LLaVA: both modes, resume, bad images, and the logits/generate
 agreement rule on a model whose head is biased so that it answers yes for some questions and no for others."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ import torch
 from PIL import Image
 from torch import nn
 
-from hadpo.evaluate.runner import (
+from hadpo.inference import (
     ANSWER_VARIANTS,
+    DecodingConfig,
     Query,
-    RunnerConfig,
     answer_token_ids,
     chat_prompt,
     leading_yes_no,
@@ -60,7 +60,7 @@ def test_multi_token_answers_are_scored_by_teacher_forcing(tiny_model_dir, image
     model, processor = load_model(tiny_model_dir)
     query = _queries(image_records)[0]
     output = tmp_path / "a.jsonl"
-    run_queries(model, processor, [query], output, RunnerConfig(mode="logits"), progress=False)
+    run_queries(model, processor, [query], output, DecodingConfig(mode="logits"), progress=False)
     (answer,) = read_jsonl(output, Answer)
     # By hand: log P(answer word) = sum of the log-probs of its tokens after the unpadded prompt, summed
     # (logsumexp) over the case variants; the margin is log P(yes) - log P(no).
@@ -85,7 +85,7 @@ def test_generate_and_logits_modes_write_answers_and_resume(tiny_model_dir, imag
     model, processor = load_model(tiny_model_dir)
     queries = _queries(image_records)
     output = tmp_path / "answers.jsonl"
-    config = RunnerConfig(mode="generate", batch_size=5, max_new_tokens=2)
+    config = DecodingConfig(mode="generate", batch_size=5, max_new_tokens=2)
     first = run_queries(model, processor, queries[:7], output, config, model_name="tiny", progress=False)
     assert (first.written, first.resumed) == (7, 0)
     second = run_queries(model, processor, queries, output, config, model_name="tiny", progress=False)
@@ -100,21 +100,21 @@ def test_generate_and_logits_modes_write_answers_and_resume(tiny_model_dir, imag
 
     # Resuming with other decoding settings would mix two runs in one file: refused.
     with pytest.raises(ValueError, match="answered by tiny"):
-        run_queries(model, processor, queries, output, RunnerConfig(max_new_tokens=5), model_name="tiny")
+        run_queries(model, processor, queries, output, DecodingConfig(max_new_tokens=5), model_name="tiny")
 
     # Greedy decoding is deterministic: a fresh run in different batches gives the same texts.
     again = tmp_path / "again.jsonl"
-    run_queries(model, processor, queries, again, RunnerConfig(batch_size=3, max_new_tokens=2), progress=False)
+    run_queries(model, processor, queries, again, DecodingConfig(batch_size=3, max_new_tokens=2), progress=False)
     assert {a.question_id: a.text for a in read_jsonl(again, Answer)} == {a.question_id: a.text for a in answers}
 
     logits_out = tmp_path / "logits.jsonl"
-    run_queries(model, processor, queries, logits_out, RunnerConfig(mode="logits", batch_size=12), progress=False)
+    run_queries(model, processor, queries, logits_out, DecodingConfig(mode="logits", batch_size=12), progress=False)
     for answer in read_jsonl(logits_out, Answer):
         assert answer.text == ("yes" if answer.margin > 0 else "no")
         assert 0.0 < answer.yes_prob < 1.0 and answer.mode == "logits"
     # Left padding does not change the margins: one padded batch of 12 equals 12 batches of one.
     single = tmp_path / "single.jsonl"
-    run_queries(model, processor, queries, single, RunnerConfig(mode="logits", batch_size=1), progress=False)
+    run_queries(model, processor, queries, single, DecodingConfig(mode="logits", batch_size=1), progress=False)
     padded = {a.question_id: a.margin for a in read_jsonl(logits_out, Answer)}
     assert {a.question_id: pytest.approx(padded[a.question_id], abs=1e-3) for a in read_jsonl(single, Answer)} == padded
 
@@ -122,8 +122,8 @@ def test_generate_and_logits_modes_write_answers_and_resume(tiny_model_dir, imag
 def test_beam_search_and_seeded_sampling_are_reproducible(tiny_model_dir, image_records, tmp_path):
     model, processor = load_model(tiny_model_dir)
     queries = _queries(image_records)[:3]
-    for name, config in [("beam", RunnerConfig(num_beams=2, max_new_tokens=3, batch_size=2)),
-                         ("sample", RunnerConfig(do_sample=True, temperature=0.8, max_new_tokens=3, batch_size=2))]:
+    for name, config in [("beam", DecodingConfig(num_beams=2, max_new_tokens=3, batch_size=2)),
+                         ("sample", DecodingConfig(do_sample=True, temperature=0.8, max_new_tokens=3, batch_size=2))]:
         runs = [tmp_path / f"{name}{i}.jsonl" for i in range(2)]
         for path in runs:
             run_queries(model, processor, queries, path, config, progress=False)
@@ -133,7 +133,7 @@ def test_beam_search_and_seeded_sampling_are_reproducible(tiny_model_dir, image_
 def test_missing_image_is_skipped_and_counted(tiny_model_dir, image_records, tmp_path):
     model, processor = load_model(tiny_model_dir)
     queries = _queries(image_records)[:2] + [Query("missing", tmp_path / "nope.png", "Is there a dog?")]
-    summary = run_queries(model, processor, queries, tmp_path / "a.jsonl", RunnerConfig(mode="logits"), progress=False)
+    summary = run_queries(model, processor, queries, tmp_path / "a.jsonl", DecodingConfig(mode="logits"), progress=False)
     assert (summary.written, summary.skipped, summary.skipped_ids) == (2, 1, ["missing"])
 
 
@@ -174,9 +174,9 @@ def test_logits_mode_agrees_with_generate_mode_when_the_answer_starts_with_yes_o
     _bias_head_towards_yes_or_no(model, processor, queries)
     generated_path, logits_path = tmp_path / "gen.jsonl", tmp_path / "log.jsonl"
     # Different batch sizes: rows are padded differently in the two modes, so positions must be handled right.
-    run_queries(model, processor, queries, generated_path, RunnerConfig(batch_size=5, max_new_tokens=2),
+    run_queries(model, processor, queries, generated_path, DecodingConfig(batch_size=5, max_new_tokens=2),
                 progress=False)
-    run_queries(model, processor, queries, logits_path, RunnerConfig(mode="logits", batch_size=3), progress=False)
+    run_queries(model, processor, queries, logits_path, DecodingConfig(mode="logits", batch_size=3), progress=False)
     generated, logits = read_jsonl(generated_path, Answer), read_jsonl(logits_path, Answer)
     starts = [leading_yes_no(a.text) for a in generated]
     # The situation is not vacuous: most answers start with yes or no, and both occur.
