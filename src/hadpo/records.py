@@ -1,8 +1,10 @@
-"""Typed records that flow between hadpo's stages, and strict JSONL reading/writing.
+"""Typed records that flow between hadpo's stages, and strict JSONL reading/writing: the contract between stages.
 
-Every stage (world -> pairs -> train -> evaluate) reads and writes these records as JSON lines, so that each
-intermediate result can be opened and read. A bad line raises `RecordError` naming the file, the line number
-and the field, and never half-loads a file silently.
+Every record a stage writes to disk for another stage (or a later run of itself) to read is declared here, and
+nowhere else: sources -> pairs (ImageRecord) -> train (PreferencePair, SFTExample) -> evaluate (PopeQuestion,
+Answer, Description, Judgement). Each is read and written as JSON lines, so that every intermediate result can
+be opened and read. A bad line raises `RecordError` naming the file, the line number and the field, and never
+half-loads a file silently.
 
 Boxes are `[x, y, w, h]` in pixels of the image (Visual Genome / COCO convention).
 """
@@ -129,12 +131,71 @@ class Answer(Record):
     generation: dict = Field(default_factory=dict)
 
 
+class SFTExample(Record):
+    """One auxiliary SFT example: images, a plain user prompt and the target response (training's SFT data)."""
+
+    images: list[str] = Field(min_length=1)
+    prompt: str = Field(min_length=1)
+    response: str = Field(min_length=1)
+
+
+# --- the pairs stage's own files (rewrites.jsonl, events.jsonl) -------------------------------------------------
+
+
+class RewriteItem(Record):
+    index: int  # 0 = the original pair (corrected positive, own description); 1..k = rewrites
+    chosen: str
+    rejected: str
+    rejected_labels: list[str] = []
+    kept: bool = True
+    reason: str = ""  # why the item was dropped
+
+
+class RewriteSet(Record):
+    """The k style-consistent rewrites of one judged description, each re-judged (one line of rewrites.jsonl)."""
+
+    description_id: str
+    image_id: str
+    rewriter: str
+    judge: str
+    items: list[RewriteItem] = []
+
+
+class Event(Record):
+    """A record a stage skipped (bad input) or a candidate pair it dropped (one line of events.jsonl)."""
+
+    stage: str  # sources | describe | judge | rewrite | qa | import
+    record_id: str
+    kind: str  # "skipped" (bad input) or "dropped" (a candidate pair failed a check)
+    reason: str  # short, countable: "missing_image", "empty_description", "positive_gained_hallucination"
+    message: str = ""
+
+
+# --- evaluation questions -------------------------------------------------------------------------------------
+
+
+class PopeQuestion(Record):
+    """One line of a POPE question file: the official `question_id`, `image`, `text`, `label`, and hadpo's
+    `object` and `split`, written only when set."""
+
+    question_id: str
+    image: str
+    text: str
+    label: Literal["yes", "no"]
+    object: str = ""
+    split: str = ""
+
+    def to_json(self) -> dict:
+        return self.model_dump(exclude_defaults=True)
+
+
 # --- JSONL --------------------------------------------------------------------------------------------------
 
 R = TypeVar("R", bound=BaseModel)
 
 
-def _describe_error(error: ValidationError) -> str:
+def describe_error(error: ValidationError) -> str:
+    """The first problem of a record, as "field 'x.y': what is wrong"."""
     first = error.errors()[0]
     field = ".".join(str(p) for p in first["loc"]) or "<record>"
     return f"field '{field}': {first['msg']}"
@@ -159,7 +220,7 @@ def iter_jsonl(path: str | Path, model: type[R]) -> Iterator[R]:
             try:
                 yield model.model_validate(data)
             except ValidationError as error:
-                raise RecordError(f"{path}:{line_number}: {_describe_error(error)}") from None
+                raise RecordError(f"{path}:{line_number}: {describe_error(error)}") from None
 
 
 def read_jsonl(path: str | Path, model: type[R]) -> list[R]:

@@ -6,8 +6,7 @@ from __future__ import annotations
 import json
 
 from hadpo.config import load_config
-from hadpo.records import ImageRecord, read_jsonl
-from hadpo.train.data import SFTExample
+from hadpo.records import ImageRecord, SFTExample, read_jsonl
 from hadpo.world.config import WorldConfig
 from hadpo.world.data import corpus, reading_conversation
 from hadpo.world.evalsets import write_heldout_questions, write_sft_descriptions

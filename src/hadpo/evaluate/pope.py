@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hadpo.inference import parse_answer
-from hadpo.records import ImageRecord, RecordError, read_jsonl, resolve_image_path
+from hadpo.records import ImageRecord, PopeQuestion, RecordError, read_jsonl, resolve_image_path
 
 log = logging.getLogger(__name__)
 
@@ -37,27 +37,6 @@ METRIC_NAMES = ("accuracy", "precision", "recall", "f1", "yes_ratio")
 
 
 # --- questions ----------------------------------------------------------------------------------------------
-
-
-@dataclass
-class PopeQuestion:
-    """One line of a POPE question file. `object` and `split` are hadpo extras; the official four fields are
-    `question_id`, `image`, `text`, `label`."""
-
-    question_id: str
-    image: str
-    text: str
-    label: str  # "yes" | "no"
-    object: str = ""
-    split: str = ""
-
-    def to_json(self) -> dict:
-        data = {"question_id": self.question_id, "image": self.image, "text": self.text, "label": self.label}
-        if self.object:
-            data["object"] = self.object
-        if self.split:
-            data["split"] = self.split
-        return data
 
 
 def question_text(name: str) -> str:
@@ -93,10 +72,9 @@ def read_questions(path: str | Path) -> tuple[list[PopeQuestion], int]:
                 log.warning("%s: label %r is not yes/no; skipped", where, data["label"])
                 skipped += 1
                 continue
-            questions.append(
-                PopeQuestion(str(data["question_id"]), str(data["image"]), str(data["text"]), label,
-                             str(data.get("object", "")), str(data.get("split", "")))
-            )
+            questions.append(PopeQuestion(question_id=str(data["question_id"]), image=str(data["image"]),
+                                          text=str(data["text"]), label=label, object=str(data.get("object", "")),
+                                          split=str(data.get("split", ""))))
     return questions, skipped
 
 
@@ -235,7 +213,8 @@ def build_pope(
 
 
 def _question(number: int, image: AnnotatedImage, name: str, label: str, split: str) -> PopeQuestion:
-    return PopeQuestion(str(number), image.image, question_text(name), label, name, split)
+    return PopeQuestion(question_id=str(number), image=image.image, text=question_text(name), label=label, object=name,
+                        split=split)
 
 
 # --- answers ------------------------------------------------------------------------------------------------

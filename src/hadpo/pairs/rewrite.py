@@ -22,7 +22,15 @@ from hadpo.judge.base import Judge
 from hadpo.judge.llm import RewriteFailed
 from hadpo.judge.offline import join_sentences
 from hadpo.pairs.store import BuildFiles, Ledger, append, done_ids
-from hadpo.records import Description, ImageRecord, Judgement, PreferencePair, Record, iter_jsonl
+from hadpo.records import (
+    Description,
+    ImageRecord,
+    Judgement,
+    PreferencePair,
+    RewriteItem,
+    RewriteSet,
+    iter_jsonl,
+)
 from hadpo.text import split_sentences
 
 CHUNK = 32
@@ -40,23 +48,6 @@ PHRASINGS = [
     (["in the image", "in the picture", "in the scene"], ""),
     (["the image shows", "the picture shows", "this image shows"], ""),
 ]
-
-
-class RewriteItem(Record):
-    index: int  # 0 = the original pair (corrected positive, own description); 1..k = rewrites
-    chosen: str
-    rejected: str
-    rejected_labels: list[str] = []
-    kept: bool = True
-    reason: str = ""  # why the item was dropped
-
-
-class RewriteSet(Record):
-    description_id: str
-    image_id: str
-    rewriter: str
-    judge: str
-    items: list[RewriteItem] = []
 
 
 # --- offline paraphrase ---------------------------------------------------------------------------------------

@@ -21,9 +21,17 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from PIL import Image
+from pydantic import ValidationError
 
 from hadpo.pairs.store import Ledger
-from hadpo.records import ImageRecord, ObjectAnnotation, RecordError, Region, resolve_image_path
+from hadpo.records import (
+    ImageRecord,
+    ObjectAnnotation,
+    RecordError,
+    Region,
+    describe_error,
+    resolve_image_path,
+)
 
 
 def _read_json(path: str | Path):
@@ -159,9 +167,8 @@ def load_folder(records_file: str | Path, ledger: Ledger | None = None) -> list[
                 continue
             try:
                 record = ImageRecord.model_validate_json(line)
-            except ValueError as error:  # pydantic's ValidationError is a ValueError
-                first = error.errors()[0] if hasattr(error, "errors") else {"loc": (), "msg": str(error)}
-                why = f"field '{'.'.join(map(str, first['loc'])) or '<record>'}': {first['msg']}"
+            except ValidationError as error:
+                why = describe_error(error)
                 if ledger is None:
                     raise RecordError(f"{records_file}:{number}: {why}") from None
                 ledger.skip("sources", f"{records_file}:{number}", "bad_record", why)

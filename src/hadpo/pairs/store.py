@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from hadpo.records import Record, iter_jsonl, write_jsonl
+from hadpo.records import Event, iter_jsonl, write_jsonl
 
 log = logging.getLogger("hadpo.pairs")
 
@@ -72,14 +72,6 @@ class BuildFiles:
     @property
     def cache(self) -> Path:  # LLM answer cache
         return self.root / "llm_cache"
-
-
-class Event(Record):
-    stage: str  # sources | describe | judge | rewrite | qa | import
-    record_id: str
-    kind: str  # "skipped" (bad input) or "dropped" (a candidate pair failed a check)
-    reason: str  # short, countable: "missing_image", "empty_description", "positive_gained_hallucination"
-    message: str = ""
 
 
 class Ledger:

@@ -23,20 +23,10 @@ from pathlib import Path
 
 import torch
 from PIL import Image
-from pydantic import Field
 
 from hadpo.models.base import VLMFamily
-from hadpo.records import ImageRecord, PreferencePair, Record, RecordError, read_jsonl, resolve_image_path
+from hadpo.records import ImageRecord, PreferencePair, RecordError, SFTExample, read_jsonl, resolve_image_path
 from hadpo.train.logps import IGNORE_INDEX
-
-
-class SFTExample(Record):
-    """One auxiliary SFT example: images, a plain user prompt and the target response."""
-
-    images: list[str] = Field(min_length=1)
-    prompt: str = Field(min_length=1)
-    response: str = Field(min_length=1)
-
 
 # --- loading and checking -----------------------------------------------------------------------------------
 

@@ -1,18 +1,10 @@
-"""The world's verbs, `hadpo world build | pretrain | probe` and `hadpo demo`, found by `hadpo.cli` through the
+"""The world's verbs, `hadpo world build | pretrain` and `hadpo demo`, found by `hadpo.cli` through the
 `hadpo.cli` entry-point group (pyproject.toml), so that the toolkit's command line never imports the world."""
 
 from __future__ import annotations
 
-import json
-
-from rich.console import Console
-from rich.table import Table
-
-from hadpo.records import ImageRecord, read_jsonl
-from hadpo.world.config import WorldConfig
 from hadpo.world.demo import load_demo_config, run_demo
 from hadpo.world.pretrain import pretrain_base
-from hadpo.world.probe import ProbeResult, probe
 from hadpo.world.scenes import build_world
 
 
@@ -23,7 +15,8 @@ def register(subparsers) -> None:
 
 def register_demo(subparsers) -> None:
     demo = subparsers.add_parser("demo", help="HA-DPO end to end on the synthetic scene world, with a report")
-    demo.add_argument("--config", help="demo YAML (world, pretrain, pairs, train, eval sections); default: built-in")
+    demo.add_argument("--config", help="demo YAML, e.g. configs/demo.yaml (default: the defaults, whose recipes are "
+                      "configs/pairs/world.yaml and configs/world_hadpo.yaml under the working folder)")
     demo.add_argument("--seed", type=int, help="seed of the world and of training")
     demo.add_argument("--runs-dir", default="runs", help="where worlds, models and reports go")
     demo.add_argument("--ablate", action="store_true",
@@ -37,7 +30,6 @@ def register_world(subparsers) -> None:
     for name, func, help_text in [
         ("build", _build, "render the world's splits (images, images JSONL, COCO instances)"),
         ("pretrain", _pretrain, "train (or reuse) the tiny base LLaVA on the pretrain split"),
-        ("probe", _probe, "describe and ask existence questions about eval images"),
     ]:
         verb = verbs.add_parser(name, help=help_text)
         verb.add_argument("--config", help="YAML with `world:` and `pretrain:` sections (default: built-in)")
@@ -57,30 +49,3 @@ def _pretrain(args) -> int:
     model_dir = pretrain_base(demo.world, build_world(demo.world, args.runs_dir), demo.pretrain, args.runs_dir)
     print(model_dir)
     return 0
-
-
-def _probe(args) -> int:
-    demo = load_demo_config(args.config, args.seed)
-    world = demo.world
-    files = build_world(world, args.runs_dir)
-    model_dir = pretrain_base(world, files, demo.pretrain, args.runs_dir)
-    result = probe(model_dir, read_jsonl(files.images("eval"), ImageRecord), files.images("eval"), world, world.seed)
-    print_probe(result, world)
-    print(json.dumps({"recall": result.recall, "hallucinating": result.hallucinating, **result.existence}))
-    return 0
-
-
-def print_probe(result: ProbeResult, world: WorldConfig) -> None:
-    console = Console()
-    console.print(f"[bold]World bias knobs[/bold]: {json.dumps(world.knobs())}")
-    for example in result.examples:
-        console.print(f"[dim]{example['image_id']}[/dim]\n  truth: {example['truth']}\n  model: {example['model']}")
-    table = Table(title="Base model on held-out eval scenes")
-    for column in ("measure", "value"):
-        table.add_column(column)
-    table.add_row("object recall of descriptions", f"{result.recall:.1%}")
-    table.add_row("descriptions naming an absent object", f"{result.hallucinating:.1%}")
-    for kind, metrics in result.existence.items():
-        table.add_row(f"existence accuracy ({kind} negatives)", f"{metrics['accuracy']:.1%}")
-        table.add_row(f"predicted yes-ratio ({kind} negatives)", f"{metrics['yes_ratio']:.1%}")
-    console.print(table)

@@ -1,10 +1,15 @@
-"""Extra data the demo draws from the world: the auxiliary SFT descriptions and held-out yes/no questions.
+"""Extra data drawn from the world: the auxiliary SFT descriptions, held-out yes/no questions, and the base
+model's existence questions.
 
 - SFT descriptions: faithful detailed descriptions of pretrain-split scenes in the base model's own
   instruction format, the role MiniGPT-4's stage-2 captions (CC-SBU-Align) play in HA-DPO's auxiliary loss.
 - Held-out questions: colour and count yes/no questions about present objects, in the POPE file format so the
   POPE scorer reads them. The demo keeps these question types out of the preference pairs, so they measure
   whether HA-DPO leaves the model's other skills intact.
+- Existence questions and description measures (the base-model recipe's figures, benchmarks/world_recipe.py):
+  per image, every present category ("yes") and one absent category drawn at random (random) or from a
+  present object's family (adversarial); accuracy, balanced accuracy and *predicted* yes-ratio per negative
+  kind; the share of annotated objects descriptions name (recall) and of descriptions naming an absent one.
 """
 
 from __future__ import annotations
@@ -13,11 +18,11 @@ import os
 import random
 from pathlib import Path
 
-from hadpo.evaluate.pope import PopeQuestion, write_questions
-from hadpo.records import ImageRecord, resolve_image_path, write_jsonl
-from hadpo.train.data import SFTExample
+from hadpo.evaluate.pope import write_questions
+from hadpo.records import ImageRecord, PopeQuestion, SFTExample, resolve_image_path, write_jsonl
+from hadpo.text import ObjectVocabulary
 from hadpo.world.config import WorldConfig
-from hadpo.world.data import DESCRIBE_PROMPTS, count_question, describe, scene_claims
+from hadpo.world.data import DESCRIBE_PROMPTS, count_question, describe, existence_question, scene_claims
 
 
 def write_sft_descriptions(images: list[ImageRecord], records_file: Path, out: Path, seed: int = 0) -> Path:
@@ -70,8 +75,66 @@ def write_heldout_questions(images: list[ImageRecord], records_file: Path, world
             if item is not None:
                 name, text, label = item
                 number = len(questions[split])
-                questions[split].append(PopeQuestion(f"{split}-{number}", path, text, label, name, split))
+                questions[split].append(PopeQuestion(question_id=f"{split}-{number}", image=path, text=text, label=label,
+                                                     object=name, split=split))
     paths = {split: out_dir / f"heldout_{split}.jsonl" for split in questions}
     for split, path in paths.items():
         write_questions(path, questions[split])
     return paths
+
+
+def write_existence_questions(images: list[ImageRecord], records_file: Path, world: WorldConfig, out: Path,
+                              seed: int = 0) -> Path:
+    """`out`: for each image its present categories (split "positive"), one random absent category ("random")
+    and one absent partner of a present object ("adversarial"), POPE format, image paths relative to `out`."""
+    rng = random.Random(seed)
+    questions: list[PopeQuestion] = []
+    for image in images:
+        path = os.path.relpath(resolve_image_path(image, records_file), out.parent)
+        present = sorted({o.name for o in image.objects})
+        absent = [c for c in world.categories if c not in present]
+        partners = sorted({p for n in present for p in world.partners(n) if p not in present})
+        asked = [("positive", name) for name in present]
+        if absent:
+            asked.append(("random", rng.choice(absent)))
+        if partners:
+            asked.append(("adversarial", rng.choice(partners)))
+        questions += [PopeQuestion(question_id=f"{image.image_id}-{kind}-{name}", image=path,
+                                   text=existence_question(name), label="yes" if kind == "positive" else "no",
+                                   object=name, split=kind) for kind, name in asked]
+    write_questions(out, questions)
+    return out
+
+
+def existence_metrics(questions: list[PopeQuestion], said_yes: dict[str, bool]) -> dict[str, dict[str, float]]:
+    """Accuracy and predicted yes-ratio for each negative kind, scored with all positives of the same images
+    (images hold 1-4 objects, so positives outnumber negatives), and the balanced accuracy, the mean of the
+    positive and negative accuracies: what a POPE-style set with as many negatives as positives measures."""
+    result = {}
+    for kind in ("random", "adversarial"):
+        images = {q.image for q in questions if q.split == kind}
+        chosen = [(said_yes[q.question_id], q.label == "yes") for q in questions
+                  if q.image in images and q.split in ("positive", kind)]
+        positive = [yes for yes, present in chosen if present]
+        negative = [not yes for yes, present in chosen if not present]
+        result[kind] = {
+            "accuracy": sum(yes == present for yes, present in chosen) / len(chosen),
+            "balanced_accuracy": (sum(positive) / max(1, len(positive)) + sum(negative) / max(1, len(negative))) / 2,
+            "yes_ratio": sum(yes for yes, _ in chosen) / len(chosen),
+            "questions": len(chosen),
+        }
+    return result
+
+
+def description_metrics(images: list[ImageRecord], descriptions: dict[str, str], world: WorldConfig) -> dict:
+    """recall: share of annotated objects (distinct per image) the descriptions name; hallucinating: share of
+    descriptions naming at least one absent category."""
+    vocabulary = ObjectVocabulary.from_names(world.categories)
+    named_total = found = hallucinating = 0
+    for image in images:
+        truth = {o.name for o in image.objects}
+        mentioned = {m.name for m in vocabulary.find(descriptions[image.image_id])}
+        named_total += len(truth)
+        found += len(truth & mentioned)
+        hallucinating += bool(mentioned - truth)
+    return {"recall": found / max(1, named_total), "hallucinating": hallucinating / max(1, len(images))}
