@@ -1,5 +1,6 @@
-"""Text utilities shared by the judges (pairs) and the metrics (evaluate): sentence splitting as the SHR protocol
-does it, word tokenising, singularising, and finding object mentions with a synonym table.
+"""Text utilities shared by the judges (pairs) and the metrics (evaluate): sentence splitting and joining as the
+SHR protocol does it, word tokenising, singularising, articles and number words, and finding object mentions
+with a synonym table.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from functools import lru_cache
 from lemminflect import getLemma
 
 _WORD = re.compile(r"[a-z]+(?:[-'][a-z]+)*")
+NUMBER_WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")  # index = number
 
 
 def split_sentences(text: str) -> list[str]:
@@ -27,6 +29,22 @@ def split_sentences(text: str) -> list[str]:
             continue
         kept.append(sentence)
     return kept
+
+
+def join_sentences(sentences: Iterable[str]) -> str:
+    """Sentences (as `split_sentences` gives them) back into one text: capitalised, each ending with '.'."""
+    kept = [s[0].upper() + s[1:] for s in sentences if s]
+    return ". ".join(kept) + "." if kept else ""
+
+
+def article(word: str) -> str:
+    """'an' before a vowel, else 'a'."""
+    return "an" if word[:1].lower() in "aeiou" else "a"
+
+
+def number_word(number: int) -> str:
+    """'one' to 'nine' for 1-9, else the digits."""
+    return NUMBER_WORDS[number] if 1 <= number < len(NUMBER_WORDS) else str(number)
 
 
 def words(text: str) -> list[str]:

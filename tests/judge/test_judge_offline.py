@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from hadpo.judge.offline import AnnotationJudge, grid_position, parse_position, tokenize
+from hadpo.judge.claims import grid_position, parse_position, tokenize
+from hadpo.judge.offline import AnnotationJudge
 from hadpo.records import ImageRecord, ObjectAnnotation, Region, read_jsonl
 from hadpo.text import words
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from hadpo.inference import parse_answer
 from hadpo.records import ImageRecord, PopeQuestion, RecordError, read_jsonl, resolve_image_path
+from hadpo.text import article
 
 log = logging.getLogger(__name__)
 
@@ -40,8 +41,7 @@ METRIC_NAMES = ("accuracy", "precision", "recall", "f1", "yes_ratio")
 
 
 def question_text(name: str) -> str:
-    article = "an" if name[:1].lower() in "aeiou" else "a"
-    return QUESTION_TEMPLATE.format(article=article, object=name)
+    return QUESTION_TEMPLATE.format(article=article(name), object=name)
 
 
 def read_questions(path: str | Path) -> tuple[list[PopeQuestion], int]:

@@ -27,7 +27,7 @@ from string import Template
 from pydantic import BaseModel, ValidationError
 
 from hadpo.judge.llm_client import LLMClient, LLMConfig, LLMError, estimate_tokens
-from hadpo.records import ImageRecord, Judgement
+from hadpo.records import ImageRecord, Judgement, describe_error
 from hadpo.text import split_sentences
 
 log = logging.getLogger(__name__)
@@ -127,8 +127,7 @@ def parse_judge_answer(text: str, sentence_count: int) -> JudgeAnswer:
     try:
         answer = JudgeAnswer.model_validate(parse_json_object(text))
     except ValidationError as error:
-        first = error.errors()[0]
-        raise InvalidAnswer(f"field {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        raise InvalidAnswer(describe_error(error)) from None
     seen = set()
     for verdict in answer.sentences:
         if not 1 <= verdict.index <= sentence_count:
@@ -151,8 +150,7 @@ def parse_rewrite_answer(text: str, k: int) -> list[tuple[str, str]]:
     try:
         answer = RewriteAnswer.model_validate(parse_json_object(text))
     except ValidationError as error:
-        first = error.errors()[0]
-        raise InvalidAnswer(f"field {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        raise InvalidAnswer(describe_error(error)) from None
     pairs = [(r.a.strip(), r.b.strip()) for r in answer.rewrites]
     if len(pairs) != k or not all(a and b for a, b in pairs):
         raise InvalidAnswer(f"{len(pairs)} non-empty rewrites, asked for {k}")
@@ -177,6 +175,24 @@ def render_annotations(image: ImageRecord) -> str:
     if image.complete:
         lines.append("note: every object in the image is listed above; anything not listed is absent.")
     return "\n".join(lines) or "(no annotations)"
+
+
+def ask_until_valid(client: LLMClient, messages: list[dict], parse, again: str, invalid_retries: int,
+                    refresh: bool = False, what: str = "request"):
+    """`parse(answer)` of the endpoint's answer to `messages`; an invalid answer is shown back to the model with
+    its problem and `again` (at most `invalid_retries` times). Raises LLMError (endpoint) or InvalidAnswer."""
+    problem = ""
+    for attempt in range(invalid_retries + 1):
+        completion = client.complete(messages, refresh=refresh)
+        try:
+            return parse(completion.text)
+        except InvalidAnswer as error:
+            problem = str(error)
+            log.debug("%s: invalid answer (attempt %d): %s", what, attempt + 1, problem)
+            # Showing the model its answer and the error changes the request, so the retry is not a cache hit.
+            messages = [*messages, {"role": "assistant", "content": completion.text},
+                        {"role": "user", "content": f"Your answer was invalid: {problem}. {again}"}]
+    raise InvalidAnswer(problem)
 
 
 # --- the judge and the rewriter ----------------------------------------------------------------------------------
@@ -210,30 +226,16 @@ class LLMJudge:
         sentences = split_sentences(text)
         if not sentences:
             return self._failed(image, description_id, sentences, "empty description")
-        messages = self.messages(image, sentences)
-        problem = ""
-        for attempt in range(self.config.invalid_retries + 1):
-            try:
-                completion = self.client.complete(messages, refresh=refresh)
-            except LLMError as error:
-                return self._failed(image, description_id, sentences, f"endpoint: {error}")
-            try:
-                answer = parse_judge_answer(completion.text, len(sentences))
-            except InvalidAnswer as error:
-                problem = str(error)
-                log.debug(
-                    "description %s: invalid judge answer (attempt %d): %s",
-                    description_id,
-                    attempt + 1,
-                    error,
-                )
-                # Showing the model its answer and the error changes the request, so the retry is not a cache hit.
-                messages = [*messages, {"role": "assistant", "content": completion.text},
-                            {"role": "user", "content": f"Your answer was invalid: {problem}. Answer again with only "
-                             f"the JSON object, one entry per sentence, index 1 to {len(sentences)}."}]  # fmt: skip
-                continue
-            return self._judgement(image, description_id, sentences, answer)
-        return self._failed(image, description_id, sentences, f"invalid answer: {problem}")
+        again = f"Answer again with only the JSON object, one entry per sentence, index 1 to {len(sentences)}."
+        try:
+            answer = ask_until_valid(self.client, self.messages(image, sentences),
+                                     lambda text: parse_judge_answer(text, len(sentences)), again,
+                                     self.config.invalid_retries, refresh, f"description {description_id}")
+        except LLMError as error:
+            return self._failed(image, description_id, sentences, f"endpoint: {error}")
+        except InvalidAnswer as error:
+            return self._failed(image, description_id, sentences, f"invalid answer: {error}")
+        return self._judgement(image, description_id, sentences, answer)
 
     def _judgement(self, image, description_id, sentences, answer: JudgeAnswer) -> Judgement:
         labels = [v.label for v in answer.sentences]
@@ -286,17 +288,11 @@ class LLMRewriter:
     def rewrite_pair(self, positive: str, negative: str, k: int, key: str = "") -> list[tuple[str, str]]:
         """k (positive, negative) rewrites; raises RewriteFailed after invalid answers or endpoint failures."""
         messages = self.template.messages(positive=positive, negative=negative, k=k)
-        problem = ""
-        for _ in range(self.config.invalid_retries + 1):
-            try:
-                completion = self.client.complete(messages)
-            except LLMError as failure:
-                raise RewriteFailed(f"endpoint: {failure}") from None
-            try:
-                return parse_rewrite_answer(completion.text, k)
-            except InvalidAnswer as error:
-                problem = str(error)
-                messages = [*messages, {"role": "assistant", "content": completion.text},
-                            {"role": "user", "content": f"Your answer was invalid: {problem}. Answer again with only "
-                             f"the JSON object holding exactly {k} rewrites."}]  # fmt: skip
-        raise RewriteFailed(f"invalid answer: {problem}")
+        again = f"Answer again with only the JSON object holding exactly {k} rewrites."
+        try:
+            return ask_until_valid(self.client, messages, lambda text: parse_rewrite_answer(text, k), again,
+                                   self.config.invalid_retries, what=f"rewrite {key}")
+        except LLMError as failure:
+            raise RewriteFailed(f"endpoint: {failure}") from None
+        except InvalidAnswer as error:
+            raise RewriteFailed(f"invalid answer: {error}") from None

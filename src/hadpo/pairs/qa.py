@@ -23,9 +23,10 @@ from typing import Literal
 from lemminflect import getInflection
 
 from hadpo.inference import DecodingConfig, Query, load_model, parse_answer, run_queries
-from hadpo.judge.offline import NUMBER_WORDS, AnnotationJudge
+from hadpo.judge.offline import AnnotationJudge
 from hadpo.pairs.store import BuildFiles
 from hadpo.records import Answer, Description, ImageRecord, Judgement, PreferencePair, iter_jsonl
+from hadpo.text import article, number_word
 
 QA_KINDS = ("existence", "attribute", "count", "position")
 
@@ -40,10 +41,6 @@ class QAFact:
     description_id: str
     judge: str
     kind: str = "existence"  # existence | attribute | count | position
-
-
-def article(word: str) -> str:
-    return "an" if word[:1].lower() in "aeiou" else "a"
 
 
 def existence_fact(name: str, present: bool, description_id: str, judge: str, image_id: str) -> QAFact:
@@ -69,9 +66,9 @@ def claim_facts(judge: AnnotationJudge, image: ImageRecord, judgement: Judgement
                 actual = int(claim.actual)
                 plural = (getInflection(name, "NNS") or (f"{name}s",))[0]
                 right = (f"There is one {name}." if actual == 1
-                         else f"There are {NUMBER_WORDS.get(actual, actual)} {plural}.")  # fmt: skip
+                         else f"There are {number_word(actual)} {plural}.")  # fmt: skip
                 claimed = claim.claimed if claim.claimed != "several" else "several"
-                claimed_word = NUMBER_WORDS.get(int(claimed), claimed) if claimed.isdigit() else claimed
+                claimed_word = number_word(int(claimed)) if claimed.isdigit() else claimed
                 wrong = (
                     f"There is one {name}."
                     if claimed_word == "one"

@@ -20,7 +20,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 from hadpo.judge.base import Judge
 from hadpo.judge.llm import RewriteFailed
-from hadpo.judge.offline import join_sentences
 from hadpo.pairs.store import BuildFiles, Ledger, append, done_ids
 from hadpo.records import (
     Description,
@@ -31,7 +30,7 @@ from hadpo.records import (
     RewriteSet,
     iter_jsonl,
 )
-from hadpo.text import split_sentences
+from hadpo.text import join_sentences, split_sentences
 
 CHUNK = 32
 

@@ -16,6 +16,7 @@ import random
 from dataclasses import dataclass
 
 from hadpo.records import ImageRecord
+from hadpo.text import NUMBER_WORDS, article
 from hadpo.world.config import WorldConfig
 from hadpo.world.scenes import position_phrase
 
@@ -36,15 +37,10 @@ OBJECT_TEMPLATES = [
     "In the {position}, there is a {size} {colour} {name}.",
     "The {position} has a {size} {colour} {name}.",
 ]
-NUMBER_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
 
 
 def plural(name: str) -> str:
     return name + "es" if name.endswith(("s", "x", "ch", "sh")) else name + "s"
-
-
-def article(word: str) -> str:
-    return "an" if word[0] in "aeiou" else "a"
 
 
 @dataclass(frozen=True)
