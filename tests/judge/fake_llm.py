@@ -95,6 +95,8 @@ class FakeChatServer:
                 self.send_header("Content-Length", str(len(data)))
                 if status == 429:
                     self.send_header("Retry-After", "0")
+                if status >= 400:  # the SDK retries after what the server asks: 1 ms keeps the tests fast
+                    self.send_header("retry-after-ms", "1")
                 self.end_headers()
                 self.wfile.write(data)
 

@@ -22,7 +22,7 @@ TWO_SENTENCES = "There is a red star. There is a dog."
 
 def config(server: FakeChatServer, tmp_path, **overrides) -> LLMConfig:
     values = dict(base_url=server.base_url, model="fake-judge", api_key_env="HADPO_TEST_KEY", timeout_s=0.5,
-                  max_retries=3, backoff_s=0.01, max_concurrency=1, invalid_retries=1,
+                  max_retries=3, max_concurrency=1, invalid_retries=1,
                   cache_dir=str(tmp_path / "cache"), price_per_1k_prompt=1.0, price_per_1k_completion=2.0)  # fmt: skip
     values.update(overrides)
     return LLMConfig(**values)

@@ -36,7 +36,7 @@ def dog_judge_and_rewriter(body: dict) -> str:
 
 def test_llm_build_judges_rewrites_caches_and_estimates(image_records, tmp_path):
     with FakeChatServer(responder=dog_judge_and_rewriter) as server:
-        llm = LLMConfig(base_url=server.base_url, model="fake", api_key_env="HADPO_TEST_KEY", backoff_s=0.01,
+        llm = LLMConfig(base_url=server.base_url, model="fake", api_key_env="HADPO_TEST_KEY",
                         max_concurrency=3, price_per_1k_prompt=0.5)  # fmt: skip
         config = PairsConfig(out_dir=str(tmp_path / "build"), source=SourceConfig(images=str(image_records)))
         config.judge.kind, config.judge.llm = "llm", llm
@@ -99,7 +99,7 @@ def test_llm_judge_stage_records_and_counts_unusable_answers(image_records, tmp_
     with FakeChatServer(responder=garbled) as server:
         config = PairsConfig(out_dir=str(tmp_path / "build"), source=SourceConfig(images=str(image_records)))
         config.judge.kind = "llm"
-        config.judge.llm = LLMConfig(base_url=server.base_url, model="fake", backoff_s=0.01)
+        config.judge.llm = LLMConfig(base_url=server.base_url, model="fake")
         files = BuildFiles(tmp_path / "build")
         files.root.mkdir()
         write_jsonl(files.descriptions, [

@@ -1,13 +1,17 @@
 """A careful client for any OpenAI-compatible chat endpoint (GPT-4-class services, a local vLLM or Ollama
-server): bounded concurrency, a request-rate limit, retries with exponential backoff on 429 / 5xx / timeouts /
-dropped connections, an on-disk cache keyed by the content hash of the request, and token + cost accounting.
+server): bounded concurrency, a request-rate limit, retries on 429 / 5xx / timeouts / dropped connections, an
+on-disk cache keyed by the content hash of the request, and token + cost accounting.
 
 HA-DPO (arXiv 2311.16839) runs thousands of GPT-4 calls to judge and rewrite descriptions; a rerun with the same
 inputs must cost nothing, so every successful answer is cached and a cache hit makes no request.
 
+Retries are the openai SDK's own (`max_retries`; exponential backoff from 0.5 s with jitter, Retry-After
+honoured). Every HTTP attempt, the SDK's retries included, passes through this module's transport, which waits
+for the rate limit and counts the request, whether it was a retry and how it failed, so that usage reports
+every retry exactly.
+
 The API key is read from the environment variable the config names, handed to the SDK and nowhere else: it is
-never logged, cached or written into any output. The SDK's own retries are switched off (max_retries=0) so that
-this module can count every retry exactly and report it.
+never logged, cached or written into any output.
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ import hashlib
 import json
 import logging
 import os
-import random
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -26,6 +29,11 @@ import openai
 
 from hadpo.config import Config
 
+try:  # the HTTP library under the openai SDK: httpx, named httpx2 from the SDK's 3.x releases on
+    import httpx2 as httpx
+except ImportError:  # pragma: no cover - depends on the installed SDK
+    import httpx
+
 log = logging.getLogger(__name__)
 
 RETRYABLE = (
@@ -34,6 +42,10 @@ RETRYABLE = (
     openai.APITimeoutError,
     openai.APIConnectionError,
 )
+# The SDK's exception for an HTTP error status, named here for attempts the SDK retried without raising.
+STATUS_ERRORS = {400: openai.BadRequestError, 401: openai.AuthenticationError, 403: openai.PermissionDeniedError,
+                 404: openai.NotFoundError, 409: openai.ConflictError, 422: openai.UnprocessableEntityError,
+                 429: openai.RateLimitError}  # fmt: skip
 
 
 class LLMConfig(Config):
@@ -46,9 +58,7 @@ class LLMConfig(Config):
     max_tokens: int = 1024
     json_mode: bool = False  # send response_format={"type": "json_object"} (not every local server knows it)
     timeout_s: float = 60.0  # per request
-    max_retries: int = 4  # transport retries per request (429, 5xx, timeout, connection)
-    backoff_s: float = 1.0  # first backoff; doubles per retry, with jitter, capped at backoff_max_s
-    backoff_max_s: float = 60.0
+    max_retries: int = 4  # the SDK's retries per request (429, 5xx, timeout, connection), with its backoff
     max_concurrency: int = 4  # requests in flight at once
     requests_per_minute: float = 0.0  # 0 = unlimited
     invalid_retries: int = 1  # re-asks after an answer that fails validation, before the item is failed
@@ -68,7 +78,7 @@ class Usage:
     requests: int = 0  # HTTP requests sent, retries included
     retries: int = 0  # requests that were retries of a failed one
     cache_hits: int = 0
-    transport_failures: int = 0  # calls that gave up after max_retries
+    transport_failures: int = 0  # calls that failed (after max_retries, or at once when retrying cannot help)
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: float = 0.0
@@ -110,6 +120,35 @@ class RateLimiter:
         time.sleep(max(0.0, start - now))
 
 
+def error_name(status: int) -> str:
+    """The SDK's exception name for an HTTP error status."""
+    default = openai.InternalServerError if status >= 500 else openai.APIStatusError
+    return STATUS_ERRORS.get(status, default).__name__
+
+
+class CountingTransport(httpx.HTTPTransport):
+    """The SDK's HTTP transport with the client's bookkeeping around every attempt."""
+
+    def __init__(self, client: LLMClient):
+        super().__init__()
+        self.client = client
+
+    def handle_request(self, request):
+        self.client.rate.wait()
+        self.client.attempt_started()
+        try:
+            response = super().handle_request(request)
+        except httpx.TimeoutException:
+            self.client.attempt_failed(openai.APITimeoutError.__name__)
+            raise
+        except httpx.TransportError:
+            self.client.attempt_failed(openai.APIConnectionError.__name__)
+            raise
+        if response.status_code >= 400:
+            self.client.attempt_failed(error_name(response.status_code))
+        return response
+
+
 def request_key(model: str, messages: list[dict], params: dict) -> str:
     """Content hash of a request: the same model, messages and decoding settings give the same key."""
     payload = json.dumps({"model": model, "messages": messages, "params": params}, sort_keys=True)
@@ -124,9 +163,10 @@ class LLMClient:
         self.slots = threading.BoundedSemaphore(max(1, config.max_concurrency))
         self.rate = RateLimiter(config.requests_per_minute)
         self.cache_dir = Path(config.cache_dir) if config.cache_dir else None
-        self.client = openai.OpenAI(
-            base_url=config.base_url, api_key=config.api_key(), timeout=config.timeout_s, max_retries=0
-        )
+        self.attempts = threading.local()  # HTTP attempts of the call running on this thread
+        self.client = openai.OpenAI(base_url=config.base_url, api_key=config.api_key(), timeout=config.timeout_s,
+                                    max_retries=config.max_retries,
+                                    http_client=openai.DefaultHttpxClient(transport=CountingTransport(self)))
 
     # -- cache --
 
@@ -177,53 +217,32 @@ class LLMClient:
                 self.usage.cached_completion_tokens += cached.completion_tokens
             return cached
         with self.slots:
-            completion = self._call_with_retries(messages, params)
+            completion = self._call(messages, params)
         self._cache_put(key, completion)
         return completion
 
-    def _call_with_retries(self, messages: list[dict], params: dict) -> Completion:
-        for attempt in range(self.config.max_retries + 1):
-            self.rate.wait()
+    def _call(self, messages: list[dict], params: dict) -> Completion:
+        self.attempts.count = 0
+        try:
+            response = self.client.chat.completions.create(model=self.config.model, messages=messages, **params)
+        except openai.OpenAIError as error:
             with self.lock:
-                self.usage.requests += 1
-                self.usage.retries += attempt > 0
-            try:
-                response = self.client.chat.completions.create(
-                    model=self.config.model, messages=messages, **params
-                )
-            except RETRYABLE as error:
-                self._count_error(error)
-                if attempt == self.config.max_retries:
-                    with self.lock:
-                        self.usage.transport_failures += 1
-                    raise LLMError(f"{type(error).__name__} after {attempt + 1} attempts") from None
-                delay = self._backoff(attempt, error)
-                log.debug("LLM call failed (%s); retry %d in %.2fs", type(error).__name__, attempt + 1, delay)
-                time.sleep(delay)
-                continue
-            except openai.OpenAIError as error:  # 400, 401, 404...: retrying will not help
-                self._count_error(error)
-                with self.lock:
-                    self.usage.transport_failures += 1
-                raise LLMError(f"{type(error).__name__}: {getattr(error, 'message', '')[:200]}") from None
-            return self._account(response)
-        raise AssertionError("unreachable")
+                self.usage.transport_failures += 1
+            if isinstance(error, RETRYABLE):
+                raise LLMError(f"{type(error).__name__} after {self.attempts.count} attempts") from None
+            # 400, 401, 404...: the SDK does not retry what retrying will not help
+            raise LLMError(f"{type(error).__name__}: {getattr(error, 'message', '')[:200]}") from None
+        return self._account(response)
 
-    def _backoff(self, attempt: int, error: Exception) -> float:
-        response = getattr(error, "response", None)
-        retry_after = response.headers.get("retry-after") if response is not None else None
-        if retry_after:
-            try:
-                return min(float(retry_after), self.config.backoff_max_s)
-            except ValueError:
-                pass
-        delay = self.config.backoff_s * 2**attempt
-        return min(delay * (1 + 0.25 * random.random()), self.config.backoff_max_s)
-
-    def _count_error(self, error: Exception) -> None:
+    def attempt_started(self) -> None:
+        self.attempts.count = getattr(self.attempts, "count", 0) + 1
         with self.lock:
-            name = type(error).__name__
-            self.usage.errors[name] = self.usage.errors.get(name, 0) + 1
+            self.usage.requests += 1
+            self.usage.retries += self.attempts.count > 1
+
+    def attempt_failed(self, error: str) -> None:
+        with self.lock:
+            self.usage.errors[error] = self.usage.errors.get(error, 0) + 1
 
     def _account(self, response) -> Completion:
         text = (response.choices[0].message.content or "") if response.choices else ""
