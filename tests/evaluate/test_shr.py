@@ -6,13 +6,8 @@ import json
 
 import pytest
 
-from hadpo.evaluate.shr import (
-    evaluate_shr,
-    format_regions,
-    ngram_unique_ratio,
-    normalised_box,
-    read_descriptions,
-)
+from hadpo.evaluate.shr import evaluate_shr, ngram_unique_ratio, read_descriptions
+from hadpo.judge.llm import render_annotations
 from hadpo.records import ImageRecord, Judgement, Region, read_jsonl
 from hadpo.text import split_sentences
 
@@ -44,10 +39,12 @@ def _image(image_id):
 
 
 def test_box_normalised_to_image_size_with_two_decimals():
+    # What the judge is shown, one line per region: `[x1, y1, x2, y2] phrase`, corners as fractions of the image.
     # [x, y, w, h] = [50, 25, 100, 50] on 200 x 100 -> x1 = 0.25, y1 = 0.25, x2 = 150/200 = 0.75, y2 = 75/100.
-    assert normalised_box([50, 25, 100, 50], 200, 100) == [0.25, 0.25, 0.75, 0.75]
+    image = _image("1").model_copy(update={"regions": [Region(phrase="a cup", box=[50, 25, 100, 50])]})
+    assert render_annotations(image) == "[0.25, 0.25, 0.75, 0.75] a cup"
     image = _image("1").model_copy(update={"regions": [Region(phrase="a red car", box=[0, 0, 67, 33])]})
-    assert format_regions(image) == "[0.00, 0.00, 0.34, 0.33] a red car"  # 67/200 = 0.335 -> 0.34
+    assert render_annotations(image) == "[0.00, 0.00, 0.34, 0.33] a red car"  # 67/200 = 0.335 -> 0.34
 
 
 def test_ngram_unique_ratio_by_hand():
@@ -127,4 +124,4 @@ def test_images_from_the_release_inputs(tmp_path):
                                           [tmp_path / "factual.jsonl"], tmp_path / "val.json")
     assert (record.image_id, record.path, record.captions) == ("1", "VG_100K/1.jpg", ["The man is a chef."])
     # [400, 300, 200, 150] on 800 x 600 -> [0.50, 0.50, 0.75, 0.75]; the empty phrase is dropped.
-    assert format_regions(record) == "[0.50, 0.50, 0.75, 0.75] a man"
+    assert render_annotations(record).splitlines()[0] == "[0.50, 0.50, 0.75, 0.75] a man"

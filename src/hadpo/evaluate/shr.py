@@ -35,21 +35,6 @@ log = logging.getLogger(__name__)
 NGRAM_SIZES = (1, 2, 3, 4)
 
 
-def normalised_box(box: list[float], width: int, height: int) -> list[float]:
-    """[x, y, w, h] in pixels -> [x1, y1, x2, y2] as fractions of the image size, 2 decimals (SHR's format)."""
-    x, y, w, h = box
-    return [round(x / width, 2), round(y / height, 2), round((x + w) / width, 2), round((y + h) / height, 2)]
-
-
-def format_regions(image: ImageRecord, regions: list[Region] | None = None) -> str:
-    """One line per region, `[x1, y1, x2, y2] phrase`, as the SHR judge prompt lists them."""
-    lines = []
-    for region in image.regions if regions is None else regions:
-        corners = ", ".join(f"{v:.2f}" for v in normalised_box(region.box, image.width, image.height))
-        lines.append(f"[{corners}] {region.phrase}")
-    return "\n".join(lines)
-
-
 def ngram_unique_ratio(text: str, n: int) -> float | None:
     """Unique n-grams / all n-grams of `text` (the release's `cal_repetition`); None when it has fewer than n
     words (the release divides by zero there)."""

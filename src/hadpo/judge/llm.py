@@ -198,15 +198,24 @@ def ask_until_valid(client: LLMClient, messages: list[dict], parse, again: str, 
 # --- the judge and the rewriter ----------------------------------------------------------------------------------
 
 
-class LLMJudge:
-    """`Judge` over a chat model. Thread-safe: the pairs stage and SHR call `judge` from a thread pool."""
+class TemplatedModel:
+    """A chat model asked through one prompt template: named after both, so results of another model or of an
+    edited prompt never pass for these."""
 
-    def __init__(self, config: LLMConfig, template: str = "judge_v1", client: LLMClient | None = None):
+    default_template = ""
+
+    def __init__(self, config: LLMConfig, template: str | None = None, client: LLMClient | None = None):
         self.config = config
-        self.template = PromptTemplate.load(template)
+        self.template = PromptTemplate.load(template or self.default_template)
         self.client = client or LLMClient(config)
         self.name = f"llm:{config.model}@{self.template.version}"
         self.max_concurrency = config.max_concurrency
+
+
+class LLMJudge(TemplatedModel):
+    """`Judge` over a chat model. Thread-safe: the pairs stage and SHR call `judge` from a thread pool."""
+
+    default_template = "judge_v1"
 
     def messages(self, image: ImageRecord, sentences: list[str]) -> list[dict]:
         numbered = "\n".join(f"{i}. {s}." for i, s in enumerate(sentences, start=1))
@@ -267,16 +276,11 @@ class RewriteFailed(RuntimeError):
     pass
 
 
-class LLMRewriter:
+class LLMRewriter(TemplatedModel):
     """k style-consistent rewrites of a (positive, negative) pair in one call, so rewrite i of both texts shares
     one style (the paper's point: the pair should differ in hallucination, not in style)."""
 
-    def __init__(self, config: LLMConfig, template: str = "rewrite_v1", client: LLMClient | None = None):
-        self.config = config
-        self.template = PromptTemplate.load(template)
-        self.client = client or LLMClient(config)
-        self.name = f"llm:{config.model}@{self.template.version}"
-        self.max_concurrency = config.max_concurrency
+    default_template = "rewrite_v1"
 
     def estimate(self, positive: str, negative: str, k: int) -> tuple[int, int]:
         prompt = sum(

@@ -1,11 +1,11 @@
 """`hadpo pairs import`: the HA-DPO release's own data (`desc_data.json`, `pope_data.json`) plus a Visual Genome
-image folder -> `pairs.jsonl`, so a user can train on the paper's pairs (arXiv 2311.16839; formats in
-REFERENCE.md).
+image folder -> `pairs.jsonl`, so a user can train on the paper's pairs (arXiv 2311.16839; the release's formats
+below).
 
   desc_data.json  MiniGPT-4 / InstructBLIP: a list of {"image_id", "chosen": [3 texts], "rejected": [3 texts]};
                   LLaVA: a dict {image_id: {"chosen": [...], "rejected": [...]}}. Rewrite i of the chosen texts
                   is paired with rewrite i of the rejected ones (rewrite_index i + 1; the release samples one of
-                  each at load time instead, a known weakness, see REFERENCE.md).
+                  each once at load time instead, so every epoch sees the same pairing).
   pope_data.json  a list of {"image_id", "question", "answer", "chosen", "reject" | "rejected", ["correct"]};
                   entries with correct == true are skipped, as the release's loaders do.
 

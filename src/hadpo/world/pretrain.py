@@ -68,16 +68,8 @@ class PretrainConfig(BaseModel):
     device: str = Field("cpu", description="'cpu', 'cuda' or 'auto'; not part of the cache key")
 
     def spec(self, world: WorldConfig) -> TinyLlavaSpec:
-        return TinyLlavaSpec(
-            image_size=world.image_size,
-            patch_size=world.patch_size,
-            vision_hidden=self.vision_hidden,
-            vision_layers=self.vision_layers,
-            text_hidden=self.text_hidden,
-            text_layers=self.text_layers,
-            text_heads=self.text_heads,
-            text_intermediate=self.text_intermediate,
-        )
+        shape = self.model_dump(include=set(TinyLlavaSpec.model_fields))  # the widths and depths set here
+        return TinyLlavaSpec(image_size=world.image_size, patch_size=world.patch_size, **shape)
 
     def digest(self, world: WorldConfig) -> str:
         settings = self.model_dump(exclude={"device", "threads"})

@@ -9,8 +9,8 @@ What comes out is an ordinary hub-style model: `save_pretrained` writes a folder
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
 
+from pydantic import Field
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import (
     CLIPVisionConfig,
@@ -21,6 +21,8 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 from transformers.models.clip import CLIPImageProcessorPil
+
+from hadpo.config import Config
 
 IMAGE_TOKEN = "<image>"
 SPECIAL_TOKENS = ["<pad>", "<unk>", "<s>", "</s>", IMAGE_TOKEN]
@@ -72,20 +74,19 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 512) -> PreTrainedTo
     return fast
 
 
-@dataclass
-class TinyLlavaSpec:
+class TinyLlavaSpec(Config):
     """Shape of a tiny LLaVA. Defaults: ~1M parameters, one image token per 16-pixel patch."""
 
-    image_size: int = 48
-    patch_size: int = 16
-    vision_hidden: int = 64
-    vision_layers: int = 2
-    vision_heads: int = 4
-    text_hidden: int = 128
-    text_layers: int = 3
-    text_heads: int = 4
-    text_intermediate: int = 384
-    max_positions: int = 512
+    image_size: int = Field(48, gt=0, description="square images, pixels per side")
+    patch_size: int = Field(16, gt=0, description="vision patch side; one image token per patch")
+    vision_hidden: int = Field(64, gt=0, description="CLIP vision tower width")
+    vision_layers: int = Field(2, gt=0, description="CLIP vision tower depth")
+    vision_heads: int = Field(4, gt=0, description="CLIP attention heads")
+    text_hidden: int = Field(128, gt=0, description="Llama width (also the projector's output)")
+    text_layers: int = Field(3, gt=0, description="Llama depth")
+    text_heads: int = Field(4, gt=0, description="Llama attention heads (as many key/value heads)")
+    text_intermediate: int = Field(384, gt=0, description="Llama MLP width")
+    max_positions: int = Field(512, gt=0, description="longest sequence, image tokens included")
 
     @property
     def num_patches(self) -> int:
