@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import shutil
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -25,9 +27,12 @@ from rich.table import Table
 
 from hadpo.config import Config, load_config, merge
 from hadpo.inference import DecodingConfig
+from hadpo.judge.base import Judge
+from hadpo.records import ImageRecord, PreferencePair, read_jsonl, write_jsonl
 from hadpo.world.config import WorldConfig
 from hadpo.world.pretrain import PretrainConfig
 from hadpo.world.report import ROWS, format_cell, lookup, write_report
+from hadpo.world.scenes import WorldFiles
 
 console = Console()
 
@@ -71,15 +76,52 @@ def load_demo_config(path: str | Path | None, seed: int | None = None) -> DemoCo
     return load_config(DemoConfig, path, seeds, source=str(path) if path else "demo config")
 
 
-def stage(number: int, total: int, text: str) -> None:
-    console.print(f"[bold]{number}/{total}[/bold] {text}")
+class Stages:
+    """The demo's numbered stages on the console, each timed (results.json's `timings_s`)."""
+
+    def __init__(self, total: int):
+        self.total, self.number, self.timings = total, 0, {}
+
+    @contextmanager
+    def stage(self, name: str, text: str):
+        self.number += 1
+        begun = time.perf_counter()
+        console.print(f"[bold]{self.number}/{self.total}[/bold] {text}")
+        yield
+        self.timings[name] = round(time.perf_counter() - begun, 1)
+        console.print(f"   [dim]{name}: {self.timings[name]} s[/dim]")
 
 
 # --- 2 and 5: the evaluation suite ---------------------------------------------------------------------------
 
 
-def evaluate_model(model_dir: Path, out: Path, images_file: Path, pope_files: list[Path],
-                   heldout_files: list[Path], judge, settings: EvalSettings) -> dict:
+@dataclass
+class EvalSets:
+    """What every model is evaluated on: the eval split, its POPE and held-out question files, the SHR judge."""
+
+    images_file: Path
+    pope_files: list[Path]
+    heldout_files: list[Path]
+    judge: Judge
+
+
+def eval_sets(files: WorldFiles, world: WorldConfig, settings: EvalSettings, out: Path) -> EvalSets:
+    """POPE splits and held-out colour / count questions over the eval split (under `out`), and the offline
+    judge over its annotations."""
+    from hadpo.evaluate.pope import build_pope_files
+    from hadpo.judge.offline import AnnotationJudge
+    from hadpo.world.evalsets import write_heldout_questions
+
+    eval_file = files.images("eval")
+    eval_images = read_jsonl(eval_file, ImageRecord)
+    pope_files = list(build_pope_files(eval_file, out, num_images=settings.pope_images,
+                                       per_image=settings.pope_per_image, seed=world.seed).values())
+    heldout_files = list(write_heldout_questions(eval_images, eval_file, world, out, world.seed).values())
+    judge = AnnotationJudge.from_records(eval_images, extra_names=world.categories)
+    return EvalSets(eval_file, pope_files, heldout_files, judge)
+
+
+def evaluate_model(model_dir: Path, out: Path, sets: EvalSets, settings: EvalSettings) -> dict:
     """Run the suite on one model; returns the issue's per-model summary M (fractions in 0-1). Each
     benchmark's raw answers and details stay under `out`."""
     from hadpo.evaluate.report import POPE_METRICS
@@ -87,11 +129,11 @@ def evaluate_model(model_dir: Path, out: Path, images_file: Path, pope_files: li
     from hadpo.inference import describe_images
 
     logits, generate = settings.decoding(mode="logits"), settings.decoding()
-    pope = run_pope(str(model_dir), pope_files, out, logits)
-    heldout = run_pope(str(model_dir), heldout_files, out / "heldout", logits)
-    descriptions = describe_images(str(model_dir), images_file, out / "descriptions.jsonl", generate)
-    chair = run_chair(descriptions, images_file, out, model=str(model_dir))
-    shr = run_shr(descriptions, images_file, judge, out, model=str(model_dir))
+    pope = run_pope(str(model_dir), sets.pope_files, out, logits)
+    heldout = run_pope(str(model_dir), sets.heldout_files, out / "heldout", logits)
+    descriptions = describe_images(str(model_dir), sets.images_file, out / "descriptions.jsonl", generate)
+    chair = run_chair(descriptions, sets.images_file, out, model=str(model_dir))
+    shr = run_shr(descriptions, sets.images_file, sets.judge, out, model=str(model_dir))
     return {
         "pope": {split: {k: metrics[k] for k in POPE_METRICS} for split, metrics in pope["splits"].items()},
         "chair": {k: chair[k] for k in ("chair_s", "chair_i", "recall")},
@@ -122,14 +164,23 @@ def build_pairs(model_dir: Path, images_file: Path, world: WorldConfig, out: Pat
 
 def without_rewrites(pairs_file: Path, out: Path) -> Path:
     """The same pairs with only the original texts (rewrite_index 0): the no-rewrites ablation."""
-    from hadpo.records import PreferencePair, read_jsonl, write_jsonl
-
     kept = [p for p in read_jsonl(pairs_file, PreferencePair) if p.rewrite_index == 0]
     write_jsonl(out, kept)
     return out
 
 
 # --- 4: training ---------------------------------------------------------------------------------------------
+
+
+def training_runs(demo: DemoConfig, pairs_file: Path, out: Path, ablate: bool) -> dict[str, tuple[Path, dict]]:
+    """{run name: (pairs file, training overrides)}: HA-DPO, and with `ablate` each ablation."""
+    runs = {"hadpo": (pairs_file, demo.train)}
+    if ablate:
+        for name, change in ABLATIONS.items():
+            source = pairs_file if change.get("rewrites", True) else without_rewrites(
+                pairs_file, out / "pairs_no_rewrites.jsonl")
+            runs[name] = (source, merge(demo.train, change.get("train", {})))
+    return runs
 
 
 def train(model_dir: Path, pairs_file: Path, sft_file: Path, out: Path, seed: int, recipe: str | Path,
@@ -150,83 +201,56 @@ def train(model_dir: Path, pairs_file: Path, sft_file: Path, out: Path, seed: in
 
 def run_demo(config_path: str | Path | None = None, seed: int | None = None, runs_dir: str | Path = "runs",
              ablate: bool = False) -> dict:
-    from hadpo.evaluate.pope import build_pope_files
-    from hadpo.judge.offline import AnnotationJudge
-    from hadpo.records import ImageRecord, read_jsonl
-    from hadpo.world.evalsets import write_heldout_questions, write_sft_descriptions
+    from hadpo.world.evalsets import write_sft_descriptions
     from hadpo.world.pretrain import pretrain_base
     from hadpo.world.scenes import build_world
 
     started = time.perf_counter()
     demo = load_demo_config(config_path, seed)
-    world, pretrain, settings = demo.world, demo.pretrain, demo.eval
+    world = demo.world
     out = Path(runs_dir) / "demo" / f"seed{world.seed}"
     if out.exists():  # a run's answers, pairs and adapters belong to one base model: start afresh
         shutil.rmtree(out)
-    total = 5
-    timings: dict[str, float] = {}
+    stages = Stages(total=5)
 
-    def timed(name: str, begun: float) -> None:
-        timings[name] = round(time.perf_counter() - begun, 1)
-        console.print(f"   [dim]{name}: {timings[name]} s[/dim]")
+    with stages.stage("world_and_base", f"world (seed {world.seed}) and base model (cached under {runs_dir}/base)"):
+        files = build_world(world, runs_dir)
+        base_dir = pretrain_base(world, files, demo.pretrain, runs_dir)
 
-    begun = time.perf_counter()
-    stage(1, total, f"world (seed {world.seed}) and base model (cached under {runs_dir}/base)")
-    files = build_world(world, runs_dir)
-    base_dir = pretrain_base(world, files, pretrain, runs_dir)
-    timed("world_and_base", begun)
+    with stages.stage("evaluate_base", f"evaluate the base model ({base_dir})"):
+        sets = eval_sets(files, world, demo.eval, out / "questions")
+        models = {"base": evaluate_model(base_dir, out / "eval" / "base", sets, demo.eval)}
+        print_models(models)
 
-    begun = time.perf_counter()
-    stage(2, total, f"evaluate the base model ({base_dir})")
-    eval_file = files.images("eval")
-    eval_images = read_jsonl(eval_file, ImageRecord)
-    pope_files = list(build_pope_files(eval_file, out / "questions", num_images=settings.pope_images,
-                                       per_image=settings.pope_per_image, seed=world.seed).values())
-    heldout_files = list(write_heldout_questions(eval_images, eval_file, world, out / "questions",
-                                                 world.seed).values())
-    judge = AnnotationJudge.from_records(eval_images, extra_names=world.categories)
+    with stages.stage("pairs", "HA-DPO pairs from the base model's descriptions of the pairs split"):
+        pair_stats = build_pairs(base_dir, files.images("pairs"), world, out / "pairs", demo.pairs_recipe,
+                                 demo.pairs)
+        print_pair_stats(pair_stats)
 
-    def evaluate(name: str, model_dir: Path) -> dict:
-        return evaluate_model(model_dir, out / "eval" / name, eval_file, pope_files, heldout_files, judge,
-                              settings)
+    with stages.stage("train", "HA-DPO training (DPO + gamma * SFT, LoRA, precomputed reference)"):
+        sft_file = write_sft_descriptions(read_jsonl(files.images("pretrain"), ImageRecord)[:2000],
+                                          files.images("pretrain"), out / "sft_descriptions.jsonl", world.seed)
+        trained, histories = {}, {}
+        for name, (pairs, overrides) in training_runs(demo, out / "pairs" / "pairs.jsonl", out, ablate).items():
+            console.print(f"   training [bold]{name}[/bold]")
+            trained[name], histories[name] = train(base_dir, pairs, sft_file, out / "train" / name, world.seed,
+                                                   demo.train_recipe, overrides)
 
-    models = {"base": evaluate("base", base_dir)}
-    print_models(models)
-    timed("evaluate_base", begun)
-
-    begun = time.perf_counter()
-    stage(3, total, "HA-DPO pairs from the base model's descriptions of the pairs split")
-    pair_stats = build_pairs(base_dir, files.images("pairs"), world, out / "pairs", demo.pairs_recipe, demo.pairs)
-    print_pair_stats(pair_stats)
-    timed("pairs", begun)
-
-    begun = time.perf_counter()
-    stage(4, total, "HA-DPO training (DPO + gamma * SFT, LoRA, precomputed reference)")
-    sft_file = write_sft_descriptions(read_jsonl(files.images("pretrain"), ImageRecord)[:2000],
-                                      files.images("pretrain"), out / "sft_descriptions.jsonl", world.seed)
-    pairs_file = out / "pairs" / "pairs.jsonl"
-    runs = {"hadpo": (pairs_file, demo.train)}
-    if ablate:
-        for name, change in ABLATIONS.items():
-            source = pairs_file if change.get("rewrites", True) else without_rewrites(
-                pairs_file, out / "pairs_no_rewrites.jsonl")
-            runs[name] = (source, merge(demo.train, change.get("train", {})))
-    histories = {}
-    trained = {}
-    for name, (source, overrides) in runs.items():
-        console.print(f"   training [bold]{name}[/bold]")
-        trained[name], histories[name] = train(base_dir, source, sft_file, out / "train" / name, world.seed,
-                                               demo.train_recipe, overrides)
-    timed("train", begun)
-
-    begun = time.perf_counter()
-    stage(5, total, "evaluate the trained model(s), report")
-    for name, model_dir in trained.items():
-        models[name] = evaluate(name, model_dir)
-    timed("evaluate_trained", begun)
+    with stages.stage("evaluate_trained", "evaluate the trained model(s), report"):
+        for name, model_dir in trained.items():
+            models[name] = evaluate_model(model_dir, out / "eval" / name, sets, demo.eval)
     print_models(models)
 
-    results = {
+    results = summary(world, pair_stats, models, histories, base_dir, stages.timings, started)
+    write_report(out, results, histories)
+    console.print(f"wrote {out / 'report.md'} and {out / 'results.json'} ({results['seconds']} s)")
+    return results
+
+
+def summary(world: WorldConfig, pair_stats: dict, models: dict, histories: dict, base_dir: Path,
+            timings: dict, started: float) -> dict:
+    """results.json: the world's knobs, the pairs' numbers, every model's suite, the checks, training."""
+    return {
         "seed": world.seed,
         "world": world.knobs(),
         "pairs": {**pair_stats["pairs"], "images": pair_stats["images"],
@@ -241,9 +265,6 @@ def run_demo(config_path: str | Path | None = None, seed: int | None = None, run
         "timings_s": timings,
         "seconds": round(time.perf_counter() - started, 1),
     }
-    write_report(out, results, histories)
-    console.print(f"wrote {out / 'report.md'} and {out / 'results.json'} ({results['seconds']} s)")
-    return results
 
 
 # --- what the demo must show (issue 6), checked on the measured numbers ---------------------------------------
