@@ -1,5 +1,5 @@
 """One small adapter per VLM family (prompt format, image inputs, LoRA targets), looked up by name or by a
-model's `config.model_type`. `tiny` builds tiny random models for tests and the demo world."""
+model's `config.model_type`."""
 
 from __future__ import annotations
 
