@@ -159,7 +159,7 @@ def build_pairs(model_dir: Path, images_file: Path, world: WorldConfig, out: Pat
         "describe": {"model": str(model_dir)},
         "judge": {"extra_names": list(world.categories)},  # every category is exhaustively annotated
     }
-    return run_build(load_config(PairsConfig, recipe, this_run, overrides))
+    return run_build(load_config(PairsConfig, recipe, this_run, overrides, source=f"demo pairs ({recipe})"))
 
 
 def without_rewrites(pairs_file: Path, out: Path) -> Path:
@@ -191,7 +191,7 @@ def train(model_dir: Path, pairs_file: Path, sft_file: Path, out: Path, seed: in
 
     paths = {"model_name_or_path": str(model_dir), "pairs": str(pairs_file), "sft_data": str(sft_file),
              "output_dir": str(out), "seed": seed}
-    config = load_config(HADPOConfig, recipe, paths, overrides)
+    config = load_config(HADPOConfig, recipe, paths, overrides, source=f"demo train ({recipe})")
     trainer = run_training(config)
     return out / "merged", trainer.state.log_history
 
