@@ -1,6 +1,7 @@
 """Shared fixtures: a tiny random LLaVA saved like a hub checkpoint, and a small annotated image set.
 
-Neither depends on the scene world, so every wing's tests run on generic data."""
+Neither depends on the scene world's data, so every wing's tests run on generic data; the random LLaVA is
+built by the world's tiny-model builder (`hadpo.world.tiny`), the one place hadpo builds models from scratch."""
 
 from __future__ import annotations
 
