@@ -152,9 +152,6 @@ def run_build(config: PairsConfig, stages: tuple[str, ...] = STAGES, dry_run: bo
     judge = make_judge(config, records, exhaustive, files)
     rewriter = make_rewriter(config, judge, files)
     stats: dict = {}  # this run's numbers per stage
-    needs_model = "describe" in stages or ("qa" in stages and config.qa.sample_answers)
-    if needs_model and not config.describe.model and model_and_processor is None and not dry_run:
-        raise ValueError("describe.model: the target model (a folder or hub id) is needed to describe images")
     if "describe" in stages:
         stats["describe"] = sample_descriptions(
             records, files, config.describe, ledger, model_and_processor, dry_run

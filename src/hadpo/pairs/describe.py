@@ -69,6 +69,8 @@ def sample_descriptions(images: list[ImageRecord], files: BuildFiles, config: De
             "generate_batches": batches,
         }
     if todo:
+        if model_and_processor is None and not config.model:
+            raise ValueError("describe.model: the target model (a folder or hub id) is needed to describe images")
         model, processor = model_and_processor or load_model(config.model, config.device, config.dtype)
         summary = run_queries(model, processor, todo, files.describe_answers, config.decoding(),
                               model_name=config.model, progress=False)
