@@ -96,7 +96,10 @@ class ObjectVocabulary:
         return max((len(k.split()) for k in self.synonyms), default=1)
 
     def find(self, text: str) -> list[Mention]:
-        tokens = [singular(w) for w in words(text)]
+        return self.find_tokens([singular(w) for w in words(text)])
+
+    def find_tokens(self, tokens: list[str]) -> list[Mention]:
+        """Mentions in a list of singularised tokens (a phrase matches consecutive tokens only)."""
         mentions: list[Mention] = []
         i = 0
         longest = self.max_phrase_words

@@ -1,4 +1,5 @@
-"""CHAIR: the synonym table and special rules, and CHAIRs / CHAIRi / recall worked out by hand."""
+"""CHAIR: hadpo's synonym table and special rules, and CHAIRs / CHAIRi / recall worked out by hand (the reference
+protocol against the reference code's own outputs: test_chair_reference.py)."""
 
 from __future__ import annotations
 
@@ -6,24 +7,17 @@ import json
 
 import pytest
 
-from hadpo.evaluate.chair import (
-    coco_vocabulary,
-    evaluate_chair,
-    find_objects,
-    load_ground_truth,
-    read_synonym_table,
-    score_captions,
-    write_details,
-)
+from hadpo.evaluate.chair import evaluate_chair, load_ground_truth, score_captions, write_details
+from hadpo.evaluate.chair_words import HADPO_SYNONYM_FILE, object_words, read_synonym_lines
 
 
 @pytest.fixture(scope="module")
 def vocabulary():
-    return coco_vocabulary()
+    return object_words("hadpo")
 
 
 def test_table_has_the_80_coco_classes_with_two_word_objects():
-    table = read_synonym_table()
+    table = {name: synonyms for name, *synonyms in read_synonym_lines(HADPO_SYNONYM_FILE)}
     assert len(table) == 80
     assert {"hot dog", "traffic light", "teddy bear", "cell phone", "wine glass", "dining table"} <= set(table)
     assert "puppy" in table["dog"] and "sofa" in table["couch"]
@@ -31,7 +25,7 @@ def test_table_has_the_80_coco_classes_with_two_word_objects():
 
 def test_two_word_objects_and_special_rules(vocabulary):
     def objects(text):
-        return [name for _, name in find_objects(vocabulary, text)]
+        return [name for _, name in vocabulary.find(text)]
 
     assert objects("A man eats a hot dog next to two dogs.") == ["person", "hot dog", "dog"]
     assert objects("A baby elephant and an adult giraffe.") == ["elephant", "giraffe"]
@@ -44,6 +38,10 @@ def test_two_word_objects_and_special_rules(vocabulary):
     assert objects("A seat by the window.") == ["chair"]
     # Singularised before matching: knives -> knife, people -> person, teddy bears -> teddy bear.
     assert objects("Knives, people and teddy bears at the home plate.") == ["knife", "person", "teddy bear"]
+    # No phrase spans a sentence end; possessives and "a/b" are words of their own; buses and ties count.
+    assert objects("The street is hot. Dogs sleep.") == ["dog"]
+    assert objects("The dog's bowl and a dog/cat toy.") == ["dog", "bowl", "dog", "cat"]
+    assert objects("Two buses and two ties.") == ["bus", "tie"]
 
 
 def test_scores_worked_out_by_hand(vocabulary):
@@ -57,6 +55,9 @@ def test_scores_worked_out_by_hand(vocabulary):
         ("2", "  "),  # empty: skipped
     ]
     result = score_captions(captions, truth, vocabulary)
+    # The hadpo protocol skips the empty caption; the reference protocol scores it as a caption without objects.
+    reference = score_captions(captions, truth, object_words("reference"))
+    assert (reference.captions, reference.empty_captions, reference.skipped, reference.chair_s) == (5, 1, 1, 0.4)
     # Scored captions: 4. With >= 1 hallucination: captions 2 and 3 -> CHAIRs = 2/4 = 0.5.
     # Mentions: 3 + 4 + 3 + 0 = 10; hallucinated: 2 + 1 = 3 -> CHAIRi = 3/10 (mentions, not unique objects).
     # Recall: covered per caption 3/3, 2/3 (person, dog), 2/2 (cat, couch), 0/2 -> (3 + 2 + 2 + 0)/(3+3+2+2) = 0.7.
@@ -89,9 +90,10 @@ def test_files_coco_instances_plus_reference_captions_and_world_records(image_re
               "categories": [{"id": 1, "name": "moon"}],
               "annotations": [{"image_id": 1, "category_id": 1, "attributes": ["orange"]}]}
     (tmp_path / "custom.json").write_text(json.dumps(custom))
-    truth, vocabulary = load_ground_truth(tmp_path / "custom.json")
-    assert truth["1"] == truth["w-1"] == truth["images/w-1.png"] == {"moon"}
-    assert find_objects(vocabulary, "An orange moon.") == [("moon", "moon")]
+    for protocol in ("reference", "hadpo"):
+        truth, vocabulary = load_ground_truth(tmp_path / "custom.json", protocol=protocol)
+        assert truth["1"] == truth["w-1"] == truth["images/w-1.png"] == {"moon"}
+        assert vocabulary.find("An orange moon.") == [("moon", "moon")]
 
     results = [{"image_id": 1, "caption": "A dog on a bench with a cat."}, {"image_id": 2, "caption": "A houseplant."},
                {"caption": "no image id"}]
@@ -101,14 +103,18 @@ def test_files_coco_instances_plus_reference_captions_and_world_records(image_re
     assert (result.chair_i, result.chair_s, result.skipped) == (0.25, 0.5, 1)
 
     # Annotated attribute words are no objects there: the colour "orange" is not the fruit.
-    assert find_objects(coco_vocabulary(["moon"], ["orange"]), "An orange moon.") == [("moon", "moon")]
-    assert find_objects(coco_vocabulary(), "An orange moon.") == [("orange", "orange")]
+    assert object_words("hadpo", None, ["moon"], ["orange"]).find("An orange moon.") == [("moon", "moon")]
+    assert object_words("hadpo").find("An orange moon.") == [("orange", "orange")]
+    # Another vocabulary in place of the COCO table, e.g. a dataset's own category names with their synonyms.
+    shapes = object_words("reference", {"star": ["starlet"], "moon": []})
+    assert shapes.find("Two stars, a starlet and a moon. A dog.") == [("star", "star"), ("starlet", "star"),
+                                                                     ("moon", "moon")]
 
     # World-style records: the annotation names ("square", "circle") join the vocabulary.
     answers = tmp_path / "answers.jsonl"
     answers.write_text(json.dumps({"question_id": "a", "image_id": "0", "prompt": "p",
                                    "text": "A red square, a blue circle and a triangle."}) + "\n")
-    world = evaluate_chair(answers, image_records)
+    world = evaluate_chair(answers, image_records, protocol="hadpo")
     # Image 0 has square, circle, knife: the triangle is not a known object word, so 2 mentions, 0 hallucinated,
     # recall 2/3.
     assert (world.mentions, world.hallucinated_mentions, world.recall) == (2, 0, pytest.approx(2 / 3))

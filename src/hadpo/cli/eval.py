@@ -52,6 +52,9 @@ def register(subparsers) -> None:
     chair.add_argument("--reference-captions", help="COCO captions JSON whose objects join the ground truth")
     chair.add_argument("--images", help="images.jsonl to describe with --model (default: --annotations)")
     chair.add_argument("--prompt", default="Describe this image in detail.")
+    chair.add_argument("--synonyms", help="object vocabulary in place of the COCO list: lines 'name, synonym, ...'")
+    _protocol_argument(chair, "reference: LisaAnne/Hallucination utils/chair.py (NLTK tokens, pattern singulars, its "
+                       "synonym list and rules); hadpo: hadpo's reviewed list and lemminflect singulars")
     _model_arguments(chair, max_new_tokens=512, num_beams=1, required=False)
     chair.set_defaults(func=_chair)
 
@@ -82,6 +85,11 @@ def register(subparsers) -> None:
     mme.add_argument("--results", help="score existing per-subtask result files (image, question, gt, prediction)")
     _model_arguments(mme, max_new_tokens=16, num_beams=1, required=False)
     mme.set_defaults(func=_mme)
+
+
+def _protocol_argument(parser: argparse.ArgumentParser, help_text: str) -> None:
+    parser.add_argument("--protocol", choices=["reference", "hadpo"], default="reference",
+                        help=f"scoring rules (default reference, comparable with published numbers); {help_text}")
 
 
 def _model_arguments(parser: argparse.ArgumentParser, max_new_tokens: int, num_beams: int, required=True) -> None:
@@ -166,7 +174,8 @@ def _chair(args) -> int:
         captions = describe_images(args.model, args.images or args.annotations,
                                    Path(args.out) / f"captions_{args.mode}.jsonl", _decoding(args),
                                    prompt=args.prompt, progress=not args.no_progress)
-    _print_json(run_chair(captions, args.annotations, args.out, args.reference_captions, model=args.model or ""))
+    _print_json(run_chair(captions, args.annotations, args.out, args.reference_captions, model=args.model or "",
+                          protocol=args.protocol, synonyms=args.synonyms))
     return 0
 
 

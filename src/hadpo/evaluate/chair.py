@@ -1,76 +1,28 @@
 """CHAIR (Caption Hallucination Assessment with Image Relevance, Rohrbach et al. 2018, arXiv 1809.02156).
 
 Ground truth per image: the annotated object categories (COCO instances, or `ImageRecord.objects`) plus the
-objects named in the image's reference captions. A caption's object mentions are found with the COCO synonym
-table (coco_synonyms.txt: 80 classes, two-word objects such as "hot dog" are single mentions) extended with
-the annotations' own object names (minus their attribute words: the world's colour "orange" is no fruit), on
-lower-cased, singularised tokens, longest phrase first. Special rules:
-"baby X" / "adult X" for an animal X -> X; "passenger jet/train" -> airplane/train; "bow tie" -> tie; "toilet
-seat" -> toilet, and "seat" is ignored in a caption that mentions a toilet; "home plate", "train track" and
-"baby/adult animal" are no objects.
+objects named in the image's reference captions. Which words of a caption mention which object is the protocol's
+business (`chair_words`): by default the reference code's rules (LisaAnne/Hallucination `utils/chair.py`), so the
+numbers compare with published ones; `protocol="hadpo"` for hadpo's reviewed table and singulars.
 
 Metrics: CHAIRs = captions with >= 1 hallucinated mention / captions; CHAIRi = hallucinated mentions / all
 mentions (mentions, not unique objects); recall = annotated objects mentioned / annotated objects (per image,
-summed over images); average caption length in words (split on spaces).
+summed over images); average caption length in words (split on spaces). An empty caption counts as a caption
+without objects in the reference protocol (as the reference scores it) and is skipped in the hadpo protocol.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
 from pathlib import Path
 
+from hadpo.evaluate.chair_words import ObjectWords, object_words
 from hadpo.records import ImageRecord, RecordError, read_jsonl
-from hadpo.text import ObjectVocabulary, singular
 
 log = logging.getLogger(__name__)
-
-SYNONYM_FILE = Path(__file__).with_name("coco_synonyms.txt")
-ANIMALS = ["bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe"]
-NOT_OBJECTS = ""  # vocabulary target for phrases that block the words inside them from matching
-
-
-def read_synonym_table(path: str | Path = SYNONYM_FILE) -> dict[str, list[str]]:
-    """{class: [synonyms]} from a table of comma-separated lines, the class first; '#' starts a comment."""
-    table: dict[str, list[str]] = {}
-    for line in Path(path).read_text(encoding="utf-8").splitlines():
-        if line.strip() and not line.startswith("#"):
-            name, *synonyms = [part.strip() for part in line.split(",")]
-            table[name] = [s for s in synonyms if s]
-    return table
-
-
-@lru_cache(maxsize=1)
-def _coco_table() -> tuple[tuple[str, tuple[str, ...]], ...]:
-    return tuple((name, tuple(synonyms)) for name, synonyms in read_synonym_table().items())
-
-
-def coco_vocabulary(extra_names: list[str] | tuple[str, ...] = (), attribute_words: Iterable[str] = ()
-                    ) -> ObjectVocabulary:
-    """The COCO synonym table, CHAIR's special two-word rules, and `extra_names` (e.g. the world's object names)
-    as classes of their own unless the table already covers them. `attribute_words` (annotated attributes such
-    as the colour "orange") are removed as single-word objects: in annotated data they describe objects."""
-    vocabulary = ObjectVocabulary()
-    for name, synonyms in _coco_table():
-        vocabulary.add(name, synonyms)
-    for animal in ANIMALS:
-        vocabulary.add(animal, [f"baby {animal}", f"adult {animal}"])
-    vocabulary.add("airplane", ["passenger jet"])
-    vocabulary.add("train", ["passenger train"])
-    vocabulary.add("tie", ["bow tie"])
-    vocabulary.add("toilet", ["toilet seat"])
-    vocabulary.add(NOT_OBJECTS, ["home plate", "train track", "baby animal", "adult animal", "baby cub"])
-    for word in attribute_words:
-        key = singular(word.lower())
-        if vocabulary.synonyms.get(key) and key not in {singular(n.lower()) for n in extra_names}:
-            del vocabulary.synonyms[key]
-    for name in extra_names:
-        if canonical_objects(vocabulary, name) == []:
-            vocabulary.add(name, [])
-    return vocabulary
 
 
 @dataclass
@@ -78,19 +30,6 @@ class CaptionMention:
     words: str  # the matched (singularised) words, e.g. "baby elephant"
     object: str  # the canonical class, e.g. "elephant"
     hallucinated: bool
-
-
-def find_objects(vocabulary: ObjectVocabulary, text: str) -> list[tuple[str, str]]:
-    """(matched words, canonical object) for every object mention in `text`, with CHAIR's special rules."""
-    mentions = [(m.words, m.name) for m in vocabulary.find(text) if m.name != NOT_OBJECTS]
-    if any(name == "toilet" for _, name in mentions):
-        mentions = [(w, name) for w, name in mentions if w != "seat"]  # a toilet seat is not a chair
-    return mentions
-
-
-def canonical_objects(vocabulary: ObjectVocabulary, name: str) -> list[str]:
-    """The classes an annotation name stands for: the whole name when the vocabulary knows it."""
-    return sorted({obj for _, obj in find_objects(vocabulary, name)})
 
 
 @dataclass
@@ -116,7 +55,9 @@ class ChairResult:
     mentions: int
     hallucinated_mentions: int
     captions_without_objects: int
-    skipped: int  # captions not scored (empty, unknown image)
+    empty_captions: int  # scored as captions without objects (reference protocol) or skipped (hadpo)
+    skipped: int  # captions not scored (unknown image; empty in the hadpo protocol)
+    protocol: str
     details: list[CaptionDetail] = field(default_factory=list)
 
     def metrics(self) -> dict:
@@ -128,12 +69,12 @@ class ChairResult:
 def score_captions(
     captions: list[tuple[str, str]],
     ground_truth: dict[str, set[str]],
-    vocabulary: ObjectVocabulary,
+    words: ObjectWords,
     where: list[str] | None = None,
 ) -> ChairResult:
     """Score (image_id, caption) pairs against ground-truth object classes per image."""
     details: list[CaptionDetail] = []
-    skipped = without_objects = 0
+    skipped = without_objects = empty = 0
     for index, (image_id, caption) in enumerate(captions):
         name = where[index] if where else f"caption {index + 1}"
         if image_id not in ground_truth:
@@ -141,11 +82,15 @@ def score_captions(
             skipped += 1
             continue
         if not caption.strip():
-            log.warning("%s: empty caption for image %s; skipped", name, image_id)
-            skipped += 1
-            continue
+            empty += 1
+            if words.protocol == "hadpo":
+                log.warning("%s: empty caption for image %s; skipped", name, image_id)
+                skipped += 1
+                continue
+            log.warning("%s: empty caption for image %s; scored as a caption without objects, as the reference "
+                        "does", name, image_id)
         truth = ground_truth[image_id]
-        found = find_objects(vocabulary, caption)
+        found = words.find(caption)
         if not found:
             # Kept in the metrics (it hallucinates nothing), as the original CHAIR does; reported all the same.
             log.warning("%s: caption for image %s names no object", name, image_id)
@@ -165,7 +110,9 @@ def score_captions(
         mentions=mention_count,
         hallucinated_mentions=hallucinated,
         captions_without_objects=without_objects,
+        empty_captions=empty,
         skipped=skipped,
+        protocol=words.protocol,
         details=details,
     )
 
@@ -174,12 +121,16 @@ def score_captions(
 
 
 def load_ground_truth(
-    annotations: str | Path, reference_captions: str | Path | None = None
-) -> tuple[dict[str, set[str]], ObjectVocabulary]:
-    """Ground-truth classes per image and the vocabulary to match captions with.
+    annotations: str | Path,
+    reference_captions: str | Path | None = None,
+    protocol: str = "reference",
+    synonyms: str | Path | Mapping[str, Iterable[str]] | None = None,
+) -> tuple[dict[str, set[str]], ObjectWords]:
+    """Ground-truth classes per image and the object words to match captions with (`chair_words.object_words`).
 
-    `annotations`: COCO instances JSON or an `images.jsonl` of `ImageRecord`s (objects + reference captions,
-    their names added to the vocabulary). `reference_captions`: COCO captions JSON (`annotations` with
+    `annotations`: COCO instances JSON or an `images.jsonl` of `ImageRecord`s (objects + reference captions); the
+    object names the vocabulary does not cover join it as classes of their own (a custom dataset such as the
+    world), annotated attribute words leave it. `reference_captions`: COCO captions JSON (`annotations` with
     `image_id` and `caption`), whose objects join the ground truth."""
     annotations = Path(annotations)
     names_per_image: dict[str, list[str]] = {}
@@ -192,35 +143,35 @@ def load_ground_truth(
             attributes |= {a for o in record.objects for a in o.attributes}
         extra = sorted({name for names in names_per_image.values() for name in names})
     else:
-        data = json.loads(annotations.read_text(encoding="utf-8"))
-        if not (isinstance(data, dict) and "categories" in data and "annotations" in data):
+        coco = json.loads(annotations.read_text(encoding="utf-8"))
+        if not (isinstance(coco, dict) and "categories" in coco and "annotations" in coco):
             raise RecordError(f"{annotations}: not COCO instances JSON nor an images.jsonl of ImageRecords")
-        categories = {c["id"]: c["name"] for c in data["categories"]}
-        for image in data.get("images", []):
+        categories = {c["id"]: c["name"] for c in coco["categories"]}
+        for image in coco.get("images", []):
             names_per_image.setdefault(str(image["id"]), [])
-        for annotation in data["annotations"]:
+        for annotation in coco["annotations"]:
             names_per_image.setdefault(str(annotation["image_id"]), []).append(categories[annotation["category_id"]])
             attributes |= set(annotation.get("attributes", []))  # hadpo's world export keeps them
         # Categories outside the 80 COCO classes (a custom dataset in COCO format) are objects of their own.
         extra = sorted(set(categories.values()))
-    vocabulary = coco_vocabulary(extra, attributes)
+    words = object_words(protocol, synonyms, extra, attributes)
     if reference_captions is not None:
         data = json.loads(Path(reference_captions).read_text(encoding="utf-8"))
         for entry in data["annotations"] if isinstance(data, dict) else data:
             captions_per_image.setdefault(str(entry["image_id"]), []).append(entry["caption"])
     truth: dict[str, set[str]] = {}
     for image_id in set(names_per_image) | set(captions_per_image):
-        objects = {obj for name in names_per_image.get(image_id, []) for obj in canonical_objects(vocabulary, name)}
+        objects = {obj for name in names_per_image.get(image_id, []) for obj in words.canonical(name)}
         for caption in captions_per_image.get(image_id, []):
-            objects |= {obj for _, obj in find_objects(vocabulary, caption)}
+            objects |= {obj for _, obj in words.find(caption)}
         truth[image_id] = objects
     if annotations.suffix != ".jsonl":
         # Captions may name a COCO image by its file name, its stem, or hadpo's own id instead of the number.
-        for image in data.get("images", []):
+        for image in coco.get("images", []):
             aliases = [image.get("file_name"), Path(image.get("file_name", "")).stem, image.get("hadpo_image_id")]
             for alias in filter(None, aliases):
                 truth.setdefault(str(alias), truth.get(str(image["id"]), set()))
-    return truth, vocabulary
+    return truth, words
 
 
 def read_captions(path: str | Path) -> tuple[list[tuple[str, str]], list[str], int]:
@@ -253,11 +204,12 @@ def read_captions(path: str | Path) -> tuple[list[tuple[str, str]], list[str], i
     return pairs, locations, skipped
 
 
-def evaluate_chair(captions: str | Path, annotations: str | Path, reference_captions: str | Path | None = None
+def evaluate_chair(captions: str | Path, annotations: str | Path, reference_captions: str | Path | None = None,
+                   protocol: str = "reference", synonyms: str | Path | Mapping[str, Iterable[str]] | None = None
                    ) -> ChairResult:
-    truth, vocabulary = load_ground_truth(annotations, reference_captions)
+    truth, words = load_ground_truth(annotations, reference_captions, protocol, synonyms)
     pairs, locations, unreadable = read_captions(captions)
-    result = score_captions(pairs, truth, vocabulary, locations)
+    result = score_captions(pairs, truth, words, locations)
     result.skipped += unreadable
     return result
 

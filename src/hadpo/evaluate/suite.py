@@ -86,8 +86,11 @@ def pope_mode_agreement(generated: str | Path, logits: str | Path) -> dict:
 
 
 def run_chair(captions: str | Path, annotations: str | Path, out_dir: str | Path,
-              reference_captions: str | Path | None = None, model: str = "") -> dict:
-    result = chair.evaluate_chair(captions, annotations, reference_captions)
+              reference_captions: str | Path | None = None, model: str = "", protocol: str = "reference",
+              synonyms: str | Path | dict | None = None) -> dict:
+    """Score captions with CHAIR (`protocol`: "reference" or "hadpo"; `synonyms`: a vocabulary in place of the
+    protocol's COCO table, e.g. a dataset's own category names) and write chair_detail.jsonl."""
+    result = chair.evaluate_chair(captions, annotations, reference_captions, protocol, synonyms)
     chair.write_details(Path(out_dir) / "chair_detail.jsonl", result)
     metrics = result.metrics() | {"captions_file": str(captions)}
     report.update_results(out_dir, "chair", metrics, model=model)
