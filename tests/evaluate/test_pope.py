@@ -39,7 +39,7 @@ def test_question_template_uses_an_before_a_vowel():
 
 
 def test_popular_negatives_are_the_most_frequent_absent_objects_in_order():
-    splits = build_pope(IMAGES, num_images=10, seed=0, splits=["popular"])
+    splits = build_pope(IMAGES, num_images=10, seed=0, splits=["popular"], protocol="hadpo")
     questions = splits["popular"]
     assert len(questions) == 4 * 3 * 2  # 4 eligible images x 3 positives x (yes + no)
     by_image = {}
@@ -56,7 +56,7 @@ def test_popular_negatives_are_the_most_frequent_absent_objects_in_order():
 
 
 def test_adversarial_negatives_co_occur_most_with_the_positive():
-    questions = build_pope(IMAGES, num_images=10, seed=0, splits=["adversarial"])["adversarial"]
+    questions = build_pope(IMAGES, num_images=10, seed=0, splits=["adversarial"], protocol="hadpo")["adversarial"]
     image_2 = [(q.object, q.label) for q in questions if q.image == "2.jpg"]
     # Image 2 = person, car, bus. Co-occurrence with person: car 3, dog 2, then apple, bus, frisbee, umbrella 1
     # -> the first absent one is dog. With car: person 3, then apple, bus, dog, umbrella 1 -> apple. With bus:
@@ -67,8 +67,8 @@ def test_adversarial_negatives_co_occur_most_with_the_positive():
 
 
 def test_random_negatives_are_absent_and_never_repeated_and_the_build_is_deterministic():
-    first = build_pope(IMAGES, num_images=4, seed=7)
-    assert first == build_pope(IMAGES, num_images=4, seed=7)
+    first = build_pope(IMAGES, num_images=4, seed=7, protocol="hadpo")
+    assert first == build_pope(IMAGES, num_images=4, seed=7, protocol="hadpo")
     for split, questions in first.items():
         assert len(questions) == 4 * 6, split
         for image in {q.image for q in questions}:
@@ -79,7 +79,7 @@ def test_random_negatives_are_absent_and_never_repeated_and_the_build_is_determi
     assert [q for q in first["random"] if q.label == "yes"] == [
         q.__class__(**{**q.__dict__, "split": "random"}) for q in first["adversarial"] if q.label == "yes"]
     # Sampling 2 of the 4 eligible images depends on the seed only.
-    assert build_pope(IMAGES, num_images=2, seed=3) == build_pope(IMAGES, num_images=2, seed=3)
+    assert build_pope(IMAGES, num_images=2, seed=3, protocol="hadpo") == build_pope(IMAGES, num_images=2, seed=3, protocol="hadpo")
 
 
 def test_official_parsing_keeps_its_quirks_and_strict_mode_does_not():
@@ -133,12 +133,16 @@ def test_score_reads_both_answer_formats_and_counts_bad_records(tmp_path, caplog
         {"question_id": 1, "text": "Yes, there is."}, {"question_id": 2, "text": "Yes."},
         {"question_id": 5, "text": "   "}, {"question_id": 6, "text": "No."},
     ])
-    result = score_pope(questions, llava)
-    # Questions 3 (label "maybe") and 4 (no "text") are skipped; the answer to 5 is empty and skipped.
+    result = score_pope(questions, llava, protocol="hadpo")
+    # Questions 3 (label "maybe") and 4 (no "text") are skipped; the answer to 5 is empty: hadpo leaves it out.
     # Scored: 1 yes/yes (TP), 2 no/yes (FP), 6 no/no (TN): accuracy 2/3, precision 1/2, recall 1, yes_ratio 2/3.
-    assert (result["skipped_questions"], result["skipped_answers"], result["n"]) == (2, 1, 3)
+    assert (result["skipped_questions"], result["skipped_answers"], result["n"], result["empty_answers"]) == (2, 1, 3, 1)
     assert result["accuracy"] == pytest.approx(2 / 3) and result["precision"] == pytest.approx(0.5)
     assert result["recall"] == 1.0 and result["yes_ratio"] == pytest.approx(2 / 3)
+    # The reference reads the empty answer as "yes" (no "no"/"not" in it): 5 yes/yes is a TP, and it is counted.
+    result = score_pope(questions, llava)
+    assert (result["skipped_answers"], result["n"], result["empty_answers"], result["tp"]) == (0, 4, 1, 2)
+    assert (result["accuracy"], result["yes_ratio"]) == (0.75, 0.75)
     assert f"{questions}:3: label 'maybe' is not yes/no" in caplog.text
     assert f"{questions}:4: missing field 'text'" in caplog.text
 

@@ -23,6 +23,8 @@ def register(subparsers) -> None:
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--splits", nargs="+", default=["random", "popular", "adversarial"])
     build.add_argument("--prefix", default="pope")
+    _protocol_argument(build, "reference: RUCAIBox/POPE utils.py (input order, one random stream, ties in order of "
+                       "appearance); hadpo: images in id order, a stream per split, ties alphabetical")
     build.set_defaults(func=_pope_build)
 
     run = pope.add_parser("run", help="answer POPE question files with a model and score them")
@@ -30,6 +32,7 @@ def register(subparsers) -> None:
     run.add_argument("--image-root", help="folder the question files' image paths are relative to "
                      "(default: each question file's folder)")
     run.add_argument("--strict", action="store_true", help="strict parsing: only a leading yes/no counts")
+    _protocol_argument(run, "reference: an empty answer is read as 'yes' as evaluate.py does; hadpo: it is left out")
     _model_arguments(run, max_new_tokens=16, num_beams=1)
     run.set_defaults(func=_pope_run)
 
@@ -39,6 +42,7 @@ def register(subparsers) -> None:
                        help='answers: official {"question", "answer"} lines in label order, or {"question_id", "text"}')
     score.add_argument("--strict", action="store_true", help="strict parsing: only a leading yes/no counts")
     score.add_argument("--json", action="store_true", help="print the metrics as JSON (fractions)")
+    _protocol_argument(score, "reference: an empty answer is read as 'yes' as evaluate.py does; hadpo: it is left out")
     score.set_defaults(func=_pope_score)
 
     agreement = pope.add_parser("agreement", help="generate vs logits mode agreement on the same questions")
@@ -126,7 +130,7 @@ def _pope_build(args) -> int:
     from hadpo.evaluate.pope import build_pope_files
 
     paths = build_pope_files(args.annotations, args.out, num_images=args.num_images, per_image=args.per_image,
-                             seed=args.seed, splits=args.splits, prefix=args.prefix)
+                             seed=args.seed, splits=args.splits, prefix=args.prefix, protocol=args.protocol)
     for split, path in paths.items():
         print(f"{split}: {path}")
     return 0
@@ -137,7 +141,7 @@ def _pope_run(args) -> int:
     from hadpo.evaluate.suite import run_pope
 
     result = run_pope(args.model, args.questions, args.out, _decoding(args), image_root=args.image_root,
-                      strict=args.strict, progress=not args.no_progress)
+                      strict=args.strict, progress=not args.no_progress, protocol=args.protocol)
     print(results_markdown({"model": args.model, "pope": result}), end="")
     return 0
 
@@ -145,14 +149,15 @@ def _pope_run(args) -> int:
 def _pope_score(args) -> int:
     from hadpo.evaluate.pope import METRIC_NAMES, score_pope
 
-    metrics = score_pope(args.questions, args.answers, strict=args.strict)
+    metrics = score_pope(args.questions, args.answers, strict=args.strict, protocol=args.protocol)
     if args.json:
         _print_json(metrics)
     else:
         for name in METRIC_NAMES:
             print(f"{name:<10} {100 * metrics[name]:6.2f}")
-        print(f"scored {metrics['n']}, skipped questions {metrics['skipped_questions']}, "
-              f"skipped answers {metrics['skipped_answers']} ({metrics['parsing']} parsing)")
+        print(f"scored {metrics['n']}, empty answers {metrics['empty_answers']}, skipped questions "
+              f"{metrics['skipped_questions']}, skipped answers {metrics['skipped_answers']} ({metrics['parsing']} "
+              f"parsing, {metrics['protocol']} protocol)")
     return 0
 
 

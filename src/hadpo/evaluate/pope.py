@@ -1,16 +1,21 @@
 """POPE (Polling-based Object Probing Evaluation, Li et al. 2023, arXiv 2305.10355): build the yes/no object
 questions from any object annotations, parse answers with the official rule, and score them.
 
-Protocol (see docs/evaluation.md):
-- keep images with >= 3 distinct objects, sample `num_images` of them (500 in the official set);
+Two protocols (docs/evaluation.md): `reference`, the default, is RUCAIBox/POPE's code (utils.py builds,
+evaluate.py scores); `hadpo` is hadpo's variant of each step.
+- keep images with >= 3 distinct objects, sample `num_images` of them (500 in the official set); reference: in
+  the input's order, one random stream for the sample and the three splits (random, popular, adversarial), as
+  main.py runs them; hadpo: sorted by image id, a stream per split (building one split never shifts another);
 - per image, for i in 1..3: the i-th object of the image's list is a positive ("yes"), immediately followed by
   one negative ("no") that is neither an object of the image nor one already asked about for that image:
   random = uniform over all objects of the sampled set; popular = the most frequent objects over the sampled
   images, in order; adversarial = the objects co-occurring most with the i-th positive, in order; a ranked list
-  that runs out falls back to random. Frequencies and co-occurrences count the sampled images only;
-- template "Is there a/an {object} in the image?";
+  that runs out falls back to random. Frequencies and co-occurrences count the sampled images only; ties rank in
+  order of first appearance (reference) or alphabetically (hadpo);
+- template "Is there a/an {object} in the image?" (as the released files write it), numeric `question_id`s;
 - official parsing (`hadpo.inference.parse_answer`): text before the first '.', commas removed, split on spaces,
   "no" if the words contain "No", "no" or "not", else "yes"; a strict mode accepts only a leading yes/no word;
+- an empty answer is "yes" by that rule (reference, counted and reported) or left out (hadpo);
 - metrics with "yes" as the positive class; yes-ratio counts the *predictions* (lmms-eval counts the labels).
 """
 
@@ -32,6 +37,7 @@ from hadpo.text import article
 log = logging.getLogger(__name__)
 
 SPLITS = ("random", "popular", "adversarial")
+PROTOCOLS = ("reference", "hadpo")
 MIN_OBJECTS = 3
 QUESTION_TEMPLATE = "Is there {article} {object} in the image?"
 METRIC_NAMES = ("accuracy", "precision", "recall", "f1", "yes_ratio")
@@ -84,7 +90,10 @@ def write_questions(path: str | Path, questions: Iterable[PopeQuestion]) -> int:
     count = 0
     with path.open("w", encoding="utf-8") as handle:
         for question in questions:
-            handle.write(json.dumps(question.to_json(), ensure_ascii=False) + "\n")
+            row = question.to_json()
+            if question.question_id.isdigit():  # the released files number their questions with integers
+                row["question_id"] = int(question.question_id)
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
             count += 1
     return count
 
@@ -111,9 +120,13 @@ def _unique(names: Iterable[str]) -> list[str]:
 
 
 def load_annotations(path: str | Path, image_root: str | Path | None = None) -> list[AnnotatedImage]:
-    """Object lists per image from COCO instances JSON, Visual Genome `objects.json`, or an `images.jsonl` of
-    `ImageRecord`s. For ImageRecords, `image` is the resolved path relative to `image_root` when given."""
+    """Object lists per image from COCO instances JSON, Visual Genome `objects.json`, POPE's own input (JSON lines
+    `{"image", "objects"}`, e.g. its coco_ground_truth_segmentation.json), or an `images.jsonl` of `ImageRecord`s.
+    For ImageRecords, `image` is the resolved path relative to `image_root` when given."""
     path = Path(path)
+    segments = _pope_segments(path)
+    if segments is not None:
+        return segments
     if path.suffix == ".jsonl":
         records = read_jsonl(path, ImageRecord)
         images = []
@@ -129,6 +142,29 @@ def load_annotations(path: str | Path, image_root: str | Path | None = None) -> 
     if isinstance(data, list) and (not data or "objects" in data[0]):
         return _from_visual_genome(data)
     raise RecordError(f"{path}: not COCO instances JSON, Visual Genome objects.json or an images.jsonl")
+
+
+def _pope_segments(path: Path) -> list[AnnotatedImage] | None:
+    """POPE's input format, or None when `path` is something else."""
+    with path.open(encoding="utf-8") as handle:
+        first = next((line for line in handle if line.strip()), "")
+    try:
+        row = json.loads(first)
+    except json.JSONDecodeError:
+        return None
+    if not (isinstance(row, dict) and "image" in row and isinstance(row.get("objects"), list)
+            and all(isinstance(name, str) for name in row["objects"])):
+        return None
+    images = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            try:
+                row = json.loads(line)
+                images.append(AnnotatedImage(str(row.get("image_id", row["image"])), row["image"],
+                                             _unique(row["objects"])))
+            except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
+                raise RecordError(f"{path}:{number}: expected {{\"image\", \"objects\"}} ({error})") from error
+    return images
 
 
 def _relative(target: Path, start: Path) -> str:
@@ -157,8 +193,13 @@ def _from_visual_genome(data: list) -> list[AnnotatedImage]:
 
 
 def _ranked(counts: Counter) -> list[str]:
-    # Ties are broken alphabetically, so the ranking does not depend on the order the images were sampled in.
+    # hadpo: ties are broken alphabetically, so the ranking does not depend on the order the images were sampled in.
     return sorted(counts, key=lambda name: (-counts[name], name))
+
+
+def _ranked_as_found(counts: dict[str, int]) -> list[str]:
+    # reference: a stable sort by count, so ties keep their order of first appearance in the sampled images.
+    return sorted(counts, key=lambda name: -counts[name])
 
 
 def build_pope(
@@ -167,49 +208,65 @@ def build_pope(
     per_image: int = 3,
     seed: int = 0,
     splits: Iterable[str] = SPLITS,
+    protocol: str = "reference",
 ) -> dict[str, list[PopeQuestion]]:
-    """The three POPE splits over the same sampled images: {split: questions}. Deterministic by `seed`."""
-    eligible = sorted((im for im in images if len(im.objects) >= max(MIN_OBJECTS, per_image)),
-                      key=lambda im: im.image_id)
+    """The POPE splits over the same sampled images: {split: questions}. Deterministic by `seed`. With the reference
+    protocol and the same input order, the files are those RUCAIBox/POPE's main.py writes after `random.seed(seed)`."""
+    splits = list(splits)
+    unknown = [split for split in splits if split not in SPLITS]
+    if unknown:
+        raise ValueError(f"unknown POPE split {unknown[0]!r}; expected one of {', '.join(SPLITS)}")
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown POPE protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}")
+    if protocol == "reference":
+        eligible = [im for im in images if len(im.objects) >= per_image]
+    else:
+        eligible = sorted((im for im in images if len(im.objects) >= max(MIN_OBJECTS, per_image)),
+                          key=lambda im: im.image_id)
     rng = random.Random(seed)
     sampled = rng.sample(eligible, min(num_images, len(eligible)))
-    order: dict[str, int] = {}
     frequency: Counter = Counter()
     cooccurrence: dict[str, Counter] = {}
     for image in sampled:
         for name in image.objects:
-            order.setdefault(name, len(order))
             frequency[name] += 1
-            partners = cooccurrence.setdefault(name, Counter())
-            partners.update(other for other in image.objects if other != name)
-    all_objects = list(order)
-    popular = _ranked(frequency)
+            cooccurrence.setdefault(name, Counter()).update(other for other in image.objects if other != name)
+    rank = _ranked_as_found if protocol == "reference" else _ranked
+    popular = rank(frequency)
+    # The reference builds all three splits from one random stream, in this order, whichever are wanted.
+    wanted = SPLITS if protocol == "reference" else splits
+    built = {}
+    for split in wanted:
+        split_rng = rng if protocol == "reference" else random.Random(f"{seed}:{split}")
+        ranked = {positive: (popular if split == "popular" else rank(cooccurrence[positive]))
+                  for positive in frequency} if split != "random" else {}
+        built[split] = _split_questions(sampled, per_image, split, ranked, list(frequency), split_rng, protocol)
+    return {split: built[split] for split in splits}
 
-    result = {}
-    for split in splits:
-        if split not in SPLITS:
-            raise ValueError(f"unknown POPE split {split!r}; expected one of {', '.join(SPLITS)}")
-        split_rng = random.Random(f"{seed}:{split}")  # each split its own stream: building one never shifts another
-        questions: list[PopeQuestion] = []
-        for image in sampled:
-            asked = set(image.objects)  # an image's own objects are never negatives
-            for positive in image.objects[:per_image]:
-                ranked = popular if split == "popular" else _ranked(cooccurrence[positive])
-                negative = None
-                if split != "random":
-                    negative = next((name for name in ranked if name not in asked), None)
-                if negative is None:
-                    candidates = [name for name in all_objects if name not in asked]
-                    if not candidates:
-                        log.warning("image %s: no absent object left to ask about; negative skipped", image.image_id)
-                        questions.append(_question(len(questions) + 1, image, positive, "yes", split))
-                        continue
-                    negative = split_rng.choice(candidates)
-                asked.add(negative)
-                questions.append(_question(len(questions) + 1, image, positive, "yes", split))
-                questions.append(_question(len(questions) + 1, image, negative, "no", split))
-        result[split] = questions
-    return result
+
+def _split_questions(sampled: list[AnnotatedImage], per_image: int, split: str, ranked: dict[str, list[str]],
+                     all_objects: list[str], rng: random.Random, protocol: str) -> list[PopeQuestion]:
+    questions: list[PopeQuestion] = []
+    for image in sampled:
+        asked = set(image.objects)  # an image's own objects are never negatives
+        for positive in image.objects[:per_image]:
+            questions.append(_question(len(questions) + 1, image, positive, "yes", split))
+            negative = next((name for name in ranked.get(positive, []) if name not in asked), None)
+            if negative is None:
+                candidates = [name for name in all_objects if name not in asked]
+                if not candidates:
+                    log.warning("image %s: no absent object left to ask about; negative skipped", image.image_id)
+                    continue
+                if protocol == "reference":
+                    # The reference draws from all objects until one is new (same stream, same draws).
+                    negative = rng.choice(all_objects)
+                    while negative in asked:
+                        negative = rng.choice(all_objects)
+                else:
+                    negative = rng.choice(candidates)
+            asked.add(negative)
+            questions.append(_question(len(questions) + 1, image, negative, "no", split))
+    return questions
 
 
 def _question(number: int, image: AnnotatedImage, name: str, label: str, split: str) -> PopeQuestion:
@@ -221,7 +278,8 @@ def _question(number: int, image: AnnotatedImage, name: str, label: str, split: 
 
 
 def read_answers(path: str | Path, questions: list[PopeQuestion]) -> tuple[list[str | None], int]:
-    """Raw answer texts aligned with `questions`: None where an answer is missing or empty (logged, counted).
+    """Raw answer texts aligned with `questions`: None where an answer is missing or unreadable (logged, counted),
+    "" (or blanks) where it is empty (logged).
 
     Formats: official `{"question", "answer"}` lines in label order, or LLaVA-style `{"question_id", "text"}`
     (also hadpo's `Answer` records) matched by id."""
@@ -251,11 +309,13 @@ def read_answers(path: str | Path, questions: list[PopeQuestion]) -> tuple[list[
                         mismatched)
     for (where, data), question in zip(located, questions):
         value = data.get(key, data.get("text") if key == "answer" else None)
-        if not isinstance(value, str) or not value.strip():
-            reason = data.get("_error") or ("empty answer" if isinstance(value, str) else f"no '{key}' field")
+        if not isinstance(value, str):
+            reason = data.get("_error") or f"no '{key}' field"
             log.warning("%s (question %s): %s; skipped", where, question.question_id, reason)
             answers.append(None)
         else:
+            if not value.strip():
+                log.warning("%s (question %s): empty answer", where, question.question_id)
             answers.append(value)
     return answers, sum(a is None for a in answers)
 
@@ -287,14 +347,23 @@ def pope_metrics(labels: list[str], predictions: list[str]) -> dict:
     }
 
 
-def score_pope(questions_path: str | Path, answers_path: str | Path, strict: bool = False) -> dict:
-    """Score one split: metrics plus `skipped_questions` and `skipped_answers` (bad or missing records)."""
+def score_pope(questions_path: str | Path, answers_path: str | Path, strict: bool = False,
+               protocol: str = "reference") -> dict:
+    """Score one split: metrics plus `empty_answers`, `skipped_questions` and `skipped_answers` (bad or missing
+    records). An empty answer is scored as the reference's evaluate.py scores it (its rule reads "" as "yes") in the
+    reference protocol, and left out (a skipped answer) in the hadpo protocol; it is counted in both."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown POPE protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}")
     questions, skipped_questions = read_questions(questions_path)
     answers, skipped_answers = read_answers(answers_path, questions)
+    empty = sum(answer is not None and not answer.strip() for answer in answers)
+    if protocol == "hadpo":
+        answers = [answer if answer is not None and answer.strip() else None for answer in answers]
+        skipped_answers += empty
     kept = [(q.label, parse_answer(a, strict)) for q, a in zip(questions, answers) if a is not None]
     metrics = pope_metrics([label for label, _ in kept], [pred for _, pred in kept])
-    metrics.update(skipped_questions=skipped_questions, skipped_answers=skipped_answers,
-                   parsing="strict" if strict else "official")
+    metrics.update(empty_answers=empty, skipped_questions=skipped_questions, skipped_answers=skipped_answers,
+                   parsing="strict" if strict else "official", protocol=protocol)
     return metrics
 
 
@@ -313,19 +382,21 @@ def build_pope_files(
     seed: int = 0,
     splits: Iterable[str] = SPLITS,
     prefix: str = "pope",
+    protocol: str = "reference",
 ) -> dict[str, Path]:
     """Build the splits from an annotation file and write `out_dir/{prefix}_{split}.jsonl` plus a manifest with
     the settings and counts. Image paths of an images.jsonl are written relative to `out_dir`."""
     out_dir = Path(out_dir)
     images = load_annotations(annotations, image_root=out_dir)
-    built = build_pope(images, num_images=num_images, per_image=per_image, seed=seed, splits=splits)
+    built = build_pope(images, num_images=num_images, per_image=per_image, seed=seed, splits=splits, protocol=protocol)
     paths = {split: out_dir / f"{prefix}_{split}.jsonl" for split in built}
     counts = {split: write_questions(paths[split], questions) for split, questions in built.items()}
     manifest = {
         "annotations": str(annotations), "num_images": num_images, "per_image": per_image, "seed": seed,
-        "eligible_images": sum(len(im.objects) >= max(MIN_OBJECTS, per_image) for im in images),
+        "eligible_images": sum(len(im.objects) >= (per_image if protocol == "reference" else max(MIN_OBJECTS, per_image))
+                               for im in images),
         "sampled_images": len({q.image for qs in built.values() for q in qs}), "questions": counts,
-        "template": QUESTION_TEMPLATE,
+        "template": QUESTION_TEMPLATE, "protocol": protocol,
     }
     (out_dir / f"{prefix}_manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return paths

@@ -30,6 +30,7 @@ def run_pope(
     image_root: str | Path | None = None,
     strict: bool = False,
     progress: bool = True,
+    protocol: str = "reference",
 ) -> dict:
     """Answer every POPE question file (images under `image_root`, by default beside each question file), score
     each split and their mean. Answers go to `out_dir/answers_<split>_<mode>.jsonl` (resumable)."""
@@ -50,14 +51,15 @@ def run_pope(
         summary = run_queries(model, processor, queries, answers, config, model_name=str(model_path),
                               progress=progress)
         known.update({(str(q.image), q.prompt): a for q, a in _answers_by_query(queries, answers)})
-        splits[split] = pope.score_pope(file, answers, strict=strict)
+        splits[split] = pope.score_pope(file, answers, strict=strict, protocol=protocol)
         other = out_dir / f"answers_{split}_{'logits' if config.mode == 'generate' else 'generate'}.jsonl"
         if other.exists():  # both modes run on this split: record how often they agree (issue 3)
             pair = (answers, other) if config.mode == "generate" else (other, answers)
             agreement[split] = pope_mode_agreement(*pair)
         skipped["questions"] += bad
         skipped["images"] += summary.skipped
-    result = {"parsing": "strict" if strict else "official", "mode": config.mode, "splits": splits,
+    result = {"parsing": "strict" if strict else "official", "protocol": protocol, "mode": config.mode,
+              "splits": splits,
               "mean": pope.mean_over_splits(splits), "skipped": sum(skipped.values()), "skipped_detail": skipped,
               "runner": config.generation_settings(), "mode_agreement": agreement}
     report.update_results(out_dir, "pope", result, model=str(model_path))

@@ -115,7 +115,7 @@ def eval_sets(files: WorldFiles, world: WorldConfig, settings: EvalSettings, out
     eval_file = files.images("eval")
     eval_images = read_jsonl(eval_file, ImageRecord)
     pope_files = list(build_pope_files(eval_file, out, num_images=settings.pope_images,
-                                       per_image=settings.pope_per_image, seed=world.seed).values())
+                                       per_image=settings.pope_per_image, seed=world.seed, protocol="hadpo").values())
     heldout_files = list(write_heldout_questions(eval_images, eval_file, world, out, world.seed).values())
     judge = AnnotationJudge.from_records(eval_images, extra_names=world.categories)
     return EvalSets(eval_file, pope_files, heldout_files, judge)
@@ -132,7 +132,7 @@ def evaluate_model(model_dir: Path, out: Path, sets: EvalSets, settings: EvalSet
     pope = run_pope(str(model_dir), sets.pope_files, out, logits)
     heldout = run_pope(str(model_dir), sets.heldout_files, out / "heldout", logits)
     descriptions = describe_images(str(model_dir), sets.images_file, out / "descriptions.jsonl", generate)
-    chair = run_chair(descriptions, sets.images_file, out, model=str(model_dir))
+    chair = run_chair(descriptions, sets.images_file, out, model=str(model_dir), protocol="hadpo")
     shr = run_shr(descriptions, sets.images_file, sets.judge, out, model=str(model_dir))
     return {
         "pope": {split: {k: metrics[k] for k in POPE_METRICS} for split, metrics in pope["splits"].items()},
