@@ -13,6 +13,7 @@ from hadpo.evaluate.mme import (
     score_subtask,
     write_results,
 )
+from hadpo.records import RecordError
 
 
 def _touch_image(path):
@@ -70,8 +71,12 @@ def test_scores_worked_out_by_hand(tmp_path):
     write_results(tmp_path, "code_reasoning", code)
     write_results(tmp_path, "count", count)
     (tmp_path / "broken.txt").write_text("only\ttwo\n")
-    results, skipped = read_results(tmp_path)
+    results, skipped = read_results(tmp_path, protocol="hadpo")
     assert results["existence"] == existence and skipped == 1
+    with pytest.raises(RecordError, match=r"broken.txt:1: expected .*found 2 tab-separated"):
+        read_results(tmp_path)  # the official calculation.py stops at such a line
+    (tmp_path / "broken.txt").unlink()
+    assert read_results(tmp_path)[0] == {name: rows for name, rows in results.items() if name != "broken"}
     totals = score_mme(results)
     # Perception = existence 100 + count 0; cognition = code_reasoning 200.
     assert (totals["perception"], totals["cognition"]) == (pytest.approx(100.0), pytest.approx(200.0))

@@ -87,6 +87,9 @@ def register(subparsers) -> None:
     mme = verbs.add_parser("mme", help="MME perception and cognition scores")
     mme.add_argument("--root", help="MME benchmark folder (one folder per subtask)")
     mme.add_argument("--results", help="score existing per-subtask result files (image, question, gt, prediction)")
+    _protocol_argument(mme, "reference: calculation.py (consecutive lines pair, the prediction as written, a "
+                       "malformed line is an error); hadpo: stripped predictions, pairs by image name, bad lines "
+                       "skipped")
     _model_arguments(mme, max_new_tokens=16, num_beams=1, required=False)
     mme.set_defaults(func=_mme)
 
@@ -231,9 +234,10 @@ def _mme(args) -> int:
     from hadpo.evaluate.suite import run_mme, score_mme_folder
 
     if args.results:
-        scores = score_mme_folder(args.results, args.out, model=args.model or "")
+        scores = score_mme_folder(args.results, args.out, model=args.model or "", protocol=args.protocol)
     elif args.root and args.model:
-        scores = run_mme(args.model, args.root, args.out, _decoding(args), progress=not args.no_progress)
+        scores = run_mme(args.model, args.root, args.out, _decoding(args), progress=not args.no_progress,
+                         protocol=args.protocol)
     else:
         raise ValueError("hadpo eval mme needs --results, or --root with --model")
     _print_json({k: v for k, v in scores.items() if k != "subtasks"} | {

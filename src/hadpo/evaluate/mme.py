@@ -5,16 +5,24 @@ Layout: one folder per subtask; either `images/` + `questions_answers_YN/` (post
 artwork) or images and `.txt` files side by side; each `.txt` holds two lines `question<TAB>answer` about the
 image with the same stem. Result files: `<subtask>.txt` with lines `image<TAB>question<TAB>gt<TAB>prediction`.
 
-Parsing (the official tool): lower-case; "yes"/"no" exactly, else "yes" or "no" within the first 4 characters,
-else "other" (wrong). Score per subtask = 100 * acc (share of questions right) + 100 * acc+ (share of images with
-both questions right), max 200; perception = sum of 10 subtasks (max 2000), cognition = sum of 4 (max 800).
+Two protocols (docs/evaluation.md). `reference`, the default, is the official tool's `calculation.py`: a line is
+exactly four tab-separated fields (anything else, a blank line included, stops it: here an error naming the line),
+an image's two questions are two consecutive lines, and the prediction is lower-cased as written: "yes"/"no"
+exactly, else "yes" or "no" within the first 4 characters, else "other" (wrong; so "  Yes" is wrong). `hadpo`
+strips the prediction first, pairs the questions by image name, keeps a tab inside a prediction, and skips (and
+counts) blank and malformed lines. Score per subtask = 100 * acc (share of questions right) + 100 * acc+ (share
+of images with both questions right), max 200; perception = sum of 10 subtasks (max 2000), cognition = sum of 4
+(max 800).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from hadpo.records import RecordError
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +30,9 @@ PERCEPTION = ("existence", "count", "position", "color", "posters", "celebrity",
               "OCR")
 COGNITION = ("commonsense_reasoning", "numerical_calculation", "text_translation", "code_reasoning")
 IMAGE_SUFFIXES = (".jpg", ".png", ".jpeg", ".JPG", ".PNG", ".JPEG")
+PROTOCOLS = ("reference", "hadpo")
+RESULT_LINE = "image<TAB>question<TAB>yes|no<TAB>prediction"
+LINE_BREAKS = re.compile(r"[\t\r\n]")
 
 
 @dataclass
@@ -80,9 +91,9 @@ def read_mme(root: str | Path, subtasks: tuple[str, ...] | None = None) -> tuple
     return questions, skipped
 
 
-def parse_prediction(text: str) -> str:
-    """'yes' | 'no' | 'other', the official rule."""
-    text = text.strip().lower()
+def parse_prediction(text: str, protocol: str = "reference") -> str:
+    """'yes' | 'no' | 'other' by the official rule; the hadpo protocol strips the text first."""
+    text = text.strip().lower() if protocol == "hadpo" else text.lower()
     if text in ("yes", "no"):
         return text
     prefix = text[:4]
@@ -104,26 +115,34 @@ class MMEResult:
 
 
 def write_results(folder: str | Path, subtask: str, rows: list[MMEResult]) -> Path:
-    """`<folder>/<subtask>.txt` in the official tool's format; tabs and newlines in predictions become spaces."""
+    """`<folder>/<subtask>.txt` in the official tool's format. Tabs and line breaks in a prediction become spaces
+    (the official reader takes one line of four fields); the rest is written as the model wrote it."""
     path = Path(folder) / f"{subtask}.txt"
     path.parent.mkdir(parents=True, exist_ok=True)
-    lines = [f"{r.image}\t{r.question}\t{r.answer}\t{' '.join(r.prediction.split())}" for r in rows]
+    lines = ["\t".join([r.image, r.question, r.answer, LINE_BREAKS.sub(" ", r.prediction)]) for r in rows]
     path.write_text("".join(line + "\n" for line in lines), encoding="utf-8")
     return path
 
 
-def read_results(folder: str | Path) -> tuple[dict[str, list[MMEResult]], int]:
-    """{subtask: rows} from `<subtask>.txt` result files; bad lines are logged and counted."""
+def read_results(folder: str | Path, protocol: str = "reference") -> tuple[dict[str, list[MMEResult]], int]:
+    """{subtask: rows} from `<subtask>.txt` result files. The reference protocol reads a file as calculation.py
+    does and raises on a line it would stop at (a RecordError naming file and line); the hadpo protocol logs,
+    counts and skips bad lines. Returns (rows per subtask, skipped lines)."""
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown MME protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}")
     results: dict[str, list[MMEResult]] = {}
     skipped = 0
     for path in sorted(Path(folder).glob("*.txt")):
+        if protocol == "reference":
+            results[path.stem] = _read_reference(path)
+            continue
         rows = []
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
             if not line.strip():
                 continue
             parts = line.split("\t", 3)
             if len(parts) < 3 or parts[2].strip().lower() not in ("yes", "no"):
-                log.warning("%s:%d: expected 'image<TAB>question<TAB>yes|no<TAB>prediction'; skipped", path, number)
+                log.warning("%s:%d: expected '%s'; skipped", path, number, RESULT_LINE)
                 skipped += 1
                 continue
             prediction = parts[3] if len(parts) == 4 else ""
@@ -132,26 +151,53 @@ def read_results(folder: str | Path) -> tuple[dict[str, list[MMEResult]], int]:
     return results, skipped
 
 
-def score_subtask(rows: list[MMEResult]) -> dict:
-    """acc, acc+ (as fractions) and score = 100 * (acc + acc+) for one subtask."""
-    per_image: dict[str, list[bool]] = {}
-    for row in rows:
-        per_image.setdefault(row.image, []).append(parse_prediction(row.prediction) == row.answer)
-    correct = sum(sum(marks) for marks in per_image.values())
-    acc = correct / len(rows) if rows else 0.0
+def _read_reference(path: Path) -> list[MMEResult]:
+    with path.open(encoding="utf-8") as handle:
+        lines = handle.readlines()  # the official reader: universal newlines, every line kept
+    rows = []
+    for number, line in enumerate(lines, start=1):
+        parts = line.split("\t")
+        if len(parts) != 4:
+            raise RecordError(f"{path}:{number}: expected '{RESULT_LINE}', found {len(parts)} tab-separated "
+                              f"field(s); the official calculation.py stops here (--protocol hadpo skips the line)")
+        image, question, answer, prediction = parts
+        if answer.lower() not in ("yes", "no"):
+            raise RecordError(f"{path}:{number}: ground truth {answer!r} is not yes/no")
+        rows.append(MMEResult(image, question, answer.lower(), prediction.removesuffix("\n")))
+    if len(rows) % 2:
+        raise RecordError(f"{path}: {len(rows)} lines; the official calculation.py reads an image's two questions "
+                          "as two consecutive lines")
+    return rows
+
+
+def score_subtask(rows: list[MMEResult], protocol: str = "reference") -> dict:
+    """acc, acc+ (as fractions) and score = 100 * (acc + acc+) for one subtask. An image's questions are two
+    consecutive rows (reference) or the rows with its name (hadpo)."""
+    marks = [parse_prediction(row.prediction, protocol) == row.answer for row in rows]
+    if protocol == "reference":
+        per_image = [marks[i : i + 2] for i in range(0, len(marks), 2)]
+    else:
+        by_name: dict[str, list[bool]] = {}
+        for row, mark in zip(rows, marks):
+            by_name.setdefault(row.image, []).append(mark)
+        per_image = list(by_name.values())
+    acc = sum(marks) / len(rows) if rows else 0.0
     # acc+ needs every question of an image right (two per image in MME).
-    acc_plus = sum(all(marks) for marks in per_image.values()) / len(per_image) if per_image else 0.0
+    acc_plus = sum(all(image) for image in per_image) / len(per_image) if per_image else 0.0
     return {"acc": acc, "acc_plus": acc_plus, "score": 100 * acc + 100 * acc_plus, "questions": len(rows),
-            "images": len(per_image), "other": sum(parse_prediction(r.prediction) == "other" for r in rows)}
+            "images": len(per_image),
+            "other": sum(parse_prediction(r.prediction, protocol) == "other" for r in rows)}
 
 
-def score_mme(results: dict[str, list[MMEResult]]) -> dict:
+def score_mme(results: dict[str, list[MMEResult]], protocol: str = "reference") -> dict:
     """Per-subtask scores and the perception / cognition totals over the subtasks present."""
-    subtasks = {name: score_subtask(rows) for name, rows in results.items()}
+    subtasks = {name: score_subtask(rows, protocol) for name, rows in results.items()}
     return {
+        "protocol": protocol,
         "subtasks": subtasks,
-        "perception": sum(s["score"] for name, s in subtasks.items() if name in PERCEPTION),
-        "cognition": sum(s["score"] for name, s in subtasks.items() if name in COGNITION),
+        # Summed in the official order, as calculation.py adds them (the same floats to the last digit).
+        "perception": sum(subtasks[name]["score"] for name in PERCEPTION if name in subtasks),
+        "cognition": sum(subtasks[name]["score"] for name in COGNITION if name in subtasks),
         "perception_subtasks": sum(name in PERCEPTION for name in subtasks),
         "cognition_subtasks": sum(name in COGNITION for name in subtasks),
     }

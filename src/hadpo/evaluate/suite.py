@@ -112,7 +112,7 @@ def run_shr(descriptions: str | Path, images_file: str | Path, judge: Judge, out
 
 
 def run_mme(model_path: str, root: str | Path, out_dir: str | Path, config: DecodingConfig,
-            progress: bool = True) -> dict:
+            progress: bool = True, protocol: str = "reference") -> dict:
     """Answer the MME questions under `root`, write the official per-subtask result files to
     `out_dir/mme_results/`, and score them."""
     out_dir = Path(out_dir)
@@ -131,12 +131,13 @@ def run_mme(model_path: str, root: str | Path, out_dir: str | Path, config: Deco
     for subtask, rows in per_subtask.items():
         mme.write_results(out_dir / "mme_results", subtask, rows)
     return score_mme_folder(out_dir / "mme_results", out_dir, model=str(model_path),
-                            extra_skipped=skipped + summary.skipped)
+                            extra_skipped=skipped + summary.skipped, protocol=protocol)
 
 
-def score_mme_folder(results_dir: str | Path, out_dir: str | Path, model: str = "", extra_skipped: int = 0) -> dict:
-    rows, skipped = mme.read_results(results_dir)
-    scores = mme.score_mme(rows) | {"skipped": skipped + extra_skipped}
+def score_mme_folder(results_dir: str | Path, out_dir: str | Path, model: str = "", extra_skipped: int = 0,
+                     protocol: str = "reference") -> dict:
+    rows, skipped = mme.read_results(results_dir, protocol)
+    scores = mme.score_mme(rows, protocol) | {"skipped": skipped + extra_skipped}
     report.update_results(out_dir, "mme", scores, model=model)
     return scores
 
