@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import typing
 from pathlib import Path
+
+POPE_SCORING = "reference: an empty answer is read as 'yes' as evaluate.py does; hadpo: it is left out"
 
 
 def register(subparsers) -> None:
@@ -32,7 +35,8 @@ def register(subparsers) -> None:
     run.add_argument("--image-root", help="folder the question files' image paths are relative to "
                      "(default: each question file's folder)")
     run.add_argument("--strict", action="store_true", help="strict parsing: only a leading yes/no counts")
-    _protocol_argument(run, "reference: an empty answer is read as 'yes' as evaluate.py does; hadpo: it is left out")
+    _protocol_argument(run, POPE_SCORING)
+    _export_argument(run)
     _model_arguments(run, max_new_tokens=16, num_beams=1)
     run.set_defaults(func=_pope_run)
 
@@ -42,7 +46,10 @@ def register(subparsers) -> None:
                        help='answers: official {"question", "answer"} lines in label order, or {"question_id", "text"}')
     score.add_argument("--strict", action="store_true", help="strict parsing: only a leading yes/no counts")
     score.add_argument("--json", action="store_true", help="print the metrics as JSON (fractions)")
-    _protocol_argument(score, "reference: an empty answer is read as 'yes' as evaluate.py does; hadpo: it is left out")
+    _protocol_argument(score, POPE_SCORING)
+    score.add_argument("--out", help="merge the split into OUT/results.json (needed by --export)")
+    score.add_argument("--model", default="", help="the model's name in results.json and exports")
+    _export_argument(score)
     score.set_defaults(func=_pope_score)
 
     agreement = pope.add_parser("agreement", help="generate vs logits mode agreement on the same questions")
@@ -59,6 +66,7 @@ def register(subparsers) -> None:
     chair.add_argument("--synonyms", help="object vocabulary in place of the COCO list: lines 'name, synonym, ...'")
     _protocol_argument(chair, "reference: LisaAnne/Hallucination utils/chair.py (NLTK tokens, pattern singulars, its "
                        "synonym list and rules); hadpo: hadpo's reviewed list and lemminflect singulars")
+    _export_argument(chair)
     _model_arguments(chair, max_new_tokens=512, num_beams=1, required=False)
     chair.set_defaults(func=_chair)
 
@@ -90,8 +98,22 @@ def register(subparsers) -> None:
     _protocol_argument(mme, "reference: calculation.py (consecutive lines pair, the prediction as written, a "
                        "malformed line is an error); hadpo: stripped predictions, pairs by image name, bad lines "
                        "skipped")
+    _export_argument(mme)
     _model_arguments(mme, max_new_tokens=16, num_beams=1, required=False)
     mme.set_defaults(func=_mme)
+
+
+def _export_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--export", nargs="+", choices=["lmms-eval", "vlmevalkit"], default=[],
+                        help="also write the results in lmms-eval's and/or VLMEvalKit's result layout under --out")
+
+
+def _export(args) -> None:
+    if args.export:
+        from hadpo.evaluate.export import write_exports
+
+        for path in write_exports(args.out, args.export):
+            print(f"exported {path}", file=sys.stderr)  # stdout may be JSON
 
 
 def _protocol_argument(parser: argparse.ArgumentParser, help_text: str) -> None:
@@ -146,13 +168,18 @@ def _pope_run(args) -> int:
     result = run_pope(args.model, args.questions, args.out, _decoding(args), image_root=args.image_root,
                       strict=args.strict, progress=not args.no_progress, protocol=args.protocol)
     print(results_markdown({"model": args.model, "pope": result}), end="")
+    _export(args)
     return 0
 
 
 def _pope_score(args) -> int:
-    from hadpo.evaluate.pope import METRIC_NAMES, score_pope
+    from hadpo.evaluate.pope import METRIC_NAMES
+    from hadpo.evaluate.suite import score_pope_answers
 
-    metrics = score_pope(args.questions, args.answers, strict=args.strict, protocol=args.protocol)
+    if args.export and not args.out:
+        raise ValueError("hadpo eval pope score --export needs --out (the folder the exports go to)")
+    metrics = score_pope_answers(args.questions, args.answers, args.out, strict=args.strict, protocol=args.protocol,
+                                 model=args.model)
     if args.json:
         _print_json(metrics)
     else:
@@ -161,6 +188,7 @@ def _pope_score(args) -> int:
         print(f"scored {metrics['n']}, empty answers {metrics['empty_answers']}, skipped questions "
               f"{metrics['skipped_questions']}, skipped answers {metrics['skipped_answers']} ({metrics['parsing']} "
               f"parsing, {metrics['protocol']} protocol)")
+    _export(args)
     return 0
 
 
@@ -184,6 +212,7 @@ def _chair(args) -> int:
                                    prompt=args.prompt, progress=not args.no_progress)
     _print_json(run_chair(captions, args.annotations, args.out, args.reference_captions, model=args.model or "",
                           protocol=args.protocol, synonyms=args.synonyms))
+    _export(args)
     return 0
 
 
@@ -242,4 +271,5 @@ def _mme(args) -> int:
         raise ValueError("hadpo eval mme needs --results, or --root with --model")
     _print_json({k: v for k, v in scores.items() if k != "subtasks"} | {
         "subtasks": {name: round(s["score"], 2) for name, s in scores["subtasks"].items()}})
+    _export(args)
     return 0

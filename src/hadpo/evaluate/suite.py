@@ -36,7 +36,7 @@ def run_pope(
     each split and their mean. Answers go to `out_dir/answers_<split>_<mode>.jsonl` (resumable)."""
     out_dir = Path(out_dir)
     model, processor = load_model(model_path, config.device, config.dtype)
-    splits, agreement, skipped = {}, {}, {"questions": 0, "images": 0}
+    splits, agreement, skipped, files = {}, {}, {"questions": 0, "images": 0}, {}
     known: dict[tuple[str, str], Answer] = {}  # (image, question) -> answer, shared by the splits
     for file in map(Path, question_files):
         questions, bad = pope.read_questions(file)
@@ -52,6 +52,7 @@ def run_pope(
                               progress=progress)
         known.update({(str(q.image), q.prompt): a for q, a in _answers_by_query(queries, answers)})
         splits[split] = pope.score_pope(file, answers, strict=strict, protocol=protocol)
+        files[split] = {"questions": str(file), "answers": str(answers)}
         other = out_dir / f"answers_{split}_{'logits' if config.mode == 'generate' else 'generate'}.jsonl"
         if other.exists():  # both modes run on this split: record how often they agree (issue 3)
             pair = (answers, other) if config.mode == "generate" else (other, answers)
@@ -61,7 +62,7 @@ def run_pope(
     result = {"parsing": "strict" if strict else "official", "protocol": protocol, "mode": config.mode,
               "splits": splits,
               "mean": pope.mean_over_splits(splits), "skipped": sum(skipped.values()), "skipped_detail": skipped,
-              "runner": config.generation_settings(), "mode_agreement": agreement}
+              "runner": config.generation_settings(), "mode_agreement": agreement, "files": files}
     report.update_results(out_dir, "pope", result, model=str(model_path))
     return result
 
@@ -80,6 +81,22 @@ def _reuse_answers(queries: list[Query], answers: Path, known: dict, config: Dec
     copies = [c for c in copies if c.model == model and c.generation == config.generation_settings()]
     if copies:
         write_jsonl(answers, copies, append=True)
+
+
+def score_pope_answers(questions: str | Path, answers: str | Path, out_dir: str | Path | None = None,
+                       strict: bool = False, protocol: str = "reference", model: str = "") -> dict:
+    """Score one split's answers you have; with `out_dir`, merge it into the pope section of results.json (as the
+    split named in the question file) so that reports and exports see it."""
+    metrics = pope.score_pope(questions, answers, strict=strict, protocol=protocol)
+    if out_dir is not None:
+        split = _split_name(Path(questions), pope.read_questions(questions)[0])
+        section = report.load_results(out_dir).get("pope", {}) if (Path(out_dir) / "results.json").exists() else {}
+        splits = section.get("splits", {}) | {split: metrics}
+        files = section.get("files", {}) | {split: {"questions": str(questions), "answers": str(answers)}}
+        section |= {"parsing": metrics["parsing"], "protocol": protocol, "splits": splits,
+                    "mean": pope.mean_over_splits(splits), "files": files}
+        report.update_results(out_dir, "pope", section, model=model)
+    return metrics
 
 
 def pope_mode_agreement(generated: str | Path, logits: str | Path) -> dict:
@@ -137,7 +154,7 @@ def run_mme(model_path: str, root: str | Path, out_dir: str | Path, config: Deco
 def score_mme_folder(results_dir: str | Path, out_dir: str | Path, model: str = "", extra_skipped: int = 0,
                      protocol: str = "reference") -> dict:
     rows, skipped = mme.read_results(results_dir, protocol)
-    scores = mme.score_mme(rows, protocol) | {"skipped": skipped + extra_skipped}
+    scores = mme.score_mme(rows, protocol) | {"skipped": skipped + extra_skipped, "results_dir": str(results_dir)}
     report.update_results(out_dir, "mme", scores, model=model)
     return scores
 
