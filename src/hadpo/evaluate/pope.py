@@ -12,7 +12,7 @@ evaluate.py scores); `hadpo` is hadpo's variant of each step.
   images, in order; adversarial = the objects co-occurring most with the i-th positive, in order; a ranked list
   that runs out falls back to random. Frequencies and co-occurrences count the sampled images only; ties rank in
   order of first appearance (reference) or alphabetically (hadpo);
-- template "Is there a/an {object} in the image?" (as the released files write it), numeric `question_id`s;
+- template "Is there a/an {object} in the image?" (as the released files write it), integer `question_id`s;
 - official parsing (`hadpo.inference.parse_answer`): text before the first '.', commas removed, split on spaces,
   "no" if the words contain "No", "no" or "not", else "yes"; a strict mode accepts only a leading yes/no word;
 - an empty answer is "yes" by that rule (reference, counted and reported) or left out (hadpo);
@@ -124,51 +124,48 @@ def load_annotations(path: str | Path, image_root: str | Path | None = None) -> 
     `{"image", "objects"}`, e.g. its coco_ground_truth_segmentation.json), or an `images.jsonl` of `ImageRecord`s.
     For ImageRecords, `image` is the resolved path relative to `image_root` when given."""
     path = Path(path)
-    segments = _pope_segments(path)
-    if segments is not None:
-        return segments
-    if path.suffix == ".jsonl":
-        records = read_jsonl(path, ImageRecord)
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".jsonl" and not _is_pope_input(text):
         images = []
-        for record in records:
+        for record in read_jsonl(path, ImageRecord):
             image_path = resolve_image_path(record, path)
             if image_root is not None:
-                image_path = Path(_relative(image_path, Path(image_root)))
+                image_path = Path(os.path.relpath(image_path.resolve(), Path(image_root).resolve()))
             images.append(AnnotatedImage(record.image_id, str(image_path), _unique(o.name for o in record.objects)))
         return images
-    data = json.loads(path.read_text(encoding="utf-8"))
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:  # JSON lines: POPE's input
+        return _pope_input(path, text)
     if isinstance(data, dict) and "annotations" in data and "categories" in data:
         return _from_coco(data)
     if isinstance(data, list) and (not data or "objects" in data[0]):
         return _from_visual_genome(data)
-    raise RecordError(f"{path}: not COCO instances JSON, Visual Genome objects.json or an images.jsonl")
+    if _is_pope_input(text):  # a single line of POPE's input
+        return _pope_input(path, text)
+    raise RecordError(f"{path}: not COCO instances JSON, Visual Genome objects.json, POPE's input or an images.jsonl")
 
 
-def _pope_segments(path: Path) -> list[AnnotatedImage] | None:
-    """POPE's input format, or None when `path` is something else."""
-    with path.open(encoding="utf-8") as handle:
-        first = next((line for line in handle if line.strip()), "")
+def _is_pope_input(text: str) -> bool:
     try:
-        row = json.loads(first)
+        row = json.loads(next((line for line in text.splitlines() if line.strip()), "null"))
     except json.JSONDecodeError:
-        return None
-    if not (isinstance(row, dict) and "image" in row and isinstance(row.get("objects"), list)
-            and all(isinstance(name, str) for name in row["objects"])):
-        return None
+        return False
+    return isinstance(row, dict) and "image" in row and isinstance(row.get("objects"), list) and all(
+        isinstance(name, str) for name in row["objects"])
+
+
+def _pope_input(path: Path, text: str) -> list[AnnotatedImage]:
     images = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         if line.strip():
             try:
                 row = json.loads(line)
                 images.append(AnnotatedImage(str(row.get("image_id", row["image"])), row["image"],
                                              _unique(row["objects"])))
             except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
-                raise RecordError(f"{path}:{number}: expected {{\"image\", \"objects\"}} ({error})") from error
+                raise RecordError(f"{path}:{number}: expected POPE's {{\"image\", \"objects\"}} ({error})") from error
     return images
-
-
-def _relative(target: Path, start: Path) -> str:
-    return os.path.relpath(target.resolve(), start.resolve())
 
 
 def _from_coco(data: dict) -> list[AnnotatedImage]:
@@ -358,8 +355,7 @@ def score_pope(questions_path: str | Path, answers_path: str | Path, strict: boo
     answers, skipped_answers = read_answers(answers_path, questions)
     empty = sum(answer is not None and not answer.strip() for answer in answers)
     if protocol == "hadpo":
-        answers = [answer if answer is not None and answer.strip() else None for answer in answers]
-        skipped_answers += empty
+        answers, skipped_answers = [a if a is not None and a.strip() else None for a in answers], skipped_answers + empty
     kept = [(q.label, parse_answer(a, strict)) for q, a in zip(questions, answers) if a is not None]
     metrics = pope_metrics([label for label, _ in kept], [pred for _, pred in kept])
     metrics.update(empty_answers=empty, skipped_questions=skipped_questions, skipped_answers=skipped_answers,
