@@ -13,6 +13,10 @@ Two modes:
   several tokens (small vocabularies), its probability is teacher-forced from the prompt's key/value cache.
   The record keeps both choices as `yes_prob` = P(yes) / (P(yes) + P(no)) and `margin` = log P(yes) - log P(no).
 A generated answer is read as yes / no by POPE's official rule (`parse_answer`, Li et al. 2023, arXiv 2305.10355).
+
+Prompts take the model family's own format where hadpo has an adapter for it (`hadpo.models`: InstructBLIP's
+plain instruction), else the processor's chat template; an encoder-decoder language model
+(InstructBLIP-FlanT5) answers in its decoder.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from PIL import Image
@@ -34,6 +38,9 @@ from tqdm.auto import tqdm
 
 from hadpo.config import Config
 from hadpo.records import Answer, ImageRecord, iter_jsonl, read_jsonl, resolve_image_path, write_jsonl
+
+if TYPE_CHECKING:
+    from hadpo.models import VLMFamily
 
 log = logging.getLogger(__name__)
 
@@ -89,39 +96,46 @@ class RunSummary:
 
 
 def load_model(model_name_or_path: str | Path, device: str = "cpu", dtype: str = "float32"):
-    """An `AutoModelForImageTextToText` and its `AutoProcessor` from a local folder or a hub id, in eval mode."""
+    """An `AutoModelForImageTextToText` and its processor from a local folder, a hub id or a folder holding a
+    trained LoRA adapter (transformers loads its base model), in eval mode. The processor comes from the
+    family's adapter where hadpo has one (InstructBLIP's image token, Qwen2-VL without torchvision)."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
+    from hadpo.models import find_family  # (imported here: it loads transformers' model code)
+
     model = AutoModelForImageTextToText.from_pretrained(str(model_name_or_path), dtype=getattr(torch, dtype))
-    processor = AutoProcessor.from_pretrained(str(model_name_or_path))
+    family = find_family(model.config.model_type)
+    processor = (family.load_processor(str(model_name_or_path)) if family
+                 else AutoProcessor.from_pretrained(str(model_name_or_path)))  # fmt: skip
     return model.to(device).eval(), processor
 
 
-def chat_prompt(processor, text: str) -> str:
-    """The user turn with one image, rendered by the processor's chat template, ending at the generation prompt."""
+def chat_prompt(processor, text: str, family: VLMFamily | None = None) -> str:
+    """The user turn with one image, ending where the answer starts: in the family's own prompt format
+    (InstructBLIP's plain instruction), else rendered by the processor's chat template."""
+    if family is not None:
+        return family.prompt_text(processor, text, 1)
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
     return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
 
-def answer_token_ids(processor, answers: Sequence[str]) -> list[list[int]]:
+def answer_token_ids(processor, answers: Sequence[str], family: VLMFamily | None = None) -> list[list[int]]:
     """The distinct token sequences of each answer word as the chat template writes it after the generation
     prompt (usually one token, e.g. "▁Yes" or "Ġyes").
 
     The template decides whether a space separates "ASSISTANT:" from the answer, so tokenise the conversation
     with and without the assistant turn and take what follows the prompt, up to the end of the word; fall back
-    to the word tokenised alone after a space."""
+    to the word tokenised alone after a space. A family whose format tokenises the answer apart from the prompt
+    (`separate_answer_tokens`: InstructBLIP) gets the answer tokenised alone, as its collator trains
+    it."""
     tokenizer = getattr(processor, "tokenizer", processor)
-    user = [{"role": "user", "content": [{"type": "text", "text": "q"}]}]
-    prompt_text = processor.apply_chat_template(user, add_generation_prompt=True, tokenize=False)
-    prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
+    if family is not None and family.separate_answer_tokens:
+        continuations = [tokenizer(family.response_text(processor, answer), add_special_tokens=False)["input_ids"]
+                         for answer in answers]  # fmt: skip
+    else:
+        continuations = [_continuation_in_turn(processor, tokenizer, answer) for answer in answers]
     sequences: list[list[int]] = []
-    for answer in answers:
-        turn = user + [{"role": "assistant", "content": [{"type": "text", "text": answer}]}]
-        full_ids = tokenizer(processor.apply_chat_template(turn, tokenize=False), add_special_tokens=False)["input_ids"]
-        if full_ids[: len(prompt_ids)] == prompt_ids:
-            continuation = full_ids[len(prompt_ids) :]
-        else:
-            continuation = tokenizer(" " + answer, add_special_tokens=False)["input_ids"]
+    for answer, continuation in zip(answers, continuations):
         for size in range(1, len(continuation) + 1):
             if tokenizer.decode(continuation[:size]).strip() == answer:
                 continuation = continuation[:size]
@@ -129,6 +143,17 @@ def answer_token_ids(processor, answers: Sequence[str]) -> list[list[int]]:
         if continuation and continuation not in sequences:
             sequences.append(continuation)
     return sequences
+
+
+def _continuation_in_turn(processor, tokenizer, answer: str) -> list[int]:
+    user = [{"role": "user", "content": [{"type": "text", "text": "q"}]}]
+    prompt_text = processor.apply_chat_template(user, add_generation_prompt=True, tokenize=False)
+    prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
+    turn = user + [{"role": "assistant", "content": [{"type": "text", "text": answer}]}]
+    full_ids = tokenizer(processor.apply_chat_template(turn, tokenize=False), add_special_tokens=False)["input_ids"]
+    if full_ids[: len(prompt_ids)] == prompt_ids:
+        return full_ids[len(prompt_ids) :]
+    return tokenizer(" " + answer, add_special_tokens=False)["input_ids"]
 
 
 def _open_image(path: Path) -> Image.Image:
@@ -169,6 +194,8 @@ def run_queries(
     progress: bool = True,
 ) -> RunSummary:
     """Answer every query not yet in `output`, appending one `Answer` per query after each batch."""
+    from hadpo.models import decoder_start_token_id, find_family
+
     config = config or DecodingConfig()
     output = Path(output)
     done = answered_ids(output, config.generation_settings(), model_name)
@@ -179,8 +206,10 @@ def run_queries(
         log.info("%s: resuming, %d of %d questions already answered", output, summary.resumed, len(queries))
     tokenizer = getattr(processor, "tokenizer", processor)
     tokenizer.padding_side = "left"  # decoder-only: the last position of every row is its real last token
-    yes_sequences = answer_token_ids(processor, ANSWER_VARIANTS["yes"])
-    no_sequences = answer_token_ids(processor, ANSWER_VARIANTS["no"])
+    family = find_family(model.config.model_type)
+    decoder_start = decoder_start_token_id(model.config)  # an encoder-decoder LM answers in its decoder
+    yes_sequences = answer_token_ids(processor, ANSWER_VARIANTS["yes"], family)
+    no_sequences = answer_token_ids(processor, ANSWER_VARIANTS["no"], family)
     settings = config.generation_settings()
     output.parent.mkdir(parents=True, exist_ok=True)
     output.touch()
@@ -197,14 +226,15 @@ def run_queries(
                 summary.skipped += 1
                 summary.skipped_ids.append(query.question_id)
         if batch:
-            texts = [chat_prompt(processor, q.prompt) for q in batch]
+            texts = [chat_prompt(processor, q.prompt, family) for q in batch]
             inputs = processor(images=images, text=texts, return_tensors="pt", padding=True).to(config.device)
             if config.mode == "logits":
-                records = _logits_answers(model, inputs, yes_sequences, no_sequences)
+                records = _logits_answers(model, inputs, yes_sequences, no_sequences, decoder_start,
+                                          reuse_cache=not (family and family.mm_token_types))  # fmt: skip
             else:
                 # Seeded per batch from its first question: reproducible, whatever ran before in the process.
                 torch.manual_seed(config.seed + zlib.crc32(batch[0].question_id.encode()))
-                records = _generated_answers(model, processor, inputs, batch, config)
+                records = _generated_answers(model, processor, inputs, batch, config, decoder_start is None)
             for record, query in zip(records, batch):
                 record.update(question_id=query.question_id, image_id=query.image_id, prompt=query.prompt,
                               mode=config.mode, model=model_name, generation=settings)
@@ -230,49 +260,96 @@ def describe_images(
 
 
 @torch.no_grad()
-def _generated_answers(model, processor, inputs, batch: list[Query], config: DecodingConfig) -> list[dict]:
+def _generated_answers(model, processor, inputs, batch: list[Query], config: DecodingConfig,
+                       returns_prompt: bool = True) -> list[dict]:  # fmt: skip
+    """Decoded answers; a decoder-only model returns the prompt before them, an encoder-decoder only its
+    decoder's tokens (from the start token, dropped as a special token)."""
     kwargs = {"max_new_tokens": config.max_new_tokens, "num_beams": config.num_beams, "do_sample": config.do_sample}
     if config.do_sample:
         kwargs.update(temperature=config.temperature, top_p=config.top_p)
     generated = model.generate(**inputs, **kwargs)
-    new_tokens = generated[:, inputs["input_ids"].shape[1] :]
+    new_tokens = generated[:, inputs["input_ids"].shape[1] :] if returns_prompt else generated
     texts = processor.batch_decode(new_tokens, skip_special_tokens=True)
     return [{"text": text.strip()} for text in texts]
 
 
 @torch.no_grad()
-def _answer_log_probs(model, inputs, sequences: list[list[int]]) -> torch.Tensor:
+def _answer_log_probs(model, inputs, sequences: list[list[int]], reuse_cache: bool = True) -> torch.Tensor:
     """(B, K) log P(sequence k | prompt of row b): one forward over the prompts gives every single-token answer;
     a multi-token answer continues from the prompts' key/value cache with its own tokens (teacher forcing), the
-    cache cut back to the prompt afterwards."""
+    cache cut back to the prompt afterwards. Without `reuse_cache` (Qwen2-VL's M-RoPE derives positions from the
+    whole attention mask), or when the output carries no cache (InstructBLIP keeps it inside its language
+    model's output), the prompt, images included, is read again with the answer after it."""
     # No position_ids: the model derives them as in its own first generation step (rotary models see only
     # relative positions; OPT-style models count them from the attention mask; Qwen2-VL builds 3-D ones).
     multi_token = any(len(sequence) > 1 for sequence in sequences)
-    output = model(**inputs, use_cache=multi_token)
+    output = model(**inputs, use_cache=multi_token and reuse_cache)
     first = torch.log_softmax(output.logits[:, -1, :].float(), dim=-1)  # (B, V) the answer's first token
     columns = []
     mask = inputs["attention_mask"]
     batch_size = mask.shape[0]
     # transformers 5 names the key/value cache `cache`; 4.x names it `past_key_values`.
     cache_argument = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-    cache = getattr(output, cache_argument, None) if multi_token else None
+    cache = getattr(output, cache_argument, None) if multi_token and reuse_cache else None
     for sequence in sequences:
         total = first[:, sequence[0]]
         if len(sequence) > 1:
             # Feed all but the last answer token: the logits after token k predict token k + 1.
             fed = torch.tensor(sequence[:-1], device=mask.device).expand(batch_size, -1)  # (B, L - 1)
-            step = model(input_ids=fed, attention_mask=torch.cat([mask, torch.ones_like(fed)], dim=1),
-                         use_cache=True, **{cache_argument: cache})
-            log_probs = torch.log_softmax(step.logits.float(), dim=-1)  # (B, L - 1, V)
+            full_mask = torch.cat([mask, torch.ones_like(fed)], dim=1)
+            if cache is not None:
+                step = model(input_ids=fed, attention_mask=full_mask, use_cache=True, **{cache_argument: cache})
+            else:
+                step = model(**_with_answer(inputs, fed), use_cache=False)
+            log_probs = torch.log_softmax(step.logits[:, -fed.shape[1] :].float(), dim=-1)  # (B, L - 1, V)
             targets = torch.tensor(sequence[1:], device=mask.device).expand(batch_size, -1).unsqueeze(-1)
             total = total + log_probs.gather(-1, targets).squeeze(-1).sum(-1)
-            cache.crop(-fed.shape[1])  # drop the answer tokens again
+            if cache is not None:
+                cache.crop(-fed.shape[1])  # drop the answer tokens again
         columns.append(total)
     return torch.stack(columns, dim=1)
 
 
-def _logits_answers(model, inputs, yes_sequences: list[list[int]], no_sequences: list[list[int]]) -> list[dict]:
-    log_probs = _answer_log_probs(model, inputs, yes_sequences + no_sequences)  # (B, K)
+def _with_answer(inputs, fed: torch.Tensor) -> dict:
+    """The model inputs with answer tokens `fed` (B, L) after each prompt: text tokens, attended to."""
+    extended = dict(inputs)
+    extended["input_ids"] = torch.cat([inputs["input_ids"], fed], dim=1)
+    extended["attention_mask"] = torch.cat([inputs["attention_mask"], torch.ones_like(fed)], dim=1)
+    for key in ("mm_token_type_ids", "token_type_ids"):  # per-token kinds: 0 is text
+        if key in inputs:
+            extended[key] = torch.cat([inputs[key], torch.zeros_like(fed, dtype=inputs[key].dtype)], dim=1)
+    return extended
+
+
+@torch.no_grad()
+def _decoder_answer_log_probs(model, inputs, sequences: list[list[int]], start: int) -> torch.Tensor:
+    """(B, K) log P(sequence k | prompt of row b) for an encoder-decoder language model (InstructBLIP-FlanT5):
+    the prompt is the encoder's, the answer the decoder's from its start token, teacher-forced; one forward for
+    the single-token answers, one per longer answer."""
+    batch_size = inputs["input_ids"].shape[0]
+    device = inputs["input_ids"].device
+    columns: dict[int, torch.Tensor] = {}
+    single = [k for k, sequence in enumerate(sequences) if len(sequence) == 1]
+    if single:
+        decoder_input_ids = torch.full((batch_size, 1), start, device=device)
+        first = torch.log_softmax(model(**inputs, decoder_input_ids=decoder_input_ids).logits[:, -1].float(), -1)
+        columns.update({k: first[:, sequences[k][0]] for k in single})
+    for k, sequence in enumerate(sequences):
+        if len(sequence) > 1:
+            fed = torch.tensor([start, *sequence[:-1]], device=device).expand(batch_size, -1)  # (B, L)
+            log_probs = torch.log_softmax(model(**inputs, decoder_input_ids=fed).logits.float(), dim=-1)
+            targets = torch.tensor(sequence, device=device).expand(batch_size, -1).unsqueeze(-1)
+            columns[k] = log_probs.gather(-1, targets).squeeze(-1).sum(-1)
+    return torch.stack([columns[k] for k in range(len(sequences))], dim=1)
+
+
+def _logits_answers(model, inputs, yes_sequences: list[list[int]], no_sequences: list[list[int]],
+                    decoder_start: int | None = None, reuse_cache: bool = True) -> list[dict]:  # fmt: skip
+    sequences = yes_sequences + no_sequences
+    if decoder_start is None:
+        log_probs = _answer_log_probs(model, inputs, sequences, reuse_cache)  # (B, K)
+    else:
+        log_probs = _decoder_answer_log_probs(model, inputs, sequences, decoder_start)
     log_yes = torch.logsumexp(log_probs[:, : len(yes_sequences)], dim=-1)  # (B,) summed over case variants
     log_no = torch.logsumexp(log_probs[:, len(yes_sequences) :], dim=-1)
     records = []

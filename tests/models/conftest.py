@@ -1,46 +1,58 @@
-"""Tiny random models of every supported family, saved like hub checkpoints, and a handful of pairs."""
+"""Tiny random models of every supported family and language model (one case each), saved like hub
+checkpoints, and a handful of pairs."""
 
 from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import torch
 from PIL import Image
 from tiny_families import build_tiny_instructblip, build_tiny_llava_next, build_tiny_qwen2_vl
 
+from hadpo.models import FAMILIES, VLMFamily
 from hadpo.records import PreferencePair, write_jsonl
 from hadpo.world.tiny import TinyLlavaSpec, build_tiny_llava, train_tokenizer
 
 CORPUS = [
     "Describe this image in detail. There is a red square. There is a blue circle and a dog.",
     "Is there a dog in the image? No, there is no dog. Yes, there is a dog.",
+    "Is there a cup in the image? Is there a knife in the image? Yes No yes no",
 ] * 20
 
 
-def _llava15():
-    return build_tiny_llava(
-        train_tokenizer(CORPUS, vocab_size=300), TinyLlavaSpec(text_layers=2, text_hidden=64)
-    )
+def _llava15(texts):
+    return build_tiny_llava(train_tokenizer(texts, vocab_size=300), TinyLlavaSpec(text_layers=2, text_hidden=64))
 
 
-BUILDERS = {
-    "llava15": _llava15,
-    "llava_next": build_tiny_llava_next,
-    "qwen2_vl": build_tiny_qwen2_vl,
-    "instructblip": build_tiny_instructblip,
+# case -> (family name, builder of (model, processor) from a text corpus)
+CASES = {
+    "llava15": ("llava15", _llava15),
+    "llava_next": ("llava_next", build_tiny_llava_next),
+    "qwen2_vl": ("qwen2_vl", build_tiny_qwen2_vl),
+    "qwen2_5_vl": ("qwen2_vl", lambda texts: build_tiny_qwen2_vl(texts, version="2.5")),
+    "instructblip_llama": ("instructblip", build_tiny_instructblip),
+    "instructblip_t5": ("instructblip", lambda texts: build_tiny_instructblip(texts, language_model="t5")),
 }
 
 
+@dataclass(frozen=True)
+class TinyModel:
+    case: str  # e.g. instructblip_t5
+    family: VLMFamily
+    folder: Path  # the saved model + processor
 
-@pytest.fixture(scope="session", params=list(BUILDERS))
-def family_model(request, tmp_path_factory):
-    """(family name, folder with a tiny random model + processor of that family)."""
+
+@pytest.fixture(scope="session", params=list(CASES))
+def family_model(request, tmp_path_factory) -> TinyModel:
     torch.manual_seed(0)
-    builder = BUILDERS[request.param]
-    model, processor = builder() if request.param == "llava15" else builder(CORPUS)
+    family_name, builder = CASES[request.param]
+    model, processor = builder(CORPUS)
     folder = tmp_path_factory.mktemp(request.param)
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
-    return request.param, folder
+    return TinyModel(request.param, FAMILIES[family_name], folder)
 
 
 @pytest.fixture(scope="session")

@@ -1,8 +1,10 @@
-"""Tiny random LLaVA-NeXT and Qwen2-VL models with working processors, built from config (like `tiny.py` does
-for LLaVA-1.5), so that every supported family is exercised by tests without downloads.
+"""Tiny random LLaVA-NeXT, Qwen2-VL / Qwen2.5-VL and InstructBLIP (Llama or FlanT5 language model) models with
+working processors, built from config (like `tiny.py` does for LLaVA-1.5), so that every supported family is
+exercised by tests without downloads (MiniGPT-4's builder is in tiny_minigpt4.py).
 
 LLaVA-NeXT reuses tiny.py's tokenizer and vicuna-style template; Qwen2-VL gets its ChatML template and its
-vision special tokens added to a locally trained tokenizer.
+vision special tokens added to a locally trained tokenizer. InstructBLIP's dropouts are left on (0.1) so that
+tests can see training turn every one of them off.
 """
 
 from __future__ import annotations
@@ -19,8 +21,11 @@ from transformers import (
     LlavaNextConfig,
     LlavaNextForConditionalGeneration,
     LlavaNextProcessor,
+    Qwen2_5_VLConfig,
+    Qwen2_5_VLForConditionalGeneration,
     Qwen2VLConfig,
     Qwen2VLForConditionalGeneration,
+    T5Config,
 )
 from transformers.models.blip import BlipImageProcessorPil
 from transformers.models.llava_next import LlavaNextImageProcessorPil
@@ -101,8 +106,9 @@ def build_tiny_llava_next(texts: Iterable[str]):
     return LlavaNextForConditionalGeneration(config), processor
 
 
-def build_tiny_qwen2_vl(texts: Iterable[str]):
-    """A tiny `Qwen2VLForConditionalGeneration` (8-pixel patches merged 2x2: a 48x48 image gives 9 tokens)."""
+def build_tiny_qwen2_vl(texts: Iterable[str], version: str = "2"):
+    """A tiny `Qwen2VLForConditionalGeneration`, or with version "2.5" `Qwen2_5_VLForConditionalGeneration`
+    (8-pixel patches merged 2x2: a 48x48 image gives 9 tokens)."""
     tokenizer = train_tokenizer(texts, vocab_size=300)
     tokenizer.add_special_tokens({"additional_special_tokens": [IMAGE_TOKEN, *QWEN_TOKENS]})
     tokenizer.image_token = "<|image_pad|>"
@@ -124,28 +130,31 @@ def build_tiny_qwen2_vl(texts: Iterable[str]):
         rope_parameters={"rope_type": "default", "mrope_section": [2, 2, 4], "rope_theta": 10000.0},
         **_text_sizes(len(tokenizer), tokenizer.pad_token_id),
     )
-    config = Qwen2VLConfig(
+    vision = dict(depth=1, num_heads=2, patch_size=8, spatial_merge_size=2, temporal_patch_size=2)
+    if version == "2.5":  # windowed attention except in the full-attention blocks; the merger outputs the LM width
+        vision.update(hidden_size=32, intermediate_size=64, out_hidden_size=64, window_size=16,
+                      fullatt_block_indexes=[0])  # fmt: skip
+    else:
+        vision.update(embed_dim=32, hidden_size=64)
+    config_class, model_class = {
+        "2": (Qwen2VLConfig, Qwen2VLForConditionalGeneration),
+        "2.5": (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration),
+    }[version]
+    config = config_class(
         text_config=text,
-        vision_config=dict(
-            depth=1,
-            embed_dim=32,
-            hidden_size=64,
-            num_heads=2,
-            patch_size=8,
-            spatial_merge_size=2,
-            temporal_patch_size=2,
-        ),
+        vision_config=vision,
         image_token_id=ids("<|image_pad|>"),
         video_token_id=ids("<|video_pad|>"),
         vision_start_token_id=ids("<|vision_start|>"),
         vision_end_token_id=ids("<|vision_end|>"),
         tie_word_embeddings=False,
     )
-    return Qwen2VLForConditionalGeneration(config), processor
+    return model_class(config), processor
 
 
-def build_tiny_instructblip(texts: Iterable[str]):
-    """A tiny `InstructBlipForConditionalGeneration`: 48x48 images, a 1-layer Q-Former, 4 query tokens."""
+def build_tiny_instructblip(texts: Iterable[str], language_model: str = "llama"):
+    """A tiny `InstructBlipForConditionalGeneration`: 48x48 images, a 1-layer Q-Former, 4 query tokens, and a
+    Llama (decoder-only, as Vicuna) or T5 (encoder-decoder, as FlanT5) language model."""
     texts = list(texts)
     tokenizer = train_tokenizer(texts, vocab_size=300)
     qformer_tokenizer = train_tokenizer(texts, vocab_size=260)
@@ -167,6 +176,7 @@ def build_tiny_instructblip(texts: Iterable[str]):
             num_attention_heads=2,
             image_size=48,
             patch_size=16,
+            attention_dropout=0.1,
         ),
         qformer_config=dict(
             vocab_size=len(qformer_tokenizer),
@@ -177,10 +187,21 @@ def build_tiny_instructblip(texts: Iterable[str]):
             encoder_hidden_size=32,
             pad_token_id=qformer_tokenizer.pad_token_id,
         ),
-        text_config=LlamaConfig(
-            num_key_value_heads=4, **_text_sizes(len(tokenizer), tokenizer.pad_token_id)
-        ).to_dict(),
+        text_config=_instructblip_text(language_model, tokenizer),
         num_query_tokens=4,
         image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
     )
     return InstructBlipForConditionalGeneration(config), processor
+
+
+def _instructblip_text(language_model: str, tokenizer) -> dict:
+    if language_model == "t5":
+        return T5Config(
+            vocab_size=len(tokenizer), d_model=64, d_kv=16, d_ff=128, num_layers=2, num_heads=4,
+            feed_forward_proj="gated-gelu", dropout_rate=0.1, tie_word_embeddings=False,
+            pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+            decoder_start_token_id=tokenizer.pad_token_id,
+        ).to_dict()  # fmt: skip
+    return LlamaConfig(
+        num_key_value_heads=4, attention_dropout=0.1, **_text_sizes(len(tokenizer), tokenizer.pad_token_id)
+    ).to_dict()

@@ -11,7 +11,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+import torch
+
 LM_LINEAR_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+# The attention projections the HA-DPO release adapted on InstructBLIP (Llama names; T5 names its own q, k, v).
+LM_QKV_NAMES = ("q_proj", "k_proj", "v_proj", "q", "k", "v")
 
 
 def lm_linear_regex(language_model_prefix: str, names: tuple[str, ...] = LM_LINEAR_NAMES) -> str:
@@ -31,10 +35,14 @@ class VLMFamily:
     # Qwen2-VL's M-RoPE needs `mm_token_type_ids` (1 on image tokens), a per-token tensor built by the
     # collator.
     mm_token_types: bool = False
+    lora_names: tuple[str, ...] = LM_LINEAR_NAMES  # default LoRA targets: these layers of the language model
+    # The model's own format tokenises prompt and answer apart (LAVIS), as the collators do for every
+    # family: answer words are looked up that way too (hadpo.inference's yes/no), not inside a templated turn.
+    separate_answer_tokens: bool = False
 
     @property
     def lora_target_regex(self) -> str:
-        return lm_linear_regex(self.language_model_prefix)
+        return lm_linear_regex(self.language_model_prefix, self.lora_names)
 
     def is_vision_tower(self, parameter_name: str) -> bool:
         return _has_prefix(parameter_name, self.vision_tower_prefixes) and not self.is_projector(
@@ -88,6 +96,28 @@ class VLMFamily:
         if not full.startswith(prompt):
             raise ValueError(f"the {self.name} chat template does not continue its generation prompt")
         return full[len(prompt) :]
+
+
+def decoder_start_token_id(config) -> int | None:
+    """The decoder's start token when the language model is an encoder-decoder (InstructBLIP-FlanT5: the prompt
+    goes to the encoder, the answer to the decoder); None for a decoder-only language model."""
+    text_config = config.get_text_config(decoder=True)
+    if not getattr(text_config, "is_encoder_decoder", False):
+        return None
+    start = text_config.decoder_start_token_id
+    return start if start is not None else text_config.pad_token_id
+
+
+def disable_dropout(model: torch.nn.Module) -> None:
+    """Every dropout off, for training as the paper does: `nn.Dropout` modules, and the probabilities that
+    attention layers keep as plain floats and pass to the attention function (InstructBLIP's and BLIP-2's
+    Q-Former and vision attention, Llama's `attention_dropout`), which no `nn.Dropout` carries."""
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+        for name, value in list(vars(module).items()):
+            if "dropout" in name and isinstance(value, float):
+                setattr(module, name, 0.0)
 
 
 def _has_prefix(name: str, prefixes: tuple[str, ...]) -> bool:

@@ -1,18 +1,24 @@
 """InstructBLIP (`InstructBlipForConditionalGeneration`): ViT (`vision_model`) -> Q-Former (`qformer`, with
-`query_tokens`) -> `language_projection` -> a causal LM (`language_model`, Vicuna in the paper's 13B run).
+`query_tokens`) -> `language_projection` -> a language model (`language_model`): a causal LM (Vicuna in the
+paper's 13B run, Llama) or an encoder-decoder (FlanT5).
 
-There is no chat template: as in LAVIS, which the HA-DPO release trained with, the LM reads the plain
-instruction and the answer follows it, ended by the end-of-sequence token. The processor itself puts
-`num_query_tokens` image tokens before the text and also feeds the instruction to the Q-Former
+There is no chat template: as in LAVIS, which the HA-DPO release trained with, the language model reads the plain
+instruction and the answer follows it, ended by the end-of-sequence token; prompt and answer are tokenised apart
+(LAVIS tokenises the answer on its own). With FlanT5 the instruction goes to the encoder and the answer to the
+decoder (hadpo's collators and `hadpo.inference` handle both, from `decoder_start_token_id`). The processor
+itself puts `num_query_tokens` image tokens before the text and also feeds the instruction to the Q-Former
 (`qformer_input_ids`), so a prompt must not carry an image placeholder, and one image per pair is the model's
 only form.
+
+LoRA goes on the language model's q, k, v projections (`q_proj`... in Llama, `q`... in T5), as the release did
+(r 64, alpha 16); the Q-Former, its queries and the projection count as the projector (frozen by default).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hadpo.models.base import VLMFamily
+from hadpo.models.base import LM_QKV_NAMES, VLMFamily
 
 
 @dataclass(frozen=True)
@@ -48,8 +54,10 @@ class InstructBlipFamily(VLMFamily):
 INSTRUCTBLIP = InstructBlipFamily(
     name="instructblip",
     model_types=("instructblip",),
-    language_model_prefix="language_model.model",
+    language_model_prefix="language_model",
     vision_tower_prefixes=("vision_model",),
     projector_prefixes=("qformer", "query_tokens", "language_projection"),
     image_keys=("pixel_values", "qformer_input_ids", "qformer_attention_mask"),
+    lora_names=LM_QKV_NAMES,
+    separate_answer_tokens=True,
 )

@@ -43,7 +43,8 @@ class HADPOConfig(TrainingArguments):
     lora_dropout: float = _opt(0.0, "LoRA dropout (the paper disables dropout).")
     lora_target: str | None = _opt(
         None,
-        "Regex (full match on module names) of LoRA targets; default: every linear layer of the LM.",
+        "Regex (full match on module names) of LoRA targets; default: the family's: every linear layer of the "
+        "LM (LLaVA, Qwen), its q, k, v (InstructBLIP).",
     )
     freeze_vision_tower: bool = _opt(True, "Keep the vision encoder frozen (the paper does).")
     freeze_projector: bool = _opt(True, "Keep the vision-to-language projector frozen (the paper does).")

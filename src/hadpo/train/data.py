@@ -200,13 +200,21 @@ def load_image(path: str) -> Image.Image:
 
 
 class Encoder:
-    """Templated prompts (with image tokens expanded by the processor) and response tokens, for one family."""
+    """Templated prompts (with image tokens expanded by the processor) and response tokens, for one family.
 
-    def __init__(self, processor, family: VLMFamily, max_length: int | None = None):
+    With `decoder_start_token_id` (an encoder-decoder language model: InstructBLIP-FlanT5) the prompt is the
+    encoder's input and the response the decoder's, laid out as a decoder-only sequence whose prompt is the start
+    token: `decoder_input_ids` = [start, r1 .. rn], `labels` = [-100, r1 .. rn], so that the decoder's logits
+    meet the labels with the same one-position shift as everywhere else."""
+
+    def __init__(
+        self, processor, family: VLMFamily, max_length: int | None = None, decoder_start_token_id: int | None = None
+    ):
         self.processor = processor
         self.family = family
         self.tokenizer = processor.tokenizer
         self.max_length = max_length
+        self.decoder_start_token_id = decoder_start_token_id
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else self.tokenizer.eos_token_id
 
@@ -229,6 +237,8 @@ class Encoder:
         lengths = [len(p) + len(r) for p, r in zip(prompts, responses)]
         if self.max_length is not None and max(lengths) > self.max_length:
             raise ValueError(f"a sequence of {max(lengths)} tokens exceeds max_length {self.max_length}")
+        if self.decoder_start_token_id is not None:
+            return self._pad_encoder_decoder(prompts, responses)
         width = max(lengths)
         input_ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
         labels = torch.full((len(prompts), width), IGNORE_INDEX, dtype=torch.long)
@@ -242,6 +252,27 @@ class Encoder:
         if self.family.mm_token_types:
             batch["mm_token_type_ids"] = (input_ids == self.family.image_token_id(self.processor)).long()
         return batch
+
+    def _pad_encoder_decoder(self, prompts: list[torch.Tensor], responses: list[torch.Tensor]) -> dict:
+        start = torch.tensor([self.decoder_start_token_id])
+        decoder = [torch.cat([start, response]) for response in responses]
+        input_ids, attention_mask = _right_padded(prompts, self.pad_id)
+        decoder_input_ids, decoder_attention_mask = _right_padded(decoder, self.pad_id)
+        labels = decoder_input_ids.masked_fill(decoder_attention_mask == 0, IGNORE_INDEX)
+        labels[:, 0] = IGNORE_INDEX  # the start token is given, not predicted
+        return {"input_ids": input_ids, "attention_mask": attention_mask, "decoder_input_ids": decoder_input_ids,
+                "decoder_attention_mask": decoder_attention_mask, "labels": labels}  # fmt: skip
+
+
+def _right_padded(rows: list[torch.Tensor], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(ids, attention mask), both (len(rows), longest), padded on the right."""
+    width = max(len(row) for row in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for index, row in enumerate(rows):
+        ids[index, : len(row)] = row
+        mask[index, : len(row)] = 1
+    return ids, mask
 
 
 class PreferenceCollator(Encoder):

@@ -6,8 +6,9 @@ per pair instead of once per response, issue 5) can replace it behind the same i
 `(model, batch) -> ResponseLogps`.
 
 A batch is what the collators in `hadpo.train.data` build: `input_ids`, `attention_mask`, `labels` (-100 on
-prompt, image and padding tokens), the processor's image tensors, and optional non-model keys listed in
-`NON_MODEL_KEYS`.
+prompt, image and padding tokens), the processor's image tensors (with an encoder-decoder language model also
+`decoder_input_ids` / `decoder_attention_mask`, the labels then following the decoder), and optional non-model
+keys listed in `NON_MODEL_KEYS`.
 """
 
 from __future__ import annotations
@@ -69,5 +70,7 @@ def response_logps(model: torch.nn.Module, batch: dict) -> ResponseLogps:
     first = max(int(answered[0]) if len(answered) else width - 1, 1)
     keep = width - first + 1  # logits at positions first-1 .. width-1 predict tokens first .. width-1
     outputs = model(**model_inputs(batch), use_cache=False, logits_to_keep=keep)
-    logps, mask = token_logps(outputs.logits, labels[:, width - keep :])
+    # An encoder-decoder (InstructBLIP-FlanT5) ignores logits_to_keep: its labels line up with the decoder's
+    # logits (see hadpo.train.data.Encoder), of which the same last `keep` are read.
+    logps, mask = token_logps(outputs.logits[:, -keep:], labels[:, width - keep :])
     return ResponseLogps(sums=logps.sum(-1), counts=mask.sum(-1))

@@ -15,7 +15,7 @@ from accelerate import PartialState
 from transformers import AutoConfig, AutoModelForImageTextToText, set_seed
 
 from hadpo.config import save_config
-from hadpo.models import VLMFamily, get_family
+from hadpo.models import VLMFamily, decoder_start_token_id, disable_dropout, get_family
 from hadpo.train.config import HADPOConfig
 from hadpo.train.data import (
     AuxStream,
@@ -52,9 +52,7 @@ def load_model(name_or_path: str, config: HADPOConfig, family: VLMFamily | None 
         )
     model = AutoModelForImageTextToText.from_pretrained(name_or_path, **kwargs)
     if config.disable_dropout:
-        for module in model.modules():
-            if isinstance(module, torch.nn.Dropout):
-                module.p = 0.0
+        disable_dropout(model)
     return model
 
 
@@ -117,10 +115,12 @@ def _is_module(model: torch.nn.Module, name: str) -> bool:
 def build_trainer(config: HADPOConfig, callbacks=None, processor=None) -> HADPOTrainer:
     """Everything up to `trainer.train()`. `processor` overrides the one loaded from model_name_or_path."""
     set_seed(config.seed)
-    family = get_family(config.family, AutoConfig.from_pretrained(config.model_name_or_path).model_type)
+    model_config = AutoConfig.from_pretrained(config.model_name_or_path)
+    family = get_family(config.family, model_config.model_type)
     processor = processor or family.load_processor(config.model_name_or_path)
+    decoder_start = decoder_start_token_id(model_config)  # None unless the LM is an encoder-decoder
     # Data first: bad input fails here, before a model is loaded.
-    collator = PreferenceCollator(processor, family, config.max_length)
+    collator = PreferenceCollator(processor, family, config.max_length, decoder_start)
     dataset, dropped = _pairs_dataset(
         config.pairs, family, collator, config, config.data_mix, config.shuffle_pairs
     )
@@ -133,7 +133,7 @@ def build_trainer(config: HADPOConfig, callbacks=None, processor=None) -> HADPOT
         sft_stream = AuxStream(
             examples, config.sft_batch_size or config.per_device_train_batch_size, config.seed
         )
-        sft_collator = SFTCollator(processor, family, None)
+        sft_collator = SFTCollator(processor, family, None, decoder_start)
     if config.process_index == 0:
         save_config(config, Path(config.output_dir) / "hadpo_config.yaml", sort_keys=True)
 
@@ -176,7 +176,8 @@ def build_trainer(config: HADPOConfig, callbacks=None, processor=None) -> HADPOT
         sft_collator=sft_collator,
         callbacks=callbacks,
     )
-    trainer.hadpo_info = {"family": family.name, "data": {**dataset.stats(), "dropped_too_long": dropped}}
+    trainer.hadpo_info = {"family": family.name, "lora_target": config.lora_target or family.lora_target_regex,
+                          "data": {**dataset.stats(), "dropped_too_long": dropped}}  # fmt: skip
     return trainer
 
 
@@ -220,7 +221,7 @@ def model_card(trainer: HADPOTrainer) -> str:
     last = next((entry for entry in reversed(trainer.state.log_history) if "loss" in entry), {})
     tuning = (
         f"LoRA r {config.lora_r} / alpha {config.lora_alpha} "
-        f"on `{config.lora_target or 'all LM linear layers'}`"
+        f"on `{info.get('lora_target', config.lora_target)}`"
         if config.finetuning != "full"
         else "full fine-tuning"
     )
