@@ -15,7 +15,7 @@ Two modes:
 A generated answer is read as yes / no by POPE's official rule (`parse_answer`, Li et al. 2023, arXiv 2305.10355).
 
 Prompts take the model family's own format where hadpo has an adapter for it (`hadpo.models`: InstructBLIP's
-plain instruction), else the processor's chat template; an encoder-decoder language model
+plain instruction, MiniGPT-4's template), else the processor's chat template; an encoder-decoder language model
 (InstructBLIP-FlanT5) answers in its decoder.
 """
 
@@ -98,7 +98,8 @@ class RunSummary:
 def load_model(model_name_or_path: str | Path, device: str = "cpu", dtype: str = "float32"):
     """An `AutoModelForImageTextToText` and its processor from a local folder, a hub id or a folder holding a
     trained LoRA adapter (transformers loads its base model), in eval mode. The processor comes from the
-    family's adapter where hadpo has one (InstructBLIP's image token, Qwen2-VL without torchvision)."""
+    family's adapter where hadpo has one (InstructBLIP's image token, Qwen2-VL without torchvision); importing
+    hadpo.models registers MiniGPT-4 with the Auto classes."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     from hadpo.models import find_family  # (imported here: it loads transformers' model code)
@@ -112,7 +113,7 @@ def load_model(model_name_or_path: str | Path, device: str = "cpu", dtype: str =
 
 def chat_prompt(processor, text: str, family: VLMFamily | None = None) -> str:
     """The user turn with one image, ending where the answer starts: in the family's own prompt format
-    (InstructBLIP's plain instruction), else rendered by the processor's chat template."""
+    (InstructBLIP's plain instruction, MiniGPT-4's template), else rendered by the processor's chat template."""
     if family is not None:
         return family.prompt_text(processor, text, 1)
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": text}]}]
@@ -126,7 +127,7 @@ def answer_token_ids(processor, answers: Sequence[str], family: VLMFamily | None
     The template decides whether a space separates "ASSISTANT:" from the answer, so tokenise the conversation
     with and without the assistant turn and take what follows the prompt, up to the end of the word; fall back
     to the word tokenised alone after a space. A family whose format tokenises the answer apart from the prompt
-    (`separate_answer_tokens`: InstructBLIP) gets the answer tokenised alone, as its collator trains
+    (`separate_answer_tokens`: InstructBLIP, MiniGPT-4) gets the answer tokenised alone, as its collator trains
     it."""
     tokenizer = getattr(processor, "tokenizer", processor)
     if family is not None and family.separate_answer_tokens:

@@ -10,6 +10,7 @@ import pytest
 import torch
 from PIL import Image
 from tiny_families import build_tiny_instructblip, build_tiny_llava_next, build_tiny_qwen2_vl
+from tiny_minigpt4 import build_tiny_minigpt4
 
 from hadpo.models import FAMILIES, VLMFamily
 from hadpo.records import PreferencePair, write_jsonl
@@ -34,6 +35,8 @@ CASES = {
     "qwen2_5_vl": ("qwen2_vl", lambda texts: build_tiny_qwen2_vl(texts, version="2.5")),
     "instructblip_llama": ("instructblip", build_tiny_instructblip),
     "instructblip_t5": ("instructblip", lambda texts: build_tiny_instructblip(texts, language_model="t5")),
+    "minigpt4_vicuna": ("minigpt4", lambda texts: build_tiny_minigpt4(texts, "vicuna")),
+    "minigpt4_llama2": ("minigpt4", lambda texts: build_tiny_minigpt4(texts, "llama2")),
 }
 
 

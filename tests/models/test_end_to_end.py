@@ -76,9 +76,9 @@ def test_describe_pairs_train_and_eval_with_the_adapter(family_model, image_reco
                               atol=1e-4)  # fmt: skip
 
 
-# The tiny InstructBLIP keeps dropout 0.1 in the vision attention, the Q-Former and the language
+# The tiny InstructBLIP and MiniGPT-4 keep dropout 0.1 in the vision attention, the Q-Former and the language
 # model, several of them floats handed to the attention function rather than `nn.Dropout`s.
-DROPOUT_CASES = ["instructblip_llama", "instructblip_t5"]
+DROPOUT_CASES = ["instructblip_llama", "instructblip_t5", "minigpt4_vicuna", "minigpt4_llama2"]
 
 
 @pytest.mark.parametrize("family_model", DROPOUT_CASES, indirect=True)

@@ -40,6 +40,7 @@ def test_families_are_found_by_model_type():
     assert get_family("auto", "llava").name == "llava15"
     assert get_family("auto", "qwen2_5_vl").name == "qwen2_vl"
     assert get_family("auto", "instructblip").name == "instructblip"
+    assert get_family("auto", "minigpt4").name == "minigpt4"
     with pytest.raises(ValueError, match="no hadpo adapter for model_type 'blip-2'"):
         get_family("auto", "blip-2")
 

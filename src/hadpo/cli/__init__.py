@@ -9,10 +9,10 @@ import logging
 import sys
 from importlib.metadata import entry_points
 
-from hadpo.cli import eval, pairs, report, train
+from hadpo.cli import eval, models, pairs, report, train
 from hadpo.records import RecordError
 
-WINGS = [pairs, train, eval, report]
+WINGS = [pairs, train, eval, report, models]
 ENTRY_POINTS = "hadpo.cli"  # each entry point names a `register(subparsers)` function
 
 

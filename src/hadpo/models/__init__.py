@@ -1,15 +1,16 @@
 """One small adapter per VLM family (prompt format, image inputs, LoRA targets), looked up by name or by a
-model's `config.model_type`."""
+model's `config.model_type`. Importing this package also registers MiniGPT-4 with transformers' Auto classes."""
 
 from __future__ import annotations
 
 from hadpo.models.base import VLMFamily, decoder_start_token_id, disable_dropout
 from hadpo.models.instructblip import INSTRUCTBLIP
 from hadpo.models.llava import LLAVA15, LLAVA_NEXT
+from hadpo.models.minigpt4 import MINIGPT4
 from hadpo.models.qwen2_vl import QWEN2_VL
 
 FAMILIES: dict[str, VLMFamily] = {
-    family.name: family for family in (LLAVA15, LLAVA_NEXT, QWEN2_VL, INSTRUCTBLIP)
+    family.name: family for family in (LLAVA15, LLAVA_NEXT, QWEN2_VL, INSTRUCTBLIP, MINIGPT4)
 }
 
 

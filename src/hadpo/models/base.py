@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import torch
 
 LM_LINEAR_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-# The attention projections the HA-DPO release adapted on InstructBLIP (Llama names; T5 names its own q, k, v).
+# The attention projections the HA-DPO release adapted on MiniGPT-4 and InstructBLIP (Llama names; T5 names
+# its own q, k, v).
 LM_QKV_NAMES = ("q_proj", "k_proj", "v_proj", "q", "k", "v")
 
 
@@ -36,7 +37,7 @@ class VLMFamily:
     # collator.
     mm_token_types: bool = False
     lora_names: tuple[str, ...] = LM_LINEAR_NAMES  # default LoRA targets: these layers of the language model
-    # The model's own format tokenises prompt and answer apart (LAVIS), as the collators do for every
+    # The model's own format tokenises prompt and answer apart (LAVIS, MiniGPT-4), as the collators do for every
     # family: answer words are looked up that way too (hadpo.inference's yes/no), not inside a templated turn.
     separate_answer_tokens: bool = False
 

@@ -32,7 +32,8 @@ class HADPOConfig(TrainingArguments):
     model_name_or_path: str = _opt("", "Base VLM: a hub id or a local folder (AutoModelForImageTextToText).")
     family: str = _opt(
         "auto",
-        "Model family adapter: auto (from config.model_type), llava15, llava_next, qwen2_vl, instructblip.",
+        "Model family adapter: auto (from config.model_type), llava15, llava_next, qwen2_vl, instructblip, "
+        "minigpt4.",
     )
     model_dtype: str = _opt("float32", "dtype the weights are loaded in: float32, bfloat16 or float16.")
     finetuning: str = _opt(
@@ -43,8 +44,8 @@ class HADPOConfig(TrainingArguments):
     lora_dropout: float = _opt(0.0, "LoRA dropout (the paper disables dropout).")
     lora_target: str | None = _opt(
         None,
-        "Regex (full match on module names) of LoRA targets; default: the family's: every linear layer of the "
-        "LM (LLaVA, Qwen), its q, k, v (InstructBLIP).",
+        "Regex (full match on module names) of LoRA targets; default: the family's (docs/models.md): every "
+        "linear layer of the LM (LLaVA, Qwen), its q, k, v (InstructBLIP, MiniGPT-4).",
     )
     freeze_vision_tower: bool = _opt(True, "Keep the vision encoder frozen (the paper does).")
     freeze_projector: bool = _opt(True, "Keep the vision-to-language projector frozen (the paper does).")
