@@ -3,7 +3,7 @@ imports only for type checkers are not run and do not count):
 
 - the toolkit never imports the scene world (`hadpo.world`, which holds the demo too);
 - the three wings (pairs, train, evaluate) stand alone: none imports another, and the modules they share
-  (records, text, config, inference, models, judge) import no wing and not the command line;
+  (records, errors, text, config, inference, models, judge) import no wing and not the command line;
 - the world reaches the toolkit through public names only;
 - no import cycle exists anywhere in the package.
 """
@@ -17,10 +17,10 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "hadpo"
 WORLD = "hadpo.world"
-TOOLKIT = ("hadpo.records", "hadpo.text", "hadpo.config", "hadpo.inference", "hadpo.models", "hadpo.judge",
+TOOLKIT = ("hadpo.records", "hadpo.errors", "hadpo.text", "hadpo.config", "hadpo.inference", "hadpo.models", "hadpo.judge",
            "hadpo.pairs", "hadpo.train", "hadpo.evaluate", "hadpo.cli")
 WINGS = ("hadpo.pairs", "hadpo.train", "hadpo.evaluate")
-SHARED = ("hadpo.records", "hadpo.text", "hadpo.config", "hadpo.inference", "hadpo.models", "hadpo.judge")
+SHARED = ("hadpo.records", "hadpo.errors", "hadpo.text", "hadpo.config", "hadpo.inference", "hadpo.models", "hadpo.judge")
 
 
 def module_names(package: Path) -> dict[str, Path]:

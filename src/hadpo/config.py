@@ -34,7 +34,8 @@ class ConfigError(ValueError):
 class Config(BaseModel):
     """Base of every config section: unknown keys are errors (a typo must never pass silently)."""
 
-    model_config = ConfigDict(extra="forbid")
+    # NaN and infinity are refused too: `beta: .nan` would pass every range check and train on NaN.
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 def config_error(source: str, key_path: Sequence[str | int], problem: str) -> ConfigError:
@@ -59,8 +60,20 @@ def unknown_key(name: str, known: Iterable[str], value: Any, nested: bool) -> st
 
 
 def read_yaml(path: str | Path) -> dict:
-    """The mapping in a YAML file (an empty file is an empty mapping)."""
-    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    """The mapping in a YAML file (an empty file is an empty mapping); a file that is not YAML is one line naming
+    the line it breaks on."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{path}: is a folder, not a YAML config file")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(error, "problem", None) or "cannot be parsed"
+        raise ConfigError(f"{where}: invalid YAML ({problem})") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text (is it a YAML config?)") from None
     if not isinstance(data, dict):
         raise config_error(str(path), (), f"a config must be a YAML mapping, not {type(data).__name__}")
     return data
@@ -78,7 +91,10 @@ def parse_overrides(items: Iterable[str]) -> dict:
         node = values
         for section in sections:
             node = node.setdefault(section, {})
-        node[leaf] = yaml.safe_load(raw) if raw.strip() else None
+        try:
+            node[leaf] = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            raise ConfigError(f"override '{item}': the value is not a YAML scalar") from None
     return values
 
 

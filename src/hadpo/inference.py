@@ -37,7 +37,15 @@ from pydantic import Field
 from tqdm.auto import tqdm
 
 from hadpo.config import Config
-from hadpo.records import Answer, ImageRecord, iter_jsonl, read_jsonl, resolve_image_path, write_jsonl
+from hadpo.records import (
+    Answer,
+    ImageRecord,
+    drop_torn_tail,
+    iter_jsonl,
+    read_jsonl,
+    resolve_image_path,
+    write_jsonl,
+)
 
 if TYPE_CHECKING:
     from hadpo.models import VLMFamily
@@ -103,7 +111,10 @@ def load_model(model_name_or_path: str | Path, device: str = "cpu", dtype: str =
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     from hadpo.models import find_family  # (imported here: it loads transformers' model code)
+    from hadpo.models.base import model_location_problem
 
+    if problem := model_location_problem(str(model_name_or_path)):
+        raise ValueError(f"model {problem}")
     model = AutoModelForImageTextToText.from_pretrained(str(model_name_or_path), dtype=getattr(torch, dtype))
     family = find_family(model.config.model_type)
     processor = (family.load_processor(str(model_name_or_path)) if family
@@ -168,11 +179,7 @@ def answered_ids(output: Path, settings: dict | None = None, model_name: str | N
     model or with other decoding settings (the batch size aside) are an error: resuming would mix two runs."""
     if not output.exists():
         return set()
-    text = output.read_text(encoding="utf-8")
-    if text and not text.endswith("\n"):
-        kept = text[: text.rfind("\n") + 1]
-        log.warning("%s: last line is incomplete (interrupted run); dropped and answered again", output)
-        output.write_text(kept, encoding="utf-8")
+    drop_torn_tail(output)
     done = set()
     for number, answer in enumerate(iter_jsonl(output, Answer), start=1):
         if settings is not None:

@@ -1,8 +1,9 @@
 """A scripted OpenAI-compatible chat server on 127.0.0.1 for tests: real HTTP, answers chosen by a script.
 
 Each request takes the next step of `script` (when one is left), else asks `responder(body)` for one. A step is
-an int (an HTTP error status), ("sleep", seconds) (answer late, to make the client time out), or a string (the
-assistant's message content)."""
+an int (an HTTP error status), ("sleep", seconds) (answer late, to make the client time out), ("raw", status,
+content type, body) (any body, e.g. an HTML page with status 200), ("echo_key", status) (an error whose message
+quotes the request's API key, as some proxies do), or a string (the assistant's message content)."""
 
 from __future__ import annotations
 
@@ -67,7 +68,13 @@ class FakeChatServer:
                     fake.in_flight += 1
                     fake.max_in_flight = max(fake.max_in_flight, fake.in_flight)
                 try:
-                    self._answer(fake._next_step(body))
+                    step = fake._next_step(body)
+                    if isinstance(step, tuple) and step[0] == "echo_key":
+                        key = self.headers.get("Authorization", "").removeprefix("Bearer ")
+                        step = ("raw", step[1], "application/json", json.dumps(
+                            {"error": {"message": f"Incorrect API key provided: {key}.", "type": "invalid_request_error",
+                                       "code": "invalid_api_key"}}).encode())  # fmt: skip
+                    self._answer(step)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client timed out and hung up
                 finally:
@@ -75,6 +82,14 @@ class FakeChatServer:
                         fake.in_flight -= 1
 
             def _answer(self, step) -> None:
+                if isinstance(step, tuple) and step[0] == "raw":
+                    _, status, content_type, data = step
+                    self.send_response(status)
+                    self.send_header("Content-Type", content_type)
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
                 if isinstance(step, tuple) and step[0] == "sleep":
                     time.sleep(step[1])
                     step = "{}"

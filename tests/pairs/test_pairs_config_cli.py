@@ -62,10 +62,13 @@ def test_cli_build_and_dry_run(image_records, tiny_model_dir, tmp_path, capsys):
     assert estimate["describe"]["descriptions_to_sample"] == 4
     assert estimate["llm_for_new_descriptions"]["judge_calls"] == 0  # the offline judge calls nothing
     assert not (tmp_path / "out" / "descriptions.jsonl").exists()
-    assert main(["pairs", "build", str(config)]) == 0
+    # The random model's descriptions name no object, so nothing is hallucinated and no pair can be made: the
+    # build fails (exit 1) saying so, and keeps what its stages wrote.
+    assert main(["pairs", "build", str(config)]) == 1
+    assert "hadpo: error: no pairs: 4 descriptions judged usable" in capsys.readouterr().err
     stats = json.loads((tmp_path / "out" / "stats.json").read_text())
     assert stats["descriptions_judged"] + sum(stats["skipped"].values()) == 4
-    assert (tmp_path / "out" / "pairs.jsonl").exists() and (tmp_path / "out" / "config.yaml").exists()
+    assert not (tmp_path / "out" / "pairs.jsonl").exists() and (tmp_path / "out" / "config.yaml").exists()
     bad = tmp_path / "bad.yaml"
     bad.write_text("sauce: {}\n")
     assert main(["pairs", "judge", str(bad)]) == 2

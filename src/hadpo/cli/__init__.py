@@ -10,7 +10,7 @@ import sys
 from importlib.metadata import entry_points
 
 from hadpo.cli import eval, models, pairs, report, train
-from hadpo.records import RecordError
+from hadpo.errors import RedactingFilter, RunFailed, one_line, os_error_line, redact
 
 WINGS = [pairs, train, eval, report, models]
 ENTRY_POINTS = "hadpo.cli"  # each entry point names a `register(subparsers)` function
@@ -28,15 +28,32 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one verb; every failure ends in one line on stderr and an exit code (hadpo.errors, docs/errors.md)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
+    for handler in logging.getLogger().handlers:
+        if not any(isinstance(f, RedactingFilter) for f in handler.filters):
+            handler.addFilter(RedactingFilter())
+    for name in ("httpx", "httpx2", "httpcore", "openai"):  # an INFO line per HTTP request buries the warnings
+        logging.getLogger(name).setLevel(logging.NOTSET if args.verbose else logging.WARNING)
     try:
         return int(args.func(args) or 0)
-    except (RecordError, ValueError, FileNotFoundError) as error:
-        # Bad input ends in one clear line, not a traceback.
-        print(f"hadpo: error: {error}", file=sys.stderr)
-        return 2
+    except KeyboardInterrupt:
+        return _fail("interrupted; rerun the same command to resume", 130)
+    except RunFailed as error:
+        return _fail(str(error), 1, args.verbose)
+    except OSError as error:  # a path that cannot be read or written, before or during the run
+        return _fail(os_error_line(error), 2, args.verbose)
+    except ValueError as error:  # RecordError, ConfigError and every other refusal of bad input
+        return _fail(str(error), 2, args.verbose)
+
+
+def _fail(message: str, code: int, verbose: bool = False) -> int:
+    if verbose:
+        logging.getLogger("hadpo").debug("the error's traceback", exc_info=True)
+    print(f"hadpo: error: {redact(one_line(message))}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

@@ -4,7 +4,6 @@ hadpo is imported) loads like any checkpoint. Parses arguments and calls `hadpo.
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 
 def register(subparsers) -> None:
@@ -35,8 +34,12 @@ def register(subparsers) -> None:
 
 def _convert_minigpt4(args) -> int:
     from hadpo.models.minigpt4.convert import convert_minigpt4
+    from hadpo.records import RecordError, check_dir, read_json
 
-    overrides = json.loads(Path(args.config).read_text(encoding="utf-8")) if args.config else None
+    overrides = read_json(args.config) if args.config else None
+    if overrides is not None and not isinstance(overrides, dict):
+        raise RecordError(f"--config {args.config}: expected a JSON object of MiniGPT4Config keys")
+    check_dir(args.out, "--out")
     report = convert_minigpt4(args.variant, args.checkpoint, args.vision, args.language_model, args.out,
                               qformer=args.qformer, dtype=args.dtype, config_overrides=overrides)  # fmt: skip
     print(json.dumps(report.as_dict(), indent=2))

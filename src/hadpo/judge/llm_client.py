@@ -10,8 +10,14 @@ honoured). Every HTTP attempt, the SDK's retries included, passes through this m
 for the rate limit and counts the request, whether it was a retry and how it failed, so that usage reports
 every retry exactly.
 
-The API key is read from the environment variable the config names, handed to the SDK and nowhere else: it is
-never logged, cached or written into any output.
+The API key is read from the environment variable the config names and handed to the SDK; it is registered with
+`hadpo.errors.register_secret`, so that it is redacted from every message, record and log line (an endpoint's
+error message that echoes it included).
+
+Failures: an answer that is not a chat completion (an HTML page, truncated JSON, no choices) is retried like a
+5xx and then fails its record (`LLMError`, counted as `MalformedResponse`); 401, 403 and 404 mean every request
+will fail (a wrong key, no access, a wrong base_url or model), so the first one stops the run (`EndpointRefused`,
+exit 1) and the calls after it are not sent.
 """
 
 from __future__ import annotations
@@ -20,14 +26,17 @@ import hashlib
 import json
 import logging
 import os
+import re
 import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import openai
+from openai.types.chat import ChatCompletion
 
 from hadpo.config import Config
+from hadpo.errors import RunFailed, redact, register_secret
 
 try:  # the HTTP library under the openai SDK: httpx, named httpx2 from the SDK's 3.x releases on
     import httpx2 as httpx
@@ -42,6 +51,9 @@ RETRYABLE = (
     openai.APITimeoutError,
     openai.APIConnectionError,
 )
+# Statuses that every later request would get too: the run stops at the first.
+REFUSED = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError)
+MALFORMED = "MalformedResponse"
 # The SDK's exception for an HTTP error status, named here for attempts the SDK retried without raising.
 STATUS_ERRORS = {400: openai.BadRequestError, 401: openai.AuthenticationError, 403: openai.PermissionDeniedError,
                  404: openai.NotFoundError, 409: openai.ConflictError, 422: openai.UnprocessableEntityError,
@@ -68,7 +80,9 @@ class LLMConfig(Config):
 
     def api_key(self) -> str:
         # Local servers accept any key; an unset variable is not an error, the server decides.
-        return os.environ.get(self.api_key_env, "") or "not-set"
+        key = os.environ.get(self.api_key_env, "")
+        register_secret(key)
+        return key or "not-set"
 
 
 @dataclass
@@ -99,7 +113,15 @@ class Completion:
 
 
 class LLMError(RuntimeError):
-    """The endpoint did not give an answer after all retries (or refused the request outright)."""
+    """The endpoint did not give an answer to this request after all retries; the record fails, the run goes on."""
+
+
+class EndpointRefused(RunFailed):
+    """The endpoint refuses every request (401, 403, 404): the run stops (exit 1)."""
+
+
+class MalformedResponse(ValueError):
+    """An HTTP 200 whose body is not a chat completion with a message."""
 
 
 class RateLimiter:
@@ -164,6 +186,7 @@ class LLMClient:
         self.rate = RateLimiter(config.requests_per_minute)
         self.cache_dir = Path(config.cache_dir) if config.cache_dir else None
         self.attempts = threading.local()  # HTTP attempts of the call running on this thread
+        self.refused: EndpointRefused | None = None
         self.client = openai.OpenAI(base_url=config.base_url, api_key=config.api_key(), timeout=config.timeout_s,
                                     max_retries=config.max_retries,
                                     http_client=openai.DefaultHttpxClient(transport=CountingTransport(self)))
@@ -222,17 +245,46 @@ class LLMClient:
         return completion
 
     def _call(self, messages: list[dict], params: dict) -> Completion:
+        if self.refused is not None:  # a 401 / 403 / 404 seen on another thread: send nothing more
+            raise self.refused
         self.attempts.count = 0
-        try:
-            response = self.client.chat.completions.create(model=self.config.model, messages=messages, **params)
-        except openai.OpenAIError as error:
+        for attempt in range(self.config.max_retries + 1):
+            try:
+                response = self.client.chat.completions.create(model=self.config.model, messages=messages,
+                                                               **params)  # fmt: skip
+                text = _message_text(response)
+            except openai.OpenAIError as error:
+                raise self._failure(error) from None
+            except (ValueError, AttributeError, TypeError) as error:  # MalformedResponse included
+                # The SDK returns an HTML page as a str and raises on truncated JSON: a bad answer, not a crash.
+                self.attempt_failed(MALFORMED)
+                problem = redact(f"{type(error).__name__}: {str(error)[:120]}")
+                log.debug("malformed response (attempt %d): %s", attempt + 1, problem)
+                if attempt < self.config.max_retries:
+                    time.sleep(min(8.0, 0.5 * 2**attempt))
+                    continue
+                with self.lock:
+                    self.usage.transport_failures += 1
+                raise LLMError(f"malformed response after {self.attempts.count} attempts ({problem})") from None
+            return self._account(response, text)
+        raise AssertionError("unreachable")
+
+    def _failure(self, error: openai.OpenAIError) -> Exception:
+        with self.lock:
+            self.usage.transport_failures += 1
+        if isinstance(error, RETRYABLE):
+            return LLMError(f"{type(error).__name__} after {self.attempts.count} attempts")
+        # The SDK's message is "Error code: 401 - <the server's message>"; the status is said once, below.
+        message = redact(re.sub(r"^Error code: \d+ - ", "", str(getattr(error, "message", "") or error))[:200])
+        if isinstance(error, REFUSED):
             with self.lock:
-                self.usage.transport_failures += 1
-            if isinstance(error, RETRYABLE):
-                raise LLMError(f"{type(error).__name__} after {self.attempts.count} attempts") from None
-            # 400, 401, 404...: the SDK does not retry what retrying will not help
-            raise LLMError(f"{type(error).__name__}: {getattr(error, 'message', '')[:200]}") from None
-        return self._account(response)
+                self.refused = self.refused or EndpointRefused(
+                    f"{self.config.base_url} refused the request ({type(error).__name__}, HTTP "
+                    f"{getattr(error, 'status_code', '?')}: {message}); check the key in ${self.config.api_key_env}"
+                    f", base_url and model '{self.config.model}'")
+            return self.refused
+        # 400, 409, 422...: the SDK does not retry what retrying will not help
+        return LLMError(f"{type(error).__name__}: {message}")
 
     def attempt_started(self) -> None:
         self.attempts.count = getattr(self.attempts, "count", 0) + 1
@@ -244,8 +296,7 @@ class LLMClient:
         with self.lock:
             self.usage.errors[error] = self.usage.errors.get(error, 0) + 1
 
-    def _account(self, response) -> Completion:
-        text = (response.choices[0].message.content or "") if response.choices else ""
+    def _account(self, response: ChatCompletion, text: str) -> Completion:
         usage = response.usage
         prompt_tokens = usage.prompt_tokens if usage else 0
         completion_tokens = usage.completion_tokens if usage else 0
@@ -255,6 +306,18 @@ class LLMClient:
             self.usage.cost += (prompt_tokens * self.config.price_per_1k_prompt
                                 + completion_tokens * self.config.price_per_1k_completion) / 1000  # fmt: skip
         return Completion(text, prompt_tokens, completion_tokens)
+
+
+def _message_text(response) -> str:
+    """The assistant's text of a chat completion; anything else raises MalformedResponse."""
+    if not isinstance(response, ChatCompletion):
+        raise MalformedResponse(f"the body is a {type(response).__name__}, not a chat completion")
+    if not response.choices:
+        raise MalformedResponse("the completion has no choices")
+    message = getattr(response.choices[0], "message", None)
+    if message is None or not isinstance(message.content, str | None):
+        raise MalformedResponse("the first choice has no message")
+    return message.content or ""
 
 
 def estimate_tokens(text: str) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -17,6 +18,18 @@ LM_LINEAR_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj
 # The attention projections the HA-DPO release adapted on MiniGPT-4 and InstructBLIP (Llama names; T5 names
 # its own q, k, v).
 LM_QKV_NAMES = ("q_proj", "k_proj", "v_proj", "q", "k", "v")
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?")  # "name" or "org/name"
+
+
+def model_location_problem(name_or_path: str) -> str:
+    """Why `name_or_path` can be neither a model folder here nor a hub id ("" when it can be one): a folder that
+    does not exist fails here with its name, not deep in transformers with "Repo id must be in the form"."""
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        return "" if path.is_dir() else f"{name_or_path} is a file, not a model folder"
+    if not HUB_ID.fullmatch(name_or_path):
+        return f"{name_or_path}: no such model folder (nor a hub id 'org/name')"
+    return ""
 
 
 def lm_linear_regex(language_model_prefix: str, names: tuple[str, ...] = LM_LINEAR_NAMES) -> str:

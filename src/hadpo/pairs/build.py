@@ -18,9 +18,9 @@ import importlib
 import json
 import logging
 from collections import Counter
-from pathlib import Path
 
 from hadpo.config import save_config
+from hadpo.errors import RunFailed
 from hadpo.judge.llm import LLMJudge, LLMRewriter
 from hadpo.judge.llm_client import LLMClient
 from hadpo.judge.offline import AnnotationJudge
@@ -31,7 +31,16 @@ from hadpo.pairs.qa import co_occurrence_facts, collect_facts, qa_pairs, sample_
 from hadpo.pairs.rewrite import ParaphraseRewriter, description_pairs, rewrite_judged, rewrite_stats
 from hadpo.pairs.sources import load_coco, load_folder, load_visual_genome, validate_images
 from hadpo.pairs.store import BuildFiles, Ledger, update_stats, write_atomic
-from hadpo.records import ImageRecord, Judgement, PreferencePair, iter_jsonl, read_jsonl, write_jsonl
+from hadpo.records import (
+    ImageRecord,
+    Judgement,
+    PreferencePair,
+    RecordError,
+    ensure_dir,
+    iter_jsonl,
+    read_jsonl,
+    write_jsonl,
+)
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +56,10 @@ def load_source(
     if source.kind == "coco" and source.instances and files.images.exists():
         exhaustive = load_coco(source.instances, source.images)[1]
     if files.images.exists():
-        return read_jsonl(files.images, ImageRecord), exhaustive
+        records = read_jsonl(files.images, ImageRecord)
+        if not records:
+            raise RecordError(f"{files.images}: no image records (written by an earlier run; delete it to rebuild)")
+        return records, exhaustive
     if not source.images:
         raise ValueError(f"source.images: the {source.kind} source needs its images (see docs/pairs.md)")
     if source.kind == "folder":
@@ -61,10 +73,26 @@ def load_source(
             raise ValueError("source.kind coco needs source.instances")
         records, exhaustive = load_coco(source.instances, source.images, source.captions, source.min_objects,
                                         ledger)  # fmt: skip
+    if not records:
+        skipped = ledger.counts("skipped")
+        listing = source.images if source.kind == "folder" else source.instances or source.attributes or source.objects
+        raise RecordError(f"source: {listing} holds no image records" + (
+            f" that can be read ({_counts(skipped)}; reasons in {files.events})" if skipped else ""))
+    listed = len(records)
     records = [r for r in records if source.min_objects <= len(r.objects) <= source.max_objects]
+    if not records:
+        raise RecordError(f"source: none of the {listed} images of {source.images} has between min_objects "
+                          f"{source.min_objects} and max_objects {source.max_objects} annotated objects")
     records = validate_images(records[: source.limit] if source.limit else records, ledger)
+    if not records:
+        raise RecordError(f"source.images: no usable image in {source.images}: every one was skipped "
+                          f"({_counts(ledger.counts('skipped'))}; reasons in {files.events})")
     write_jsonl(files.images, records)
     return records, exhaustive
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{reason} {count}" for reason, count in counts.items()) or "none counted"
 
 
 def make_judge(config: PairsConfig, records: list[ImageRecord], exhaustive: list[str], files: BuildFiles):
@@ -143,11 +171,16 @@ def estimate_unsampled(records: list[ImageRecord], count: int, config: PairsConf
 def run_build(config: PairsConfig, stages: tuple[str, ...] = STAGES, dry_run: bool = False,
               model_and_processor=None) -> dict:  # fmt: skip
     """Run `stages` (in pipeline order) and assemble pairs.jsonl + stats.json; returns the stats."""
-    files = BuildFiles(Path(config.out_dir))
-    files.root.mkdir(parents=True, exist_ok=True)
-    save_config(config, files.config)
+    files = BuildFiles(ensure_dir(config.out_dir, "out_dir"))
+    files.check()
+    for stage, needed in (("judge", files.descriptions), ("rewrite", files.judgements)):
+        previous = STAGES[STAGES.index(stage) - 1]
+        if stage in stages and previous not in stages and not needed.exists():
+            raise RecordError(f"{needed}: not found; 'hadpo pairs {stage}' reads what 'hadpo pairs {previous}' "
+                              "writes (or run 'hadpo pairs build')")
     ledger = Ledger(files.events)
     records, exhaustive = load_source(config, files, ledger)
+    save_config(config, files.config)  # once the input is known good: a refused config never replaces it
     images = {r.image_id: r for r in records}
     judge = make_judge(config, records, exhaustive, files)
     rewriter = make_rewriter(config, judge, files)
@@ -183,8 +216,29 @@ def run_build(config: PairsConfig, stages: tuple[str, ...] = STAGES, dry_run: bo
         stats["qa"] = {"facts": len(facts), "pairs": len(built)}
     elif files.pairs.exists():  # keep the QA pairs of an earlier run when this run skips the stage
         pairs += [p for p in read_jsonl(files.pairs, PreferencePair) if p.kind == "qa"]
-    write_atomic(files.pairs, pairs)
-    return assemble_stats(config, files, ledger, images, pairs, own_answers, judge, rewriter, stats)
+    if pairs or not {"rewrite", "qa"} & set(stages):
+        write_atomic(files.pairs, pairs)
+    stats = assemble_stats(config, files, ledger, images, pairs, own_answers, judge, rewriter, stats)
+    check_produced(stages, stats, files)
+    return stats
+
+
+def check_produced(stages: tuple[str, ...], stats: dict, files: BuildFiles) -> None:
+    """A run that produced none of what it was asked for fails (exit 1), saying what each stage left; what the
+    stages wrote is kept, so a rerun after the fix resumes from it. An empty pairs.jsonl is never written over
+    an earlier one."""
+    judged = stats.get("descriptions_judged") or 0
+    if {"rewrite", "qa"} & set(stages) and not stats["pairs"]["total"]:
+        raise RunFailed(
+            f"no pairs: {judged} descriptions judged usable ({stats.get('judgements_failed') or 0} judgements "
+            f"failed), {stats.get('descriptions_with_hallucination') or 0} with a hallucination, "
+            f"{stats['rewrite'].get('kept_pairs', 0)} rewrite pairs kept; skipped: "
+            f"{_counts(stats['skipped'])}; dropped: {_counts(stats['dropped'])} (see {files.stats})")
+    if "judge" in stages and "judge" in stats["this_run"] and not judged:
+        raise RunFailed(f"no usable judgement: {stats.get('judgements_failed') or 0} failed; skipped: "
+                        f"{_counts(stats['skipped'])} (see {files.judgements} and {files.events})")
+    if "describe" in stages and not stats["this_run"].get("describe", {}).get("descriptions"):
+        raise RunFailed(f"no description written; skipped: {_counts(stats['skipped'])} (see {files.events})")
 
 
 def assemble_stats(config, files, ledger, images, pairs, own_answers, judge, rewriter, stage_numbers) -> dict:

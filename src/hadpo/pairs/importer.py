@@ -10,28 +10,34 @@ below).
                   entries with correct == true are skipped, as the release's loaders do.
 
 The release does not store the description prompt; a prompt of the describe pool is picked per image, seeded.
-Images are `<image_dir>/<image_id>.jpg`; an entry whose image is missing, or that lacks a field, is skipped with
-one line naming it and counted.
+Images are `<image_dir>/<image_id>.jpg`; an entry whose image is missing, that lacks a field, whose chosen and
+rejected lists differ in length (they pair by position) or whose chosen text equals its rejected one is skipped
+with one line naming it and counted. An import that keeps no pair fails and writes no pairs.jsonl.
 """
 
 from __future__ import annotations
 
-import json
 import random
 from collections import Counter
 from pathlib import Path
 
+from hadpo.errors import RunFailed
 from hadpo.pairs.describe import DESCRIBE_PROMPTS
 from hadpo.pairs.store import Ledger, update_stats, write_atomic
-from hadpo.records import PreferencePair
+from hadpo.records import PreferencePair, RecordError, ensure_dir, read_json
 
 
-def _entries(data) -> list[dict]:
+def _entries(path: str | Path) -> list[dict]:
+    data = read_json(path)
     if isinstance(data, dict):  # LLaVA's layout: {image_id: {...}}
-        return [{"image_id": key, **value} for key, value in data.items() if isinstance(value, dict)]
-    if isinstance(data, list):
-        return data
-    raise ValueError(f"expected a JSON list or object, got {type(data).__name__}")
+        data = [{"image_id": key, **value} if isinstance(value, dict) else value for key, value in data.items()]
+    if not isinstance(data, list):
+        raise RecordError(f"{path}: expected a JSON list of entries or an object {{image_id: entry}}, got "
+                          f"{type(data).__name__}")
+    for index, entry in enumerate(data):
+        if not isinstance(entry, dict):
+            raise RecordError(f"{path}: entry {index}: expected a JSON object, got {type(entry).__name__}")
+    return data
 
 
 def _text_list(value) -> list[str]:
@@ -45,6 +51,13 @@ def import_release(output: str | Path, image_dir: str | Path, desc_data: str | P
     if desc_data is None and pope_data is None:
         raise ValueError("import: give desc_data.json and/or pope_data.json")
     output = Path(output)
+    if not Path(image_dir).is_dir():
+        raise RecordError(f"--image-dir {image_dir}: not a folder")
+    desc_entries = _entries(desc_data) if desc_data else []
+    pope_entries = _entries(pope_data) if pope_data else []
+    if output.is_dir():
+        raise RecordError(f"--output {output}: is a folder; give the pairs.jsonl file to write")
+    ensure_dir(output.parent, "--output's folder")
     ledger = Ledger(output.parent / "events.jsonl")
     image_dir = Path(image_dir).resolve()
     pairs: list[PreferencePair] = []
@@ -60,7 +73,7 @@ def import_release(output: str | Path, image_dir: str | Path, desc_data: str | P
             return None
         return str(path)
 
-    for index, entry in enumerate(_entries(json.loads(Path(desc_data).read_text())) if desc_data else []):
+    for index, entry in enumerate(desc_entries):
         entry_id = f"desc_data[{index}] (image {entry.get('image_id')})"
         path = image_path(entry_id, entry.get("image_id"))
         chosen, rejected = _text_list(entry.get("chosen")), _text_list(entry.get("rejected"))
@@ -69,15 +82,22 @@ def import_release(output: str | Path, image_dir: str | Path, desc_data: str | P
         if not chosen or not rejected:
             ledger.skip("import", entry_id, "missing_field", "chosen/rejected empty")
             continue
+        if len(chosen) != len(rejected):
+            # Rewrite i of the chosen texts pairs with rewrite i of the rejected ones: unequal lists cannot pair.
+            ledger.skip("import", entry_id, "count_mismatch", f"{len(chosen)} chosen, {len(rejected)} rejected")
+            continue
         image_id = str(entry["image_id"])
         prompt = random.Random(f"{seed}:{image_id}").choice(DESCRIBE_PROMPTS)
         for rewrite, (good, bad) in enumerate(zip(chosen, rejected), start=1):
+            if good == bad:
+                ledger.skip("import", f"{entry_id} rewrite {rewrite}", "identical_texts", "chosen == rejected")
+                continue
             pairs.append(PreferencePair(images=[path], prompt=prompt, chosen=good, rejected=bad, kind="desc",
                                         image_id=image_id, pair_id=f"desc:{image_id}:{index}:r{rewrite}",
                                         judge="ha-dpo-release", rewrite_index=rewrite))  # fmt: skip
             counts["desc"] += 1
 
-    for index, entry in enumerate(_entries(json.loads(Path(pope_data).read_text())) if pope_data else []):
+    for index, entry in enumerate(pope_entries):
         entry_id = f"pope_data[{index}] (image {entry.get('image_id')})"
         if entry.get("correct") is True:
             counts["qa_skipped_correct"] += 1
@@ -91,14 +111,22 @@ def import_release(output: str | Path, image_dir: str | Path, desc_data: str | P
         if not all(isinstance(t, str) and t.strip() for t in (question, chosen, rejected)):
             ledger.skip("import", entry_id, "missing_field", "question/chosen/reject")
             continue
+        if chosen.strip() == rejected.strip():
+            ledger.skip("import", entry_id, "identical_texts", "chosen == reject")
+            continue
         image_id = str(entry["image_id"])
         pairs.append(PreferencePair(images=[path], prompt=question.strip(), chosen=chosen.strip(),
                                     rejected=rejected.strip(), kind="qa", image_id=image_id,
                                     pair_id=f"qa:{image_id}:{index}", judge="ha-dpo-release"))  # fmt: skip
         counts["qa"] += 1
 
+    skipped = ledger.counts("skipped")
+    if not pairs:
+        raise RunFailed(f"no pairs imported from {len(desc_entries)} desc_data and {len(pope_entries)} pope_data "
+                        f"entries (skipped: {', '.join(f'{k} {v}' for k, v in skipped.items()) or 'none'}; "
+                        f"{counts['qa_skipped_correct']} marked correct); {output} not written")
     write_atomic(output, pairs)
     stats = {"pairs": {"desc": counts["desc"], "qa": counts["qa"], "total": len(pairs)},
-             "qa_skipped_correct": counts["qa_skipped_correct"], "skipped": ledger.counts("skipped")}  # fmt: skip
+             "qa_skipped_correct": counts["qa_skipped_correct"], "skipped": skipped}  # fmt: skip
     update_stats(output.parent / "stats.json", stats)
     return stats

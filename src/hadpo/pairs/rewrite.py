@@ -98,10 +98,11 @@ class ParaphraseRewriter:
 
 def rewrite_set(image: ImageRecord, description: Description, judgement: Judgement, judge: Judge, rewriter,
                 k: int) -> tuple[RewriteSet, list[tuple[str, str]]]:  # fmt: skip
-    """The RewriteSet of one hallucinated description, and the (reason, detail) drops it made."""
+    """The RewriteSet of one hallucinated description, and the (item, reason, detail) drops it made (item "r<i>",
+    "" for the whole set), each counted once."""
     result = RewriteSet(description_id=description.description_id, image_id=image.image_id,
                         rewriter=rewriter.name, judge=judge.name)  # fmt: skip
-    drops: list[tuple[str, str]] = []
+    drops: list[tuple[str, str, str]] = []
     positive, negative = judgement.corrected.strip(), description.text.strip()
     original = RewriteItem(
         index=0, chosen=positive or "-", rejected=negative, rejected_labels=judgement.labels
@@ -109,18 +110,30 @@ def rewrite_set(image: ImageRecord, description: Description, judgement: Judgeme
     result.items.append(original)
     if not positive:
         original.kept, original.reason = False, "empty_correction"
+    elif positive == negative:
+        original.kept, original.reason = False, "identical_texts"
     else:
         check = judge.judge(image, f"{description.description_id}:r0:chosen", positive)
         if check.failed or check.has_hallucination:
             original.kept, original.reason = False, "correction_not_clean"
     if not original.kept:
-        return result, [(original.reason, "")]
+        return result, [("r0", original.reason, "")]
     try:
         rewrites = rewriter.rewrite_pair(positive, negative, k, key=description.description_id)
     except RewriteFailed as error:
-        return result, [("rewrite_failed", str(error))]
+        return result, [("", "rewrite_failed", str(error))]
+    written = {(positive, negative)}
     for index, (chosen, rejected) in enumerate(rewrites, start=1):
         item = RewriteItem(index=index, chosen=chosen or "-", rejected=rejected or "-")
+        if (chosen, rejected) in written or chosen.strip() == rejected.strip():
+            # A rewrite equal to an earlier one adds a copy, not a style (the offline paraphraser has a few
+            # dozen styles per text, so a large k repeats them); equal texts teach no preference.
+            item.kept = False
+            item.reason = "identical_texts" if chosen.strip() == rejected.strip() else "duplicate_rewrite"
+            drops.append((f"r{index}", item.reason, ""))
+            result.items.append(item)
+            continue
+        written.add((chosen, rejected))
         chosen_check = judge.judge(image, f"{description.description_id}:r{index}:chosen", chosen)
         rejected_check = judge.judge(image, f"{description.description_id}:r{index}:rejected", rejected)
         item.rejected_labels = rejected_check.labels
@@ -131,7 +144,7 @@ def rewrite_set(image: ImageRecord, description: Description, judgement: Judgeme
         elif not rejected_check.has_hallucination:
             item.kept, item.reason = False, "negative_lost_hallucination"
         if not item.kept:
-            drops.append((item.reason, f"rewrite {index}"))
+            drops.append((f"r{index}", item.reason, ""))
         result.items.append(item)
     return result, drops
 
@@ -157,8 +170,9 @@ def rewrite_judged(images: dict[str, ImageRecord], files: BuildFiles, judge: Jud
             )
             append(files.rewrites, [result for result, _ in results])
             for result, drops in results:
-                for reason, detail in drops:
-                    ledger.drop("rewrite", result.description_id, reason, detail)
+                for item, reason, detail in drops:
+                    record = f"{result.description_id}:{item}" if item else result.description_id
+                    ledger.drop("rewrite", record, reason, detail)
     return rewrite_stats(files)
 
 

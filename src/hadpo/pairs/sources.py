@@ -15,7 +15,6 @@ records are not `complete`. COCO instance annotations are exhaustive for their 8
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from collections.abc import Iterable
 from pathlib import Path
@@ -30,13 +29,15 @@ from hadpo.records import (
     RecordError,
     Region,
     describe_error,
+    file_format,
+    read_json,
     resolve_image_path,
 )
 
-
-def _read_json(path: str | Path):
-    with Path(path).open(encoding="utf-8") as handle:
-        return json.load(handle)
+# A box may stick out of its image a little (Visual Genome's do, by a few pixels); one that reaches further than
+# half the image beyond an edge was drawn in another image's pixels or another box convention ([x1, y1, x2, y2],
+# a larger copy of the image), and would put every claim about its object in the wrong place.
+BOX_SLACK = 0.5
 
 
 def _image_key(entry: dict) -> str:
@@ -68,11 +69,19 @@ def load_visual_genome(
     """ImageRecords from Visual Genome files; images at `image_dir/<image_id>.jpg`. `attributes.json` carries the
     objects too (with attributes), so it replaces `objects.json` when both are given. With `image_data.json`,
     annotations of an image it does not list are skipped (and counted when a ledger is given)."""
+    given = [str(f) for f in (objects, attributes, relationships, region_descriptions, image_data) if f]
+    with file_format(", ".join(given), "Visual Genome JSON (objects, attributes, relationships, regions, image_data)"):
+        return _load_visual_genome(image_dir, objects, attributes, relationships, region_descriptions, image_data,
+                                   image_ids, min_objects, max_objects, ledger)  # fmt: skip
+
+
+def _load_visual_genome(image_dir, objects, attributes, relationships, region_descriptions, image_data, image_ids,
+                        min_objects, max_objects, ledger) -> list[ImageRecord]:  # fmt: skip
     if objects is None and attributes is None:
         raise ValueError("Visual Genome source: give objects.json or attributes.json")
     wanted = {str(i) for i in image_ids} if image_ids is not None else None
     objects_by_image: dict[str, list[ObjectAnnotation]] = defaultdict(list)
-    for entry in _read_json(attributes or objects):
+    for entry in read_json(attributes or objects):
         key = (
             _image_key(entry) if "image_id" in entry or "id" in entry else _image_key(entry.get("image", {}))
         )
@@ -84,19 +93,19 @@ def load_visual_genome(
                 attrs = [a.strip().lower() for a in obj.get("attributes") or [] if a.strip()]
                 objects_by_image[key].append(ObjectAnnotation(name=name, attributes=attrs, box=_box(obj)))
     regions_by_image: dict[str, list[Region]] = defaultdict(list)
-    for entry in _read_json(region_descriptions) if region_descriptions else []:
+    for entry in read_json(region_descriptions) if region_descriptions else []:
         for region in entry.get("regions") or []:
             key = str(region.get("image_id", _image_key(entry)))
             if (wanted is None or key in wanted) and region.get("phrase", "").strip():
                 regions_by_image[key].append(Region(phrase=region["phrase"].strip(), box=_box(region)))
-    for entry in _read_json(relationships) if relationships else []:
+    for entry in read_json(relationships) if relationships else []:
         key = _image_key(entry)
         for relation in entry.get("relationships") or [] if wanted is None or key in wanted else []:
             subject, target = relation.get("subject", {}), relation.get("object", {})
             phrase = f"{_vg_name(subject)} {relation.get('predicate', '').strip().lower()} {_vg_name(target)}"
             if len(phrase.split()) >= 3:
                 regions_by_image[key].append(Region(phrase=phrase, box=_box(subject)))
-    sizes = {_image_key(e): (e["width"], e["height"]) for e in _read_json(image_data)} if image_data else {}
+    sizes = {_image_key(e): (e["width"], e["height"]) for e in read_json(image_data)} if image_data else {}
 
     records = []
     for key in sorted(objects_by_image, key=lambda k: (len(k), k)):
@@ -123,14 +132,27 @@ def load_coco(
 ) -> tuple[list[ImageRecord], list[str]]:
     """ImageRecords from a COCO instances file, and the category names (exhaustively annotated classes).
     Annotations of an image the file does not list are skipped and counted (an error without a ledger)."""
-    data = _read_json(instances)
+    with file_format(instances, "COCO instances JSON (images, annotations, categories)"):
+        records, categories = _load_coco(instances, image_dir, min_objects, ledger)
+    if captions:
+        with file_format(captions, "COCO captions JSON (annotations with image_id and caption)"):
+            texts: dict[str, list[str]] = defaultdict(list)
+            for caption in read_json(captions)["annotations"]:
+                texts[str(caption["image_id"])].append(caption["caption"].strip())
+        for record in records:
+            record.captions = texts.get(record.image_id, [])
+    return records, categories
+
+
+def _load_coco(instances, image_dir, min_objects, ledger) -> tuple[list[ImageRecord], list[str]]:
+    data = read_json(instances)
     categories = {c["id"]: c["name"] for c in data.get("categories", [])}
     objects: dict[int, list[ObjectAnnotation]] = defaultdict(list)
     for annotation in data.get("annotations", []):
         name = categories.get(annotation["category_id"])
         if name is None:
-            raise ValueError(f"{instances}: annotation {annotation.get('id')} has unknown category "
-                             f"{annotation['category_id']}")  # fmt: skip
+            raise RecordError(f"{instances}: annotation {annotation.get('id')}: field 'category_id': "
+                              f"{annotation['category_id']} is not in categories")  # fmt: skip
         objects[annotation["image_id"]].append(ObjectAnnotation(name=name, box=annotation["bbox"]))
     image_ids = {image["id"] for image in data.get("images", [])}
     for unknown in sorted(set(objects) - image_ids, key=str):
@@ -138,9 +160,6 @@ def load_coco(
         if ledger is None:
             raise ValueError(f"image {unknown}: {message}")
         ledger.skip("sources", str(unknown), "unknown_image", message)
-    texts: dict[int, list[str]] = defaultdict(list)
-    for caption in _read_json(captions).get("annotations", []) if captions else []:
-        texts[caption["image_id"]].append(caption["caption"].strip())
     records = [
         ImageRecord(
             image_id=str(image["id"]),
@@ -148,7 +167,6 @@ def load_coco(
             width=image["width"],
             height=image["height"],
             objects=objects.get(image["id"], []),
-            captions=texts.get(image["id"], []),
             source="coco",
         )  # fmt: skip
         for image in data.get("images", [])
@@ -189,8 +207,8 @@ def _image_size(path: Path) -> tuple[int, int] | None:
 def validate_images(
     records: Iterable[ImageRecord], ledger: Ledger, stage: str = "sources"
 ) -> list[ImageRecord]:
-    """The records whose image file exists and decodes; the others are skipped and counted. Duplicate image ids
-    keep the first record."""
+    """The records whose image file exists, decodes, has the size the record states, and whose boxes lie on it;
+    the others are skipped and counted, one line each. Duplicate image ids keep the first record."""
     kept, seen = [], set()
     for record in records:
         path = Path(record.path)
@@ -202,10 +220,32 @@ def validate_images(
             continue
         try:
             with Image.open(path) as image:
+                size = image.size
                 image.verify()  # reads the whole file: a truncated or corrupt image fails here, not mid-batch
         except Exception as error:  # PIL raises many types for corrupt data
             ledger.skip(stage, record.image_id, "corrupt_image", f"{path}: {type(error).__name__}")
             continue
+        if size != (record.width, record.height):
+            # Boxes are pixels of the stated size: against another size every position claim is misread.
+            ledger.skip(stage, record.image_id, "size_mismatch",
+                        f"{path} is {size[0]}x{size[1]}, the record says {record.width}x{record.height}")
+            continue
+        bad_box = box_problem(record)
+        if bad_box:
+            ledger.skip(stage, record.image_id, "box_outside_image", bad_box)
+            continue
         seen.add(record.image_id)
         kept.append(record)
     return kept
+
+
+def box_problem(record: ImageRecord) -> str:
+    """What is wrong with the first box of `record` that does not lie on its image (BOX_SLACK), or ""."""
+    width, height = record.width, record.height
+    boxes = [(f"objects[{i}] ({o.name})", o.box) for i, o in enumerate(record.objects)]
+    boxes += [(f"regions[{i}]", r.box) for i, r in enumerate(record.regions)]
+    for where, (x, y, w, h) in boxes:
+        if (w < 0 or h < 0 or x < -BOX_SLACK * width or y < -BOX_SLACK * height
+                or x + w > (1 + BOX_SLACK) * width or y + h > (1 + BOX_SLACK) * height):  # fmt: skip
+            return f"{where}: box [x, y, w, h] = {[x, y, w, h]} does not lie on the {width}x{height} image"
+    return ""

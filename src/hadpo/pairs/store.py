@@ -18,7 +18,16 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from hadpo.records import Event, iter_jsonl, write_jsonl
+from hadpo.records import (
+    Description,
+    Event,
+    Judgement,
+    RewriteSet,
+    drop_torn_tail,
+    iter_jsonl,
+    read_keyed,
+    write_jsonl,
+)
 
 log = logging.getLogger("hadpo.pairs")
 
@@ -72,6 +81,18 @@ class BuildFiles:
     @property
     def cache(self) -> Path:  # LLM answer cache
         return self.root / "llm_cache"
+
+    def check(self) -> None:
+        """Make the folder's append-only files safe to resume from: a last line cut by a kill is dropped (its
+        record is redone), and a record id written twice is an error naming both lines (a stage that looks
+        records up by id would pair the image of one with the text of the other)."""
+        for path in (self.descriptions, self.judgements, self.rewrites, self.events, self.describe_answers,
+                     self.qa_answers):  # fmt: skip
+            drop_torn_tail(path)
+        for path, model in ((self.descriptions, Description), (self.judgements, Judgement),
+                            (self.rewrites, RewriteSet)):  # fmt: skip
+            if path.exists():
+                read_keyed(path, model, "description_id")
 
 
 class Ledger:

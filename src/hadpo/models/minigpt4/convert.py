@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from hadpo.models.base import model_location_problem
 from hadpo.models.minigpt4.modeling import VARIANTS, MiniGPT4Config, MiniGPT4ForConditionalGeneration
 from hadpo.models.minigpt4.processing import minigpt4_processor
 
@@ -175,6 +176,11 @@ def convert_minigpt4(
         raise ConversionError(
             "the Vicuna variant needs the BLIP-2 checkpoint (--qformer); the Llama-2 variant has no Q-Former"
         )
+    for flag, path in (("--checkpoint", checkpoint), ("--vision", vision), ("--qformer", qformer)):
+        if path is not None and not Path(path).is_file():  # before minutes of loading the language model
+            raise ConversionError(f"{flag} {path}: no such file")
+    if problem := model_location_problem(str(language_model)):
+        raise ConversionError(f"--language-model {problem}")
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(language_model))
         lm = AutoModelForCausalLM.from_pretrained(str(language_model), dtype=getattr(torch, dtype))
