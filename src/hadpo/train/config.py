@@ -10,6 +10,7 @@ overrides on the command line are parsed as YAML scalars.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 
 from transformers import TrainingArguments
@@ -120,16 +121,11 @@ class HADPOConfig(TrainingArguments):
         for name in ("model_name_or_path", "pairs"):
             if not getattr(self, name):
                 raise ValueError(f"config key '{name}' is required")
-        if self.beta <= 0:
-            raise ValueError(f"config key 'beta' must be > 0, got {self.beta}")
-        if not 0 <= self.label_smoothing < 0.5:
-            raise ValueError(f"config key 'label_smoothing' must be in [0, 0.5), got {self.label_smoothing}")
+        self._check_numbers()
         if self.reference == "adapters" and self.finetuning == "full":
             raise ValueError(
                 "config key 'reference': adapters needs LoRA; use copy or precomputed with finetuning=full"
             )
-        if self.gamma < 0 or self.sft_ratio < 0 or self.chosen_sft_weight < 0:
-            raise ValueError("config keys 'gamma', 'sft_ratio' and 'chosen_sft_weight' must be >= 0")
         if self.gamma > 0 and not self.sft_data:
             raise ValueError("config key 'sft_data' is required when gamma > 0")
         if self.max_length is not None and self.max_length <= 0:
@@ -141,6 +137,24 @@ class HADPOConfig(TrainingArguments):
                 "config key 'dataloader_persistent_workers' must stay false (per-epoch rewrites)"
             )
 
+    def _check_numbers(self) -> None:
+        """Every number finite (NaN passes every `<=` test: `beta: .nan` would train on NaN and exit 0) and each
+        HA-DPO number, and the optimiser's, in its range."""
+        for item in fields(self):
+            value = getattr(self, item.name, None)
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"config key '{item.name}' must be a finite number, got {value}")
+        ranges = {"beta": "> 0", "learning_rate": "> 0", "label_smoothing": "[0, 0.5)", "lora_dropout": "[0, 1)",
+                  "lora_r": ">= 1", "lora_alpha": "> 0", "gamma": ">= 0", "sft_ratio": ">= 0",
+                  "chosen_sft_weight": ">= 0", "weight_decay": ">= 0", "max_grad_norm": ">= 0", "adam_beta1": "[0, 1)",
+                  "adam_beta2": "[0, 1)", "adam_epsilon": "> 0", "warmup_steps": ">= 0",
+                  "num_train_epochs": "> 0"}  # fmt: skip
+        for name, allowed in ranges.items():
+            value = getattr(self, name)
+            if not _within(value, allowed):
+                raise ValueError(f"config key '{name}' must be {'in ' if allowed[0] == '[' else ''}{allowed}, "
+                                 f"got {value}")
+
     @classmethod
     def help_lines(cls) -> list[str]:
         """'name (default): help' for every HA-DPO option (TrainingArguments' own are documented upstream)."""
@@ -150,3 +164,12 @@ class HADPOConfig(TrainingArguments):
             for f in fields(cls)
             if f.name not in own or f.name in ("remove_unused_columns", "logging_steps")
         ]
+
+
+def _within(value: float, allowed: str) -> bool:
+    """`value` against "> a", ">= a" or "[a, b)"."""
+    if allowed.startswith("["):
+        low, high = (float(x) for x in allowed[1:-1].split(","))
+        return low <= value < high
+    operator, bound = allowed.split()
+    return value > float(bound) if operator == ">" else value >= float(bound)

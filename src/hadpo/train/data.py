@@ -19,13 +19,22 @@ import math
 import random
 from collections import defaultdict
 from collections.abc import Sequence
+from functools import cache
 from pathlib import Path
 
 import torch
 from PIL import Image
 
 from hadpo.models.base import VLMFamily
-from hadpo.records import ImageRecord, PreferencePair, RecordError, SFTExample, read_jsonl, resolve_image_path
+from hadpo.records import (
+    ImageRecord,
+    PreferencePair,
+    RecordError,
+    SFTExample,
+    image_problem,
+    read_jsonl,
+    resolve_image_path,
+)
 from hadpo.train.logps import IGNORE_INDEX
 
 # --- loading and checking -----------------------------------------------------------------------------------
@@ -43,6 +52,7 @@ def load_pairs(path: str | Path) -> list[PreferencePair]:
     if not pairs:
         raise RecordError(f"{path}: no preference pairs")
     seen: set[str] = set()
+    problem_of = cache(image_problem)  # each image is decoded once
     for pair in pairs:
         where = f"{path}: pair '{pair.pair_id}'"
         if pair.pair_id in seen:
@@ -50,8 +60,8 @@ def load_pairs(path: str | Path) -> list[PreferencePair]:
         seen.add(pair.pair_id)
         pair.images = [_absolute(image, path) for image in pair.images]
         for image in pair.images:
-            if not Path(image).is_file():
-                raise RecordError(f"{where}: image not found: {image}")
+            if problem := problem_of(image):
+                raise RecordError(f"{where}: {problem}: {image}")
         for name in ("prompt", "chosen", "rejected"):
             if not getattr(pair, name).strip():
                 raise RecordError(f"{where}: empty {name}")
@@ -92,10 +102,11 @@ def load_sft_examples(path: str | Path, caption_prompt: str) -> list[SFTExample]
             example.images = [_absolute(image, path) for image in example.images]
     if not examples:
         raise RecordError(f"{path}: no SFT examples (no captions or responses)")
+    problem_of = cache(image_problem)
     for number, example in enumerate(examples, start=1):
         for image in example.images:
-            if not Path(image).is_file():
-                raise RecordError(f"{path}: SFT example {number}: image not found: {image}")
+            if problem := problem_of(image):
+                raise RecordError(f"{path}: SFT example {number}: {problem}: {image}")
     return examples
 
 

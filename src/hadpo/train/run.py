@@ -13,9 +13,13 @@ from pathlib import Path
 import torch
 from accelerate import PartialState
 from transformers import AutoConfig, AutoModelForImageTextToText, set_seed
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from hadpo.config import save_config
 from hadpo.models import VLMFamily, decoder_start_token_id, disable_dropout, get_family
+from hadpo.models.base import model_location_problem
+from hadpo.records import RecordError, check_dir
 from hadpo.train.config import HADPOConfig
 from hadpo.train.data import (
     AuxStream,
@@ -115,6 +119,10 @@ def _is_module(model: torch.nn.Module, name: str) -> bool:
 def build_trainer(config: HADPOConfig, callbacks=None, processor=None) -> HADPOTrainer:
     """Everything up to `trainer.train()`. `processor` overrides the one loaded from model_name_or_path."""
     set_seed(config.seed)
+    check_dir(config.output_dir, "output_dir")  # a file in its place fails now, not at the first save
+    for key in ("model_name_or_path", "ref_model_name_or_path"):
+        if getattr(config, key) and (problem := model_location_problem(getattr(config, key))):
+            raise ValueError(f"config key '{key}': {problem}")
     model_config = AutoConfig.from_pretrained(config.model_name_or_path)
     family = get_family(config.family, model_config.model_type)
     processor = processor or family.load_processor(config.model_name_or_path)
@@ -184,7 +192,10 @@ def build_trainer(config: HADPOConfig, callbacks=None, processor=None) -> HADPOT
 def _pairs_dataset(path, family, collator, config: HADPOConfig, mix: str, shuffle: bool):
     pairs = load_pairs(path)
     check_prompts(pairs, family, collator.processor, path)
-    groups, dropped = drop_too_long(group_rewrites(pairs), collator, config.too_long)
+    try:
+        groups, dropped = drop_too_long(group_rewrites(pairs), collator, config.too_long)
+    except RecordError as error:
+        raise RecordError(f"{path}: {error}") from None
     if dropped:
         log.warning("%s: dropped %d pair(s) longer than max_length %d", path, dropped, config.max_length)
     if not groups:
@@ -193,10 +204,31 @@ def _pairs_dataset(path, family, collator, config: HADPOConfig, mix: str, shuffl
 
 
 def run_training(config: HADPOConfig, resume: bool = False, callbacks=None, processor=None) -> HADPOTrainer:
+    checkpoint = last_complete_checkpoint(config.output_dir) if resume else None
     trainer = build_trainer(config, callbacks, processor)
-    trainer.train(resume_from_checkpoint=True if resume else None)
+    trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     save_outputs(trainer)
     return trainer
+
+
+def last_complete_checkpoint(output_dir: str | Path) -> Path:
+    """The newest checkpoint-N of `output_dir` whose save finished. The Trainer writes trainer_state.json last,
+    so a run killed inside a save leaves a folder without it (or with it cut short): that folder is passed over
+    (logged) and left for the next save of step N to overwrite."""
+    folders = sorted((p for p in Path(output_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*") if p.is_dir()
+                      and p.name.rpartition("-")[2].isdigit()), key=lambda p: int(p.name.rpartition("-")[2]),
+                     reverse=True)  # fmt: skip
+    for folder in folders:
+        try:
+            state = json.loads((folder / TRAINER_STATE_NAME).read_text(encoding="utf-8"))
+            complete = state.get("global_step") == int(folder.name.rpartition("-")[2])
+        except (OSError, ValueError):
+            complete = False
+        if complete:
+            return folder
+        log.warning("%s: incomplete checkpoint (the save was interrupted); resuming from an earlier one", folder)
+    raise RecordError(f"--resume: no complete checkpoint in output_dir {output_dir}"
+                      f"{f' ({len(folders)} incomplete)' if folders else ''}; run without --resume to start over")
 
 
 def save_outputs(trainer: HADPOTrainer) -> None:

@@ -7,6 +7,10 @@ checkpointing, resume and `report_to`; this class only computes the loss, reads 
 auxiliary stream and logs TRL's metric names (`rewards/*`, `logps/*`) plus `loss/dpo`, `loss/sft` and
 throughput.
 
+A non-finite loss, reward or log-prob, or a non-finite gradient, stops the run (`RunFailed`, exit 1) before the
+optimizer step, naming the step and the pairs of the batch, so no checkpoint is ever written from NaN weights
+(transformers' `logging_nan_inf_filter` would otherwise log a plausible loss over NaN adapters).
+
 Reference modes (issue 5): `adapters` runs the policy with its LoRA adapters disabled (no second copy), `copy`
 runs a frozen `ref_model`, `precomputed` reads log-probs the collator put in the batch (`ref_sums`,
 `ref_counts`), computed once before training by `hadpo.train.reference`.
@@ -14,6 +18,7 @@ runs a frozen `ref_model`, `precomputed` reads log-probs the collator put in the
 
 from __future__ import annotations
 
+import math
 import time
 from collections import defaultdict
 
@@ -21,6 +26,7 @@ import torch
 from torch.utils.data import SequentialSampler
 from transformers import Trainer, TrainerCallback
 
+from hadpo.errors import RunFailed
 from hadpo.train.config import HADPOConfig
 from hadpo.train.data import AuxStream, SFTCollator
 from hadpo.train.logps import LogpsFn, ResponseLogps, response_logps
@@ -49,6 +55,39 @@ class _EpochPlan(TrainerCallback):
             self.dataset.set_epoch(int(state.epoch or 0))
 
 
+class _WithPairIds:
+    """The pair collator, plus the batch's pair ids (popped before the forward), to name a batch that fails."""
+
+    def __init__(self, collator):
+        self.collator = collator
+
+    def __call__(self, examples: list[dict]) -> dict:
+        return {**self.collator(examples), "pair_ids": [example["pair"].pair_id for example in examples]}
+
+
+class _StopOnNonFiniteGradients(TrainerCallback):
+    """Before each optimizer step: a NaN or infinite gradient stops the run instead of writing NaN weights. Under
+    fp16 the gradient scaler skips such steps itself (overflow is its normal signal), so nothing is checked."""
+
+    def __init__(self, trainer: HADPOTrainer):
+        self.trainer = trainer
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        if args.fp16 or model is None:
+            return
+        names = [name for name, p in model.named_parameters() if p.grad is not None
+                 and not torch.isfinite(p.grad).all()]  # fmt: skip
+        flag = torch.tensor([float(len(names))], device=args.device)
+        if self.trainer.accelerator.reduce(flag, reduction="sum").item():  # every process stops together
+            where = f"e.g. {names[0]}" if names else "on another process"
+            raise RunFailed(f"step {state.global_step + 1}: non-finite gradients ({len(names)} parameters here, "
+                            f"{where}) on pairs {self.trainer.step_pair_ids()}; stopped before the optimizer step "
+                            "(lower learning_rate, set max_grad_norm, or check these pairs)")
+
+    def on_step_end(self, args, state, control, **kwargs):
+        self.trainer.pair_ids_this_step.clear()
+
+
 class HADPOTrainer(Trainer):
     def __init__(
         self,
@@ -74,8 +113,12 @@ class HADPOTrainer(Trainer):
         self._metrics: dict[str, list[float]] = defaultdict(list)
         self._seen = {"pairs": 0.0, "tokens": 0.0, "since": time.perf_counter()}
         self._micro_step: int | None = None
+        self.pair_ids_this_step: list[str] = []  # pairs of the micro-batches since the last optimizer step
+        if self.data_collator is not None and not isinstance(self.data_collator, _WithPairIds):
+            self.data_collator = _WithPairIds(self.data_collator)
         if self.train_dataset is not None:
             self.add_callback(_EpochPlan(self.train_dataset))
+        self.add_callback(_StopOnNonFiniteGradients(self))
 
     def _get_train_sampler(self, train_dataset=None):
         # The dataset shuffles itself per epoch (seeded), identically on every process.
@@ -100,8 +143,18 @@ class HADPOTrainer(Trainer):
             with policy.disable_adapter():
                 return self.logps_fn(policy, inputs)
 
+    def step_pair_ids(self, shown: int = 8) -> str:
+        ids = self.pair_ids_this_step
+        return ", ".join(ids[:shown]) + (f" and {len(ids) - shown} more" if len(ids) > shown else "") or "?"
+
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
         args = self.args
+        inputs = dict(inputs)
+        pair_ids = inputs.pop("pair_ids", [])
+        if model.training:
+            self.pair_ids_this_step.extend(pair_ids)
+        else:
+            self.pair_ids_this_step = list(pair_ids)
         policy = self.logps_fn(model, inputs)
         ref = self.reference_logps(model, inputs)
         policy_logps, ref_logps = policy.reduce(args.logps_reduction), ref.reduce(args.logps_reduction)
@@ -169,10 +222,16 @@ class HADPOTrainer(Trainer):
     def _record(self, training: bool, terms: dict, pair_values: torch.Tensor, n_pairs: int, n_tokens) -> None:
         prefix = "" if training else "eval_"
         gathered = self.accelerator.gather(pair_values.float()).mean(dim=0).tolist()
-        for name, value in zip(PAIR_METRICS, gathered):
-            self._metrics[prefix + name].append(value)
         scalars = torch.stack([t.float() for t in terms.values()]).unsqueeze(0)
-        for name, value in zip(terms, self.accelerator.gather(scalars).mean(dim=0).tolist()):
+        values = dict(zip(terms, self.accelerator.gather(scalars).mean(dim=0).tolist()))
+        values |= dict(zip(PAIR_METRICS, gathered))
+        bad = [f"{name} = {value}" for name, value in values.items() if not math.isfinite(value)]
+        if bad:  # gathered: every process sees the same values and stops together, before any backward
+            what = "training step" if training else "evaluation at step"
+            raise RunFailed(f"{what} {self.state.global_step + int(training)}: non-finite {', '.join(bad[:3])} on "
+                            f"pairs {self.step_pair_ids()}; stopped before the update (lower learning_rate, or check "
+                            "these pairs)")
+        for name, value in values.items():
             self._metrics[prefix + name].append(value)
         if training:
             counts = torch.tensor([float(n_pairs), float(n_tokens)], device=pair_values.device)
