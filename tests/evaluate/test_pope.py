@@ -18,6 +18,7 @@ from hadpo.evaluate.pope import (
     write_questions,
 )
 from hadpo.inference import parse_answer
+from hadpo.records import RecordError
 
 # Four images; "person" is in all of them, "car" in three, so frequency ranks person, car, dog, ...
 IMAGES = [
@@ -153,13 +154,15 @@ def test_score_reads_both_answer_formats_and_counts_bad_records(tmp_path, caplog
         {"question": "Is there a cow in the image?", "answer": "not at all"},
     ])
     result = score_pope(questions, official)
-    assert "its question differs" not in caplog.text
+    # Answers out of the question file's order would be scored against other labels: an error naming the line.
     swapped = _write_lines(tmp_path / "swapped.jsonl", [
         {"question": "Is there a cat in the image?", "answer": "No"},
         {"question": "Is there a dog in the image?", "answer": "Yes"},
+        {"question": "Is there a bus in the image?", "answer": "no"},
+        {"question": "Is there a cow in the image?", "answer": "no"},
     ])
-    score_pope(questions, swapped)
-    assert f"{swapped}:1: its question differs" in caplog.text
+    with pytest.raises(RecordError, match=rf"^{swapped}:1: field 'question': .* answers shifted\?$"):
+        score_pope(questions, swapped)
     # TP (q1), TN (q2), FN (q5), TN (q6): accuracy 3/4, precision 1, recall 1/2, yes_ratio 1/4.
     assert (result["accuracy"], result["precision"], result["recall"], result["yes_ratio"]) == (0.75, 1.0, 0.5, 0.25)
 

@@ -139,6 +139,12 @@ def _model_arguments(parser: argparse.ArgumentParser, max_new_tokens: int, num_b
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
+def _check_out(args) -> None:
+    from hadpo.records import check_dir
+
+    check_dir(args.out, "--out")  # a file in its place fails now, not after the model has run
+
+
 def _decoding(args):
     from hadpo.config import validate_config
     from hadpo.inference import DecodingConfig
@@ -152,6 +158,7 @@ def _print_json(data) -> None:
 
 
 def _pope_build(args) -> int:
+    _check_out(args)
     from hadpo.evaluate.pope import build_pope_files
 
     paths = build_pope_files(args.annotations, args.out, num_images=args.num_images, per_image=args.per_image,
@@ -162,6 +169,7 @@ def _pope_build(args) -> int:
 
 
 def _pope_run(args) -> int:
+    _check_out(args)
     from hadpo.evaluate.report import results_markdown
     from hadpo.evaluate.suite import run_pope
 
@@ -173,6 +181,8 @@ def _pope_run(args) -> int:
 
 
 def _pope_score(args) -> int:
+    if args.out:
+        _check_out(args)
     from hadpo.evaluate.pope import METRIC_NAMES
     from hadpo.evaluate.suite import score_pope_answers
 
@@ -200,6 +210,7 @@ def _pope_agreement(args) -> int:
 
 
 def _chair(args) -> int:
+    _check_out(args)
     from hadpo.evaluate.suite import run_chair
     from hadpo.inference import describe_images
 
@@ -232,6 +243,7 @@ def _make_judge(args):
 
 
 def _shr(args) -> int:
+    _check_out(args)
     from hadpo.evaluate.suite import run_shr
     from hadpo.inference import describe_images
 
@@ -260,6 +272,7 @@ def _shr(args) -> int:
 
 
 def _mme(args) -> int:
+    _check_out(args)
     from hadpo.evaluate.suite import run_mme, score_mme_folder
 
     if args.results:

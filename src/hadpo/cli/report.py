@@ -15,9 +15,10 @@ def _report(args) -> int:
     from pathlib import Path
 
     from hadpo.evaluate.suite import compare
+    from hadpo.records import check_dir
 
     after = Path(args.after)
-    out = args.out or (after if after.is_dir() else after.parent) / "comparison"
+    out = check_dir(args.out or (after if after.is_dir() else after.parent) / "comparison", "--out")
     print(compare(args.before, args.after, out), end="")
     print(f"plots and comparison.md in {out}")
     return 0

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from hadpo.evaluate.chair_words import ObjectWords, object_words
-from hadpo.records import ImageRecord, RecordError, read_jsonl
+from hadpo.records import ImageRecord, RecordError, file_format, read_json, read_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -143,22 +143,28 @@ def load_ground_truth(
             attributes |= {a for o in record.objects for a in o.attributes}
         extra = sorted({name for names in names_per_image.values() for name in names})
     else:
-        coco = json.loads(annotations.read_text(encoding="utf-8"))
+        coco = read_json(annotations)
         if not (isinstance(coco, dict) and "categories" in coco and "annotations" in coco):
             raise RecordError(f"{annotations}: not COCO instances JSON nor an images.jsonl of ImageRecords")
-        categories = {c["id"]: c["name"] for c in coco["categories"]}
-        for image in coco.get("images", []):
-            names_per_image.setdefault(str(image["id"]), [])
-        for annotation in coco["annotations"]:
-            names_per_image.setdefault(str(annotation["image_id"]), []).append(categories[annotation["category_id"]])
-            attributes |= set(annotation.get("attributes", []))  # hadpo's world export keeps them
+        with file_format(annotations, "COCO instances JSON (images, annotations, categories)"):
+            categories = {c["id"]: c["name"] for c in coco["categories"]}
+            for image in coco.get("images", []):
+                names_per_image.setdefault(str(image["id"]), [])
+            for index, annotation in enumerate(coco["annotations"]):
+                if annotation["category_id"] not in categories:
+                    raise RecordError(f"{annotations}: annotations[{index}]: field 'category_id': "
+                                      f"{annotation['category_id']} is not in categories")
+                names_per_image.setdefault(str(annotation["image_id"]), []).append(
+                    categories[annotation["category_id"]])
+                attributes |= set(annotation.get("attributes", []))  # hadpo's world export keeps them
         # Categories outside the 80 COCO classes (a custom dataset in COCO format) are objects of their own.
         extra = sorted(set(categories.values()))
     words = object_words(protocol, synonyms, extra, attributes)
     if reference_captions is not None:
-        data = json.loads(Path(reference_captions).read_text(encoding="utf-8"))
-        for entry in data["annotations"] if isinstance(data, dict) else data:
-            captions_per_image.setdefault(str(entry["image_id"]), []).append(entry["caption"])
+        data = read_json(reference_captions)
+        with file_format(reference_captions, "COCO captions JSON (annotations with image_id and caption)"):
+            for entry in data["annotations"] if isinstance(data, dict) else data:
+                captions_per_image.setdefault(str(entry["image_id"]), []).append(entry["caption"])
     truth: dict[str, set[str]] = {}
     for image_id in set(names_per_image) | set(captions_per_image):
         objects = {obj for name in names_per_image.get(image_id, []) for obj in words.canonical(name)}
@@ -182,7 +188,9 @@ def read_captions(path: str | Path) -> tuple[list[tuple[str, str]], list[str], i
     text = path.read_text(encoding="utf-8")
     entries: list[tuple[str, object]] = []
     if path.suffix == ".json":
-        data = json.loads(text)
+        data = read_json(path)
+        if not isinstance(data, list):
+            raise RecordError(f"{path}: expected the COCO results format, a JSON list of {{image_id, caption}}")
         entries = [(f"{path}[{i}]", entry) for i, entry in enumerate(data)]
     else:
         for number, line in enumerate(text.splitlines(), start=1):
@@ -192,6 +200,7 @@ def read_captions(path: str | Path) -> tuple[list[tuple[str, str]], list[str], i
                 except json.JSONDecodeError as error:
                     entries.append((f"{path}:{number}", f"not valid JSON ({error.msg})"))
     pairs, locations, skipped = [], [], 0
+    first: dict[str, str] = {}
     for where, entry in entries:
         caption = entry.get("caption", entry.get("text")) if isinstance(entry, dict) else None
         if not isinstance(entry, dict) or "image_id" not in entry or not isinstance(caption, str):
@@ -199,8 +208,17 @@ def read_captions(path: str | Path) -> tuple[list[tuple[str, str]], list[str], i
             log.warning("%s: %s; skipped", where, reason)
             skipped += 1
             continue
-        pairs.append((str(entry["image_id"]), caption))
+        # An image may have several captions (the reference scores each), but the same one twice, or one id
+        # twice, is a file written twice: it would be scored and counted twice.
+        image_id = str(entry["image_id"])
+        key = str(entry.get("question_id", entry.get("description_id", ""))) or f"{image_id}\n{caption}"
+        if key in first:
+            raise RecordError(f"{where}: caption of image {image_id} repeats {first[key]}")
+        first[key] = where
+        pairs.append((image_id, caption))
         locations.append(where)
+    if not pairs:
+        raise RecordError(f"{path}: no captions" + (f" ({skipped} bad entries skipped)" if skipped else ""))
     return pairs, locations, skipped
 
 
@@ -211,6 +229,9 @@ def evaluate_chair(captions: str | Path, annotations: str | Path, reference_capt
     pairs, locations, unreadable = read_captions(captions)
     result = score_captions(pairs, truth, words, locations)
     result.skipped += unreadable
+    if not result.captions:
+        raise RecordError(f"{captions}: no caption could be scored ({result.skipped} skipped: their image_ids are "
+                          f"not images of {annotations}?)")
     return result
 
 

@@ -143,7 +143,7 @@ def export_vlmevalkit(results: dict, folder: Path) -> list[Path]:
         predictions = []
         for split, files in results["pope"].get("files", {}).items():
             questions, _ = pope.read_questions(files["questions"])
-            answers, _ = pope.read_answers(files["answers"], questions)
+            answers, _ = pope.read_answers(files["answers"], questions, missing="skip")  # as scored
             predictions += [[q.text, q.label.capitalize(), split, q.image, a or ""]
                             for q, a in zip(questions, answers) if a is not None]
         if predictions:

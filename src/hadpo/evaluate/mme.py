@@ -53,6 +53,10 @@ def read_mme(root: str | Path, subtasks: tuple[str, ...] | None = None) -> tuple
     subtask folder, a folder without answer files, a bad line or an image without its file is logged as one line
     and skipped; returns (questions, skipped records)."""
     root = Path(root)
+    if not root.is_dir():
+        raise RecordError(f"--root {root}: not a folder")
+    if not any((root / name).is_dir() for name in subtasks or PERCEPTION + COGNITION):
+        raise RecordError(f"--root {root}: no MME subtask folder in it (expected {', '.join(PERCEPTION[:3])}, ...)")
     questions: list[MMEQuestion] = []
     skipped = 0
     for subtask in subtasks or PERCEPTION + COGNITION:
@@ -88,6 +92,8 @@ def read_mme(root: str | Path, subtasks: tuple[str, ...] | None = None) -> tuple
                     skipped += 1
                     continue
                 questions.append(MMEQuestion(subtask, image_path.name, image_path, parts[0].strip(), answer))
+    if not questions:
+        raise RecordError(f"--root {root}: no question found ({skipped} subtasks, files or lines skipped)")
     return questions, skipped
 
 
@@ -132,6 +138,10 @@ def read_results(folder: str | Path, protocol: str = "reference") -> tuple[dict[
         raise ValueError(f"unknown MME protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}")
     results: dict[str, list[MMEResult]] = {}
     skipped = 0
+    if not Path(folder).is_dir():
+        raise RecordError(f"--results {folder}: not a folder")
+    if not any(Path(folder).glob("*.txt")):
+        raise RecordError(f"--results {folder}: no <subtask>.txt result files in it")
     for path in sorted(Path(folder).glob("*.txt")):
         if protocol == "reference":
             results[path.stem] = _read_reference(path)
@@ -148,6 +158,12 @@ def read_results(folder: str | Path, protocol: str = "reference") -> tuple[dict[
             prediction = parts[3] if len(parts) == 4 else ""
             rows.append(MMEResult(parts[0], parts[1], parts[2].strip().lower(), prediction))
         results[path.stem] = rows
+    for name, rows in results.items():
+        if not rows and name in PERCEPTION + COGNITION:  # would score 0 in the total, as if every answer were wrong
+            raise RecordError(f"{Path(folder) / name}.txt: no result lines")
+    if not set(results) & set(PERCEPTION + COGNITION):
+        raise RecordError(f"--results {folder}: no file is named after an MME subtask ({', '.join(PERCEPTION[:3])}"
+                          ", ...): perception and cognition would be 0")
     return results, skipped
 
 

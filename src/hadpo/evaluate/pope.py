@@ -30,8 +30,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hadpo.evaluate.pope_files import read_answers, read_questions, write_questions
 from hadpo.inference import parse_answer
-from hadpo.records import ImageRecord, PopeQuestion, RecordError, read_jsonl, resolve_image_path
+from hadpo.records import ImageRecord, PopeQuestion, RecordError, file_format, read_jsonl, resolve_image_path
 from hadpo.text import article
 
 log = logging.getLogger(__name__)
@@ -48,54 +49,6 @@ METRIC_NAMES = ("accuracy", "precision", "recall", "f1", "yes_ratio")
 
 def question_text(name: str) -> str:
     return QUESTION_TEMPLATE.format(article=article(name), object=name)
-
-
-def read_questions(path: str | Path) -> tuple[list[PopeQuestion], int]:
-    """Read an official POPE question file (JSON lines). A bad line (not JSON, a missing field, a label that is
-    not yes/no) is logged as `FILE:LINE: why` and skipped; returns (questions, skipped)."""
-    path = Path(path)
-    questions: list[PopeQuestion] = []
-    skipped = 0
-    with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            where = f"{path}:{line_number}"
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as error:
-                log.warning("%s: not valid JSON (%s); skipped", where, error.msg)
-                skipped += 1
-                continue
-            missing = [key for key in ("question_id", "image", "text", "label") if not isinstance(data, dict)
-                       or key not in data]
-            if missing:
-                log.warning("%s: missing field '%s'; skipped", where, missing[0])
-                skipped += 1
-                continue
-            label = str(data["label"]).strip().lower()
-            if label not in ("yes", "no"):
-                log.warning("%s: label %r is not yes/no; skipped", where, data["label"])
-                skipped += 1
-                continue
-            questions.append(PopeQuestion(question_id=str(data["question_id"]), image=str(data["image"]),
-                                          text=str(data["text"]), label=label, object=str(data.get("object", "")),
-                                          split=str(data.get("split", ""))))
-    return questions, skipped
-
-
-def write_questions(path: str | Path, questions: Iterable[PopeQuestion]) -> int:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    count = 0
-    with path.open("w", encoding="utf-8") as handle:
-        for question in questions:
-            row = question.to_json()
-            if question.question_id.isdigit():  # the released files number their questions with integers
-                row["question_id"] = int(question.question_id)
-            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-            count += 1
-    return count
 
 
 # --- object annotations -------------------------------------------------------------------------------------
@@ -138,9 +91,11 @@ def load_annotations(path: str | Path, image_root: str | Path | None = None) -> 
     except json.JSONDecodeError:  # JSON lines: POPE's input
         return _pope_input(path, text)
     if isinstance(data, dict) and "annotations" in data and "categories" in data:
-        return _from_coco(data)
-    if isinstance(data, list) and (not data or "objects" in data[0]):
-        return _from_visual_genome(data)
+        with file_format(path, "COCO instances JSON (images, annotations, categories)"):
+            return _from_coco(path, data)
+    if isinstance(data, list) and (not data or isinstance(data[0], dict) and "objects" in data[0]):
+        with file_format(path, "Visual Genome objects.json (a list of {image_id, objects})"):
+            return _from_visual_genome(data)
     if _is_pope_input(text):  # a single line of POPE's input
         return _pope_input(path, text)
     raise RecordError(f"{path}: not COCO instances JSON, Visual Genome objects.json, POPE's input or an images.jsonl")
@@ -168,11 +123,14 @@ def _pope_input(path: Path, text: str) -> list[AnnotatedImage]:
     return images
 
 
-def _from_coco(data: dict) -> list[AnnotatedImage]:
+def _from_coco(path: Path, data: dict) -> list[AnnotatedImage]:
     categories = {c["id"]: c["name"] for c in data["categories"]}
     files = {image["id"]: image.get("file_name", f"{image['id']}.jpg") for image in data.get("images", [])}
     names: dict[int, list[str]] = {}
-    for annotation in data["annotations"]:
+    for index, annotation in enumerate(data["annotations"]):
+        if annotation["category_id"] not in categories:
+            raise RecordError(f"{path}: annotations[{index}]: field 'category_id': {annotation['category_id']} is "
+                              "not in categories")
         names.setdefault(annotation["image_id"], []).append(categories[annotation["category_id"]])
     return [AnnotatedImage(str(i), files.get(i, f"{i}.jpg"), _unique(n)) for i, n in names.items()]
 
@@ -215,11 +173,18 @@ def build_pope(
         raise ValueError(f"unknown POPE split {unknown[0]!r}; expected one of {', '.join(SPLITS)}")
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown POPE protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}")
+    for name, value in (("num_images", num_images), ("per_image", per_image)):
+        if value < 1:
+            raise ValueError(f"--{name.replace('_', '-')}: must be at least 1, got {value}")
     if protocol == "reference":
         eligible = [im for im in images if len(im.objects) >= per_image]
     else:
         eligible = sorted((im for im in images if len(im.objects) >= max(MIN_OBJECTS, per_image)),
                           key=lambda im: im.image_id)
+    if not eligible:
+        least = per_image if protocol == "reference" else max(MIN_OBJECTS, per_image)
+        raise RecordError(f"no image of the {len(images)} annotated has {least} or more distinct objects: no question "
+                          "can be built")
     rng = random.Random(seed)
     sampled = rng.sample(eligible, min(num_images, len(eligible)))
     frequency: Counter = Counter()
@@ -271,52 +236,6 @@ def _question(number: int, image: AnnotatedImage, name: str, label: str, split: 
                         split=split)
 
 
-# --- answers ------------------------------------------------------------------------------------------------
-
-
-def read_answers(path: str | Path, questions: list[PopeQuestion]) -> tuple[list[str | None], int]:
-    """Raw answer texts aligned with `questions`: None where an answer is missing or unreadable (logged, counted),
-    "" (or blanks) where it is empty (logged).
-
-    Formats: official `{"question", "answer"}` lines in label order, or LLaVA-style `{"question_id", "text"}`
-    (also hadpo's `Answer` records) matched by id."""
-    path = Path(path)
-    rows: list[tuple[str, dict]] = []
-    with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if line.strip():
-                try:
-                    rows.append((f"{path}:{line_number}", json.loads(line)))
-                except json.JSONDecodeError as error:
-                    rows.append((f"{path}:{line_number}", {"_error": error.msg}))
-    by_id = {str(d["question_id"]): (where, d) for where, d in rows if "question_id" in d}
-    answers: list[str | None] = []
-    if by_id:
-        located = [by_id.get(q.question_id, (f"{path}: question_id {q.question_id}", {})) for q in questions]
-        key = "text"
-    else:
-        if len(rows) != len(questions):
-            log.warning("%s: %d answers for %d questions; aligned in order", path, len(rows), len(questions))
-        located = [rows[i] if i < len(rows) else (f"{path}: line for question {q.question_id}", {})
-                   for i, q in enumerate(questions)]
-        key = "answer"
-        mismatched = next((w for (w, d), q in zip(located, questions) if d.get("question", q.text) != q.text), None)
-        if mismatched:
-            log.warning("%s: its question differs from the label file's; the official format is aligned by order",
-                        mismatched)
-    for (where, data), question in zip(located, questions):
-        value = data.get(key, data.get("text") if key == "answer" else None)
-        if not isinstance(value, str):
-            reason = data.get("_error") or f"no '{key}' field"
-            log.warning("%s (question %s): %s; skipped", where, question.question_id, reason)
-            answers.append(None)
-        else:
-            if not value.strip():
-                log.warning("%s (question %s): empty answer", where, question.question_id)
-            answers.append(value)
-    return answers, sum(a is None for a in answers)
-
-
 # --- metrics ------------------------------------------------------------------------------------------------
 
 
@@ -345,14 +264,14 @@ def pope_metrics(labels: list[str], predictions: list[str]) -> dict:
 
 
 def score_pope(questions_path: str | Path, answers_path: str | Path, strict: bool = False,
-               protocol: str = "reference") -> dict:
+               protocol: str = "reference", missing: str = "error") -> dict:
     """Score one split: metrics plus `empty_answers`, `skipped_questions` and `skipped_answers` (bad or missing
     records). An empty answer is scored as the reference's evaluate.py scores it (its rule reads "" as "yes") in the
     reference protocol, and left out (a skipped answer) in the hadpo protocol; it is counted in both."""
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown POPE protocol {protocol!r}; expected one of {', '.join(PROTOCOLS)}")
     questions, skipped_questions = read_questions(questions_path)
-    answers, skipped_answers = read_answers(answers_path, questions)
+    answers, skipped_answers = read_answers(answers_path, questions, missing)
     empty = sum(answer is not None and not answer.strip() for answer in answers)
     if protocol == "hadpo":
         answers, skipped_answers = [a if a is not None and a.strip() else None for a in answers], skipped_answers + empty
@@ -384,7 +303,11 @@ def build_pope_files(
     the settings and counts. Image paths of an images.jsonl are written relative to `out_dir`."""
     out_dir = Path(out_dir)
     images = load_annotations(annotations, image_root=out_dir)
-    built = build_pope(images, num_images=num_images, per_image=per_image, seed=seed, splits=splits, protocol=protocol)
+    try:
+        built = build_pope(images, num_images=num_images, per_image=per_image, seed=seed, splits=splits,
+                           protocol=protocol)  # fmt: skip
+    except RecordError as error:
+        raise RecordError(f"{annotations}: {error}") from None
     paths = {split: out_dir / f"{prefix}_{split}.jsonl" for split in built}
     counts = {split: write_questions(paths[split], questions) for split, questions in built.items()}
     manifest = {

@@ -15,7 +15,10 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 
+from hadpo.records import RecordError, read_json  # noqa: E402
+
 POPE_METRICS = ("accuracy", "precision", "recall", "f1", "yes_ratio")
+SECTIONS = ("pope", "chair", "shr", "mme")  # what `hadpo eval` writes into results.json
 # (section, key path, label, shown as a percentage); the order is the order of the tables.
 HEADLINE = [
     ("chair", "chair_s", "CHAIRs", True),
@@ -93,13 +96,16 @@ def update_results(folder: str | Path, section: str, data: dict, model: str = ""
     return path
 
 
-def load_results(path: str | Path) -> dict:
+def load_results(path: str | Path, with_results: bool = True) -> dict:
+    """A results.json (or the one in a folder); `with_results`: one without any benchmark section is an error."""
     path = Path(path)
     if path.is_dir():
         path = path / "results.json"
-    data = json.loads(path.read_text(encoding="utf-8"))
+    data = read_json(path)
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: not a hadpo results.json (expected a JSON object)")
+        raise RecordError(f"{path}: not a hadpo results.json (expected a JSON object)")
+    if with_results and not set(data) & set(SECTIONS):
+        raise RecordError(f"{path}: no benchmark results in it (sections {', '.join(SECTIONS)}): nothing to compare")
     return data
 
 

@@ -26,8 +26,9 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from hadpo.errors import RunFailed
 from hadpo.judge.base import Judge
-from hadpo.records import ImageRecord, Judgement, Region
+from hadpo.records import ImageRecord, Judgement, RecordError, Region, read_json
 from hadpo.text import split_sentences
 
 log = logging.getLogger(__name__)
@@ -104,6 +105,8 @@ def shr_metrics(judgements: list[Judgement], texts: dict[str, str], judge_name: 
 def _judge_one(judge: Judge, image: ImageRecord, description_id: str, text: str) -> Judgement:
     try:
         return judge.judge(image, description_id, text)
+    except RunFailed:  # an endpoint that refuses every request (a wrong key) stops the run
+        raise
     except Exception as error:  # a judge bug or a dead endpoint fails this item, not the run
         log.warning("description %s (image %s): judge raised %s: %s", description_id, image.image_id,
                     error.__class__.__name__, error)
@@ -129,6 +132,8 @@ def evaluate_shr(
             skipped += 1
         else:
             todo.append((description_id, image_id, text))
+    if not todo:
+        raise RecordError(f"no description to judge: all {skipped} skipped (unknown images or empty texts)")
     workers = max(1, int(getattr(judge, "max_concurrency", 1)))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(_judge_one, judge, images[i], d, t) for d, i, t in todo]
@@ -143,7 +148,7 @@ def read_descriptions(path: str | Path) -> tuple[list[tuple[str, str, str]], int
     path = Path(path)
     triples, skipped = [], 0
     if path.suffix == ".json":
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = read_json(path)
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a JSON object {{image_id: description}}")
         for image_id, text in data.items():
@@ -153,6 +158,7 @@ def read_descriptions(path: str | Path) -> tuple[list[tuple[str, str, str]], int
                 log.warning("%s: image %s: description is not a string; skipped", path, image_id)
                 skipped += 1
         return triples, skipped
+    seen: dict[str, int] = {}
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
         if not line.strip():
             continue
@@ -166,8 +172,13 @@ def read_descriptions(path: str | Path) -> tuple[list[tuple[str, str, str]], int
             log.warning("%s:%d: needs 'image_id' and 'text'; skipped", path, number)
             skipped += 1
             continue
-        description_id = data.get("description_id", data.get("question_id", f"{data['image_id']}#{number}"))
-        triples.append((str(description_id), str(data["image_id"]), data["text"]))
+        description_id = str(data.get("description_id", data.get("question_id", f"{data['image_id']}#{number}")))
+        if description_id in seen:
+            raise RecordError(f"{path}:{number}: description id {description_id} repeats line {seen[description_id]}")
+        seen[description_id] = number
+        triples.append((description_id, str(data["image_id"]), data["text"]))
+    if not triples:
+        raise RecordError(f"{path}: no descriptions" + (f" ({skipped} bad lines skipped)" if skipped else ""))
     return triples, skipped
 
 

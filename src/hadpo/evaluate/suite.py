@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+from hadpo.errors import RunFailed
 from hadpo.evaluate import chair, mme, pope, report, shr
 from hadpo.inference import DecodingConfig, Query, load_model, mode_agreement, run_queries
 from hadpo.judge.base import Judge
@@ -50,8 +51,12 @@ def run_pope(
             _reuse_answers(queries, answers, known, config, str(model_path))
         summary = run_queries(model, processor, queries, answers, config, model_name=str(model_path),
                               progress=progress)
-        known.update({(str(q.image), q.prompt): a for q, a in _answers_by_query(queries, answers)})
-        splits[split] = pope.score_pope(file, answers, strict=strict, protocol=protocol)
+        answered = _answers_by_query(queries, answers)
+        if not answered:
+            raise RunFailed(f"{file}: no question answered ({summary.skipped} images unreadable under {root})")
+        known.update({(str(q.image), q.prompt): a for q, a in answered})
+        # Questions whose image could not be read are counted in skipped_detail, and left out of the scores.
+        splits[split] = pope.score_pope(file, answers, strict=strict, protocol=protocol, missing="skip")
         files[split] = {"questions": str(file), "answers": str(answers)}
         other = out_dir / f"answers_{split}_{'logits' if config.mode == 'generate' else 'generate'}.jsonl"
         if other.exists():  # both modes run on this split: record how often they agree (issue 3)
@@ -90,7 +95,7 @@ def score_pope_answers(questions: str | Path, answers: str | Path, out_dir: str 
     metrics = pope.score_pope(questions, answers, strict=strict, protocol=protocol)
     if out_dir is not None:
         split = _split_name(Path(questions), pope.read_questions(questions)[0])
-        section = report.load_results(out_dir).get("pope", {}) if (Path(out_dir) / "results.json").exists() else {}
+        section = report.load_results(out_dir, with_results=False).get("pope", {}) if (Path(out_dir) / "results.json").exists() else {}
         splits = section.get("splits", {}) | {split: metrics}
         files = section.get("files", {}) | {split: {"questions": str(questions), "answers": str(answers)}}
         section |= {"parsing": metrics["parsing"], "protocol": protocol, "splits": splits,
