@@ -114,6 +114,17 @@ def _shr(descriptions: str, records: list[dict] | None = None):
     return setup
 
 
+def _shr_vg(image_data: str, regions: str):
+    def setup(ctx: Context) -> list[str]:
+        descriptions = ctx.write("descriptions", "descriptions.jsonl", _lines([{"image_id": "1", "text": "A dog."}]))
+        return ["eval", "shr", "--descriptions", str(descriptions), "--judge", "annotations",
+                "--vg-image-data", str(ctx.write("image_data", "image_data.json", image_data)),
+                "--vg-regions", str(ctx.write("regions", "region_descriptions.json", regions)),
+                "--out", str(ctx.path("out", "eval"))]
+
+    return setup
+
+
 def _report(before: str, after: str | None = None, out: bool = False):
     def setup(ctx: Context) -> list[str]:
         first = ctx.write("before", "base/results.json", before)
@@ -204,6 +215,11 @@ CASES = [
     Case("shr-unknown-images", "descriptions of images not in --images",
          _shr(_lines([{"image_id": "9", "text": "A dog."}])),
          "no description to judge: all 1 skipped (unknown images or empty texts)"),
+    Case("shr-vg-not-json", "a truncated Visual Genome image_data.json", _shr_vg('[{"image_id": 1, ', "[]"),
+         "{image_data}:1: not valid JSON (Expecting property name enclosed in double quotes, column 18)"),
+    Case("shr-vg-region-without-box", "a Visual Genome region without its box",
+         _shr_vg("[]", json.dumps([{"id": 1, "regions": [{"image_id": 1, "phrase": "a dog"}]}])),
+         "{regions}: not Visual Genome region_descriptions.json: missing key 'x'"),
     Case("report-empty-results", "`hadpo report` on `{}`", _report("{}"),
          "{before}: no benchmark results in it (sections pope, chair, shr, mme): nothing to compare",
          absent=("tuned/comparison",)),

@@ -23,6 +23,7 @@ from datetime import datetime
 from pathlib import Path
 
 from hadpo.evaluate import mme, pope
+from hadpo.records import read_json
 
 FORMATS = ("lmms-eval", "vlmevalkit")
 LMMS_POPE_TASKS = {"random": "pope_random", "popular": "pope_pop", "adversarial": "pope_adv"}
@@ -44,7 +45,7 @@ def write_exports(out_dir: str | Path, formats: list[str] | tuple[str, ...]) -> 
     unknown = [f for f in formats if f not in FORMATS]
     if unknown:
         raise ValueError(f"unknown export format {unknown[0]!r}; expected one of {', '.join(FORMATS)}")
-    results = json.loads((out_dir / "results.json").read_text(encoding="utf-8"))
+    results = read_json(out_dir / "results.json")
     written = []
     if "lmms-eval" in formats:
         written.append(export_lmms_eval(results, out_dir / "lmms-eval"))

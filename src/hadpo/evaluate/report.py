@@ -87,7 +87,7 @@ def update_results(folder: str | Path, section: str, data: dict, model: str = ""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "results.json"
-    results = json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+    results = read_json(path) if path.exists() else {}
     if model:
         results["model"] = model
     results[section] = data

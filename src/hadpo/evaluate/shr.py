@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 
 from hadpo.errors import RunFailed
 from hadpo.judge.base import Judge
-from hadpo.records import ImageRecord, Judgement, RecordError, Region, read_json
+from hadpo.records import ImageRecord, Judgement, RecordError, Region, file_format, json_objects, read_json
 from hadpo.text import split_sentences
 
 log = logging.getLogger(__name__)
@@ -193,22 +193,30 @@ def images_from_visual_genome(
     kept as captions), and optionally the SHR image list (`val_images_final.json`) to restrict to."""
     wanted = None
     if image_ids is not None:
-        wanted = {str(entry["image_id"]) for entry in json.loads(Path(image_ids).read_text(encoding="utf-8"))}
+        with file_format(image_ids, "the SHR image list (a JSON list of {image_id})"):
+            wanted = {str(entry["image_id"]) for entry in read_json(image_ids)}
     notes: dict[str, list[str]] = {}
     for path in factual_notes:
-        for line in Path(path).read_text(encoding="utf-8").splitlines():
-            if line.strip():
-                for image_id, texts in json.loads(line).items():
+        with file_format(path, "SHR factual notes (JSON lines {image_id: [notes]})"):
+            for _, row in json_objects(path):
+                for image_id, texts in row.items():
                     notes.setdefault(str(image_id), []).extend(texts)
     regions: dict[str, list[Region]] = {}
-    for entry in json.loads(Path(region_descriptions).read_text(encoding="utf-8")):
-        for region in entry.get("regions", []):
-            image_id = str(region["image_id"])
-            if (wanted is None or image_id in wanted) and region.get("phrase", "").strip():
-                box = [region["x"], region["y"], region["width"], region["height"]]
-                regions.setdefault(image_id, []).append(Region(phrase=region["phrase"].strip(), box=box))
+    with file_format(region_descriptions, "Visual Genome region_descriptions.json"):
+        for entry in read_json(region_descriptions):
+            for region in entry.get("regions", []):
+                image_id = str(region["image_id"])
+                if (wanted is None or image_id in wanted) and region.get("phrase", "").strip():
+                    box = [region["x"], region["y"], region["width"], region["height"]]
+                    regions.setdefault(image_id, []).append(Region(phrase=region["phrase"].strip(), box=box))
+    with file_format(image_data, "Visual Genome image_data.json"):
+        return _vg_records(read_json(image_data), wanted, regions, notes)
+
+
+def _vg_records(image_data: list, wanted: set[str] | None, regions: dict[str, list[Region]],
+                notes: dict[str, list[str]]) -> list[ImageRecord]:
     records = []
-    for entry in json.loads(Path(image_data).read_text(encoding="utf-8")):
+    for entry in image_data:
         image_id = str(entry["image_id"])
         if wanted is not None and image_id not in wanted:
             continue
