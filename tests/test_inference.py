@@ -12,6 +12,7 @@ from hadpo.inference import (
     ANSWER_VARIANTS,
     DecodingConfig,
     Query,
+    _chunks,
     answer_token_ids,
     chat_prompt,
     leading_yes_no,
@@ -197,3 +198,20 @@ def test_mode_agreement_counts_only_answers_starting_with_yes_or_no():
     # Compared: 1, 2, 4 (3 does not start with yes/no); agreed: 1 and 4 -> 2/3.
     assert mode_agreement(generated, logits) == {"compared": 3, "agreed": 2, "rate": 2 / 3}
     assert leading_yes_no("YES!") == "yes" and leading_yes_no("Nope") is None and leading_yes_no("") is None
+
+
+def test_logits_mode_reads_each_image_once_and_batches_whole_images(tiny_model_dir, image_records, tmp_path):
+    model, processor = load_model(tiny_model_dir)
+    queries = _queries(image_records)  # 4 images x 3 questions, each image's questions consecutive
+    images_read = []
+    hook = model.model.vision_tower.register_forward_hook(lambda module, args, out: images_read.append(len(args[0])))
+    try:
+        run_queries(model, processor, queries, tmp_path / "a.jsonl", DecodingConfig(mode="logits", batch_size=7),
+                    progress=False)
+    finally:
+        hook.remove()
+    assert sum(images_read) == 4  # not 12: one encoding per image, its three questions continue from it
+    chunks = [[q.question_id for q in chunk] for chunk in _chunks(queries, 7, by_image=True)]
+    assert [len(c) for c in chunks] == [6, 6]  # whole images per batch: 3 + 3 fit in 7, a third would not
+    assert [len(c) for c in _chunks(queries, 2, by_image=True)] == [2, 1] * 4  # an image larger than a batch
+    assert [len(c) for c in _chunks(queries, 5, by_image=False)] == [5, 5, 2]

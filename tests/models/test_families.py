@@ -9,9 +9,13 @@ from PIL import Image
 from transformers import AutoConfig, AutoModelForImageTextToText
 
 from hadpo.config import load_config
+from hadpo.inference import answer_token_ids
+from hadpo.inference.image_prefix import prefix_answer_log_probs, split_prefix
+from hadpo.inference.packing import packing_unsupported
 from hadpo.models import decoder_start_token_id, get_family
 from hadpo.train.config import HADPOConfig
 from hadpo.train.data import PreferenceCollator, load_pairs
+from hadpo.train.logps import response_logps
 from hadpo.train.run import build_trainer, prepare_policy, save_outputs
 
 
@@ -68,18 +72,21 @@ def test_lora_targets_the_familys_language_model_layers_and_nothing_else(family_
     assert trainable and all("lora_" in n for n in trainable)
 
 
-def test_collated_batch_matches_the_processor(family_model, family_pairs):
+@pytest.mark.parametrize("shared_prefix", [True, False])
+def test_collated_batch_matches_the_processor(family_model, family_pairs, shared_prefix):
     family = family_model.family
     processor = family.load_processor(str(family_model.folder))
     decoder_start = decoder_start_token_id(AutoConfig.from_pretrained(family_model.folder))
     pair = load_pairs(family_pairs)[2]  # the 64x40 image
-    batch = PreferenceCollator(processor, family, decoder_start_token_id=decoder_start)([{"pair": pair}])
+    collator = PreferenceCollator(processor, family, decoder_start_token_id=decoder_start, shared_prefix=shared_prefix)
+    batch = collator([{"pair": pair}])
     prompt = family.prompt_text(processor, pair.prompt, 1)
     direct = processor(images=[Image.open(pair.images[0])], text=[prompt], return_tensors="pt")
     n = direct["input_ids"].shape[1]
     assert torch.equal(batch["input_ids"][0, :n], direct["input_ids"][0])
+    copies = 1 if collator.shared_prefix else 2  # a packed pair encodes its image once
     for key in family.image_keys:
-        assert torch.equal(batch[key], torch.cat([direct[key]] * 2)), key
+        assert torch.equal(batch[key], torch.cat([direct[key]] * copies)), key
     if family.mm_token_types:
         assert torch.equal(batch["mm_token_type_ids"][0, :n], direct["mm_token_type_ids"][0].long())
     chosen = processor.tokenizer(family.response_text(processor, pair.chosen), add_special_tokens=False)["input_ids"]
@@ -129,3 +136,73 @@ def test_full_finetuning_trains_the_language_model_and_freezes_vision_and_projec
         vision = family.is_vision_tower(param_name) or family.is_projector(param_name)
         assert param.requires_grad != vision, param_name
     assert any(p.requires_grad and family.language_model_prefix in n for n, p in model.named_parameters())
+
+
+def test_shared_prefix_gives_the_log_probs_and_gradients_of_two_sequences(family_model, family_pairs):
+    """The issue-13 criterion on every family, fp32, LoRA moved off its initialisation so the gradients are
+    not trivially those of the base: log-probs within 1e-5 per token, gradient relative difference <= 1e-4."""
+    family, folder = family_model.family, family_model.folder
+    processor = family.load_processor(str(folder))
+    model = AutoModelForImageTextToText.from_pretrained(folder)
+    if decoder_start_token_id(model.config) is not None:  # FlanT5: the prompt is the encoder's, nothing to pack
+        assert packing_unsupported(model).startswith("its language model is an encoder-decoder")
+        return
+    assert packing_unsupported(model) is None
+    policy = prepare_policy(model, _config(folder, family_pairs, "unused"), family)
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for param_name, param in policy.named_parameters():
+            if "lora_B" in param_name:
+                param.copy_(0.05 * torch.randn(param.shape, generator=generator))
+    examples = [{"pair": pair} for pair in load_pairs(family_pairs)[1:5]]  # three image sizes, both kinds
+    weights = torch.linspace(-1.0, 1.5, 2 * len(examples))
+    results = []
+    for shared_prefix in (True, False):
+        batch = PreferenceCollator(processor, family, shared_prefix=shared_prefix)(examples)
+        policy.zero_grad()
+        out = response_logps(policy, batch)
+        (out.sums * weights).sum().backward()
+        results.append((out, torch.cat([p.grad.flatten() for p in policy.parameters() if p.requires_grad])))
+    (shared, shared_grads), (plain, plain_grads) = results
+    assert shared.counts.tolist() == plain.counts.tolist()
+    # Within 1e-5 per token (a sum of ~100 in fp32 is itself only exact to ~1e-5).
+    per_token = (shared.sums - plain.sums).abs() / plain.counts
+    assert (per_token <= 1e-5).all(), per_token.max()
+    assert ((shared_grads - plain_grads).norm() / plain_grads.norm()).item() <= 1e-4
+    assert plain_grads.norm() > 0
+
+
+def test_yes_no_answers_from_one_image_prefix_equal_whole_prompts(family_model, family_pairs):
+    """Issue 13's shared image prefix for yes/no questions: each image read once, its questions continued from
+    the cache, equals scoring every (prompt + answer) whole, multi-token answers included (these tiny
+    vocabularies split " yes"); InstructBLIP, whose image encoding reads the question, is answered whole."""
+    family, folder = family_model.family, family_model.folder
+    processor = family.load_processor(str(folder))
+    model = AutoModelForImageTextToText.from_pretrained(folder).eval()
+    folder_of_images = family_pairs.parent
+    images = [Image.open(folder_of_images / f"{i}.png").convert("RGB") for i in (1, 2)]  # two sizes
+    questions = ["Is there a dog in the image?", "Is there a red square in the image?", "Is there a cup?"]
+    texts = [family.prompt_text(processor, question, 1) for question in questions]
+    prefixes = [split_prefix(processor, image, texts) for image in images]
+    if family.name == "instructblip":
+        assert prefixes == [None, None]
+        return
+    sequences = answer_token_ids(processor, ["yes", "no", "Yes"])
+    assert max(len(s) for s in sequences) > 1
+    shared = prefix_answer_log_probs(model, prefixes, sequences)
+    whole = torch.tensor([[_whole_log_prob(model, processor, image, text, s) for s in sequences]
+                          for image in images for text in texts])
+    assert torch.allclose(shared, whole, atol=1e-4), (shared - whole).abs().max()
+
+
+def _whole_log_prob(model, processor, image, text, sequence):
+    inputs = processor(images=[image], text=[text], return_tensors="pt")
+    start = inputs["input_ids"].shape[1]
+    answer = torch.tensor([sequence])
+    inputs["input_ids"] = torch.cat([inputs["input_ids"], answer], dim=1)
+    inputs["attention_mask"] = torch.ones_like(inputs["input_ids"])
+    if "mm_token_type_ids" in inputs:
+        inputs["mm_token_type_ids"] = torch.cat([inputs["mm_token_type_ids"], torch.zeros_like(answer)], dim=1)
+    with torch.no_grad():
+        log_probs = torch.log_softmax(model(**inputs).logits[0].float(), dim=-1)
+    return sum(log_probs[start - 1 + k, token].item() for k, token in enumerate(sequence))

@@ -30,36 +30,58 @@ def processor(tiny_model_dir):
     return AutoProcessor.from_pretrained(tiny_model_dir)
 
 
-def test_collator_builds_exact_tensors(processor, pairs_file):
+def _ids(processor, text):
+    return processor.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+
+def _prompt_and_answers(processor, pair):
+    image_tokens = "<image>" * 9  # 48x48 image, 16-pixel patches, CLS dropped
+    prompt = _ids(processor, f"USER: {image_tokens}\n{pair.prompt} ASSISTANT:")
+    return prompt, [_ids(processor, f" {response}</s>") for response in (pair.chosen, pair.rejected)]
+
+
+def _padded(rows, value):
+    width = max(map(len, rows))
+    return torch.tensor([row + [value] * (width - len(row)) for row in rows])
+
+
+def test_collator_builds_exact_tensors_for_two_sequences_per_pair(processor, pairs_file):
     pairs = load_pairs(pairs_file)
     a, b = pairs[0], pairs[3]  # a description pair and a QA pair on image 0
-    batch = PreferenceCollator(processor, FAMILY)([{"pair": a}, {"pair": b}])
-    tok = processor.tokenizer
-
-    def ids(text):
-        return tok(text, add_special_tokens=False)["input_ids"]
-
-    image_tokens = "<image>" * 9  # 48x48 image, 16-pixel patches, CLS dropped
-    rows, label_rows = [], []
-    for pair, response in [(a, a.chosen), (b, b.chosen), (a, a.rejected), (b, b.rejected)]:
-        prompt = ids(f"USER: {image_tokens}\n{pair.prompt} ASSISTANT:")
-        answer = ids(f" {response}</s>")
-        rows.append(prompt + answer)
-        label_rows.append([-100] * len(prompt) + answer)
-    width = max(map(len, rows))
-    expected_ids = torch.tensor([row + [tok.pad_token_id] * (width - len(row)) for row in rows])
-    expected_labels = torch.tensor([row + [-100] * (width - len(row)) for row in label_rows])
-    expected_mask = torch.tensor([[1] * len(row) + [0] * (width - len(row)) for row in rows])
-    assert torch.equal(batch["input_ids"], expected_ids)
-    assert torch.equal(batch["labels"], expected_labels)
-    assert torch.equal(batch["attention_mask"], expected_mask)
-    image_token_id = tok.convert_tokens_to_ids("<image>")
+    batch = PreferenceCollator(processor, FAMILY, shared_prefix=False)([{"pair": a}, {"pair": b}])
+    (pa, (ca, ra)), (pb, (cb, rb)) = _prompt_and_answers(processor, a), _prompt_and_answers(processor, b)
+    rows = [pa + ca, pb + cb, pa + ra, pb + rb]  # chosen rows first
+    label_rows = [[-100] * len(p) + r for p, r in [(pa, ca), (pb, cb), (pa, ra), (pb, rb)]]
+    assert torch.equal(batch["input_ids"], _padded(rows, processor.tokenizer.pad_token_id))
+    assert torch.equal(batch["labels"], _padded(label_rows, -100))
+    assert torch.equal(batch["attention_mask"], _padded([[1] * len(row) for row in rows], 0))
+    image_token_id = processor.tokenizer.convert_tokens_to_ids("<image>")
     assert not ((batch["labels"] == image_token_id).any())
     pixels = processor.image_processor(
         [Image.open(a.images[0]), Image.open(b.images[0])], return_tensors="pt"
     )
     assert torch.equal(batch["pixel_values"], torch.cat([pixels["pixel_values"]] * 2))
     assert set(batch) == {"input_ids", "attention_mask", "labels", "pixel_values"}
+
+
+def test_collator_packs_each_pair_around_one_prompt_by_default(processor, pairs_file):
+    pairs = load_pairs(pairs_file)
+    a, b = pairs[0], pairs[3]
+    batch = PreferenceCollator(processor, FAMILY)([{"pair": a}, {"pair": b}])
+    rows, label_rows, branch_rows = [], [], []
+    for pair in (a, b):
+        prompt, (chosen, rejected) = _prompt_and_answers(processor, pair)
+        last = prompt[-1:]  # opens each branch: its logits predict the branch's first token
+        rows.append(prompt[:-1] + last + chosen + last + rejected)
+        label_rows.append([-100] * len(prompt) + chosen + [-100] + rejected)
+        branch_rows.append([0] * (len(prompt) - 1) + [1] * (1 + len(chosen)) + [2] * (1 + len(rejected)))
+    assert torch.equal(batch["input_ids"], _padded(rows, processor.tokenizer.pad_token_id))
+    assert torch.equal(batch["labels"], _padded(label_rows, -100))
+    assert torch.equal(batch["branch_ids"], _padded(branch_rows, -1))
+    assert torch.equal(batch["attention_mask"], (batch["branch_ids"] >= 0).long())
+    pixels = processor.image_processor([Image.open(a.images[0]), Image.open(b.images[0])], return_tensors="pt")
+    assert torch.equal(batch["pixel_values"], pixels["pixel_values"])  # once per pair
+    assert set(batch) == {"input_ids", "attention_mask", "labels", "pixel_values", "branch_ids"}
 
 
 def test_collator_carries_precomputed_reference(processor, pairs_file):
@@ -177,7 +199,8 @@ def test_aux_stream_is_the_same_for_one_or_two_processes():
     assert [one.batches_before(m, 0.5) for m in range(5)] == [0, 0, 1, 1, 2]
 
 
-def test_two_image_pairs_keep_each_image_with_its_sequence(tiny_model_dir, processor, pairs_file):
+@pytest.mark.parametrize("shared_prefix", [True, False])
+def test_two_image_pairs_keep_each_image_with_its_sequence(tiny_model_dir, processor, pairs_file, shared_prefix):
     from transformers import AutoModelForImageTextToText
 
     from hadpo.train.logps import response_logps
@@ -186,14 +209,12 @@ def test_two_image_pairs_keep_each_image_with_its_sequence(tiny_model_dir, proce
     one, two = load_pairs(pairs_file)[0], load_pairs(pairs_file)[4]
     a = one.model_copy(update={"images": [one.images[0], two.images[0]], "prompt": "Compare the two images."})
     b = two.model_copy(update={"images": [two.images[0], one.images[0]], "prompt": "Compare the two images."})
-    collator = PreferenceCollator(processor, FAMILY)
+    collator = PreferenceCollator(processor, FAMILY, shared_prefix=shared_prefix)
     together = collator([{"pair": a}, {"pair": b}])
-    assert (together["input_ids"] == processor.tokenizer.convert_tokens_to_ids("<image>")).sum(
-        1
-    ).tolist() == [18] * 4
+    image_tokens = (together["input_ids"] == processor.tokenizer.convert_tokens_to_ids("<image>")).sum(1)
+    assert image_tokens.tolist() == [18] * (2 if shared_prefix else 4)
     with torch.no_grad():
         both = response_logps(model, together).sums
         alone = torch.cat([response_logps(model, collator([{"pair": p}])).sums for p in (a, b)])
-    assert torch.allclose(
-        both, alone[[0, 2, 1, 3]], atol=1e-4
-    )  # alone: (a chosen, a rejected, b chosen, ...)
+    # both: (a chosen, b chosen, a rejected, b rejected); alone: (a chosen, a rejected, b chosen, b rejected)
+    assert torch.allclose(both, alone[[0, 2, 1, 3]], atol=1e-4)

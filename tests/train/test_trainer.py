@@ -11,6 +11,7 @@ from transformers import AutoModelForImageTextToText
 
 from hadpo.config import load_config
 from hadpo.train.config import HADPOConfig
+from hadpo.train.data import PreferenceCollator
 from hadpo.train.run import build_trainer, run_training
 
 
@@ -44,15 +45,19 @@ def test_batch_loss_rewards_and_logps_equal_an_independent_computation(make_conf
     )
     trainer.model.eval()
     dataset = trainer.train_dataset
-    batch = trainer.data_collator([dataset[0], dataset[1], dataset[2]])
+    examples = [dataset[0], dataset[1], dataset[2]]
+    assert trainer.hadpo_info["pair_forward"] == "shared prefix" and "branch_ids" in trainer.data_collator(examples)
     with torch.no_grad():
-        loss = trainer.compute_loss(trainer.model, batch).item()
+        loss = trainer.compute_loss(trainer.model, trainer.data_collator(examples)).item()
 
     n = 3
+    # Each of the 2n sequences (prompt + one response) scored alone, from the two-sequence layout's rows.
+    collator = trainer.data_collator
+    sequences = PreferenceCollator(collator.processor, collator.family, shared_prefix=False)(examples)
     policy, ref = [], []
     for row in range(2 * n):
         for model, out in ((trainer.model, policy), (trainer.ref_model, ref)):
-            total, count = _independent_logps(model, batch, row)
+            total, count = _independent_logps(model, sequences, row)
             out.append(total / count if reduction == "mean" else total)
     pc, pr, rc, rr = (
         torch.tensor(x, dtype=torch.float64) for x in (policy[:n], policy[n:], ref[:n], ref[n:])
@@ -92,6 +97,31 @@ def test_three_reference_modes_agree_over_three_steps(make_config, tmp_path):
         for a, b in zip(histories["adapters"], histories[mode]):
             assert a == pytest.approx(b, abs=1e-5), mode
     assert list((tmp_path / "precomputed").glob("reference_logps-*.json"))
+
+
+def test_shared_prefix_and_two_sequences_train_the_same(make_config, tmp_path):
+    histories = {}
+    for shared in (True, False):
+        trainer = build_trainer(make_config(shared_prefix=shared, output_dir=str(tmp_path / str(shared))))
+        assert trainer.data_collator.shared_prefix is shared
+        assert trainer.hadpo_info["pair_forward"] == ("shared prefix" if shared else "two sequences")
+        trainer.train()
+        histories[shared] = _history(trainer)
+    assert abs(histories[True][-1][1]) > 1e-3  # the policy has moved away from the reference
+    for a, b in zip(histories[True], histories[False]):
+        assert a == pytest.approx(b, abs=1e-5)
+
+
+def test_a_model_without_block_masks_falls_back_to_two_sequences_and_says_so(make_config, caplog):
+    from hadpo.train import run
+
+    model = AutoModelForImageTextToText.from_pretrained(make_config().model_name_or_path)
+    assert run._shared_prefix(make_config(), model, None)
+    model.config.get_text_config()._attn_implementation = "flash_attention_2"
+    with caplog.at_level("WARNING", logger="hadpo.train.run"):
+        assert not run._shared_prefix(make_config(), model, None)
+    assert "two sequences per pair (the model cannot share the prefix: its attention implementation " \
+        "'flash_attention_2' takes no block mask" in caplog.text
 
 
 def _snapshot(model):

@@ -7,21 +7,25 @@ interrupted run resumes by skipping the question ids already in the file (issue 
 
 Two modes:
 - `generate`: decode up to `max_new_tokens` (greedy by default; beam search or seeded sampling configurable);
-- `logits`: one forward pass; compare the probability of the answer "yes" against that of "no", each summed
-  over its case variants ("yes", "Yes", "YES"), taking the tokens that the chat template writes after the
-  generation prompt (so tokenizers that prefix a space get "Ġyes" / "▁Yes", not "yes"). When an answer word is
-  several tokens (small vocabularies), its probability is teacher-forced from the prompt's key/value cache.
-  The record keeps both choices as `yes_prob` = P(yes) / (P(yes) + P(no)) and `margin` = log P(yes) - log P(no).
+- `logits`: compare the probability of the answer "yes" against that of "no", each summed over its case
+  variants ("yes", "Yes", "YES"), taking the tokens that the chat template writes after the generation prompt
+  (so tokenizers that prefix a space get "Ġyes" / "▁Yes", not "yes"). Consecutive questions about one image are
+  answered from one encoding of it, in one forward per batch (`hadpo.inference.image_prefix`); otherwise one
+  forward over the whole prompts. When an answer word is several tokens (small vocabularies), its probability
+  is teacher-forced. The record keeps both choices as `yes_prob` = P(yes) / (P(yes) + P(no)) and
+  `margin` = log P(yes) - log P(no).
 A generated answer is read as yes / no by POPE's official rule (`parse_answer`, Li et al. 2023, arXiv 2305.10355).
 
 Prompts take the model family's own format where hadpo has an adapter for it (`hadpo.models`: InstructBLIP's
 plain instruction, MiniGPT-4's template), else the processor's chat template; an encoder-decoder language model
-(InstructBLIP-FlanT5) answers in its decoder.
+(InstructBLIP-FlanT5) answers in its decoder. Launched on several processes (`accelerate launch`), the runner
+spreads each call's questions over them (`hadpo.inference.parallel`).
 """
 
 from __future__ import annotations
 
 import inspect
+import itertools
 import logging
 import math
 import re
@@ -37,6 +41,9 @@ from pydantic import Field
 from tqdm.auto import tqdm
 
 from hadpo.config import Config
+from hadpo.inference import parallel
+from hadpo.inference.image_prefix import prefix_answer_log_probs, split_prefix
+from hadpo.inference.packing import packing_unsupported
 from hadpo.records import (
     Answer,
     ImageRecord,
@@ -200,12 +207,17 @@ def run_queries(
     config: DecodingConfig | None = None,
     model_name: str = "",
     progress: bool = True,
+    shard: bool = True,
 ) -> RunSummary:
-    """Answer every query not yet in `output`, appending one `Answer` per query after each batch."""
+    """Answer every query not yet in `output`, appending one `Answer` per query after each batch. Launched on
+    several processes, rank 0's call spreads the questions over every rank (`hadpo.inference.parallel`);
+    `shard=False` answers them here only."""
     from hadpo.models import decoder_start_token_id, find_family
 
     config = config or DecodingConfig()
     output = Path(output)
+    if shard and parallel.world_size() > 1 and parallel.rank() == 0:
+        return _run_on_every_rank(model, processor, list(queries), output, config, model_name, progress)
     done = answered_ids(output, config.generation_settings(), model_name)
     queries = list(queries)
     todo = [q for q in queries if q.question_id not in done]
@@ -222,11 +234,12 @@ def run_queries(
     output.parent.mkdir(parents=True, exist_ok=True)
     output.touch()
     bar = tqdm(total=len(todo), desc=f"{config.mode} {output.name}", disable=not progress)
-    for start in range(0, len(todo), config.batch_size):
+    for chunk in _chunks(todo, config.batch_size, by_image=config.mode == "logits"):
         batch, images = [], []
-        for query in todo[start : start + config.batch_size]:
-            try:
-                images.append(_open_image(query.image))
+        for query in chunk:
+            try:  # consecutive questions about one image (POPE, MME) read it once
+                same = batch and batch[-1].image == query.image
+                images.append(images[-1] if same else _open_image(query.image))
                 batch.append(query)
             except OSError as error:
                 log.warning("question %s: cannot read image %s (%s); skipped", query.question_id, query.image,
@@ -235,11 +248,12 @@ def run_queries(
                 summary.skipped_ids.append(query.question_id)
         if batch:
             texts = [chat_prompt(processor, q.prompt, family) for q in batch]
-            inputs = processor(images=images, text=texts, return_tensors="pt", padding=True).to(config.device)
             if config.mode == "logits":
-                records = _logits_answers(model, inputs, yes_sequences, no_sequences, decoder_start,
+                records = _yes_no_answers(model, processor, batch, images, texts, yes_sequences + no_sequences,
+                                          len(yes_sequences), config.device, decoder_start,
                                           reuse_cache=not (family and family.mm_token_types))  # fmt: skip
             else:
+                inputs = processor(images=images, text=texts, return_tensors="pt", padding=True).to(config.device)
                 # Seeded per batch from its first question: reproducible, whatever ran before in the process.
                 torch.manual_seed(config.seed + zlib.crc32(batch[0].question_id.encode()))
                 records = _generated_answers(model, processor, inputs, batch, config, decoder_start is None)
@@ -247,9 +261,132 @@ def run_queries(
                 record.update(question_id=query.question_id, image_id=query.image_id, prompt=query.prompt,
                               mode=config.mode, model=model_name, generation=settings)
             summary.written += write_jsonl(output, (Answer(**r) for r in records), append=True)
-        bar.update(len(todo[start : start + config.batch_size]))
+        bar.update(len(chunk))
     bar.close()
     return summary
+
+
+def _run_on_every_rank(model, processor, queries: list[Query], output: Path, config: DecodingConfig,
+                       model_name: str, progress: bool) -> RunSummary:  # fmt: skip
+    """Rank 0 of a multi-process launch: merge what an interrupted run left in shards, send each rank a
+    contiguous slice of the rest (an image's questions on one rank), then merge the shards in question order."""
+    path = str(getattr(model, "name_or_path", "") or "")
+    if not path:
+        log.warning("%s: a model built in memory cannot be loaded by the other processes; rank 0 answers alone",
+                    output)  # fmt: skip
+        return run_queries(model, processor, queries, output, config, model_name, progress, shard=False)
+    _merge_shards(output, queries, config, model_name)
+    done = answered_ids(output, config.generation_settings(), model_name)
+    todo = [q for q in queries if q.question_id not in done]
+    slices = parallel.contiguous_slices(todo, parallel.world_size(), key=lambda query: query.image)
+    job = parallel.Job(path, config.dtype, slices, str(output), config, model_name)
+    statuses = parallel.dispatch(job, lambda job: _answer_slice(job, (model, processor), progress))
+    written = _merge_shards(output, queries, config, model_name)
+    failed = [f"rank {r}: {status['error']}" for r, status in enumerate(statuses) if status.get("error")]
+    if failed:
+        raise RuntimeError(f"{output}: " + "; ".join(failed) + " (answers so far are kept; run again to resume)")
+    skipped = [question_id for status in statuses for question_id in status["skipped"]]
+    return RunSummary(written=written, resumed=len(queries) - len(todo), skipped=len(skipped), skipped_ids=skipped)
+
+
+_WORKER_MODELS: dict[tuple, tuple] = {}  # (path, device, dtype) -> (model, processor) of a serving rank
+
+
+def _answer_slice(job: parallel.Job, loaded=None, progress: bool = False) -> dict:
+    """One rank's share of a job, appended to its shard; errors are reported to rank 0, not raised."""
+    try:
+        if loaded is None:
+            key = (job.model_path, parallel.device_for_rank(job.config.device), job.dtype)
+            if key not in _WORKER_MODELS:
+                _WORKER_MODELS.clear()
+                _WORKER_MODELS[key] = load_model(*key)
+            loaded = _WORKER_MODELS[key]
+        config = job.config.model_copy(update={"device": str(next(loaded[0].parameters()).device)})
+        summary = run_queries(*loaded, job.slices[parallel.rank()], parallel.shard_path(job.output, parallel.rank()),
+                              config, job.model_name, progress, shard=False)  # fmt: skip
+        return {"skipped": summary.skipped_ids}
+    except Exception as error:  # noqa: BLE001 - any failure is rank 0's to report
+        return {"error": f"{type(error).__name__}: {error}", "skipped": []}
+
+
+def _merge_shards(output: Path, queries: list[Query], config: DecodingConfig, model_name: str) -> int:
+    """Append the answers in `output`'s shards that it lacks, in question order, and delete the shards."""
+    shards = parallel.leftover_shards(output)
+    if not shards:
+        return 0
+    settings = config.generation_settings()
+    done = answered_ids(output, settings, model_name)
+    found: dict[str, Answer] = {}
+    for shard_file in shards:
+        answered_ids(shard_file, settings, model_name)  # the same model and settings; a cut last line dropped
+        for answer in iter_jsonl(shard_file, Answer):
+            found.setdefault(answer.question_id, answer)
+    order = {query.question_id: index for index, query in enumerate(queries)}
+    new = sorted((a for a in found.values() if a.question_id not in done),
+                 key=lambda answer: order.get(answer.question_id, len(order)))  # fmt: skip
+    output.parent.mkdir(parents=True, exist_ok=True)
+    written = write_jsonl(output, new, append=True) if new else 0
+    for shard_file in shards:
+        shard_file.unlink()
+    return written
+
+
+def serve_if_worker() -> bool:
+    """In a multi-process launch, join the process group; ranks > 0 then answer rank 0's questions until its
+    command ends, and return True (they have nothing else to do)."""
+    if parallel.world_size() == 1:
+        return False
+    parallel.start()
+    if parallel.rank() == 0:
+        return False
+    parallel.serve(_answer_slice)
+    return True
+
+
+def _chunks(queries: list[Query], size: int, by_image: bool) -> Iterable[list[Query]]:
+    """Batches of up to `size` queries; `by_image`: consecutive questions about one image stay in one batch
+    where they fit (they share that image's encoding), a batch holding whole groups of them."""
+    if not by_image:
+        yield from (queries[start : start + size] for start in range(0, len(queries), size))
+        return
+    chunk: list[Query] = []
+    for _, group in itertools.groupby(queries, key=lambda query: query.image):
+        group = list(group)
+        if chunk and len(chunk) + len(group) > size:
+            yield chunk
+            chunk = []
+        for start in range(0, len(group), size):
+            chunk += group[start : start + size]
+            if len(chunk) >= size:
+                yield chunk
+                chunk = []
+    if chunk:
+        yield chunk
+
+
+def _yes_no_answers(model, processor, batch: list[Query], images, texts: list[str], sequences: list[list[int]],
+                    n_yes: int, device: str, decoder_start: int | None, reuse_cache: bool) -> list[dict]:  # fmt: skip
+    """Logits-mode answers of a batch: each image's questions from one encoding of it (`image_prefix`, packed),
+    or whole, for images whose prompts cannot share one and for models that cannot read packed rows (an
+    encoder-decoder language model answers in its decoder)."""
+    groups = [list(indices) for _, indices in itertools.groupby(range(len(batch)), key=lambda i: batch[i].image)]
+    packable = decoder_start is None and packing_unsupported(model) is None
+    split = [split_prefix(processor, images[g[0]], [texts[i] for i in g]) if packable else None for g in groups]
+    log_probs: list[torch.Tensor | None] = [None] * len(batch)
+    shared = [(group, prefix) for group, prefix in zip(groups, split) if prefix is not None]
+    if shared:
+        rows = prefix_answer_log_probs(model, [prefix for _, prefix in shared], sequences)
+        for index, row in zip((i for group, _ in shared for i in group), rows):
+            log_probs[index] = row
+    whole = [i for group, prefix in zip(groups, split) if prefix is None for i in group]
+    if whole:
+        inputs = processor(images=[images[i] for i in whole], text=[texts[i] for i in whole], return_tensors="pt",
+                           padding=True).to(device)  # fmt: skip
+        rows = (_answer_log_probs(model, inputs, sequences, reuse_cache) if decoder_start is None
+                else _decoder_answer_log_probs(model, inputs, sequences, decoder_start))  # fmt: skip
+        for index, row in zip(whole, rows):
+            log_probs[index] = row
+    return _yes_no_records(torch.stack(log_probs), n_yes)
 
 
 def describe_images(
@@ -351,15 +488,10 @@ def _decoder_answer_log_probs(model, inputs, sequences: list[list[int]], start: 
     return torch.stack([columns[k] for k in range(len(sequences))], dim=1)
 
 
-def _logits_answers(model, inputs, yes_sequences: list[list[int]], no_sequences: list[list[int]],
-                    decoder_start: int | None = None, reuse_cache: bool = True) -> list[dict]:  # fmt: skip
-    sequences = yes_sequences + no_sequences
-    if decoder_start is None:
-        log_probs = _answer_log_probs(model, inputs, sequences, reuse_cache)  # (B, K)
-    else:
-        log_probs = _decoder_answer_log_probs(model, inputs, sequences, decoder_start)
-    log_yes = torch.logsumexp(log_probs[:, : len(yes_sequences)], dim=-1)  # (B,) summed over case variants
-    log_no = torch.logsumexp(log_probs[:, len(yes_sequences) :], dim=-1)
+def _yes_no_records(log_probs: torch.Tensor, n_yes: int) -> list[dict]:
+    """Answer records from (B, K) log-probs of the yes variants (first n_yes columns) and the no variants."""
+    log_yes = torch.logsumexp(log_probs[:, :n_yes], dim=-1)  # (B,) summed over case variants
+    log_no = torch.logsumexp(log_probs[:, n_yes:], dim=-1)
     records = []
     for ly, ln in zip(log_yes.tolist(), log_no.tolist()):
         margin = ly - ln

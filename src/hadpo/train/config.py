@@ -65,6 +65,12 @@ class HADPOConfig(TrainingArguments):
     too_long: str = _opt(
         "drop", "Pairs over max_length: drop (counted and logged) or error. Never truncated."
     )
+    shared_prefix: bool = _opt(
+        True,
+        "Encode image + prompt once per pair and score chosen and rejected from it (one packed row with a "
+        "block attention mask; same log-probs as two sequences). False: two sequences per pair. Models whose "
+        "attention takes no block mask (e.g. flash_attention_2) use two sequences either way (logged).",
+    )
     # --- objective ---
     beta: float = _opt(0.1, "DPO temperature beta (paper: 0.1).")
     loss_type: str = _opt("sigmoid", f"Preference loss: {', '.join(LOSS_TYPES)}.")

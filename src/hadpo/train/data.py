@@ -5,10 +5,11 @@
   *group*, and each epoch samples one rewrite per group afresh (the release sampled them once at load time).
 - The desc:QA mix is a pair of repeat factors per epoch: "2:1" shows every description group twice and every
   QA group once (the LLaVA-1.5 release; InstructBLIP used "1:2"); fractions pick a random share of the groups.
-- Collators apply the processor's chat template, put chosen and rejected of a batch of B pairs in one batch of
-  2B sequences (chosen first), mask prompt, image and padding tokens out of the labels and pad on the right,
-  so that a sequence's log-probs do not depend on how it is padded. Image tensors are repeated for the two
-  halves.
+- Collators apply the processor's chat template (one processor call per batch), mask prompt, image and padding
+  tokens out of the labels and pad on the right, so that a sequence's log-probs do not depend on how it is
+  padded. By default a pair is one packed row, `[prompt[:-1] | p, chosen | p, rejected]` with `branch_ids`
+  (the shared-prefix layout of `hadpo.train.logps`: image and prompt encoded once per pair, issue 13); with
+  `shared_prefix=False` B pairs are 2B sequences (chosen rows first), prompt and image tensors repeated.
 - Sequences are never truncated (that could cut through image tokens): too-long pairs are dropped with a count
   or fail the run, by option, before training starts.
 """
@@ -25,6 +26,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from hadpo.inference.packing import PADDING, PREFIX
 from hadpo.models.base import VLMFamily
 from hadpo.records import (
     ImageRecord,
@@ -245,21 +247,50 @@ class Encoder:
 
     def pad(self, prompts: list[torch.Tensor], responses: list[torch.Tensor]) -> dict:
         """Concatenate prompt + response per sequence, pad right; labels are the response tokens only."""
-        lengths = [len(p) + len(r) for p, r in zip(prompts, responses)]
-        if self.max_length is not None and max(lengths) > self.max_length:
-            raise ValueError(f"a sequence of {max(lengths)} tokens exceeds max_length {self.max_length}")
+        self._check_length(max(len(p) + len(r) for p, r in zip(prompts, responses)))
         if self.decoder_start_token_id is not None:
             return self._pad_encoder_decoder(prompts, responses)
-        width = max(lengths)
-        input_ids = torch.full((len(prompts), width), self.pad_id, dtype=torch.long)
-        labels = torch.full((len(prompts), width), IGNORE_INDEX, dtype=torch.long)
-        attention_mask = torch.zeros((len(prompts), width), dtype=torch.long)
-        for row, (prompt, response) in enumerate(zip(prompts, responses)):
-            n_prompt, n = len(prompt), len(prompt) + len(response)
-            input_ids[row, :n] = torch.cat([prompt, response])
-            labels[row, n_prompt:n] = response
-            attention_mask[row, :n] = 1
+        rows = [
+            (torch.cat([prompt, response]), torch.cat([torch.full_like(prompt, IGNORE_INDEX), response]), None)
+            for prompt, response in zip(prompts, responses)
+        ]
+        return self._stack(rows)
+
+    def pack(self, prompts: list[torch.Tensor], branches: list[list[torch.Tensor]]) -> dict:
+        """One row per prompt: `[prompt[:-1] | p, branches[0][i] | p, branches[1][i] ...]` with `branch_ids`
+        (0 prompt, k for branch k, -1 padding), `p` the prompt's last token; labels are the responses."""
+        self._check_length(max(len(p) + len(r) for responses in branches for p, r in zip(prompts, responses)))
+        rows = []
+        for i, prompt in enumerate(prompts):
+            ids, labels, branch_ids = [prompt[:-1]], [torch.full_like(prompt[:-1], IGNORE_INDEX)], [PREFIX]
+            lengths = [len(prompt) - 1]
+            for branch, responses in enumerate(branches, start=1):
+                ids += [prompt[-1:], responses[i]]
+                labels += [torch.tensor([IGNORE_INDEX]), responses[i]]
+                branch_ids.append(branch)
+                lengths.append(1 + len(responses[i]))
+            segments = torch.tensor(branch_ids).repeat_interleave(torch.tensor(lengths))
+            rows.append((torch.cat(ids), torch.cat(labels), segments))
+        return self._stack(rows)
+
+    def _check_length(self, longest: int) -> None:
+        if self.max_length is not None and longest > self.max_length:
+            raise ValueError(f"a sequence of {longest} tokens exceeds max_length {self.max_length}")
+
+    def _stack(self, rows: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]]) -> dict:
+        width = max(len(ids) for ids, _, _ in rows)
+        input_ids = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
+        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+        branch_ids = torch.full((len(rows), width), PADDING, dtype=torch.long)
+        for row, (ids, row_labels, segments) in enumerate(rows):
+            n = len(ids)
+            input_ids[row, :n], labels[row, :n], attention_mask[row, :n] = ids, row_labels, 1
+            if segments is not None:
+                branch_ids[row, :n] = segments
         batch = {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
+        if rows[0][2] is not None:
+            batch["branch_ids"] = branch_ids
         if self.family.mm_token_types:
             batch["mm_token_type_ids"] = (input_ids == self.family.image_token_id(self.processor)).long()
         return batch
@@ -287,16 +318,32 @@ def _right_padded(rows: list[torch.Tensor], pad_id: int) -> tuple[torch.Tensor, 
 
 
 class PreferenceCollator(Encoder):
-    """B pairs -> 2B sequences (chosen rows 0..B-1, rejected rows B..2B-1)."""
+    """B pairs -> B packed rows (`shared_prefix`, the default) or 2B sequences (chosen rows 0..B-1, rejected
+    rows B..2B-1). Either way `response_logps` returns chosen log-probs first, then rejected."""
+
+    def __init__(
+        self,
+        processor,
+        family: VLMFamily,
+        max_length: int | None = None,
+        decoder_start_token_id: int | None = None,
+        shared_prefix: bool = True,
+    ):
+        super().__init__(processor, family, max_length, decoder_start_token_id)
+        # An encoder-decoder LM reads the prompt in its encoder: there is no prefix to share in the decoder.
+        self.shared_prefix = shared_prefix and decoder_start_token_id is None
 
     def __call__(self, examples: list[dict]) -> dict:
         pairs = [example["pair"] for example in examples]
         prompt_ids, image_inputs = self.prompts([(pair.images, pair.prompt) for pair in pairs])
-        responses = [self.response(pair.chosen) for pair in pairs] + [
-            self.response(pair.rejected) for pair in pairs
-        ]
-        batch = self.pad(prompt_ids + prompt_ids, responses)
-        batch.update({key: torch.cat([value, value]) for key, value in image_inputs.items()})
+        chosen = [self.response(pair.chosen) for pair in pairs]
+        rejected = [self.response(pair.rejected) for pair in pairs]
+        if self.shared_prefix and self.decoder_start_token_id is None:
+            batch = self.pack(prompt_ids, [chosen, rejected])
+            batch.update(image_inputs)
+        else:
+            batch = self.pad(prompt_ids + prompt_ids, chosen + rejected)
+            batch.update({key: torch.cat([value, value]) for key, value in image_inputs.items()})
         if examples[0].get("ref") is not None:
             refs = torch.tensor([example["ref"] for example in examples], dtype=torch.float64)
             batch["ref_sums"] = torch.cat([refs[:, 0], refs[:, 2]]).float()

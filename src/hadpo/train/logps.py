@@ -1,14 +1,25 @@
 """Response log-probs: the one place where a model's logits become per-sequence log-probabilities.
 
 Every caller (the DPO policy and reference passes, the auxiliary SFT loss, the precomputed reference cache,
-the tests) goes through `response_logps`, so that a faster forward (one that encodes the image and prompt once
-per pair instead of once per response, issue 5) can replace it behind the same interface: a function
-`(model, batch) -> ResponseLogps`.
+the tests) goes through `response_logps(model, batch) -> ResponseLogps`, which reads the batch's layout:
 
-A batch is what the collators in `hadpo.train.data` build: `input_ids`, `attention_mask`, `labels` (-100 on
-prompt, image and padding tokens), the processor's image tensors (with an encoder-decoder language model also
-`decoder_input_ids` / `decoder_attention_mask`, the labels then following the decoder), and optional non-model
-keys listed in `NON_MODEL_KEYS`.
+- **shared prefix** (the default for pairs, issue 13): one packed row per pair,
+  `[prompt[:-1] | p, chosen | p, rejected]`, where `p` is the prompt's last token, written once per branch.
+  `branch_ids` says what each column is (0 prompt, 1 chosen branch, 2 rejected branch, -1 padding); the block
+  attention mask and position ids of `hadpo.inference.packing` let a branch see the prompt and its own earlier
+  tokens only, numbered as if it followed the prompt alone. So each branch computes exactly what its own
+  two-sequence row `[prompt, response]` would, while the vision tower and the image + prompt tokens run once per
+  pair instead of twice (LLaVA-1.5: 576 image tokens before a ~100-token answer). `p` opens each branch (rather than being shared) because its logits
+  predict the branch's first token: a shared `p` would give the rejected branch's first token to the chosen
+  branch's last one. Gradients reach the prompt from both branches, as they do through two sequences.
+- **sequences**: one row per (prompt, response), the prompt repeated (`PreferenceCollator(shared_prefix=False)`
+  and every SFT batch). Models that cannot read packed rows use it (`packing_unsupported`: a flash-attention
+  language model, an encoder-decoder one). With an encoder-decoder language model (InstructBLIP-FlanT5) the
+  batch also holds `decoder_input_ids` / `decoder_attention_mask`, the labels then following the decoder.
+
+Both give the same log-probs (fp32: within 1e-5) and gradients (tests/train/test_logps.py, every family).
+A batch also holds `labels` (-100 except on response tokens), the processor's image tensors, and optional
+non-model keys listed in `NON_MODEL_KEYS`.
 """
 
 from __future__ import annotations
@@ -18,9 +29,11 @@ from dataclasses import dataclass
 
 import torch
 
+from hadpo.inference.packing import packed_inputs
+
 IGNORE_INDEX = -100
 # Keys a collator may add that are not model inputs.
-NON_MODEL_KEYS = ("labels", "ref_sums", "ref_counts")
+NON_MODEL_KEYS = ("labels", "ref_sums", "ref_counts", "branch_ids")
 
 
 @dataclass
@@ -60,17 +73,28 @@ def token_logps(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tenso
 
 
 def response_logps(model: torch.nn.Module, batch: dict) -> ResponseLogps:
-    """One forward pass over every sequence of `batch`; sums of response-token log-probs per sequence.
+    """Sums of response-token log-probs per sequence, from one forward pass over `batch` (either layout).
 
     Only positions from the first response token of the batch on go through the LM head (`logits_to_keep`):
-    the image and prompt tokens before it (576 image tokens in LLaVA-1.5) never need vocabulary logits."""
+    the image and prompt tokens before it never need vocabulary logits. With a shared prefix the result has one
+    entry per branch and pair, branch-major: (chosen of pairs 0..B-1, rejected of pairs 0..B-1)."""
     labels = batch["labels"]
     width = labels.shape[1]
     answered = (labels != IGNORE_INDEX).any(dim=0).nonzero()
     first = max(int(answered[0]) if len(answered) else width - 1, 1)
     keep = width - first + 1  # logits at positions first-1 .. width-1 predict tokens first .. width-1
-    outputs = model(**model_inputs(batch), use_cache=False, logits_to_keep=keep)
+    inputs = model_inputs(batch)
+    if "branch_ids" in batch:
+        inputs.update(packed_inputs(model, batch))
+    outputs = model(**inputs, use_cache=False, logits_to_keep=keep)
     # An encoder-decoder (InstructBLIP-FlanT5) ignores logits_to_keep: its labels line up with the decoder's
     # logits (see hadpo.train.data.Encoder), of which the same last `keep` are read.
     logps, mask = token_logps(outputs.logits[:, -keep:], labels[:, width - keep :])
-    return ResponseLogps(sums=logps.sum(-1), counts=mask.sum(-1))
+    if "branch_ids" not in batch:
+        return ResponseLogps(sums=logps.sum(-1), counts=mask.sum(-1))
+    branches = batch["branch_ids"][:, width - keep + 1 :]  # aligned with the shifted labels
+    ids = range(1, int(batch["branch_ids"].max()) + 1)
+    return ResponseLogps(
+        sums=torch.cat([(logps * (branches == b)).sum(-1) for b in ids]),
+        counts=torch.cat([(mask & (branches == b)).sum(-1) for b in ids]),
+    )

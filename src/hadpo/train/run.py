@@ -17,6 +17,7 @@ from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from hadpo.config import save_config
+from hadpo.inference.packing import packing_unsupported
 from hadpo.models import VLMFamily, decoder_start_token_id, disable_dropout, get_family
 from hadpo.models.base import model_location_problem
 from hadpo.records import RecordError, check_dir
@@ -152,6 +153,7 @@ def build_trainer(config: HADPOConfig, callbacks=None, processor=None) -> HADPOT
             ref_model = load_model(config.ref_model_name_or_path, config, family)
         else:
             ref_model = copy.deepcopy(model) if config.reference == "copy" else model
+    collator.shared_prefix = _shared_prefix(config, model, ref_model)
     if config.reference == "precomputed":
         ref_name = config.ref_model_name_or_path or config.model_name_or_path
         fingerprint = model_fingerprint(ref_model, ref_name)
@@ -184,9 +186,27 @@ def build_trainer(config: HADPOConfig, callbacks=None, processor=None) -> HADPOT
         sft_collator=sft_collator,
         callbacks=callbacks,
     )
-    trainer.hadpo_info = {"family": family.name, "lora_target": config.lora_target or family.lora_target_regex,
-                          "data": {**dataset.stats(), "dropped_too_long": dropped}}  # fmt: skip
+    trainer.hadpo_info = {
+        "family": family.name,
+        "lora_target": config.lora_target or family.lora_target_regex,
+        "pair_forward": "shared prefix" if collator.shared_prefix else "two sequences",
+        "data": {**dataset.stats(), "dropped_too_long": dropped},
+    }
     return trainer
+
+
+def _shared_prefix(config: HADPOConfig, model, ref_model) -> bool:
+    """Whether pairs are packed with a shared prefix (issue 13); says which pair forward the run uses."""
+    reason = None if config.shared_prefix else "shared_prefix is false"
+    for name, candidate in (("model", model), ("reference model", ref_model)):
+        if reason is None and candidate is not None:
+            why = packing_unsupported(candidate)
+            reason = f"the {name} cannot share the prefix: {why}" if why else None
+    if reason is None:
+        log.info("pair forward: shared prefix (image + prompt encoded once per pair, chosen and rejected packed)")
+        return True
+    log.warning("pair forward: two sequences per pair (%s)", reason)
+    return False
 
 
 def _pairs_dataset(path, family, collator, config: HADPOConfig, mix: str, shuffle: bool):
@@ -270,7 +290,8 @@ def model_card(trainer: HADPOTrainer) -> str:
         "",
         "Trained with hadpo's HA-DPO objective (arXiv 2311.16839): L = L_dpo + gamma * L_sft.",
         "",
-        f"- family: {info.get('family', config.family)}; tuning: {tuning} ({config.finetuning})",
+        f"- family: {info.get('family', config.family)}; tuning: {tuning} ({config.finetuning}); "
+        f"pair forward: {info.get('pair_forward', 'unknown')}",
         f"- data: `{config.pairs}`: {json.dumps(info.get('data', {}))}; mix desc:qa {config.data_mix}",
         f"- objective: loss {config.loss_type}, beta {config.beta}, log-probs {config.logps_reduction}, "
         f"reference {config.reference}, gamma {config.gamma} (sft data {config.sft_data})",
