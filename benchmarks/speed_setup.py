@@ -1,0 +1,187 @@
+"""What the speed benchmarks (train_speed.py, eval_speed.py) share: random-init LLaVA models with LLaVA-1.5's
+proportions, their data, runs in child processes (each side its own process, so its peak memory is its own),
+interleaved, and the median / spread summary.
+
+Shapes (built from config, no download):
+- `tiny`: 144 image tokens (192-pixel images, 16-pixel patches; LLaVA-1.5 has 576), a 4-layer Llama of width
+  256 and a 2-layer CLIP tower of width 64: the tower holds ~5 % of the language model's parameters
+  (LLaVA-1.5-7B: 0.3 B / 6.7 B = 4.5 %), the LM head ~2 % (LLaVA-1.5-7B: 2 %).
+- `llava15-7b`: LLaVA-1.5-7B's shapes (CLIP ViT-L/14-336, 576 image tokens, feature layer -2, 2-layer MLP
+  projector, Llama-7B with a 32,064-token head); for a GPU.
+The tokenizer is trained on a few words, so responses are word sequences of a set token length.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from PIL import Image
+from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
+
+from hadpo.world.tiny import IMAGE_TOKEN, TinyLlavaSpec, build_processor, train_tokenizer
+
+WORDS = (
+    "there is a red square blue circle green knife on the table left right top of the image and a dog".split()
+)
+PROMPT = "Describe this image in detail."
+# The tokenizer's corpus: the response words, the prompt and the chat template's words, so the prompt text is a
+# dozen tokens as in LLaVA-1.5 (image tokens ~90 % of the prompt).
+CORPUS = [" ".join(WORDS), PROMPT, "USER: ASSISTANT:", "Is there a dog in the image? yes no Yes No YES NO",
+          "Answer the question using a single word or phrase."]
+# Dense bf16 peak of common accelerators, TFLOP/s (vendor figures), for model FLOPs utilisation.
+PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0, "L4": 121.0}
+
+
+@dataclass(frozen=True)
+class Shape:
+    image_size: int
+    patch_size: int
+    vision_hidden: int
+    vision_layers: int
+    vision_heads: int
+    vision_intermediate: int
+    vision_feature_layer: int
+    text_hidden: int
+    text_layers: int
+    text_heads: int
+    text_intermediate: int
+    vocab_size: int | None  # None: the tokenizer's own size
+
+    @property
+    def image_tokens(self) -> int:
+        return (self.image_size // self.patch_size) ** 2
+
+
+SHAPES = {
+    "tiny": Shape(192, 16, 64, 2, 4, 256, -1, 256, 4, 4, 688, None),
+    "tiny-576": Shape(384, 16, 64, 2, 4, 256, -1, 256, 4, 4, 688, None),
+    "llava15-7b": Shape(336, 14, 1024, 24, 16, 4096, -2, 4096, 32, 32, 11008, 32064),
+}
+
+
+def build_model(name: str, device: str = "cpu", dtype: torch.dtype = torch.float32, seed: int = 0):
+    """(model, processor) with random weights, the same for the same seed in every process."""
+    shape = SHAPES[name]
+    tokenizer = train_tokenizer(CORPUS * 50, vocab_size=400)
+    vision = CLIPVisionConfig(
+        hidden_size=shape.vision_hidden,
+        intermediate_size=shape.vision_intermediate,
+        num_hidden_layers=shape.vision_layers,
+        num_attention_heads=shape.vision_heads,
+        image_size=shape.image_size,
+        patch_size=shape.patch_size,
+    )
+    text = LlamaConfig(
+        vocab_size=shape.vocab_size or len(tokenizer),
+        hidden_size=shape.text_hidden,
+        intermediate_size=shape.text_intermediate,
+        num_hidden_layers=shape.text_layers,
+        num_attention_heads=shape.text_heads,
+        num_key_value_heads=shape.text_heads,
+        max_position_embeddings=4096,
+        pad_token_id=tokenizer.pad_token_id,
+        tie_word_embeddings=False,
+    )
+    config = LlavaConfig(
+        vision_config=vision,
+        text_config=text,
+        image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
+        image_seq_length=shape.image_tokens,
+        vision_feature_layer=shape.vision_feature_layer,
+        vision_feature_select_strategy="default",
+    )
+    config.pad_token_id = tokenizer.pad_token_id
+    torch.manual_seed(seed)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            model = LlavaForConditionalGeneration(config)
+    finally:
+        torch.set_default_dtype(default)
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    spec = TinyLlavaSpec(image_size=shape.image_size, patch_size=shape.patch_size)
+    return model.eval(), build_processor(tokenizer, spec)
+
+
+def parameter_shares(model) -> dict[str, float]:
+    """Vision tower and LM head parameters as fractions of the language model's."""
+
+    def count(module):
+        return sum(p.numel() for p in module.parameters())
+
+    language = count(model.model.language_model)
+    return {"vision": count(model.model.vision_tower) / language, "head": count(model.lm_head) / language}
+
+
+def words(tokenizer, n_tokens: int, generator: torch.Generator) -> str:
+    """A sentence of random WORDS that tokenizes to `n_tokens` tokens or just over."""
+    text: list[str] = []
+    while len(tokenizer(" ".join(text) + ".", add_special_tokens=False)["input_ids"]) < n_tokens:
+        text.append(WORDS[int(torch.randint(len(WORDS), (1,), generator=generator))])
+    return " ".join(text) + "."
+
+
+def write_images(folder: Path, n: int, size: int, seed: int = 0) -> list[Path]:
+    """n random-noise RGB images (PNG), so no two are alike."""
+    generator = torch.Generator().manual_seed(seed)
+    paths = []
+    for i in range(n):
+        pixels = torch.randint(0, 256, (size, size, 3), generator=generator, dtype=torch.uint8)
+        paths.append(folder / f"{i}.png")
+        Image.fromarray(pixels.numpy()).save(paths[-1])
+    return paths
+
+
+def set_threads(threads: int) -> None:
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    torch.set_num_threads(threads)
+
+
+def peak_memory_mb(device: str) -> float:
+    """Peak GPU memory allocated by torch (cuda), else this process's peak resident set size."""
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**10
+
+
+def peak_tflops(device: str, given: float | None) -> float | None:
+    if given is not None or not device.startswith("cuda"):
+        return given
+    name = torch.cuda.get_device_name()
+    return next((value for key, value in PEAK_TFLOPS.items() if key in name), None)
+
+
+def run_child(script: str, argv: list[str]) -> dict:
+    """Run `script argv --child ...` in a fresh process; its last 'RESULT {json}' line."""
+    done = subprocess.run([sys.executable, script, *argv], capture_output=True, text=True, env=os.environ)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode or not lines:
+        raise RuntimeError(f"{' '.join(argv)} failed:\n{done.stderr[-4000:]}")
+    return json.loads(lines[-1].removeprefix("RESULT "))
+
+
+def report(result: dict) -> None:
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def interleaved(sides: list[str], runs: int) -> list[str]:
+    """Run order: every side once per round, the order reversed every other round."""
+    order = []
+    for round_ in range(runs):
+        order += sides if round_ % 2 == 0 else sides[::-1]
+    return order
+
+
+def spread(values: list[float]) -> tuple[float, float, float]:
+    """(median, min, max)."""
+    return statistics.median(values), min(values), max(values)
