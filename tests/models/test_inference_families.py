@@ -8,14 +8,9 @@ import pytest
 import torch
 from PIL import Image
 
-from hadpo.inference import (
-    ANSWER_VARIANTS,
-    _answer_log_probs,
-    _decoder_answer_log_probs,
-    answer_token_ids,
-    chat_prompt,
-)
+from hadpo.inference import ANSWER_VARIANTS, answer_token_ids, chat_prompt
 from hadpo.inference import load_model as load_for_inference
+from hadpo.inference.yes_no import answer_log_probs, decoder_answer_log_probs
 from hadpo.models import decoder_start_token_id
 from hadpo.records import SFTExample
 from hadpo.train.data import SFTCollator
@@ -44,9 +39,9 @@ def test_yes_no_log_probs_are_the_ones_training_computes(family_model, tmp_path)
         (sequence,) = answer_token_ids(processor, [word], family)
         with torch.no_grad():
             if decoder_start is None:
-                asked = _answer_log_probs(model, inputs, [sequence], reuse_cache=not family.mm_token_types)[0, 0]
+                asked = answer_log_probs(model, inputs, [sequence], reuse_cache=not family.mm_token_types)[0, 0]
             else:
-                asked = _decoder_answer_log_probs(model, inputs, [sequence], decoder_start)[0, 0]
+                asked = decoder_answer_log_probs(model, inputs, [sequence], decoder_start)[0, 0]
             batch = SFTCollator(processor, family, decoder_start_token_id=decoder_start)(
                 [SFTExample(images=[str(image)], prompt=question, response=word)]
             )

@@ -27,6 +27,11 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# Verbs whose model work is inference: under `accelerate launch` rank 0 runs them and the other ranks answer
+# its questions (hadpo.inference.parallel); `train` uses every rank itself (DDP).
+DATA_PARALLEL_INFERENCE = ("eval", "pairs")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run one verb; every failure ends in one line on stderr and an exit code (hadpo.errors, docs/errors.md)."""
     parser = build_parser()
@@ -37,6 +42,19 @@ def main(argv: list[str] | None = None) -> int:
             handler.addFilter(RedactingFilter())
     for name in ("httpx", "httpx2", "httpcore", "openai"):  # an INFO line per HTTP request buries the warnings
         logging.getLogger(name).setLevel(logging.NOTSET if args.verbose else logging.WARNING)
+    if args.command in DATA_PARALLEL_INFERENCE:
+        from hadpo.inference import parallel, serve_if_worker
+
+        if serve_if_worker():
+            return 0
+        try:
+            return _run(args)
+        finally:
+            parallel.release()
+    return _run(args)
+
+
+def _run(args) -> int:
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:

@@ -7,12 +7,8 @@ interrupted run resumes by skipping the question ids already in the file (issue 
 
 Two modes:
 - `generate`: decode up to `max_new_tokens` (greedy by default; beam search or seeded sampling configurable);
-- `logits`: compare the probability of the answer "yes" against that of "no", each summed over its case
-  variants ("yes", "Yes", "YES"), taking the tokens that the chat template writes after the generation prompt
-  (so tokenizers that prefix a space get "Ġyes" / "▁Yes", not "yes"). Consecutive questions about one image are
-  answered from one encoding of it, in one forward per batch (`hadpo.inference.image_prefix`); otherwise one
-  forward over the whole prompts. When an answer word is several tokens (small vocabularies), its probability
-  is teacher-forced. The record keeps both choices as `yes_prob` = P(yes) / (P(yes) + P(no)) and
+- `logits`: answer yes/no from the next-token probabilities of the answer words (`hadpo.inference.yes_no`:
+  an image's questions from one encoding of it); the record keeps `yes_prob` = P(yes) / (P(yes) + P(no)) and
   `margin` = log P(yes) - log P(no).
 A generated answer is read as yes / no by POPE's official rule (`parse_answer`, Li et al. 2023, arXiv 2305.10355).
 
@@ -24,13 +20,10 @@ spreads each call's questions over them (`hadpo.inference.parallel`).
 
 from __future__ import annotations
 
-import inspect
 import itertools
 import logging
-import math
-import re
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -42,8 +35,14 @@ from tqdm.auto import tqdm
 
 from hadpo.config import Config
 from hadpo.inference import parallel
-from hadpo.inference.image_prefix import prefix_answer_log_probs, split_prefix
-from hadpo.inference.packing import packing_unsupported
+from hadpo.inference.yes_no import (
+    ANSWER_VARIANTS,
+    answer_token_ids,
+    leading_yes_no,
+    mode_agreement,
+    parse_answer,
+    yes_no_answers,
+)
 from hadpo.records import (
     Answer,
     ImageRecord,
@@ -57,9 +56,26 @@ from hadpo.records import (
 if TYPE_CHECKING:
     from hadpo.models import VLMFamily
 
+__all__ = [
+    "ANSWER_VARIANTS",
+    "DESCRIBE_PROMPT",
+    "DecodingConfig",
+    "Query",
+    "RunSummary",
+    "answer_token_ids",
+    "answered_ids",
+    "chat_prompt",
+    "describe_images",
+    "leading_yes_no",
+    "load_model",
+    "mode_agreement",
+    "parse_answer",
+    "run_queries",
+    "serve_if_worker",
+]
+
 log = logging.getLogger(__name__)
 
-ANSWER_VARIANTS = {"yes": ("yes", "Yes", "YES"), "no": ("no", "No", "NO")}
 DESCRIBE_PROMPT = "Describe this image in detail."
 GENERATE_ONLY = ("max_new_tokens", "num_beams", "do_sample", "temperature", "top_p")  # unused in logits mode
 
@@ -138,43 +154,6 @@ def chat_prompt(processor, text: str, family: VLMFamily | None = None) -> str:
     return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
 
-def answer_token_ids(processor, answers: Sequence[str], family: VLMFamily | None = None) -> list[list[int]]:
-    """The distinct token sequences of each answer word as the chat template writes it after the generation
-    prompt (usually one token, e.g. "▁Yes" or "Ġyes").
-
-    The template decides whether a space separates "ASSISTANT:" from the answer, so tokenise the conversation
-    with and without the assistant turn and take what follows the prompt, up to the end of the word; fall back
-    to the word tokenised alone after a space. A family whose format tokenises the answer apart from the prompt
-    (`separate_answer_tokens`: InstructBLIP, MiniGPT-4) gets the answer tokenised alone, as its collator trains
-    it."""
-    tokenizer = getattr(processor, "tokenizer", processor)
-    if family is not None and family.separate_answer_tokens:
-        continuations = [tokenizer(family.response_text(processor, answer), add_special_tokens=False)["input_ids"]
-                         for answer in answers]  # fmt: skip
-    else:
-        continuations = [_continuation_in_turn(processor, tokenizer, answer) for answer in answers]
-    sequences: list[list[int]] = []
-    for answer, continuation in zip(answers, continuations):
-        for size in range(1, len(continuation) + 1):
-            if tokenizer.decode(continuation[:size]).strip() == answer:
-                continuation = continuation[:size]
-                break
-        if continuation and continuation not in sequences:
-            sequences.append(continuation)
-    return sequences
-
-
-def _continuation_in_turn(processor, tokenizer, answer: str) -> list[int]:
-    user = [{"role": "user", "content": [{"type": "text", "text": "q"}]}]
-    prompt_text = processor.apply_chat_template(user, add_generation_prompt=True, tokenize=False)
-    prompt_ids = tokenizer(prompt_text, add_special_tokens=False)["input_ids"]
-    turn = user + [{"role": "assistant", "content": [{"type": "text", "text": answer}]}]
-    full_ids = tokenizer(processor.apply_chat_template(turn, tokenize=False), add_special_tokens=False)["input_ids"]
-    if full_ids[: len(prompt_ids)] == prompt_ids:
-        return full_ids[len(prompt_ids) :]
-    return tokenizer(" " + answer, add_special_tokens=False)["input_ids"]
-
-
 def _open_image(path: Path) -> Image.Image:
     with Image.open(path) as image:
         return image.convert("RGB")
@@ -216,10 +195,12 @@ def run_queries(
 
     config = config or DecodingConfig()
     output = Path(output)
-    if shard and parallel.world_size() > 1 and parallel.rank() == 0:
-        return _run_on_every_rank(model, processor, list(queries), output, config, model_name, progress)
-    done = answered_ids(output, config.generation_settings(), model_name)
     queries = list(queries)
+    if shard:
+        _merge_shards(output, queries, config, model_name)  # what an interrupted multi-process run answered
+        if parallel.world_size() > 1 and parallel.rank() == 0:
+            return _run_on_every_rank(model, processor, queries, output, config, model_name, progress)
+    done = answered_ids(output, config.generation_settings(), model_name)
     todo = [q for q in queries if q.question_id not in done]
     summary = RunSummary(resumed=len(queries) - len(todo))
     if summary.resumed:
@@ -249,7 +230,7 @@ def run_queries(
         if batch:
             texts = [chat_prompt(processor, q.prompt, family) for q in batch]
             if config.mode == "logits":
-                records = _yes_no_answers(model, processor, batch, images, texts, yes_sequences + no_sequences,
+                records = yes_no_answers(model, processor, batch, images, texts, yes_sequences + no_sequences,
                                           len(yes_sequences), config.device, decoder_start,
                                           reuse_cache=not (family and family.mm_token_types))  # fmt: skip
             else:
@@ -268,14 +249,13 @@ def run_queries(
 
 def _run_on_every_rank(model, processor, queries: list[Query], output: Path, config: DecodingConfig,
                        model_name: str, progress: bool) -> RunSummary:  # fmt: skip
-    """Rank 0 of a multi-process launch: merge what an interrupted run left in shards, send each rank a
-    contiguous slice of the rest (an image's questions on one rank), then merge the shards in question order."""
+    """Rank 0 of a multi-process launch: send each rank a contiguous slice of the questions left (an image's
+    questions on one rank), then merge the ranks' shards in question order."""
     path = str(getattr(model, "name_or_path", "") or "")
     if not path:
         log.warning("%s: a model built in memory cannot be loaded by the other processes; rank 0 answers alone",
                     output)  # fmt: skip
         return run_queries(model, processor, queries, output, config, model_name, progress, shard=False)
-    _merge_shards(output, queries, config, model_name)
     done = answered_ids(output, config.generation_settings(), model_name)
     todo = [q for q in queries if q.question_id not in done]
     slices = parallel.contiguous_slices(todo, parallel.world_size(), key=lambda query: query.image)
@@ -364,31 +344,6 @@ def _chunks(queries: list[Query], size: int, by_image: bool) -> Iterable[list[Qu
         yield chunk
 
 
-def _yes_no_answers(model, processor, batch: list[Query], images, texts: list[str], sequences: list[list[int]],
-                    n_yes: int, device: str, decoder_start: int | None, reuse_cache: bool) -> list[dict]:  # fmt: skip
-    """Logits-mode answers of a batch: each image's questions from one encoding of it (`image_prefix`, packed),
-    or whole, for images whose prompts cannot share one and for models that cannot read packed rows (an
-    encoder-decoder language model answers in its decoder)."""
-    groups = [list(indices) for _, indices in itertools.groupby(range(len(batch)), key=lambda i: batch[i].image)]
-    packable = decoder_start is None and packing_unsupported(model) is None
-    split = [split_prefix(processor, images[g[0]], [texts[i] for i in g]) if packable else None for g in groups]
-    log_probs: list[torch.Tensor | None] = [None] * len(batch)
-    shared = [(group, prefix) for group, prefix in zip(groups, split) if prefix is not None]
-    if shared:
-        rows = prefix_answer_log_probs(model, [prefix for _, prefix in shared], sequences)
-        for index, row in zip((i for group, _ in shared for i in group), rows):
-            log_probs[index] = row
-    whole = [i for group, prefix in zip(groups, split) if prefix is None for i in group]
-    if whole:
-        inputs = processor(images=[images[i] for i in whole], text=[texts[i] for i in whole], return_tensors="pt",
-                           padding=True).to(device)  # fmt: skip
-        rows = (_answer_log_probs(model, inputs, sequences, reuse_cache) if decoder_start is None
-                else _decoder_answer_log_probs(model, inputs, sequences, decoder_start))  # fmt: skip
-        for index, row in zip(whole, rows):
-            log_probs[index] = row
-    return _yes_no_records(torch.stack(log_probs), n_yes)
-
-
 def describe_images(
     model_path: str, images_file: str | Path, output: str | Path, config: DecodingConfig,
     prompt: str = DESCRIBE_PROMPT, progress: bool = True,
@@ -401,7 +356,6 @@ def describe_images(
     model, processor = load_model(model_path, config.device, config.dtype)
     run_queries(model, processor, queries, output, config, model_name=str(model_path), progress=progress)
     return Path(output)
-
 
 
 @torch.no_grad()
@@ -417,119 +371,3 @@ def _generated_answers(model, processor, inputs, batch: list[Query], config: Dec
     texts = processor.batch_decode(new_tokens, skip_special_tokens=True)
     return [{"text": text.strip()} for text in texts]
 
-
-@torch.no_grad()
-def _answer_log_probs(model, inputs, sequences: list[list[int]], reuse_cache: bool = True) -> torch.Tensor:
-    """(B, K) log P(sequence k | prompt of row b): one forward over the prompts gives every single-token answer;
-    a multi-token answer continues from the prompts' key/value cache with its own tokens (teacher forcing), the
-    cache cut back to the prompt afterwards. Without `reuse_cache` (Qwen2-VL's M-RoPE derives positions from the
-    whole attention mask), or when the output carries no cache (InstructBLIP keeps it inside its language
-    model's output), the prompt, images included, is read again with the answer after it."""
-    # No position_ids: the model derives them as in its own first generation step (rotary models see only
-    # relative positions; OPT-style models count them from the attention mask; Qwen2-VL builds 3-D ones).
-    multi_token = any(len(sequence) > 1 for sequence in sequences)
-    output = model(**inputs, use_cache=multi_token and reuse_cache)
-    first = torch.log_softmax(output.logits[:, -1, :].float(), dim=-1)  # (B, V) the answer's first token
-    columns = []
-    mask = inputs["attention_mask"]
-    batch_size = mask.shape[0]
-    # transformers 5 names the key/value cache `cache`; 4.x names it `past_key_values`.
-    cache_argument = "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
-    cache = getattr(output, cache_argument, None) if multi_token and reuse_cache else None
-    for sequence in sequences:
-        total = first[:, sequence[0]]
-        if len(sequence) > 1:
-            # Feed all but the last answer token: the logits after token k predict token k + 1.
-            fed = torch.tensor(sequence[:-1], device=mask.device).expand(batch_size, -1)  # (B, L - 1)
-            full_mask = torch.cat([mask, torch.ones_like(fed)], dim=1)
-            if cache is not None:
-                step = model(input_ids=fed, attention_mask=full_mask, use_cache=True, **{cache_argument: cache})
-            else:
-                step = model(**_with_answer(inputs, fed), use_cache=False)
-            log_probs = torch.log_softmax(step.logits[:, -fed.shape[1] :].float(), dim=-1)  # (B, L - 1, V)
-            targets = torch.tensor(sequence[1:], device=mask.device).expand(batch_size, -1).unsqueeze(-1)
-            total = total + log_probs.gather(-1, targets).squeeze(-1).sum(-1)
-            if cache is not None:
-                cache.crop(-fed.shape[1])  # drop the answer tokens again
-        columns.append(total)
-    return torch.stack(columns, dim=1)
-
-
-def _with_answer(inputs, fed: torch.Tensor) -> dict:
-    """The model inputs with answer tokens `fed` (B, L) after each prompt: text tokens, attended to."""
-    extended = dict(inputs)
-    extended["input_ids"] = torch.cat([inputs["input_ids"], fed], dim=1)
-    extended["attention_mask"] = torch.cat([inputs["attention_mask"], torch.ones_like(fed)], dim=1)
-    for key in ("mm_token_type_ids", "token_type_ids"):  # per-token kinds: 0 is text
-        if key in inputs:
-            extended[key] = torch.cat([inputs[key], torch.zeros_like(fed, dtype=inputs[key].dtype)], dim=1)
-    return extended
-
-
-@torch.no_grad()
-def _decoder_answer_log_probs(model, inputs, sequences: list[list[int]], start: int) -> torch.Tensor:
-    """(B, K) log P(sequence k | prompt of row b) for an encoder-decoder language model (InstructBLIP-FlanT5):
-    the prompt is the encoder's, the answer the decoder's from its start token, teacher-forced; one forward for
-    the single-token answers, one per longer answer."""
-    batch_size = inputs["input_ids"].shape[0]
-    device = inputs["input_ids"].device
-    columns: dict[int, torch.Tensor] = {}
-    single = [k for k, sequence in enumerate(sequences) if len(sequence) == 1]
-    if single:
-        decoder_input_ids = torch.full((batch_size, 1), start, device=device)
-        first = torch.log_softmax(model(**inputs, decoder_input_ids=decoder_input_ids).logits[:, -1].float(), -1)
-        columns.update({k: first[:, sequences[k][0]] for k in single})
-    for k, sequence in enumerate(sequences):
-        if len(sequence) > 1:
-            fed = torch.tensor([start, *sequence[:-1]], device=device).expand(batch_size, -1)  # (B, L)
-            log_probs = torch.log_softmax(model(**inputs, decoder_input_ids=fed).logits.float(), dim=-1)
-            targets = torch.tensor(sequence, device=device).expand(batch_size, -1).unsqueeze(-1)
-            columns[k] = log_probs.gather(-1, targets).squeeze(-1).sum(-1)
-    return torch.stack([columns[k] for k in range(len(sequences))], dim=1)
-
-
-def _yes_no_records(log_probs: torch.Tensor, n_yes: int) -> list[dict]:
-    """Answer records from (B, K) log-probs of the yes variants (first n_yes columns) and the no variants."""
-    log_yes = torch.logsumexp(log_probs[:, :n_yes], dim=-1)  # (B,) summed over case variants
-    log_no = torch.logsumexp(log_probs[:, n_yes:], dim=-1)
-    records = []
-    for ly, ln in zip(log_yes.tolist(), log_no.tolist()):
-        margin = ly - ln
-        records.append({"text": "yes" if margin > 0 else "no", "yes_prob": 1.0 / (1.0 + math.exp(-margin)),
-                        "margin": margin})
-    return records
-
-
-def leading_yes_no(text: str) -> str | None:
-    """'yes' / 'no' when a generated answer starts with that word (any case, punctuation after it), else None."""
-    first = text.strip().split(maxsplit=1)[:1]
-    word = first[0].strip(".,!:;").lower() if first else ""
-    return word if word in ("yes", "no") else None
-
-
-def mode_agreement(generated: Iterable[Answer], logits: Iterable[Answer]) -> dict:
-    """How often the logits mode and the generate mode give the same answer, over the questions whose generated
-    answer starts with yes/no (the issue's must-show: >= 99 %)."""
-    by_id = {answer.question_id: answer for answer in logits}
-    compared = agreed = 0
-    for answer in generated:
-        word = leading_yes_no(answer.text)
-        other = by_id.get(answer.question_id)
-        if word is None or other is None:
-            continue
-        compared += 1
-        agreed += word == other.text
-    return {"compared": compared, "agreed": agreed, "rate": agreed / compared if compared else None}
-
-
-def parse_answer(text: str, strict: bool = False) -> str:
-    """'yes' | 'no' (| 'other' in strict mode). Official: before the first '.', commas dropped, split on spaces;
-    "no" when the words contain "No", "no" or "not" (so "NO" and "Nope" count as yes, as officially).
-    Strict: the first word, lower-cased and stripped of punctuation, must be yes or no."""
-    if strict:
-        first = re.findall(r"[a-z]+", text.lower())[:1]
-        return first[0] if first and first[0] in ("yes", "no") else "other"
-    if "." in text:
-        text = text.split(".")[0]
-    tokens = text.replace(",", "").split(" ")
-    return "no" if ("No" in tokens or "no" in tokens or "not" in tokens) else "yes"
