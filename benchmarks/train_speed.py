@@ -204,7 +204,8 @@ def child_timing(args) -> dict:
 
 
 def child_loss(args) -> dict:
-    """Both losses on one batch of the same pairs, with the same LoRA weights moved off zero."""
+    """Each side's loss on one batch of the same pairs, with the same LoRA weights moved off zero (hadpo alone
+    when TRL is not installed)."""
     from hadpo.train.data import load_image
 
     set_threads(args.threads)
@@ -218,7 +219,7 @@ def child_loss(args) -> dict:
         prompt = processor(images=[load_image(str(Path(folder) / "0.png"))],
                            text=[FAMILY.prompt_text(processor, PROMPT, 1)], return_tensors="pt")
         prompt_tokens = prompt["input_ids"].shape[1]
-        for side in ("hadpo", "trl"):
+        for side in ("hadpo", "trl") if _has_trl() else ("hadpo",):
             model, processor = build_model(args.model, args.device, dtype)
             trainer = make_trainer(side, model, processor, pairs_path, args, str(Path(folder) / side))
             _set_lora(trainer.model)
@@ -299,7 +300,7 @@ def summarise(args, results: dict[str, list[dict]], loss: dict) -> dict:
         if peak and runs[0]["step_flops"]:
             summary[f"{key}_mfu"] = runs[0]["step_flops"] / spread([r["step_s"] for r in runs])[0] / (peak * 1e12)
     for side in ("hadpo", "trl"):
-        summary[f"{side}_loss"] = loss["losses"][side]
+        summary[f"{side}_loss"] = loss["losses"].get(side)
     if "hadpo" in results and "trl" in results:
         summary["ratio"] = summary["hadpo_pairs_per_s"] / summary["trl_pairs_per_s"]
         paired = [h["pairs_per_s"] / t["pairs_per_s"] for h, t in zip(results["hadpo"], results["trl"])]
@@ -331,8 +332,9 @@ def print_table(args, summary: dict, loss: dict) -> None:
     if "ratio" in summary:
         runs = ", ".join(f"{r:.2f}" for r in summary["ratio_per_run"])
         print(f"hadpo / trl pairs/s: {summary['ratio']:.2f}x (run by run: {runs})")
-    print(f"loss on one batch, LoRA moved off zero: hadpo {summary['hadpo_loss']:.6f}, trl {summary['trl_loss']:.6f}"
-          f" (|diff| {abs(summary['hadpo_loss'] - summary['trl_loss']):.1e})")
+    if summary["trl_loss"] is not None:
+        print(f"loss on one batch, LoRA moved off zero: hadpo {summary['hadpo_loss']:.6f}, "
+              f"trl {summary['trl_loss']:.6f} (|diff| {abs(summary['hadpo_loss'] - summary['trl_loss']):.1e})")
 
 
 def _has_trl() -> bool:

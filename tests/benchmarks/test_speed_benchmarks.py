@@ -1,0 +1,46 @@
+"""The speed benchmarks run (their GPU path included, on the CPU at tiny size) and print what docs/benchmarks.md
+reads; the figures themselves come from running them, never from a test."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def _last_json(script: str, *args: str) -> dict:
+    done = subprocess.run([sys.executable, str(BENCHMARKS / script), *args, "--json"], capture_output=True,
+                          text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_the_gpu_shape_is_llava_1_5_7b():
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        from speed_setup import build_model, parameter_shares
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    model, _ = build_model("llava15-7b", "meta", torch.bfloat16)  # shapes only, no memory
+    assert round(sum(p.numel() for p in model.parameters()) / 1e9, 2) == 7.06
+    assert model.config.image_seq_length == 576 and model.config.vision_config.num_hidden_layers == 24
+    assert 0.045 < parameter_shares(model)["vision"] < 0.047
+
+
+def test_train_speed_runs_the_gpu_path_at_tiny_size_on_the_cpu():
+    # bf16, LoRA, model FLOPs utilisation from counted FLOPs (a made-up 1 TFLOP/s peak) and peak memory.
+    result = _last_json("train_speed.py", "--sides", "hadpo", "--runs", "1", "--steps", "1", "--warmup", "1",
+                        "--batch-size", "2", "--dtype", "bfloat16", "--peak-tflops", "1")  # fmt: skip
+    assert result["hadpo_pairs_per_s"] > 0 and result["hadpo_peak_rss_mb"] > 0
+    assert 0 < result["hadpo_mfu"] < 1 and result["hadpo_loss"] > 0
+    assert result["settings"]["prompt_tokens"] >= 144 + 1
+
+
+def test_eval_speed_reports_both_modes_and_their_agreement():
+    result = _last_json("eval_speed.py", "--model", "tiny", "--images", "2", "--runs", "1")
+    assert result["forward_q_per_s"] > 0 and result["generate_q_per_s"] > 0 and result["questions"] == 12
+    assert result["compared"] > 0 and result["agreement"] >= 0.99
