@@ -19,14 +19,12 @@ import resource
 import statistics
 import subprocess
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from PIL import Image
-from transformers import CLIPVisionConfig, LlamaConfig, LlavaConfig, LlavaForConditionalGeneration
 
-from hadpo.world.tiny import IMAGE_TOKEN, TinyLlavaSpec, build_processor, train_tokenizer
+from hadpo.world.tiny import TinyLlavaSpec, build_tiny_llava, train_tokenizer
 
 WORDS = (
     "there is a red square blue circle green knife on the table left right top of the image and a dog".split()
@@ -40,77 +38,34 @@ CORPUS = [" ".join(WORDS), PROMPT, "USER: ASSISTANT:", "Is there a dog in the im
 PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0, "L4": 121.0}
 
 
-@dataclass(frozen=True)
-class Shape:
-    image_size: int
-    patch_size: int
-    vision_hidden: int
-    vision_layers: int
-    vision_heads: int
-    vision_intermediate: int
-    vision_feature_layer: int
-    text_hidden: int
-    text_layers: int
-    text_heads: int
-    text_intermediate: int
-    vocab_size: int | None  # None: the tokenizer's own size
-
-    @property
-    def image_tokens(self) -> int:
-        return (self.image_size // self.patch_size) ** 2
-
-
 SHAPES = {
-    "tiny": Shape(192, 16, 64, 2, 4, 256, -1, 256, 4, 4, 688, None),
-    "tiny-576": Shape(384, 16, 64, 2, 4, 256, -1, 256, 4, 4, 688, None),
-    "llava15-7b": Shape(336, 14, 1024, 24, 16, 4096, -2, 4096, 32, 32, 11008, 32064),
-}
+    "tiny": TinyLlavaSpec(image_size=192, patch_size=16, vision_hidden=64, vision_layers=2, text_hidden=256,
+                          text_layers=4, text_intermediate=688, max_positions=2048),
+    "tiny-576": TinyLlavaSpec(image_size=384, patch_size=16, vision_hidden=64, vision_layers=2, text_hidden=256,
+                              text_layers=4, text_intermediate=688, max_positions=2048),
+    "llava15-7b": TinyLlavaSpec(image_size=336, patch_size=14, vision_hidden=1024, vision_layers=24, vision_heads=16,
+                                text_hidden=4096, text_layers=32, text_heads=32, text_intermediate=11008,
+                                max_positions=4096),
+}  # fmt: skip
+# LLaVA-1.5-7B also reads the penultimate CLIP layer and has a 32,064-token head.
+LLAVA15_7B = {"vision_feature_layer": -2, "vocab_size": 32064}
 
 
 def build_model(name: str, device: str = "cpu", dtype: torch.dtype = torch.float32, seed: int = 0):
     """(model, processor) with random weights, the same for the same seed in every process."""
-    shape = SHAPES[name]
     tokenizer = train_tokenizer(CORPUS * 50, vocab_size=400)
-    vision = CLIPVisionConfig(
-        hidden_size=shape.vision_hidden,
-        intermediate_size=shape.vision_intermediate,
-        num_hidden_layers=shape.vision_layers,
-        num_attention_heads=shape.vision_heads,
-        image_size=shape.image_size,
-        patch_size=shape.patch_size,
-    )
-    text = LlamaConfig(
-        vocab_size=shape.vocab_size or len(tokenizer),
-        hidden_size=shape.text_hidden,
-        intermediate_size=shape.text_intermediate,
-        num_hidden_layers=shape.text_layers,
-        num_attention_heads=shape.text_heads,
-        num_key_value_heads=shape.text_heads,
-        max_position_embeddings=4096,
-        pad_token_id=tokenizer.pad_token_id,
-        tie_word_embeddings=False,
-    )
-    config = LlavaConfig(
-        vision_config=vision,
-        text_config=text,
-        image_token_index=tokenizer.convert_tokens_to_ids(IMAGE_TOKEN),
-        image_seq_length=shape.image_tokens,
-        vision_feature_layer=shape.vision_feature_layer,
-        vision_feature_select_strategy="default",
-    )
-    config.pad_token_id = tokenizer.pad_token_id
     torch.manual_seed(seed)
     default = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
         with torch.device(device):
-            model = LlavaForConditionalGeneration(config)
+            model, processor = build_tiny_llava(tokenizer, SHAPES[name])
+            if name == "llava15-7b":
+                model.config.vision_feature_layer = LLAVA15_7B["vision_feature_layer"]
+                model.resize_token_embeddings(LLAVA15_7B["vocab_size"], mean_resizing=False)
     finally:
         torch.set_default_dtype(default)
-    model.generation_config.pad_token_id = tokenizer.pad_token_id
-    model.generation_config.eos_token_id = tokenizer.eos_token_id
-    spec = TinyLlavaSpec(image_size=shape.image_size, patch_size=shape.patch_size)
-    return model.eval(), build_processor(tokenizer, spec)
+    return model.eval(), processor
 
 
 def parameter_shares(model) -> dict[str, float]:

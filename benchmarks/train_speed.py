@@ -268,7 +268,7 @@ def main(argv=None) -> int:
     parser.add_argument("--child", choices=[*SIDES, "loss"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     shape = SHAPES[args.model]
-    args.response_tokens = args.response_tokens or shape.image_tokens // 5
+    args.response_tokens = args.response_tokens or shape.num_patches // 5
     args.lora_r = args.lora_r or shape.text_hidden // 32
     if args.child:
         report(child_loss(args) if args.child == "loss" else child_timing(args))
