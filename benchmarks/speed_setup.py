@@ -3,9 +3,10 @@ proportions, their data, runs in child processes (each side its own process, so 
 interleaved, and the median / spread summary.
 
 Shapes (built from config, no download):
-- `tiny`: 144 image tokens (192-pixel images, 16-pixel patches; LLaVA-1.5 has 576), a 4-layer Llama of width
-  256 and a 2-layer CLIP tower of width 64: the tower holds ~5 % of the language model's parameters
-  (LLaVA-1.5-7B: 0.3 B / 6.7 B = 4.5 %), the LM head ~2 % (LLaVA-1.5-7B: 2 %).
+- `tiny`: 144 image tokens (192-pixel images, 16-pixel patches), a 4-layer Llama of width 256 and a 2-layer CLIP
+  tower of width 64: the tower holds ~5 % of the language model's parameters (LLaVA-1.5-7B: 0.3 B / 6.7 B =
+  4.5 %), the LM head ~3 % (LLaVA-1.5-7B: 2 %); the prompt text is a dozen tokens (~10 % of the prompt).
+- `tiny-576`: the same with 384-pixel images, so LLaVA-1.5's 576 image tokens.
 - `llava15-7b`: LLaVA-1.5-7B's shapes (CLIP ViT-L/14-336, 576 image tokens, feature layer -2, 2-layer MLP
   projector, Llama-7B with a 32,064-token head); for a GPU.
 The tokenizer is trained on a few words, so responses are word sequences of a set token length.

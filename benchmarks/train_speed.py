@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -58,12 +59,12 @@ class StepTimer(TrainerCallback):
 
     def __init__(self, device: str):
         self.cuda = device.startswith("cuda")
-        self.marks: list[float] = []
+        self.marks: list[tuple[float, float]] = []  # (wall, this process's CPU time)
 
     def _mark(self):
         if self.cuda:
             torch.cuda.synchronize()
-        self.marks.append(time.perf_counter())
+        self.marks.append((time.perf_counter(), time.process_time()))
 
     def on_train_begin(self, args, state, control, **kwargs):
         self._mark()
@@ -73,7 +74,12 @@ class StepTimer(TrainerCallback):
 
     @property
     def steps(self) -> list[float]:
-        return [b - a for a, b in zip(self.marks, self.marks[1:])]
+        return [b[0] - a[0] for a, b in zip(self.marks, self.marks[1:])]
+
+    @property
+    def cpu_steps(self) -> list[float]:
+        """CPU seconds per step: on a loaded machine a steadier measure of the work than the wall clock."""
+        return [b[1] - a[1] for a, b in zip(self.marks, self.marks[1:])]
 
 
 def make_pairs(folder: Path, processor, n: int, image_size: int, response_tokens: int) -> Path:
@@ -197,9 +203,10 @@ def child_timing(args) -> dict:
             torch.cuda.reset_peak_memory_stats()
         trainer.train()
         flops = step_flops(trainer) if args.peak_tflops or args.device.startswith("cuda") else None
-    steps = timer.steps[args.warmup :]
-    step_s = sorted(steps)[len(steps) // 2]
+    steps, cpu_steps = timer.steps[args.warmup :], timer.cpu_steps[args.warmup :]
+    step_s, cpu_step_s = statistics.median(steps), statistics.median(cpu_steps)
     return {"side": args.child, "step_s": step_s, "pairs_per_s": args.batch_size / step_s,
+            "pairs_per_cpu_s": args.batch_size / cpu_step_s,
             "peak_mb": peak_memory_mb(args.device), "step_flops": flops, "steps": steps}
 
 
@@ -294,6 +301,7 @@ def summarise(args, results: dict[str, list[dict]], loss: dict) -> dict:
         key = side.replace("-", "_")
         pairs_per_s = spread([r["pairs_per_s"] for r in runs])
         summary[f"{key}_pairs_per_s"] = pairs_per_s[0]
+        summary[f"{key}_pairs_per_cpu_s"] = spread([r["pairs_per_cpu_s"] for r in runs])[0]
         summary[f"{key}_pairs_per_s_min_max"] = [pairs_per_s[1], pairs_per_s[2]]
         summary[f"{key}_peak_rss_mb" if not args.device.startswith("cuda") else f"{key}_peak_gpu_mb"] = spread(
             [r["peak_mb"] for r in runs])[0]
@@ -305,6 +313,7 @@ def summarise(args, results: dict[str, list[dict]], loss: dict) -> dict:
         summary["ratio"] = summary["hadpo_pairs_per_s"] / summary["trl_pairs_per_s"]
         paired = [h["pairs_per_s"] / t["pairs_per_s"] for h, t in zip(results["hadpo"], results["trl"])]
         summary["ratio_per_run"] = paired
+        summary["cpu_ratio"] = summary["hadpo_pairs_per_cpu_s"] / summary["trl_pairs_per_cpu_s"]
     summary["settings"] = {"model": args.model, "device": args.device, "dtype": args.dtype,
                            "batch_pairs": args.batch_size, "runs": args.runs, "steps": args.steps,
                            "warmup": args.warmup, "threads": args.threads, "lora_r": args.lora_r,
@@ -321,17 +330,19 @@ def print_table(args, summary: dict, loss: dict) -> None:
           f"and LM head {100 * shares['head']:.1f} % of the LM's parameters; LoRA r {s['lora_r']}; "
           f"{s['batch_pairs']} pairs/step; {s['runs']} runs x {s['steps']} timed steps per side")
     memory = "peak GPU MB" if args.device.startswith("cuda") else "peak RSS MB"
-    print(f"{'side':<22} {'pairs/s':>8} {'(min-max)':>16} {memory:>12} {'MFU %':>6}")
+    print(f"{'side':<22} {'pairs/s':>8} {'(min-max)':>16} {'per CPU s':>10} {memory:>12} {'MFU %':>6}")
     for side in args.sides:
         key = side.replace("-", "_")
         low, high = summary[f"{key}_pairs_per_s_min_max"]
         rss = summary.get(f"{key}_peak_rss_mb", summary.get(f"{key}_peak_gpu_mb"))
         mfu = summary.get(f"{key}_mfu")
-        print(f"{side:<22} {summary[f'{key}_pairs_per_s']:>8.2f} {f'({low:.2f}-{high:.2f})':>16} {rss:>12.0f} "
+        print(f"{side:<22} {summary[f'{key}_pairs_per_s']:>8.2f} {f'({low:.2f}-{high:.2f})':>16} "
+              f"{summary[f'{key}_pairs_per_cpu_s']:>10.2f} {rss:>12.0f} "
               f"{100 * mfu if mfu else float('nan'):>6.1f}")
     if "ratio" in summary:
         runs = ", ".join(f"{r:.2f}" for r in summary["ratio_per_run"])
-        print(f"hadpo / trl pairs/s: {summary['ratio']:.2f}x (run by run: {runs})")
+        print(f"hadpo / trl pairs/s: {summary['ratio']:.2f}x (run by run: {runs}); per CPU second "
+              f"{summary['cpu_ratio']:.2f}x")
     if summary["trl_loss"] is not None:
         print(f"loss on one batch, LoRA moved off zero: hadpo {summary['hadpo_loss']:.6f}, "
               f"trl {summary['trl_loss']:.6f} (|diff| {abs(summary['hadpo_loss'] - summary['trl_loss']):.1e})")
