@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
             handler.addFilter(RedactingFilter())
     for name in ("httpx", "httpx2", "httpcore", "openai"):  # an INFO line per HTTP request buries the warnings
         logging.getLogger(name).setLevel(logging.NOTSET if args.verbose else logging.WARNING)
-    if args.command in DATA_PARALLEL_INFERENCE:
+    if getattr(args, "command", None) in DATA_PARALLEL_INFERENCE:
         from hadpo.inference import parallel, serve_if_worker
 
         if serve_if_worker():

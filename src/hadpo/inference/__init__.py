@@ -34,6 +34,7 @@ from pydantic import Field
 from tqdm.auto import tqdm
 
 from hadpo.config import Config
+from hadpo.errors import RunFailed
 from hadpo.inference import parallel
 from hadpo.inference.yes_no import (
     ANSWER_VARIANTS,
@@ -264,7 +265,7 @@ def _run_on_every_rank(model, processor, queries: list[Query], output: Path, con
     written = _merge_shards(output, queries, config, model_name)
     failed = [f"rank {r}: {status['error']}" for r, status in enumerate(statuses) if status.get("error")]
     if failed:
-        raise RuntimeError(f"{output}: " + "; ".join(failed) + " (answers so far are kept; run again to resume)")
+        raise RunFailed(f"{output}: " + "; ".join(failed) + " (answers so far are kept; run again to resume)")
     skipped = [question_id for status in statuses for question_id in status["skipped"]]
     return RunSummary(written=written, resumed=len(queries) - len(todo), skipped=len(skipped), skipped_ids=skipped)
 

@@ -64,6 +64,11 @@ class _WithPairIds:
     def __call__(self, examples: list[dict]) -> dict:
         return {**self.collator(examples), "pair_ids": [example["pair"].pair_id for example in examples]}
 
+    def __getattr__(self, name: str):  # the wrapped collator's layout and processor (e.g. shared_prefix)
+        if name == "collator":  # not set yet (unpickling in a data-loader worker): no recursion
+            raise AttributeError(name)
+        return getattr(self.collator, name)
+
 
 class _StopOnNonFiniteGradients(TrainerCallback):
     """Before each optimizer step: a NaN or infinite gradient stops the run instead of writing NaN weights. Under
