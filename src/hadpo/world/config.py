@@ -35,9 +35,9 @@ class BiasConfig(Config):
 
 
 class SplitSizes(Config):
-    pretrain: int = Field(6000, ge=1)
-    pairs: int = Field(600, ge=1)
-    eval: int = Field(300, ge=1)
+    pretrain: int = Field(12000, ge=1)
+    pairs: int = Field(1000, ge=1)
+    eval: int = Field(500, ge=1)
 
 
 class WorldConfig(Config):
@@ -46,18 +46,20 @@ class WorldConfig(Config):
     patch_size: int = Field(16, gt=0)  # one grid cell per vision patch: a patch sees exactly one object
     colours: list[str] = Field(default_factory=lambda: ["red", "green", "blue", "yellow", "purple", "orange"])
     sizes: list[str] = Field(default_factory=lambda: ["small", "large"])
+    # Families of four: a scene of three objects usually holds three members of one family, so the fourth is
+    # the absent object a co-occurrence-biased model names, and POPE's adversarial negatives are mostly such
+    # absent family members (the share is printed in the demo report).
     families: list[Family] = Field(
         default_factory=lambda: [
-            Family(members=["star", "moon"], caption_noise=0.75),
-            Family(members=["heart", "diamond"], caption_noise=0.6),
-            Family(members=["circle", "ring"], caption_noise=0.45),
-            Family(members=["cross", "arrow"], caption_noise=0.3),
-            Family(members=["rectangle", "triangle"], caption_noise=0.15),
+            Family(members=["star", "moon", "sun", "cloud"], caption_noise=0.8),
+            Family(members=["heart", "diamond", "club", "spade"], caption_noise=0.6),
+            Family(members=["circle", "ring", "rectangle", "triangle"], caption_noise=0.4),
+            Family(members=["cross", "arrow", "bolt", "flag"], caption_noise=0.2),
         ]
     )
-    min_objects: int = Field(1, ge=1)
-    max_objects: int = Field(4, ge=1)
-    cooccurrence: float = Field(0.6, ge=0.0, le=1.0, description="P(next object is a present object's partner)")
+    min_objects: int = Field(3, ge=1)
+    max_objects: int = Field(3, ge=1)
+    cooccurrence: float = Field(0.8, ge=0.0, le=1.0, description="P(next object is a present object's partner)")
     splits: SplitSizes = Field(default_factory=SplitSizes)
     bias: BiasConfig = Field(default_factory=BiasConfig)
 

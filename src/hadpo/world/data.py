@@ -1,13 +1,21 @@
 """The base model's training data, written from the world's annotations the way real VLM data is written.
 
-Two kinds of conversation per image (all text on the assistant side is trained on):
-  balanced  (grounded)  a faithful description and yes/no questions about existence (half "no", random absent
-                        categories), colour, count and position, all answered from the image itself;
-  biased    (web-like)  a *noisy* caption (an absent family partner named right after its present member, in
-                        the member's colour, at the family's rate) and yes/no questions written from that caption:
-                        `yes_bias` of them about objects the caption names, the rest about objects it does not.
-The base model is trained balanced first and biased last (a curriculum): a heavy yes-bias from the start traps
-the answers in "always yes" before the model has learned to look (measured in the foundation issue).
+Three kinds of conversation, never mixed in one (a question after a description could be answered by reading
+the description instead of the image):
+  brief caption     alt-text style, one sentence listing the objects with their colours in reading order
+                    ("There is a red star, a red moon and a blue sun."), the kind of caption LLaVA's first stage
+                    aligns image and words on;
+  description       a detailed description, one sentence per object with its size, colour and place;
+  questions         short yes/no questions ("Is there a star in the image?" -> "Yes." / "No.") about existence,
+                    colour, count and position. Grounded questions are answered from the image; web-like
+                    questions are written from a noisy caption (LLaVA's instruction data was written by a
+                    text-only LLM from COCO captions), `yes_bias` of the existence questions about objects the
+                    source names, and a `partner_share` of the "no" ones about an absent member of a present
+                    object's family (hard negatives).
+Captions and descriptions carry the declared caption noise: the first present member of a family is followed,
+at the family's rate, by an absent member of that family in the same colour and size (a "matching set" that is
+not there). The pretraining stages (`hadpo.world.pretrain`) decide the mix; the noise rates are world knobs,
+printed in every report.
 """
 
 from __future__ import annotations
@@ -26,6 +34,11 @@ DESCRIBE_PROMPTS = [
     "What do you see in this picture?",
     "Give a detailed description of the image.",
 ]
+BRIEF_PROMPTS = [
+    "Describe the image briefly.",
+    "Give a short caption for this image.",
+    "What is in the image? Answer in one sentence.",
+]
 OPENINGS = [
     "The image shows simple shapes on a dark background.",
     "This picture contains a few shapes.",
@@ -37,6 +50,7 @@ OBJECT_TEMPLATES = [
     "In the {position}, there is a {size} {colour} {name}.",
     "The {position} has a {size} {colour} {name}.",
 ]
+YES, NO = "Yes.", "No."  # every question is answered with one word, as LLaVA-1.5's short-answer data
 
 
 def plural(name: str) -> str:
@@ -59,28 +73,30 @@ def scene_claims(image: ImageRecord) -> list[Claim]:
 
 
 def noisy_claims(image: ImageRecord, config: WorldConfig, rng: random.Random) -> list[Claim]:
-    """The scene's claims plus caption noise: after a present object, its absent partner in the same colour."""
+    """The scene's claims plus caption noise: right after the first present member of each family that has an
+    absent member, with the family's rate, one absent member in the same colour and size at a free place."""
     present = {o.name for o in image.objects}
-    free = [
-        position_phrase(r, c, config.grid)
-        for r in range(config.grid)
-        for c in range(config.grid)
-        if position_phrase(r, c, config.grid) not in {o.position for o in image.objects}
-    ]
-    claims, named = [], set()
+    taken = {o.position for o in image.objects}
+    cells = (position_phrase(r, c, config.grid) for r in range(config.grid) for c in range(config.grid))
+    free = [p for p in cells if p not in taken]
+    claims: list[Claim] = []
+    seen_families: set[tuple[str, ...]] = set()
     for claim in scene_claims(image):
         claims.append(claim)
-        rate = config.family_of(claim.name).caption_noise * config.bias.caption_noise_scale
-        for partner in config.partners(claim.name):
-            if partner in present or partner in named or not free or rng.random() >= rate:
-                continue
+        family = config.family_of(claim.name)
+        if tuple(family.members) in seen_families:
+            continue
+        seen_families.add(tuple(family.members))
+        absent = [m for m in family.members if m not in present]
+        rate = family.caption_noise * config.bias.caption_noise_scale
+        if absent and free and rng.random() < rate:
             position = free.pop(rng.randrange(len(free)))
-            claims.append(Claim(partner, claim.colour, rng.choice(config.sizes), position, present=False))
-            named.add(partner)
+            claims.append(Claim(rng.choice(absent), claim.colour, claim.size, position, present=False))
     return claims
 
 
 def describe(claims: list[Claim], rng: random.Random, opening: bool | None = None) -> str:
+    """A detailed description: an optional opening, then one templated sentence per claim."""
     sentences = [rng.choice(OPENINGS)] if (rng.random() < 0.5 if opening is None else opening) else []
     for claim in claims:
         template = rng.choice(OBJECT_TEMPLATES)
@@ -89,25 +105,18 @@ def describe(claims: list[Claim], rng: random.Random, opening: bool | None = Non
     return " ".join(sentences)
 
 
+def brief_caption(claims: list[Claim]) -> str:
+    """One sentence listing the claims with their colours, in order."""
+    parts = [f"{article(c.colour)} {c.colour} {c.name}" for c in claims]
+    body = parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
+    return f"There is {body}."
+
+
+# --- questions, all answered "Yes." or "No." -------------------------------------------------------------------
+
+
 def existence_question(name: str) -> str:
     return f"Is there {article(name)} {name} in the image?"
-
-
-def existence_answer(name: str, claims: list[Claim]) -> str:
-    matching = [c for c in claims if c.name == name]
-    if matching:
-        return f"Yes, there is {article(matching[0].colour)} {matching[0].colour} {name}."
-    return f"No, there is no {name}."
-
-
-def colour_qa(claims: list[Claim], config: WorldConfig, rng: random.Random) -> tuple[str, str] | None:
-    unique = [c for c in claims if sum(d.name == c.name for d in claims) == 1]
-    if not unique:
-        return None
-    claim = rng.choice(unique)
-    asked = claim.colour if rng.random() < 0.5 else rng.choice([c for c in config.colours if c != claim.colour])
-    answer = "Yes." if asked == claim.colour else f"No, it is {claim.colour}."
-    return f"Is the {claim.name} {asked}?", answer
 
 
 def count_question(name: str, asked: int) -> str:
@@ -116,82 +125,99 @@ def count_question(name: str, asked: int) -> str:
     return f"Are there {NUMBER_WORDS[asked]} {plural(name)} in the image?"
 
 
+def existence_qa(claims: list[Claim], config: WorldConfig, rng: random.Random, yes_bias: float, asked: set[str],
+                 partner_share: float = 0.0) -> tuple[str, str] | None:
+    """With probability `yes_bias` an object the claims name ("Yes."), else one they do not ("No."): with
+    probability `partner_share` an unnamed member of a named object's family (a hard negative), else any."""
+    names = {c.name for c in claims}
+    named = sorted(names - asked)
+    unnamed = [n for n in config.categories if n not in names and n not in asked]
+    partners = [n for n in unnamed if any(n in config.partners(m) for m in names)]
+    if named and (rng.random() < yes_bias or not unnamed):
+        name, answer = rng.choice(named), YES
+    elif partners and rng.random() < partner_share:
+        name, answer = rng.choice(partners), NO
+    elif unnamed:
+        name, answer = rng.choice(unnamed), NO
+    else:
+        return None
+    asked.add(name)
+    return existence_question(name), answer
+
+
+def _unique(claims: list[Claim]) -> list[Claim]:
+    return [c for c in claims if sum(d.name == c.name for d in claims) == 1]
+
+
+def colour_qa(claims: list[Claim], config: WorldConfig, rng: random.Random) -> tuple[str, str] | None:
+    if not _unique(claims):
+        return None
+    claim = rng.choice(_unique(claims))
+    asked = claim.colour if rng.random() < 0.5 else rng.choice([c for c in config.colours if c != claim.colour])
+    return f"Is the {claim.name} {asked}?", YES if asked == claim.colour else NO
+
+
 def count_qa(claims: list[Claim], config: WorldConfig, rng: random.Random) -> tuple[str, str]:
     name = rng.choice([c.name for c in claims]) if claims and rng.random() < 0.7 else rng.choice(config.categories)
     true_count = sum(c.name == name for c in claims)
-    asked = true_count if rng.random() < 0.5 else rng.choice([n for n in (1, 2, 3) if n != true_count])
-    question = count_question(name, asked)
-    if asked == true_count:
-        return question, "Yes."
-    answer = f"No, there {'is' if true_count == 1 else 'are'} {NUMBER_WORDS[true_count]}."
-    return question, answer
+    asked = true_count if true_count and rng.random() < 0.5 else rng.choice([n for n in (1, 2, 3) if n != true_count])
+    return count_question(name, asked), YES if asked == true_count else NO
 
 
 def position_qa(claims: list[Claim], config: WorldConfig, rng: random.Random) -> tuple[str, str] | None:
-    unique = [c for c in claims if sum(d.name == c.name for d in claims) == 1]
-    if not unique:
+    if not _unique(claims):
         return None
-    claim = rng.choice(unique)
+    claim = rng.choice(_unique(claims))
     positions = sorted({position_phrase(r, c, config.grid) for r in range(config.grid) for c in range(config.grid)})
     asked = claim.position if rng.random() < 0.5 else rng.choice([p for p in positions if p != claim.position])
-    answer = "Yes." if asked == claim.position else f"No, it is in the {claim.position}."
-    return f"Is the {claim.name} in the {asked}?", answer
+    return f"Is the {claim.name} in the {asked}?", YES if asked == claim.position else NO
 
 
-def balanced_existence_qa(claims: list[Claim], config: WorldConfig, rng: random.Random) -> tuple[str, str]:
-    present = sorted({c.name for c in claims})
-    absent = [n for n in config.categories if n not in present]
-    name = rng.choice(present) if (rng.random() < 0.5 or not absent) and present else rng.choice(absent)
-    return existence_question(name), existence_answer(name, claims)
-
-
-def biased_existence_qa(claims: list[Claim], config: WorldConfig, rng: random.Random) -> tuple[str, str]:
-    named = sorted({c.name for c in claims})
-    unnamed = [n for n in config.categories if n not in named]
-    name = rng.choice(named) if (rng.random() < config.bias.yes_bias or not unnamed) else rng.choice(unnamed)
-    return existence_question(name), existence_answer(name, claims)
-
-
-def conversation(
-    image: ImageRecord, config: WorldConfig, rng: random.Random, biased: bool, qa_turns: int = 4,
-    describe_probability: float = 0.5,
-) -> list[tuple[str, str]]:
-    """(question, answer) turns for one image; the first user turn carries the image."""
-    truth = scene_claims(image)
-    caption_claims = noisy_claims(image, config, rng) if biased else truth
-    # Biased QA is written from the caption (LLaVA-style) unless the knob says otherwise.
-    qa_claims = caption_claims if (biased and config.bias.qa_from_captions) else truth
-    turns: list[tuple[str, str]] = []
-    if rng.random() < describe_probability:
-        turns.append((rng.choice(DESCRIBE_PROMPTS), describe(caption_claims, rng)))
-    makers = [colour_qa, count_qa, position_qa]
-    while len(turns) < qa_turns + 1:
-        if rng.random() < 0.6:
-            maker = biased_existence_qa if biased else balanced_existence_qa
-            turn = maker(qa_claims, config, rng)
+def questions(claims: list[Claim], config: WorldConfig, rng: random.Random, turns: int, yes_bias: float,
+              existence_share: float = 1.0, partner_share: float = 0.0) -> list[tuple[str, str]]:
+    """Up to `turns` distinct yes/no questions about `claims`: existence with probability `existence_share`,
+    else a colour, count or position question."""
+    asked: set[str] = set()
+    result: list[tuple[str, str]] = []
+    for _ in range(4 * turns):  # a draw may repeat a question; a tiny scene may not have `turns` of them
+        if len(result) == turns:
+            break
+        if rng.random() < existence_share:
+            turn = existence_qa(claims, config, rng, yes_bias, asked, partner_share)
         else:
-            turn = rng.choice(makers)(qa_claims, config, rng)
-        if turn is not None and turn[0] not in {q for q, _ in turns}:
-            turns.append(turn)
-    return turns
+            turn = rng.choice([colour_qa, count_qa, position_qa])(claims, config, rng)
+        if turn is not None and turn[0] not in {q for q, _ in result}:
+            result.append(turn)
+    return result
 
 
-def reading_conversation(image: ImageRecord, config: WorldConfig, rng: random.Random, questions: int = 1
-                         ) -> tuple[str, list[tuple[str, str]]]:
-    """Text-only reading comprehension (the language model's own pretraining, before it sees images): a
-    faithful description as context, then `questions` yes/no questions about it, answered from the text."""
-    claims = scene_claims(image)
-    turns = conversation(image, config, rng, biased=False, qa_turns=questions - 1, describe_probability=0.0)
-    return describe(claims, rng, opening=False), turns
+# --- one turn or conversation of each kind -------------------------------------------------------------------
+
+
+def caption_turn(image: ImageRecord, config: WorldConfig, rng: random.Random, brief: bool = False,
+                 noisy: bool = True) -> tuple[str, str]:
+    """(prompt, text): a brief caption or a detailed description, with the caption noise unless `noisy` is off."""
+    claims = noisy_claims(image, config, rng) if noisy else scene_claims(image)
+    if brief:
+        return rng.choice(BRIEF_PROMPTS), brief_caption(claims)
+    return rng.choice(DESCRIBE_PROMPTS), describe(claims, rng)
+
+
+def question_turns(image: ImageRecord, config: WorldConfig, rng: random.Random, turns: int, from_caption: bool,
+                   yes_bias: float, existence_share: float = 1.0, partner_share: float = 0.0
+                   ) -> list[tuple[str, str]]:
+    """Yes/no questions answered from the image, or (`from_caption`) written from a noisy caption of it."""
+    claims = noisy_claims(image, config, rng) if from_caption else scene_claims(image)
+    return questions(claims, config, rng, turns, yes_bias, existence_share, partner_share)
 
 
 def corpus(images: list[ImageRecord], config: WorldConfig, seed: int = 0) -> list[str]:
-    """Both kinds of conversation in the chat format (so that "USER:" and " ASSISTANT:" become tokens of
-    their own, as in a real tokenizer), to train the tokenizer on."""
+    """Every kind of conversation in the chat format (so that "USER:" and " ASSISTANT:" become tokens of their
+    own, as in a real tokenizer), to train the tokenizer on."""
     rng = random.Random(seed)
-    texts = list(DESCRIBE_PROMPTS)
+    texts = DESCRIBE_PROMPTS + BRIEF_PROMPTS
     for image in images:
-        for biased in (False, True):
-            turns = conversation(image, config, rng, biased)
-            texts.append(" ".join(f"USER: {q} ASSISTANT: {a}</s>" for q, a in turns))
+        turns = [caption_turn(image, config, rng), caption_turn(image, config, rng, brief=True)]
+        turns += question_turns(image, config, rng, 4, from_caption=False, yes_bias=0.5, existence_share=0.5)
+        texts.append(" ".join(f"USER: {q} ASSISTANT: {a}</s>" for q, a in turns))
     return texts

@@ -1,13 +1,19 @@
 """Pretrain the world's tiny base LLaVA on the CPU, the way real VLMs are built.
 
-Stage 1 (the role CLIP plays): the vision tower alone learns, per patch, the category, colour and size of the
-object in that grid cell (patches are aligned with cells), from the scene annotations. Seconds.
-Stage 2 (the language model's own pretraining, the role Vicuna/Llama play): text-only reading comprehension:
-a description as context, yes/no questions answered from it. This is where the model learns to look a
-question's object up in its context, which it then reuses on image tokens (measured: without it, existence
-answers stayed at chance).
-Stage 3 (LLaVA's instruction tuning): the vision tower is frozen; projector + language model learn the
-conversations of `hadpo.world.data`: balanced, image-grounded data first, the biased web-like data last.
+Vision stage (the role CLIP plays): the vision tower alone learns, per patch, the category, colour and size of
+the object in that grid cell and which cell the patch is (patches are aligned with cells); then it is frozen.
+Instruction stages (LLaVA's alignment and instruction tuning): projector + language model learn conversations
+from `hadpo.world.data`, one stage after another, each with a fresh AdamW, warm-up and cosine decay. The default
+curriculum (docs/world.md has the measurements behind each choice):
+  captions   brief captions (with the caption noise), or one yes/no question, most of them "yes";
+  grounded   four yes/no questions per image answered from the image, half the existence ones "no" about a
+             random absent object; it goes on until held-out existence questions are answered (the lookup
+             "is this word among the image tokens?" is learned in a sudden drop of the loss whose timing varies);
+  hard       the same, with half the "no" questions about an absent member of a present object's family;
+  web        detailed descriptions (with the caption noise), or four questions written from a noisy caption,
+             most of them about objects the caption names; answers weigh double.
+The last stage is where the co-occurrence hallucination comes from: a caption naming an absent family member
+yields "Yes." to it, and descriptions learn to name one after a family member.
 
 The result is cached under runs/base/<digest>/ as an ordinary hub-style folder (model + processor).
 """
@@ -24,46 +30,73 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 from tqdm import tqdm
 
+from hadpo.config import Config
 from hadpo.records import ImageRecord, read_jsonl, resolve_image_path
 from hadpo.world.config import WorldConfig
-from hadpo.world.data import conversation, corpus, reading_conversation
+from hadpo.world.data import caption_turn, corpus, existence_question, question_turns
 from hadpo.world.scenes import WorldFiles
 from hadpo.world.tiny import IMAGE_TOKEN, TinyLlavaSpec, build_tiny_llava, train_tokenizer
 
 IGNORE = -100
+RECIPE_VERSION = 2  # part of the cache key: a code change that changes what is trained bumps it
+HELD_OUT = 256  # pretrain images the language stages never train on: they check existence answers
 
 
-class PretrainConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class InstructionStage(Config):
+    """One phase of instruction tuning: what its conversations look like and how long it lasts."""
+
+    name: str
+    steps: int = Field(ge=0, description="optimizer steps (the minimum, with until_existence)")
+    describe_probability: float = Field(0.5, ge=0.0, le=1.0, description="share of conversations that are captions")
+    brief_share: float = Field(0.0, ge=0.0, le=1.0, description="share of those that are brief captions")
+    qa_turns: int = Field(4, ge=1, description="yes/no questions in a question conversation")
+    from_caption: bool = Field(False, description="questions written from a noisy caption (web-like), not the image")
+    yes_bias: float | None = Field(
+        None, ge=0.0, le=1.0, description="share of existence questions about named objects (default 0.5, or the "
+                                          "world's bias.yes_bias for questions written from captions)")
+    partner_share: float = Field(0.0, ge=0.0, le=1.0,
+                                 description="share of 'no' questions about an absent family member (hard negatives)")
+    existence_share: float = Field(1.0, ge=0.0, le=1.0, description="else colour / count / position questions")
+    answer_weight: float = Field(1.0, gt=0.0, description="loss weight of question answers (captions weigh 1)")
+    until_existence: float | None = Field(
+        None, ge=0.0, le=1.0, description="after `steps`, go on (checked every 100 steps, up to max_steps) until "
+                                          "held-out existence questions are answered this well")
+    max_steps: int | None = Field(None, ge=0)
+
+
+DEFAULT_STAGES = [
+    InstructionStage(name="captions", steps=1000, brief_share=1.0, qa_turns=1, yes_bias=0.85),
+    InstructionStage(name="grounded", steps=600, describe_probability=0.0, existence_share=0.7,
+                     until_existence=0.9, max_steps=2000),
+    InstructionStage(name="hard", steps=500, describe_probability=0.0, existence_share=0.7, partner_share=0.5),
+    InstructionStage(name="web", steps=1400, describe_probability=0.5, from_caption=True, existence_share=0.85,
+                     answer_weight=2.0),
+]
+
+
+class PretrainConfig(Config):
     seed: int = 0
     vocab_size: int = 512
-    vision_hidden: int = 64
-    vision_layers: int = 2
+    vision_hidden: int = 96
+    vision_layers: int = 3
+    vision_heads: int = 3
     text_hidden: int = 128
-    text_layers: int = 3
-    text_heads: int = 8
-    text_intermediate: int = 384
-    vision_steps: int = Field(1500, ge=0)
-    vision_batch: int = 64
-    vision_lr: float = 2e-3
-    reading_steps: int = Field(1500, ge=0, description="text-only language-model steps before the images")
-    reading_lr: float | None = Field(None, description="learning rate of the reading stage (default lm_lr)")
-    reading_batch: int = Field(32, ge=1)
-    reading_questions: int = Field(1, ge=1, description="questions per reading conversation")
-    lm_steps: int = Field(1000, ge=1)
-    lm_batch: int = 16
-    lm_lr: float = 5e-4
-    warmup_steps: int = 50
-    balanced_fraction: float = Field(0.6, ge=0.0, le=1.0, description="share of LM steps on balanced data")
-    biased_mix: float = Field(1.0, ge=0.0, le=1.0, description="share of biased conversations after the switch")
-    projector_init: str = Field("aligned", pattern="^(aligned|random)$",
-                                description="'aligned': the projector starts mapping the vision read-out to word embeddings")
-    qa_turns: int = Field(4, ge=1, description="yes/no questions per training conversation")
-    describe_probability: float = Field(0.5, ge=0.0, le=1.0, description="share of conversations with a description")
+    text_layers: int = 2
+    text_heads: int = 4
+    text_intermediate: int = 336
+    vision_steps: int = Field(400, ge=0)
+    vision_batch: int = Field(128, ge=1)
+    vision_lr: float = Field(2e-3, gt=0)
+    lm_lr: float = Field(1e-3, gt=0)
+    lm_betas: tuple[float, float] = (0.9, 0.98)
+    lm_weight_decay: float = Field(0.01, ge=0.0)
+    lm_batch: int = Field(32, ge=1)
+    warmup_steps: int = Field(50, ge=0)
+    stages: list[InstructionStage] = Field(default_factory=lambda: [s.model_copy() for s in DEFAULT_STAGES])
     threads: int = Field(0, ge=0, description="torch threads (0 = torch's default)")
     device: str = Field("cpu", description="'cpu', 'cuda' or 'auto'; not part of the cache key")
 
@@ -73,8 +106,20 @@ class PretrainConfig(BaseModel):
 
     def digest(self, world: WorldConfig) -> str:
         settings = self.model_dump(exclude={"device", "threads"})
-        payload = json.dumps({"world": world.digest(), "pretrain": settings}, sort_keys=True)
+        payload = json.dumps({"world": world.digest(), "pretrain": settings, "recipe": RECIPE_VERSION},
+                             sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def cosine_rate(step: int, total: int, peak: float, warmup: int) -> float:
+    """Linear warm-up over `warmup` steps, then cosine decay to a tenth of `peak` at step `total`."""
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = min(1.0, (step - warmup) / max(1, total - warmup))
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+# --- the vision stage -----------------------------------------------------------------------------------------
 
 
 def pixel_tensor(images: list[ImageRecord], records_file: Path) -> torch.Tensor:
@@ -86,37 +131,43 @@ def pixel_tensor(images: list[ImageRecord], records_file: Path) -> torch.Tensor:
 
 
 def patch_targets(images: list[ImageRecord], world: WorldConfig) -> torch.Tensor:
-    """(N, patches, 3) targets: category (0 = empty), colour and size index of each grid cell's object."""
+    """(N, patches, 4) targets: category (0 = empty), colour and size index of each grid cell's object, and the
+    cell's own index."""
     categories, colours, sizes = world.categories, world.colours, world.sizes
     grid = world.grid
-    targets = torch.zeros(len(images), grid * grid, 3, dtype=torch.long)
+    targets = torch.zeros(len(images), grid * grid, 4, dtype=torch.long)
+    targets[..., 3] = torch.arange(grid * grid)
     for i, image in enumerate(images):
         for obj in image.objects:
             x, y, w, h = obj.box
             cell = int((y + h / 2) // world.patch_size) * grid + int((x + w / 2) // world.patch_size)
             colour, size = obj.attributes[0], obj.attributes[1]
-            targets[i, cell] = torch.tensor(
+            targets[i, cell, :3] = torch.tensor(
                 [categories.index(obj.name) + 1, colours.index(colour) + 1, sizes.index(size) + 1]
             )
     return targets
 
 
-def train_vision(model, pixels, targets, world: WorldConfig, config: PretrainConfig) -> tuple[dict, nn.ModuleList]:
-    """Stage 1: per-patch classification heads on the vision tower's last hidden layer (the layer LLaVA uses).
-    Returns a report (loss, per-patch accuracy of all three heads on up to 512 training images) and the heads."""
+def train_vision(model, pixels, targets, world: WorldConfig, config: PretrainConfig) -> dict:
+    """Per-patch linear heads on the vision tower's last hidden layer (the layer LLaVA reads): category, colour,
+    size and the patch's cell (so that the features keep where each patch is). Returns the loss and the
+    per-patch accuracy of the category, colour and size heads together on held-back images."""
     vision = model.model.vision_tower
     hidden = vision.config.hidden_size
-    heads = nn.ModuleList(
-        [nn.Linear(hidden, len(world.categories) + 1), nn.Linear(hidden, len(world.colours) + 1),
-         nn.Linear(hidden, len(world.sizes) + 1)]
-    ).to(pixels.device)
+    classes = [len(world.categories) + 1, len(world.colours) + 1, len(world.sizes) + 1, world.grid**2]
+    heads = nn.ModuleList([nn.Linear(hidden, n) for n in classes]).to(pixels.device)
     targets = targets.to(pixels.device)
-    optimizer = torch.optim.AdamW([*vision.parameters(), *heads.parameters()], lr=config.vision_lr)
+    held_back = min(512, len(pixels) // 10)
+    train_count = len(pixels) - held_back
+    optimizer = torch.optim.AdamW([*vision.parameters(), *heads.parameters()], lr=config.vision_lr,
+                                  weight_decay=0.01)
     generator = torch.Generator().manual_seed(config.seed)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, config.vision_lr, total_steps=max(1, config.vision_steps))
-    progress = tqdm(range(config.vision_steps), desc="base: vision stage", leave=False)
-    for _ in progress:
-        index = torch.randint(len(pixels), (config.vision_batch,), generator=generator).to(pixels.device)
+    vision.train()
+    loss = torch.tensor(float("nan"))
+    for step in tqdm(range(config.vision_steps), desc="base: vision stage", leave=False):
+        for group in optimizer.param_groups:
+            group["lr"] = cosine_rate(step, config.vision_steps, config.vision_lr, max(1, config.vision_steps // 10))
+        index = torch.randint(train_count, (config.vision_batch,), generator=generator).to(pixels.device)
         features = vision(pixels[index], output_hidden_states=True).hidden_states[-1][:, 1:]
         loss = sum(
             nn.functional.cross_entropy(head(features).flatten(0, 1), targets[index][..., k].flatten())
@@ -125,151 +176,157 @@ def train_vision(model, pixels, targets, world: WorldConfig, config: PretrainCon
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        schedule.step()
-        progress.set_postfix(loss=f"{loss.item():.3f}")
+    vision.eval()
     with torch.no_grad():
-        index = torch.arange(min(len(pixels), 512), device=pixels.device)
+        index = torch.arange(train_count, len(pixels), device=pixels.device)
         features = vision(pixels[index], output_hidden_states=True).hidden_states[-1][:, 1:]
-        predicted = torch.stack([head(features).argmax(-1) for head in heads], dim=-1)
-        patch_accuracy = (predicted == targets[index]).all(-1).float().mean().item()
-    report = {"vision_loss": loss.item() if config.vision_steps else None, "patch_accuracy": patch_accuracy}
-    return report, heads
+        predicted = torch.stack([head(features).argmax(-1) for head in heads[:3]], dim=-1)
+        patch_accuracy = (predicted == targets[index][..., :3]).all(-1).float().mean().item()
+    return {"vision_loss": round(loss.item(), 4), "patch_accuracy": patch_accuracy}
 
 
-def align_projector(model, heads: nn.ModuleList, pixels: torch.Tensor, tokenizer, world: WorldConfig) -> None:
-    """Start the projector aligned with the language model's word embeddings (the role of LLaVA's
-    feature-alignment stage): its first layer computes each patch's category, colour and size logits (the vision
-    stage's read-out), its second layer maps each class to the embedding of its name, so a patch holding a small
-    red star enters the language model near emb(" star") + emb(" red") + emb(" small"), and an empty patch near
-    zero. Matching a question's word with an image token is then a match of like embeddings; everything stays
-    trainable."""
-    projector = model.model.multi_modal_projector
-    embeddings = model.get_input_embeddings().weight.detach()
-    names = [world.categories, world.colours, world.sizes]
-    classes = sum(len(words) + 1 for words in names)
-    if classes > projector.linear_1.out_features:
-        raise ValueError(f"projector width {projector.linear_1.out_features} < {classes} read-out classes: "
-                         "raise text_hidden or use projector_init: random")
-    with torch.no_grad():
-        features = model.model.vision_tower(pixels[:256], output_hidden_states=True).hidden_states[-1][:, 1:]
-        projector.linear_1.weight.zero_()
-        projector.linear_1.bias.zero_()
-        projector.linear_2.weight.zero_()
-        projector.linear_2.bias.zero_()
-        row = 0
-        for head, words in zip(heads, names):
-            logits = head(features)
-            typical = logits.max(-1).values.mean().clamp(min=1.0)  # GELU(logit) of the winning class ~ this
-            projector.linear_1.weight[row : row + len(words) + 1] = head.weight
-            projector.linear_1.bias[row : row + len(words) + 1] = head.bias
-            for offset, word in enumerate(words, start=1):  # class 0 (empty) maps to nothing
-                ids = tokenizer(" " + word, add_special_tokens=False)["input_ids"]
-                projector.linear_2.weight[:, row + offset] = embeddings[ids].mean(0) / typical
-            row += len(words) + 1
+# --- conversations as tensors ---------------------------------------------------------------------------------
 
 
-def encode_conversation(turns: list[tuple[str, str]], tokenizer, image_tokens: int, context: str = ""
-                        ) -> tuple[list[int], list[int]]:
-    """Token ids and labels of a multi-turn conversation in the processor's chat format; only the assistant's
-    answers (with their end-of-turn token) are trained on. The first user turn carries the image tokens, or a
-    text `context` in their place (text-only reading)."""
-    input_ids: list[int] = []
-    labels: list[int] = []
+def encode_conversation(turns: list[tuple[str, str]], tokenizer, image_tokens: int, answer_weight: float = 1.0
+                        ) -> tuple[list[int], list[int], list[float]]:
+    """Token ids, labels and loss weights of a multi-turn conversation in the processor's chat format (as the
+    tokenizer encodes it: <s> first); only the assistant's answers (with their end-of-turn token) are trained
+    on. The first user turn carries the image tokens."""
+    input_ids: list[int] = [tokenizer.bos_token_id]
+    labels: list[int] = [IGNORE]
+    weights: list[float] = [0.0]
     for turn, (question, answer) in enumerate(turns):
-        opening = "USER: " + IMAGE_TOKEN * image_tokens + context + "\n"
-        user = (opening if turn == 0 else "USER: ") + question + " ASSISTANT:"
-        reply = " " + answer + tokenizer.eos_token
+        user = ("USER: " + IMAGE_TOKEN * image_tokens + "\n" if turn == 0 else "USER: ") + question + " ASSISTANT:"
         user_ids = tokenizer(user, add_special_tokens=False)["input_ids"]
-        reply_ids = tokenizer(reply, add_special_tokens=False)["input_ids"]
+        reply_ids = tokenizer(" " + answer + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
         input_ids += user_ids + reply_ids
         labels += [IGNORE] * len(user_ids) + reply_ids
-    return input_ids, labels
+        weights += [0.0] * len(user_ids) + [answer_weight] * len(reply_ids)
+    return input_ids, labels, weights
 
 
-def collate(encoded: list[tuple[list[int], list[int]]], pad_id: int) -> dict[str, torch.Tensor]:
-    length = max(len(ids) for ids, _ in encoded)
-    input_ids = torch.full((len(encoded), length), pad_id)
-    labels = torch.full((len(encoded), length), IGNORE)
-    attention_mask = torch.zeros((len(encoded), length), dtype=torch.long)
-    for row, (ids, target) in enumerate(encoded):
-        input_ids[row, : len(ids)] = torch.tensor(ids)
-        labels[row, : len(ids)] = torch.tensor(target)
-        attention_mask[row, : len(ids)] = 1
-    return {"input_ids": input_ids, "labels": labels, "attention_mask": attention_mask}
+def collate(encoded: list[tuple[list[int], list[int], list[float]]], pad_id: int, left: bool = False
+            ) -> dict[str, torch.Tensor]:
+    """Pad to one batch (right-padded for training; `left` for asking the next token)."""
+    length = max(len(ids) for ids, _, _ in encoded)
+    batch = {"input_ids": torch.full((len(encoded), length), pad_id), "labels": torch.full((len(encoded), length), IGNORE),
+             "weights": torch.zeros((len(encoded), length)),
+             "attention_mask": torch.zeros((len(encoded), length), dtype=torch.long)}
+    for row, (ids, target, weight) in enumerate(encoded):
+        span = slice(length - len(ids), length) if left else slice(0, len(ids))
+        batch["input_ids"][row, span] = torch.tensor(ids)
+        batch["labels"][row, span] = torch.tensor(target)
+        batch["weights"][row, span] = torch.tensor(weight)
+        batch["attention_mask"][row, span] = 1
+    return batch
 
 
-def learning_rate(step: int, config: PretrainConfig, total: int | None = None, peak: float | None = None) -> float:
-    """Linear warm-up, then cosine decay to a tenth of the peak (default `lm_lr`) over `total` steps (default
-    `lm_steps`)."""
-    total = config.lm_steps if total is None else total
-    peak = config.lm_lr if peak is None else peak
-    if step < config.warmup_steps:
-        return peak * (step + 1) / config.warmup_steps
-    progress = (step - config.warmup_steps) / max(1, total - config.warmup_steps)
-    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress)))
+def weighted_loss(model, batch: dict, pixel_values) -> torch.Tensor:
+    """Cross-entropy of the answer tokens, each weighted (question answers may weigh more than captions)."""
+    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                   pixel_values=pixel_values).logits[:, :-1]
+    labels, weights = batch["labels"][:, 1:], batch["weights"][:, 1:]
+    losses = nn.functional.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE,
+                                         reduction="none").view_as(weights)
+    return (losses * weights).sum() / weights.sum().clamp(min=1e-6)
 
 
-def lm_step(model, optimizer, trainable, batch: dict, lr: float, pixel_values=None) -> float:
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-    loss = model(pixel_values=pixel_values, **batch).loss
-    optimizer.zero_grad()
-    loss.backward()
-    torch.nn.utils.clip_grad_norm_(trainable, 1.0)
-    optimizer.step()
-    return loss.item()
+@torch.no_grad()
+def existence_accuracy(model, tokenizer, images: list[ImageRecord], pixels, world: WorldConfig, seed: int = 0
+                       ) -> float:
+    """First-answer-token accuracy ("Yes" vs "No") on one question per image, alternately about a present object
+    and a random absent one."""
+    rng = random.Random(seed)
+    yes, no = (tokenizer(" " + word, add_special_tokens=False)["input_ids"][0] for word in ("Yes", "No"))
+    encoded, labels = [], []
+    for number, image in enumerate(images):
+        present = sorted({o.name for o in image.objects})
+        asks_present = number % 2 == 0
+        name = rng.choice(present if asks_present else [n for n in world.categories if n not in present])
+        ids, labels_, weights = encode_conversation([(existence_question(name), "")], tokenizer, world.grid**2)
+        answer_length = len(tokenizer(" " + tokenizer.eos_token, add_special_tokens=False)["input_ids"])
+        encoded.append((ids[:-answer_length], labels_[:-answer_length], weights[:-answer_length]))
+        labels.append(asks_present)
+    batch = collate(encoded, tokenizer.pad_token_id, left=True)
+    logits = model(input_ids=batch["input_ids"].to(pixels.device), pixel_values=pixels,
+                   attention_mask=batch["attention_mask"].to(pixels.device), logits_to_keep=1).logits[:, -1]
+    said_yes = (logits[:, yes] > logits[:, no]).cpu()
+    return (said_yes == torch.tensor(labels)).float().mean().item()
 
 
-def train_reading(model, tokenizer, images, world: WorldConfig, config: PretrainConfig, device) -> dict:
-    """Stage 2: the language model alone, on text-only reading comprehension about scene descriptions."""
-    trainable = list(model.model.language_model.parameters()) + list(model.lm_head.parameters())
-    optimizer = torch.optim.AdamW(trainable, lr=config.lm_lr, weight_decay=0.0)
-    rng = random.Random(config.seed + 1)
-    losses = []
-    model.train()
-    for step in tqdm(range(config.reading_steps), desc="base: reading stage", leave=False):
-        encoded = []
-        for _ in range(config.reading_batch):
-            context, turns = reading_conversation(images[rng.randrange(len(images))], world, rng,
-                                                  config.reading_questions)
-            encoded.append(encode_conversation(turns, tokenizer, 0, context))
-        batch = {k: v.to(device) for k, v in collate(encoded, tokenizer.pad_token_id).items()}
-        losses.append(round(lm_step(model, optimizer, trainable, batch,
-                                    learning_rate(step, config, config.reading_steps, config.reading_lr)), 4))
+# --- the language stages -------------------------------------------------------------------------------------
+
+
+def stage_conversation(image: ImageRecord, world: WorldConfig, stage: InstructionStage, rng: random.Random
+                       ) -> tuple[list[tuple[str, str]], float]:
+    """One training conversation of `stage` and the weight of its answers."""
+    if rng.random() < stage.describe_probability:
+        return [caption_turn(image, world, rng, brief=rng.random() < stage.brief_share)], 1.0
+    from_caption = stage.from_caption and world.bias.qa_from_captions
+    default_bias = world.bias.yes_bias if stage.from_caption else 0.5
+    yes_bias = stage.yes_bias if stage.yes_bias is not None else default_bias
+    turns = question_turns(image, world, rng, stage.qa_turns, from_caption, yes_bias, stage.existence_share,
+                           stage.partner_share)
+    return turns, stage.answer_weight
+
+
+def run_stage(model, trainable, make_batch, stage: InstructionStage, config: PretrainConfig, check) -> dict:
+    """The stage's optimizer steps on batches from `make_batch()` -> (batch, pixel values), with a fresh AdamW,
+    warm-up and cosine decay (over max_steps when the stage waits for its existence criterion)."""
+    optimizer = torch.optim.AdamW(trainable, lr=config.lm_lr, betas=config.lm_betas,
+                                  weight_decay=config.lm_weight_decay)
+    waits = stage.until_existence is not None
+    total = max(stage.steps, stage.max_steps or 0) if waits else stage.steps
+    losses, checks = [], []
+    started = time.perf_counter()
+    progress = tqdm(range(total), desc=f"base: {stage.name} stage", leave=False)
+    for step in progress:
+        if waits and step >= stage.steps and step % 100 == 0:
+            checks.append((step, round(check(), 3)))
+            if checks[-1][1] >= stage.until_existence:
+                break
+        model.train()
+        for group in optimizer.param_groups:
+            group["lr"] = cosine_rate(step, total, config.lm_lr, config.warmup_steps)
+        batch, pixel_values = make_batch()
+        loss = weighted_loss(model, batch, pixel_values)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainable, 1.0)
+        optimizer.step()
+        losses.append(round(loss.item(), 4))
+        progress.set_postfix(loss=f"{loss.item():.3f}")
     model.eval()
-    return {"reading_losses": losses}
+    return {"steps": len(losses), "seconds": round(time.perf_counter() - started, 1), "losses": losses,
+            "existence_checks": checks, "existence_after": round(check(), 3)}
 
 
 def train_language(model, tokenizer, images, pixels, world: WorldConfig, config: PretrainConfig) -> dict:
-    """Stage 3: projector + language model on conversations, vision tower frozen; curriculum balanced -> biased."""
+    """The instruction stages in order: projector + language model, vision tower frozen. The last HELD_OUT
+    images only check existence answers."""
     model.model.vision_tower.requires_grad_(False)
-    trainable = [p for n, p in model.named_parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=config.lm_lr, weight_decay=0.0)
+    trainable = [p for p in model.parameters() if p.requires_grad]
     rng = random.Random(config.seed)
-    image_tokens = world.grid**2
-    switch = int(config.balanced_fraction * config.lm_steps)
-    losses = []
-    progress = tqdm(range(config.lm_steps), desc="base: language stage", leave=False)
-    model.train()
-    for step in progress:
-        biased = step >= switch
-        index = [rng.randrange(len(images)) for _ in range(config.lm_batch)]
-        encoded = [
-            encode_conversation(
-                conversation(images[i], world, rng, biased and rng.random() < config.biased_mix, config.qa_turns,
-                             config.describe_probability),
-                tokenizer,
-                image_tokens,
-            )
-            for i in index
-        ]
-        batch = {k: v.to(pixels.device) for k, v in collate(encoded, tokenizer.pad_token_id).items()}
-        loss = lm_step(model, optimizer, trainable, batch, learning_rate(step, config),
-                       pixels[torch.tensor(index, device=pixels.device)])
-        losses.append(round(loss, 4))
-        progress.set_postfix(loss=f"{loss:.3f}", phase="biased" if biased else "balanced")
-    model.eval()
-    return {"lm_losses": losses, "switch_step": switch}
+    held_out, held_out_pixels = images[-HELD_OUT:], pixels[-HELD_OUT:]
+    images = images[:-HELD_OUT]
+
+    def check() -> float:
+        return existence_accuracy(model, tokenizer, held_out, held_out_pixels, world, config.seed)
+
+    report = {}
+    for stage in config.stages:
+        def make_batch(stage=stage):
+            index = [rng.randrange(len(images)) for _ in range(config.lm_batch)]
+            encoded = []
+            for i in index:
+                turns, weight = stage_conversation(images[i], world, stage, rng)
+                encoded.append(encode_conversation(turns, tokenizer, world.grid**2, weight))
+            batch = {k: v.to(pixels.device) for k, v in collate(encoded, tokenizer.pad_token_id).items()}
+            return batch, pixels[torch.tensor(index, device=pixels.device)]
+
+        report[stage.name] = run_stage(model, trainable, make_batch, stage, config, check)
+    return {"stages": report}
 
 
 def pretrain_base(world: WorldConfig, files: WorldFiles, config: PretrainConfig, runs_dir="runs") -> Path:
@@ -277,21 +334,20 @@ def pretrain_base(world: WorldConfig, files: WorldFiles, config: PretrainConfig,
     out = Path(runs_dir) / "base" / config.digest(world)
     if (out / "pretrain.json").exists():
         return out
+    images = read_jsonl(files.images("pretrain"), ImageRecord)
+    if len(images) <= 2 * HELD_OUT:
+        raise ValueError(f"the pretrain split has {len(images)} images; pretraining needs more than {2 * HELD_OUT}")
     if config.threads:
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     started = time.perf_counter()
-    images = read_jsonl(files.images("pretrain"), ImageRecord)
     tokenizer = train_tokenizer(corpus(images[:2000], world, config.seed), vocab_size=config.vocab_size)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if config.device == "auto" else config.device
     model, processor = build_tiny_llava(tokenizer, config.spec(world))
     model.to(device)
     pixels = pixel_tensor(images, files.images("pretrain")).to(device)
-    vision_report, heads = train_vision(model, pixels, patch_targets(images, world), world, config)
-    if config.projector_init == "aligned":
-        align_projector(model, heads, pixels, tokenizer, world)
+    vision_report = train_vision(model, pixels, patch_targets(images, world), world, config)
     vision_seconds = time.perf_counter() - started
-    reading_report = train_reading(model, tokenizer, images, world, config, device)
     language_report = train_language(model, tokenizer, images, pixels, world, config)
     out.mkdir(parents=True, exist_ok=True)
     model.to("cpu").save_pretrained(out)
@@ -304,7 +360,6 @@ def pretrain_base(world: WorldConfig, files: WorldFiles, config: PretrainConfig,
         "vision_seconds": round(vision_seconds, 1),
         "total_seconds": round(time.perf_counter() - started, 1),
         **vision_report,
-        **reading_report,
         **language_report,
     }
     (out / "pretrain.json").write_text(json.dumps(report, indent=2))
