@@ -100,6 +100,12 @@ class WorldConfig(Config):
     def partners(self, name: str) -> list[str]:
         return [m for m in self.family_of(name).members if m != name]
 
+    def absent_partners(self, present: set[str]) -> list[str]:
+        """Categories not in `present` that share a family with one that is (in category order): the absent
+        objects a co-occurrence-biased model says "yes" to, POPE's adversarial negatives."""
+        families = {tuple(self.family_of(name).members) for name in present}
+        return [n for n in self.categories if n not in present and tuple(self.family_of(n).members) in families]
+
     def knobs(self) -> dict:
         """The declared data imperfections, as printed in every report."""
         return {

@@ -132,7 +132,7 @@ def existence_qa(claims: list[Claim], config: WorldConfig, rng: random.Random, y
     names = {c.name for c in claims}
     named = sorted(names - asked)
     unnamed = [n for n in config.categories if n not in names and n not in asked]
-    partners = [n for n in unnamed if any(n in config.partners(m) for m in names)]
+    partners = [n for n in config.absent_partners(names) if n not in asked]
     if named and (rng.random() < yes_bias or not unnamed):
         name, answer = rng.choice(named), YES
     elif partners and rng.random() < partner_share:

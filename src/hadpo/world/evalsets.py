@@ -93,7 +93,7 @@ def write_existence_questions(images: list[ImageRecord], records_file: Path, wor
         path = os.path.relpath(resolve_image_path(image, records_file), out.parent)
         present = sorted({o.name for o in image.objects})
         absent = [c for c in world.categories if c not in present]
-        partners = sorted({p for n in present for p in world.partners(n) if p not in present})
+        partners = sorted(world.absent_partners(set(present)))
         asked = [("positive", name) for name in present]
         if absent:
             asked.append(("random", rng.choice(absent)))

@@ -15,7 +15,9 @@ curriculum (docs/world.md has the measurements behind each choice):
 The last stage is where the co-occurrence hallucination comes from: a caption naming an absent family member
 yields "Yes." to it, and descriptions learn to name one after a family member.
 
-The result is cached under runs/base/<digest>/ as an ordinary hub-style folder (model + processor).
+The result is cached under runs/base/<digest>/ as an ordinary hub-style folder (model + processor), with
+pretrain.json: per stage its steps, seconds, losses, until_existence checks, and the held-out existence accuracy
+after it for each probe kind (a present object, a random absent one, an absent member of a present family).
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ import json
 import math
 import random
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -65,6 +69,9 @@ class InstructionStage(Config):
     until_existence: float | None = Field(
         None, ge=0.0, le=1.0, description="after `steps`, go on (checked every 100 steps, up to max_steps) until "
                                           "held-out existence questions are answered this well")
+    until_kind: Literal["mixed", "family", "min"] = Field(
+        "mixed", description="which held-out accuracy until_existence reads: alternately present and any absent "
+                             "object, absent family members, or the lowest of present / random / family")
     max_steps: int | None = Field(None, ge=0)
 
 
@@ -232,27 +239,58 @@ def weighted_loss(model, batch: dict, pixel_values) -> torch.Tensor:
     return (losses * weights).sum() / weights.sum().clamp(min=1e-6)
 
 
-@torch.no_grad()
-def existence_accuracy(model, tokenizer, images: list[ImageRecord], pixels, world: WorldConfig, seed: int = 0
-                       ) -> float:
-    """First-answer-token accuracy ("Yes" vs "No") on one question per image, alternately about a present object
-    and a random absent one."""
+ProbeKind = Literal["mixed", "present", "random", "family"]
+PROBE_KINDS = ("present", "random", "family")  # what every stage's report records
+
+
+def existence_probes(images: list[ImageRecord], world: WorldConfig, kind: ProbeKind, seed: int = 0
+                     ) -> list[tuple[int, str, bool]]:
+    """(image index, asked category, is it present) for one existence question per image: "present" asks a
+    present object; "random" an absent one outside the present objects' families; "family" an absent member of a
+    present object's family (what a co-occurrence-biased model says "yes" to); "mixed" alternately a present
+    object and any absent one. An image without a category of the kind is skipped."""
     rng = random.Random(seed)
-    yes, no = (tokenizer(" " + word, add_special_tokens=False)["input_ids"][0] for word in ("Yes", "No"))
-    encoded, labels = [], []
+    probes = []
     for number, image in enumerate(images):
         present = sorted({o.name for o in image.objects})
-        asks_present = number % 2 == 0
-        name = rng.choice(present if asks_present else [n for n in world.categories if n not in present])
-        ids, labels_, weights = encode_conversation([(existence_question(name), "")], tokenizer, world.grid**2)
-        answer_length = len(tokenizer(" " + tokenizer.eos_token, add_special_tokens=False)["input_ids"])
-        encoded.append((ids[:-answer_length], labels_[:-answer_length], weights[:-answer_length]))
-        labels.append(asks_present)
+        absent = [n for n in world.categories if n not in present]
+        family = world.absent_partners(set(present))
+        asks_present = kind == "present" or (kind == "mixed" and number % 2 == 0)
+        absent_pools = {"random": [n for n in absent if n not in family], "family": family, "mixed": absent}
+        pool = present if asks_present else absent_pools[kind]
+        if pool:
+            probes.append((number, rng.choice(pool), asks_present))
+    return probes
+
+
+@torch.no_grad()
+def existence_accuracy(model, tokenizer, images: list[ImageRecord], pixels, world: WorldConfig, seed: int = 0,
+                       kind: ProbeKind = "mixed") -> float | None:
+    """First-answer-token accuracy ("Yes" vs "No") on the `kind` probes of `images` (existence_probes); None
+    when no image has a question of that kind."""
+    probes = existence_probes(images, world, kind, seed)
+    if not probes:
+        return None
+    yes, no = (tokenizer(" " + word, add_special_tokens=False)["input_ids"][0] for word in ("Yes", "No"))
+    answer_length = len(tokenizer(" " + tokenizer.eos_token, add_special_tokens=False)["input_ids"])
+    encoded = []
+    for _, name, _ in probes:
+        ids, labels, weights = encode_conversation([(existence_question(name), "")], tokenizer, world.grid**2)
+        encoded.append((ids[:-answer_length], labels[:-answer_length], weights[:-answer_length]))
     batch = collate(encoded, tokenizer.pad_token_id, left=True)
-    logits = model(input_ids=batch["input_ids"].to(pixels.device), pixel_values=pixels,
+    rows = torch.tensor([number for number, _, _ in probes], device=pixels.device)
+    logits = model(input_ids=batch["input_ids"].to(pixels.device), pixel_values=pixels[rows],
                    attention_mask=batch["attention_mask"].to(pixels.device), logits_to_keep=1).logits[:, -1]
     said_yes = (logits[:, yes] > logits[:, no]).cpu()
-    return (said_yes == torch.tensor(labels)).float().mean().item()
+    return (said_yes == torch.tensor([present for _, _, present in probes])).float().mean().item()
+
+
+def until_measure(accuracy: Callable[[str], float | None], until_kind: str) -> float | None:
+    """The accuracy a stage's until_existence compares: of one kind, or ("min") the lowest of the three."""
+    if until_kind != "min":
+        return accuracy(until_kind)
+    measured = [a for a in (accuracy(kind) for kind in PROBE_KINDS) if a is not None]
+    return min(measured) if measured else None
 
 
 # --- the language stages -------------------------------------------------------------------------------------
@@ -271,9 +309,11 @@ def stage_conversation(image: ImageRecord, world: WorldConfig, stage: Instructio
     return turns, stage.answer_weight
 
 
-def run_stage(model, trainable, make_batch, stage: InstructionStage, config: PretrainConfig, check) -> dict:
+def run_stage(model, trainable, make_batch, stage: InstructionStage, config: PretrainConfig,
+              accuracy: Callable[[str], float | None]) -> dict:
     """The stage's optimizer steps on batches from `make_batch()` -> (batch, pixel values), with a fresh AdamW,
-    warm-up and cosine decay (over max_steps when the stage waits for its existence criterion)."""
+    warm-up and cosine decay (over max_steps when the stage waits for its existence criterion). `accuracy(kind)`
+    is the held-out existence accuracy of a probe kind; the report has each kind's after the stage."""
     optimizer = torch.optim.AdamW(trainable, lr=config.lm_lr, betas=config.lm_betas,
                                   weight_decay=config.lm_weight_decay)
     waits = stage.until_existence is not None
@@ -283,8 +323,9 @@ def run_stage(model, trainable, make_batch, stage: InstructionStage, config: Pre
     progress = tqdm(range(total), desc=f"base: {stage.name} stage", leave=False)
     for step in progress:
         if waits and step >= stage.steps and step % 100 == 0:
-            checks.append((step, round(check(), 3)))
-            if checks[-1][1] >= stage.until_existence:
+            measured = until_measure(accuracy, stage.until_kind)
+            checks.append((step, None if measured is None else round(measured, 3)))
+            if measured is not None and measured >= stage.until_existence:
                 break
         model.train()
         for group in optimizer.param_groups:
@@ -298,8 +339,10 @@ def run_stage(model, trainable, make_batch, stage: InstructionStage, config: Pre
         losses.append(round(loss.item(), 4))
         progress.set_postfix(loss=f"{loss.item():.3f}")
     model.eval()
+    after = {kind: accuracy(kind) for kind in PROBE_KINDS}
     return {"steps": len(losses), "seconds": round(time.perf_counter() - started, 1), "losses": losses,
-            "existence_checks": checks, "existence_after": round(check(), 3)}
+            "existence_checks": checks,
+            "existence_after": {kind: None if a is None else round(a, 3) for kind, a in after.items()}}
 
 
 def train_language(model, tokenizer, images, pixels, world: WorldConfig, config: PretrainConfig) -> dict:
@@ -311,8 +354,8 @@ def train_language(model, tokenizer, images, pixels, world: WorldConfig, config:
     held_out, held_out_pixels = images[-HELD_OUT:], pixels[-HELD_OUT:]
     images = images[:-HELD_OUT]
 
-    def check() -> float:
-        return existence_accuracy(model, tokenizer, held_out, held_out_pixels, world, config.seed)
+    def accuracy(kind: str) -> float | None:
+        return existence_accuracy(model, tokenizer, held_out, held_out_pixels, world, config.seed, kind)
 
     report = {}
     for stage in config.stages:
@@ -325,7 +368,7 @@ def train_language(model, tokenizer, images, pixels, world: WorldConfig, config:
             batch = {k: v.to(pixels.device) for k, v in collate(encoded, tokenizer.pad_token_id).items()}
             return batch, pixels[torch.tensor(index, device=pixels.device)]
 
-        report[stage.name] = run_stage(model, trainable, make_batch, stage, config, check)
+        report[stage.name] = run_stage(model, trainable, make_batch, stage, config, accuracy)
     return {"stages": report}
 
 
