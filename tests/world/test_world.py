@@ -1,6 +1,4 @@
 import json
-import random
-import re
 
 import numpy as np
 import pytest
@@ -9,11 +7,10 @@ from PIL import Image
 from hadpo.config import load_config
 from hadpo.records import ImageRecord, read_jsonl
 from hadpo.world.config import WorldConfig
-from hadpo.world.data import Claim, conversation, describe, noisy_claims
+from hadpo.world.data import brief_caption, scene_claims
 from hadpo.world.drawing import BACKGROUND, COLOURS
 from hadpo.world.scenes import build_world
 
-EXISTENCE = re.compile(r"^Is there an? (\w+) in the image\?$")
 SMALL = {"splits": {"pretrain": 40, "pairs": 10, "eval": 10}}
 
 
@@ -47,6 +44,7 @@ def test_splits_are_disjoint(small_world):
 def test_every_object_annotated_and_every_annotation_rendered(small_world):
     _, files = small_world
     for record in read_jsonl(files.images("pretrain"), ImageRecord):
+        assert len(record.objects) == 3 and len({o.position for o in record.objects}) == 3
         pixels = np.asarray(Image.open(files.root / record.path).convert("RGB"))
         drawn = np.any(pixels != np.array(BACKGROUND), axis=-1)
         covered = np.zeros_like(drawn)
@@ -92,47 +90,11 @@ def test_bad_world_config_fails_with_one_line(overrides, message):
     assert "\n" not in str(error.value)
 
 
-def test_caption_noise_names_absent_partner_right_after_member_in_its_colour(small_world):
-    config, files = small_world
-    config = config.model_copy(update={"bias": config.bias.model_copy(update={"caption_noise_scale": 10.0})})
-    rng = random.Random(0)
-    seen_noise = 0
-    for record in read_jsonl(files.images("pretrain"), ImageRecord):
-        claims = noisy_claims(record, config, rng)
-        present = {o.name for o in record.objects}
-        for before, claim in zip(claims, claims[1:]):
-            if not claim.present:
-                seen_noise += 1
-                assert claim.name not in present
-                assert claim.name in config.partners(before.name) and claim.colour == before.colour
-    assert seen_noise > 0
-
-
-def test_biased_questions_come_from_the_caption(small_world):
-    config, files = small_world
-    config = config.model_copy(update={"bias": config.bias.model_copy(update={"caption_noise_scale": 10.0})})
-    rng = random.Random(1)
-    yes_to_absent = 0
-    for record in read_jsonl(files.images("pretrain"), ImageRecord):
-        present = {o.name for o in record.objects}
-        for question, answer in conversation(record, config, rng, biased=True, qa_turns=6):
-            asked = EXISTENCE.match(question)
-            if asked and answer.startswith("Yes"):
-                yes_to_absent += asked.group(1) not in present
-    # Noisy captions yield "yes" to absent partners; balanced data never does.
-    assert yes_to_absent > 0
-    for record in read_jsonl(files.images("pretrain"), ImageRecord):
-        present = {o.name for o in record.objects}
-        for question, answer in conversation(record, config, rng, biased=False, qa_turns=6):
-            asked = EXISTENCE.match(question)
-            if asked and answer.startswith("Yes"):
-                assert asked.group(1) in present
-
-
-def test_description_states_each_claim():
-    claims = [Claim("star", "red", "small", "top left"), Claim("ring", "blue", "large", "center")]
-    text = describe(claims, random.Random(0), opening=False)
-    assert text.count(".") == 2 and "red star" in text and "top left" in text and "blue ring" in text
+def test_absent_partners_are_the_missing_members_of_present_families():
+    world = WorldConfig()
+    assert world.absent_partners({"star", "heart", "club"}) == ["moon", "sun", "cloud", "diamond", "spade"]
+    assert world.absent_partners({"star", "moon", "sun", "cloud"}) == []
+    assert world.absent_partners(set()) == []
 
 
 def test_sentence_truth_reads_the_world_grammar(small_world):
@@ -149,4 +111,9 @@ def test_sentence_truth_reads_the_world_grammar(small_world):
     absent = next(n for n in ("star", "moon", "ring") if n not in {o.name for o in record.objects})
     assert sentence_label(record, f"In the {obj.position}, there is a {size} {colour} {absent}.") == "hallucination"
     assert sentence_label(record, "This picture contains a few shapes.") == "cannot_judge"
+    assert sentence_label(record, brief_caption(scene_claims(record))) == "correct"
+    assert sentence_label(record, f"There is a {colour} {obj.name} and a {colour} {absent}.") == "hallucination"
+    assert sentence_label(record, f"There is a {other} {obj.name}.") == "hallucination"
+    twice = brief_caption([scene_claims(record)[0]] * (1 + sum(o.name == obj.name for o in record.objects)))
+    assert sentence_label(record, twice) == "hallucination"  # one more of it than the image holds
     assert sentence_label(record, "A cat sleeps") is None

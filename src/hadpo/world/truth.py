@@ -1,15 +1,17 @@
 """Ground truth for sentences in the world's own description language.
 
-The world knows the templates its descriptions are written in (`hadpo.world.data`), so a sentence a model
-learned from them can be read exactly: an opening sentence makes no checkable claim ("cannot_judge"); an object
-sentence is "correct" when an object of that category, colour and size stands at that position, else
-"hallucination". Sentences outside the grammar get None (no ground truth). Judges are measured against this
-(`pairs` config `ground_truth: hadpo.world.truth:sentence_label`).
+The world knows the templates its texts are written in (`hadpo.world.data`), so a sentence a model learned from
+them can be read exactly: an opening sentence makes no checkable claim ("cannot_judge"); a description's object
+sentence is "correct" when an object of that category, colour and size stands at that position; a brief
+caption ("There is a red star, a red moon and a blue sun.") is "correct" when every object it lists is there in
+that colour. Anything else they claim is a "hallucination"; sentences outside the grammar get None (no ground
+truth). Judges are measured against this (`pairs` config `ground_truth: hadpo.world.truth:sentence_label`).
 """
 
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 from hadpo.records import ImageRecord
 from hadpo.world.data import OBJECT_TEMPLATES, OPENINGS
@@ -27,6 +29,8 @@ def _pattern(template: str) -> re.Pattern:
 
 PATTERNS = [_pattern(t) for t in OBJECT_TEMPLATES]
 OPENING_SENTENCES = {o.rstrip(".").lower() for o in OPENINGS}
+_LISTED = r"an? \w+ \w+"  # "a red star": one object of a brief caption (data.brief_caption)
+BRIEF_CAPTION = re.compile(rf"^there is {_LISTED}(?:, {_LISTED})*(?: and {_LISTED})?$", re.IGNORECASE)
 
 
 def sentence_label(image: ImageRecord, sentence: str) -> str | None:
@@ -43,4 +47,9 @@ def sentence_label(image: ImageRecord, sentence: str) -> str | None:
                 for o in image.objects
             )
             return "correct" if found else "hallucination"
+    if BRIEF_CAPTION.match(text):
+        body = text[len("there is "):]
+        listed = Counter(tuple(part.lower().split()[1:]) for part in re.split(r", | and ", body))  # (colour, name)
+        there = Counter((o.attributes[0], o.name) for o in image.objects)
+        return "correct" if all(there[item] >= count for item, count in listed.items()) else "hallucination"
     return None
