@@ -119,6 +119,10 @@ def existence_question(name: str) -> str:
     return f"Is there {article(name)} {name} in the image?"
 
 
+def colour_question(name: str, colour: str) -> str:
+    return f"Is the {name} {colour}?"
+
+
 def count_question(name: str, asked: int) -> str:
     if asked == 1:
         return f"Is there exactly one {name} in the image?"
@@ -154,7 +158,7 @@ def colour_qa(claims: list[Claim], config: WorldConfig, rng: random.Random) -> t
         return None
     claim = rng.choice(_unique(claims))
     asked = claim.colour if rng.random() < 0.5 else rng.choice([c for c in config.colours if c != claim.colour])
-    return f"Is the {claim.name} {asked}?", YES if asked == claim.colour else NO
+    return colour_question(claim.name, asked), YES if asked == claim.colour else NO
 
 
 def count_qa(claims: list[Claim], config: WorldConfig, rng: random.Random) -> tuple[str, str]:

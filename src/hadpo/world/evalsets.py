@@ -3,13 +3,15 @@ model's existence questions.
 
 - SFT descriptions: faithful detailed descriptions of pretrain-split scenes in the base model's own
   instruction format, the role MiniGPT-4's stage-2 captions (CC-SBU-Align) play in HA-DPO's auxiliary loss.
-- Held-out questions: colour and count yes/no questions about present objects, in the POPE file format so the
-  POPE scorer reads them. The demo keeps these question types out of the preference pairs, so they measure
-  whether HA-DPO leaves the model's other skills intact.
+- Held-out questions: colour and count yes/no questions about present objects of eval-split scenes, in the POPE
+  file format so the POPE scorer reads them. The base model learned these question types, worded exactly so
+  (`hadpo.world.data`) and answered "Yes." / "No.", in its grounded instruction stages; the demo keeps them out
+  of the preference pairs (existence QA only), so they measure whether HA-DPO costs the model other skills.
 - Existence questions and description measures (the base-model recipe's figures, benchmarks/world_recipe.py):
-  per image, every present category ("yes") and one absent category drawn at random (random) or from a
-  present object's family (adversarial); accuracy, balanced accuracy and *predicted* yes-ratio per negative
-  kind; the share of annotated objects descriptions name (recall) and of descriptions naming an absent one.
+  per image, every present category ("yes"), one absent category outside the present objects' families
+  (random) and one absent member of a present object's family (adversarial); accuracy, balanced accuracy and
+  *predicted* yes-ratio per negative kind; the share of annotated objects descriptions name (recall) and of
+  descriptions naming an absent one.
 """
 
 from __future__ import annotations
@@ -22,7 +24,14 @@ from hadpo.evaluate.pope import write_questions
 from hadpo.records import ImageRecord, PopeQuestion, SFTExample, resolve_image_path, write_jsonl
 from hadpo.text import ObjectVocabulary
 from hadpo.world.config import WorldConfig
-from hadpo.world.data import DESCRIBE_PROMPTS, count_question, describe, existence_question, scene_claims
+from hadpo.world.data import (
+    DESCRIBE_PROMPTS,
+    colour_question,
+    count_question,
+    describe,
+    existence_question,
+    scene_claims,
+)
 
 
 def write_sft_descriptions(images: list[ImageRecord], records_file: Path, out: Path, seed: int = 0) -> Path:
@@ -47,7 +56,7 @@ def colour_item(image: ImageRecord, world: WorldConfig, rng: random.Random) -> t
     obj = rng.choice(unique)
     colour = obj.attributes[0]
     asked = colour if rng.random() < 0.5 else rng.choice([c for c in world.colours if c != colour])
-    return obj.name, f"Is the {obj.name} {asked}?", "yes" if asked == colour else "no"
+    return obj.name, colour_question(obj.name, asked), "yes" if asked == colour else "no"
 
 
 def count_item(image: ImageRecord, rng: random.Random) -> tuple[str, str, str]:
@@ -85,18 +94,19 @@ def write_heldout_questions(images: list[ImageRecord], records_file: Path, world
 
 def write_existence_questions(images: list[ImageRecord], records_file: Path, world: WorldConfig, out: Path,
                               seed: int = 0) -> Path:
-    """`out`: for each image its present categories (split "positive"), one random absent category ("random")
-    and one absent partner of a present object ("adversarial"), POPE format, image paths relative to `out`."""
+    """`out`: for each image its present categories (split "positive"), one absent category outside the present
+    objects' families ("random") and one absent member of a present object's family ("adversarial"), POPE
+    format, image paths relative to `out`."""
     rng = random.Random(seed)
     questions: list[PopeQuestion] = []
     for image in images:
         path = os.path.relpath(resolve_image_path(image, records_file), out.parent)
         present = sorted({o.name for o in image.objects})
-        absent = [c for c in world.categories if c not in present]
         partners = sorted(world.absent_partners(set(present)))
+        unrelated = [c for c in world.categories if c not in present and c not in partners]
         asked = [("positive", name) for name in present]
-        if absent:
-            asked.append(("random", rng.choice(absent)))
+        if unrelated:
+            asked.append(("random", rng.choice(unrelated)))
         if partners:
             asked.append(("adversarial", rng.choice(partners)))
         questions += [PopeQuestion(question_id=f"{image.image_id}-{kind}-{name}", image=path,
@@ -108,8 +118,9 @@ def write_existence_questions(images: list[ImageRecord], records_file: Path, wor
 
 def existence_metrics(questions: list[PopeQuestion], said_yes: dict[str, bool]) -> dict[str, dict[str, float]]:
     """Accuracy and predicted yes-ratio for each negative kind, scored with all positives of the same images
-    (images hold 1-4 objects, so positives outnumber negatives), and the balanced accuracy, the mean of the
-    positive and negative accuracies: what a POPE-style set with as many negatives as positives measures."""
+    (a scene holds three objects by default, so positives outnumber negatives), and the balanced accuracy, the
+    mean of the positive and negative accuracies: what a POPE-style set with as many negatives as positives
+    measures."""
     result = {}
     for kind in ("random", "adversarial"):
         images = {q.image for q in questions if q.split == kind}
