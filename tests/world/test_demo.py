@@ -15,8 +15,11 @@ CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 SMALL = {
     "pairs_recipe": str(CONFIGS / "pairs" / "world.yaml"),
     "train_recipe": str(CONFIGS / "world_hadpo.yaml"),
-    "world": {"splits": {"pretrain": 120, "pairs": 16, "eval": 16}},
-    "pretrain": {"vision_steps": 20, "reading_steps": 5, "lm_steps": 10, "lm_batch": 4, "warmup_steps": 2},
+    # pretraining holds 256 pretrain images out to check existence answers, and needs as many to train on
+    "world": {"splits": {"pretrain": 520, "pairs": 16, "eval": 16}},
+    "pretrain": {"vision_steps": 20, "lm_batch": 4, "warmup_steps": 2, "stages": [
+        {"name": "captions", "steps": 5, "brief_share": 1.0, "qa_turns": 1},
+        {"name": "web", "steps": 10, "from_caption": True}]},
     "pairs": {"describe": {"per_image": 1, "max_new_tokens": 24}},
     "train": {"max_steps": 3, "per_device_train_batch_size": 2, "logging_steps": 1, "disable_tqdm": True},
     "eval": {"pope_images": 8, "pope_per_image": 1, "max_new_tokens": 24},
