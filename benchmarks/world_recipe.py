@@ -1,12 +1,14 @@
-"""Measure the world's base model across seeds (and recipe variants): pretraining time, what it sees, and how
-it hallucinates (the existence questions and description measures of hadpo.world.evalsets, asked through
-hadpo.inference). Prints one JSON line per run and a table.
+"""Measure the world's base model across seeds (and recipe variants): pretraining time per stage, what it sees,
+and how it hallucinates (the existence questions and description measures of hadpo.world.evalsets, asked
+through hadpo.inference; and pretrain.json's held-out existence accuracy per probe kind after each stage).
+Prints one JSON line per run, a table of the figures and a table of the stages.
 
     python benchmarks/world_recipe.py --seeds 0 1 2
-    python benchmarks/world_recipe.py --seeds 0 --variant fast lm_steps=800 --variant slow lm_steps=2000
+    python benchmarks/world_recipe.py --seeds 0 --variant short stages.web.steps=800 --variant hard stages.hard.partner_share=1.0
     python benchmarks/world_recipe.py --device auto --jobs 4      # on a machine with a GPU / more cores
 
-A variant is NAME followed by pretrain (`key=value`) or world (`world.key=value`) overrides.
+A variant is NAME followed by pretrain (`key=value`, `stages.STAGE.key=value`) or world (`world.key=value`)
+overrides.
 """
 
 from __future__ import annotations
@@ -32,16 +34,31 @@ from hadpo.world.pretrain import PretrainConfig, pretrain_base
 from hadpo.world.scenes import WorldFiles, build_world
 
 
+def override(data: dict, dotted: str, value) -> None:
+    """Set `dotted` in nested config data; in a list of named items (the stages) a key names an item."""
+    *parents, leaf = dotted.split(".")
+    node = data
+    for key in parents:
+        if isinstance(node, list):
+            node = next((item for item in node if item.get("name") == key), None)
+            if node is None:
+                raise SystemExit(f"{dotted}: no stage named {key!r}")
+        else:
+            node = node.setdefault(key, {})  # an unknown key is then refused by the config, with its name
+    if isinstance(node, list):
+        raise SystemExit(f"{dotted}: name a stage and its setting, e.g. stages.web.steps")
+    node[leaf] = value
+
+
 def job_configs(job: dict) -> tuple[WorldConfig, PretrainConfig]:
     demo = load_demo_config(job["config"], job["seed"])
-    world_data = demo.world.model_dump()
+    world_data, pretrain_data = demo.world.model_dump(), demo.pretrain.model_dump()
     for dotted, value in job["world"].items():
-        *parents, leaf = dotted.split(".")
-        node = world_data
-        for key in parents:
-            node = node[key]
-        node[leaf] = value
-    return validate_config(WorldConfig, world_data, job["name"]), demo.pretrain
+        override(world_data, dotted, value)
+    for dotted, value in {**job["pretrain"], "device": job["device"]}.items():
+        override(pretrain_data, dotted, value)
+    return (validate_config(WorldConfig, world_data, job["name"]),
+            validate_config(PretrainConfig, pretrain_data, job["name"]))
 
 
 def measure(model_dir: Path, files: WorldFiles, world: WorldConfig, device: str) -> dict:
@@ -69,8 +86,6 @@ def run(job: dict) -> dict:
 
         torch.set_num_threads(job["threads"])
     world, pretrain = job_configs(job)
-    pretrain = validate_config(PretrainConfig, {**pretrain.model_dump(), **job["pretrain"], "device": job["device"]},
-                               job["name"])
     files = build_world(world, job["runs_dir"])
     started = time.perf_counter()
     model_dir = pretrain_base(world, files, pretrain, job["runs_dir"])
@@ -88,7 +103,17 @@ def run(job: dict) -> dict:
         **{f"{kind}_{name}": round(result["existence"][kind][name], 4) for kind, name in [
             ("random", "accuracy"), ("random", "yes_ratio"), ("random", "balanced_accuracy"),
             ("adversarial", "accuracy"), ("adversarial", "balanced_accuracy"), ("adversarial", "yes_ratio")]},
+        # held-out pretrain images, one question each, first answer token (hadpo.world.pretrain.existence_accuracy)
+        "stages": {name: {"steps": stage["steps"], "seconds": stage["seconds"], **stage["existence_after"]}
+                   for name, stage in report["stages"].items()},
     }
+
+
+def print_table(header: list[str], rows: list[list]) -> None:
+    print("| " + " | ".join(header) + " |")
+    print("|" + "---|" * len(header))
+    for row in rows:
+        print("| " + " | ".join("-" if cell is None else str(cell) for cell in row) + " |")
 
 
 def parse_variants(raw: list[list[str]]) -> list[tuple[str, dict, dict]]:
@@ -131,12 +156,13 @@ def main() -> None:
             if args.out:
                 with open(args.out, "a") as handle:
                     handle.write(json.dumps(rows[-1]) + "\n")
-    header = list(rows[0])
-    print("| " + " | ".join(header) + " |")
-    print("|" + "---|" * len(header))
-    for row in rows:
-        print("| " + " | ".join(str(row[h]) for h in header) + " |")
-
+    header = [key for key in rows[0] if key != "stages"]
+    print_table(header, [[row[key] for key in header] for row in rows])
+    print()
+    kinds = ["present", "random", "family"]
+    print_table(["variant", "seed", "stage", "steps", "seconds", *(f"existence after: {k}" for k in kinds)],
+                [[row["variant"], row["seed"], name, stage["steps"], stage["seconds"], *(stage[k] for k in kinds)]
+                 for row in rows for name, stage in row["stages"].items()])
 
 if __name__ == "__main__":
     main()
