@@ -109,7 +109,7 @@ def build_tiny_llava_next(texts: Iterable[str]):
 def build_tiny_qwen2_vl(texts: Iterable[str], version: str = "2"):
     """A tiny `Qwen2VLForConditionalGeneration`, or with version "2.5" `Qwen2_5_VLForConditionalGeneration`
     (8-pixel patches merged 2x2: a 48x48 image gives 9 tokens)."""
-    tokenizer = train_tokenizer(texts, vocab_size=300)
+    tokenizer = train_tokenizer(texts, vocab_size=300, bos=False)  # Qwen's tokenizer adds no <s>
     tokenizer.add_special_tokens({"additional_special_tokens": [IMAGE_TOKEN, *QWEN_TOKENS]})
     tokenizer.image_token = "<|image_pad|>"
     image_processor = Qwen2VLImageProcessorPil(
@@ -156,7 +156,7 @@ def build_tiny_instructblip(texts: Iterable[str], language_model: str = "llama")
     """A tiny `InstructBlipForConditionalGeneration`: 48x48 images, a 1-layer Q-Former, 4 query tokens, and a
     Llama (decoder-only, as Vicuna) or T5 (encoder-decoder, as FlanT5) language model."""
     texts = list(texts)
-    tokenizer = train_tokenizer(texts, vocab_size=300)
+    tokenizer = train_tokenizer(texts, vocab_size=300, bos=language_model != "t5")  # T5's adds no <s>
     qformer_tokenizer = train_tokenizer(texts, vocab_size=260)
     image_processor = BlipImageProcessorPil(
         size={"height": 48, "width": 48}, image_mean=[0.5] * 3, image_std=[0.5] * 3

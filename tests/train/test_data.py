@@ -36,7 +36,7 @@ def _ids(processor, text):
 
 def _prompt_and_answers(processor, pair):
     image_tokens = "<image>" * 9  # 48x48 image, 16-pixel patches, CLS dropped
-    prompt = _ids(processor, f"USER: {image_tokens}\n{pair.prompt} ASSISTANT:")
+    prompt = [processor.tokenizer.bos_token_id] + _ids(processor, f"USER: {image_tokens}\n{pair.prompt} ASSISTANT:")
     return prompt, [_ids(processor, f" {response}</s>") for response in (pair.chosen, pair.rejected)]
 
 

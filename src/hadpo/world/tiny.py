@@ -45,8 +45,9 @@ CHAT_TEMPLATE = (
 )
 
 
-def train_tokenizer(texts: Iterable[str], vocab_size: int = 512) -> PreTrainedTokenizerFast:
-    """Train a byte-level BPE tokenizer on `texts`, with LLaVA's special tokens.
+def train_tokenizer(texts: Iterable[str], vocab_size: int = 512, bos: bool = True) -> PreTrainedTokenizerFast:
+    """Train a byte-level BPE tokenizer on `texts`, with LLaVA's special tokens; with `bos` every encoded text
+    starts with <s>, as with Llama's tokenizer (T5's and Qwen's add none: their tiny test builders pass False).
 
     Byte-level BPE can encode any text, so a judge's or a user's wording never hits an unknown token; on the
     world's small vocabulary nearly every word ends up a single token.
@@ -61,10 +62,9 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 512) -> PreTrainedTo
         show_progress=False,
     )
     tokenizer.train_from_iterator(texts, trainer=trainer)
-    # Like Llama's tokenizer, every text starts with <s> (the processor's and the pretraining's encodings agree).
-    bos = tokenizer.token_to_id("<s>")
-    tokenizer.post_processor = processors.TemplateProcessing(single="<s> $A", pair="<s> $A $B",
-                                                             special_tokens=[("<s>", bos)])
+    if bos:  # the processor's and the world's pretraining encodings then agree: <s> first
+        tokenizer.post_processor = processors.TemplateProcessing(
+            single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", tokenizer.token_to_id("<s>"))])
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         bos_token="<s>",
