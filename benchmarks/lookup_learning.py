@@ -1,6 +1,6 @@
 """How fast does a from-scratch tiny Llama learn to look a question's object up in its context? The skill
-existence questions need (docs/world.md, "Why the reading stage"). Prints accuracy on the yes/no token every
-150 steps; no hadpo code involved, only transformers.
+existence questions need (docs/world.md, "Lessons from earlier recipes"). Prints accuracy on the yes/no token
+every 150 steps; no hadpo code involved, only transformers.
 
     python benchmarks/lookup_learning.py --layout list --heads 8      # objects as a list of tokens
     python benchmarks/lookup_learning.py --layout slots --heads 8     # objects in 9 mostly empty slots

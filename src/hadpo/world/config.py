@@ -2,10 +2,11 @@
 
 The bias knobs mirror how real VLM training data is made (see the foundation issue):
   caption noise   web captions name objects that usually appear with a present one but are absent
-                  (here: right after a family member, in its colour, at a rate that differs by family);
+                  (here: right after a family's first present member, an absent member in its colour and
+                  size, at a rate that differs by family);
   captions -> QA  instruction QA is written from the captions, not the image (as LLaVA's text-only GPT
                   wrote its instruction data from COCO captions), so a noisy caption yields a "yes";
-  yes-bias        most instruction questions ask about objects the caption names.
+  yes-bias        most questions written from captions ask about objects the caption names.
 Every report prints these knobs. A config that cannot work fails at load with one clear line.
 """
 
@@ -30,8 +31,11 @@ class Family(Config):
 
 class BiasConfig(Config):
     caption_noise_scale: float = Field(1.0, ge=0.0, description="multiplies every family's caption_noise")
-    qa_from_captions: bool = Field(True, description="biased-phase QA is written from captions, not images")
-    yes_bias: float = Field(0.85, ge=0.0, le=1.0, description="share of biased-phase questions about named objects")
+    qa_from_captions: bool = Field(
+        True, description="web-like (from_caption) stages' questions are written from noisy captions, not images")
+    yes_bias: float = Field(
+        0.85, ge=0.0, le=1.0,
+        description="share of questions written from captions that ask about named objects (a stage may set its own)")
 
 
 class SplitSizes(Config):

@@ -1,8 +1,9 @@
 """Procedural scenes: sample, render with Pillow, annotate (Visual-Genome-like), export to COCO, write splits.
 
-A scene places 1-4 objects in distinct cells of a grid whose cells are the vision patches, so one patch sees
-one object. Objects of a family tend to appear together (`cooccurrence`), which gives POPE's adversarial
-split its meaning. Every image is deterministic in (seed, split, index); splits never share a scene layout.
+A scene places min_objects to max_objects objects (three by default) in distinct cells of a grid whose cells
+are the vision patches, so one patch sees one object. Objects of a family tend to appear together
+(`cooccurrence`), which gives POPE's adversarial split its meaning. Every image is deterministic in (seed,
+split, index); splits never share a scene layout.
 """
 
 from __future__ import annotations
