@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from hadpo.pairs.build import run_build
-from hadpo.pairs.config import PairsConfig, SourceConfig
+from hadpo.pairs.config import PairsConfig, ShortAnswers, SourceConfig
 from hadpo.pairs.store import BuildFiles
 from hadpo.records import Description, ImageRecord, Judgement, PreferencePair, read_jsonl, write_jsonl
 
@@ -177,6 +177,25 @@ def test_qa_kinds_keep_question_types_out_of_the_pairs(image_records, tmp_path):
     assert "Is there a cup in the image?" in prompts
     assert "Is the dog blue?" not in prompts  # the attribute fact of the full build above
     assert all(prompt.startswith("Is there") for prompt in prompts)
+
+
+def test_short_answers_replace_the_sentences_and_yes_facts_balance_no_facts(image_records, tmp_path):
+    config = config_for(image_records, tmp_path)
+    config.qa.kinds = ["existence"]
+    config.qa.short_answers = ShortAnswers()
+    files = BuildFiles(tmp_path / "build")
+    files.root.mkdir()
+    write_descriptions(files)
+    run_build(config, ("judge", "qa"))
+    qa = [p for p in read_jsonl(files.pairs, PreferencePair) if p.kind == "qa"]
+    assert {(p.chosen, p.rejected) for p in qa} == {("Yes.", "No."), ("No.", "Yes.")}
+    by_image: dict[str, list[str]] = {}
+    for pair in qa:
+        by_image.setdefault(pair.image_id, []).append(pair.chosen)
+    # image 0: absent cup (no) -> one present object (yes); image 1: absent fork (no) -> the dog (yes);
+    # image 2 has no existence error, so one present object keeps the image's pairs from being all "no".
+    assert {image: sorted(chosen) for image, chosen in by_image.items()} == {
+        "0": ["No.", "Yes."], "1": ["No.", "Yes."], "2": ["Yes."]}
 
 
 def test_an_unknown_qa_kind_is_refused():

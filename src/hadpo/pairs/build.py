@@ -211,7 +211,8 @@ def run_build(config: PairsConfig, stages: tuple[str, ...] = STAGES, dry_run: bo
         if config.qa.sample_answers:
             config.qa.sampling.model = config.qa.sampling.model or config.describe.model
             answers = sample_answers(facts, images, files, config.qa.sampling, model_and_processor)
-        built, own_answers = qa_pairs(facts, images, answers)
+        short = config.qa.short_answers.model_dump() if config.qa.short_answers else None
+        built, own_answers = qa_pairs(facts, images, answers, short)
         pairs += built
         stats["qa"] = {"facts": len(facts), "pairs": len(built)}
     elif files.pairs.exists():  # keep the QA pairs of an earlier run when this run skips the stage

@@ -49,6 +49,14 @@ class RewriteConfig(Config):
     llm: LLMConfig | None = None
 
 
+class ShortAnswers(Config):
+    """One-word answers for yes/no questions (LLaVA-1.5's "Answer with a single word" data): a model trained on
+    them answers "Yes." / "No.", and its pairs should compare the same words."""
+
+    yes: str = Field("Yes.", min_length=1)
+    no: str = Field("No.", min_length=1)
+
+
 class QAConfig(Config):
     enabled: bool = True
     max_per_image: int = 6
@@ -58,6 +66,9 @@ class QAConfig(Config):
     # POPE-style questions that need no description: per completely annotated image, this many absent objects
     # that co-occur most with its present ones (answer "no") and as many present ones ("yes"). 0 = off.
     co_occurrence_per_image: int = 0
+    # Chosen/rejected texts of yes/no questions: these short answers instead of the sentences ("Yes, there is a
+    # dog in the image."); null keeps the sentences.
+    short_answers: ShortAnswers | None = None
     sample_answers: bool = False  # ask the target model (describe.model) the yes/no questions
     sampling: AnswerSampling = Field(default_factory=AnswerSampling)
 

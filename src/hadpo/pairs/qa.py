@@ -87,8 +87,8 @@ def collect_facts(
     kinds: tuple[str, ...] | list[str] = QA_KINDS,
 ) -> list[QAFact]:
     """Facts of the wanted `kinds` from every usable judgement with a hallucination, at most `max_per_image` per
-    image, questions unique per image, with as many "yes" existence facts as there are "no" ones where the
-    image allows."""
+    image, questions unique per image; then, per image, as many "yes" existence facts about distinct present
+    objects as it has "no" facts (at least one), as far as the image has objects."""
     descriptions = {d.description_id: d for d in iter_jsonl(files.descriptions, Description)}
     by_image: dict[str, list[QAFact]] = {}
     for judgement in iter_jsonl(files.judgements, Judgement):
@@ -102,13 +102,16 @@ def collect_facts(
         if isinstance(judge, AnnotationJudge) and judgement.description_id in descriptions:
             claims = claim_facts(judge, image, judgement, descriptions[judgement.description_id].text)
             facts += [fact for fact in claims if fact.kind in kinds]
-        if "existence" in kinds:
-            present = sorted({o.name.lower() for o in image.objects})
-            facts += [existence_fact(name, True, *meta) for name in present[: max(1, len(facts) // 2)]]
         kept = by_image.setdefault(image.image_id, [])
         for fact in facts:
             if len(kept) < max_per_image and fact.question not in {f.question for f in kept}:
                 kept.append(fact)
+    if "existence" in kinds:  # as many "yes" facts as "no" ones, about distinct present objects
+        for image_id, kept in by_image.items():
+            noes = sum(fact.right_polarity == "no" for fact in kept)
+            present = sorted({o.name.lower() for o in images[image_id].objects})
+            meta = (kept[0].description_id, kept[0].judge, image_id) if kept else ("", "annotations", image_id)
+            kept += [existence_fact(name, True, *meta) for name in present[: max(1, noes)]]
     return [fact for facts in by_image.values() for fact in facts]
 
 
@@ -164,11 +167,16 @@ def sample_answers(facts: list[QAFact], images: dict[str, ImageRecord], files: B
     )
 
 
-def qa_pairs(facts: list[QAFact], images: dict[str, ImageRecord], answers: dict[str, Answer] | None = None):
-    """PreferencePairs of kind `qa`; returns (pairs, how many texts came from the model's own answers)."""
+def qa_pairs(facts: list[QAFact], images: dict[str, ImageRecord], answers: dict[str, Answer] | None = None,
+             short_answers: dict[str, str] | None = None):
+    """PreferencePairs of kind `qa`; returns (pairs, how many texts came from the model's own answers).
+    `short_answers` ({"yes": ..., "no": ...}) replaces the sentences of yes/no questions."""
     pairs, own = [], 0
     for fact in facts:
         chosen, rejected = fact.right, fact.wrong
+        if short_answers and fact.right_polarity:
+            wrong = "no" if fact.right_polarity == "yes" else "yes"
+            chosen, rejected = short_answers[fact.right_polarity], short_answers[wrong]
         answer = (answers or {}).get(pair_id(fact))
         if answer is not None and fact.right_polarity and answer.text.strip():
             if parse_answer(answer.text) == fact.right_polarity:
