@@ -121,6 +121,30 @@ def eval_sets(files: WorldFiles, world: WorldConfig, settings: EvalSettings, out
     return EvalSets(eval_file, pope_files, heldout_files, judge)
 
 
+def family_share(pope_file: Path, images_file: Path, world: WorldConfig) -> dict:
+    """How many of a POPE split's negative questions ask about an absent member of a present object's family:
+    the co-occurrence that the adversarial split is meant to test."""
+    from hadpo.records import PopeQuestion
+
+    images = {Path(image.path).name: image for image in read_jsonl(images_file, ImageRecord)}
+    negatives = family = 0
+    for question in read_jsonl(pope_file, PopeQuestion):
+        if question.label != "no":
+            continue
+        present = {o.name for o in images[Path(question.image).name].objects}
+        negatives += 1
+        family += any(question.object in world.partners(name) for name in present)
+    return {"negatives": negatives, "family_members": family, "share": family / negatives if negatives else None}
+
+
+def words_per_text(pairs_file: Path) -> dict:
+    """Mean words of the chosen and of the rejected texts of the description pairs (original texts only)."""
+    pairs = [p for p in read_jsonl(pairs_file, PreferencePair) if p.kind == "desc" and not p.rewrite_index]
+    if not pairs:
+        return {"chosen": None, "rejected": None}
+    return {side: sum(len(getattr(p, side).split()) for p in pairs) / len(pairs) for side in ("chosen", "rejected")}
+
+
 def evaluate_model(model_dir: Path, out: Path, sets: EvalSets, settings: EvalSettings) -> dict:
     """Run the suite on one model; returns the issue's per-model summary M (fractions in 0-1). Each
     benchmark's raw answers and details stay under `out`."""
@@ -193,7 +217,8 @@ def train(model_dir: Path, pairs_file: Path, sft_file: Path, out: Path, seed: in
              "output_dir": str(out), "seed": seed}
     config = load_config(HADPOConfig, recipe, paths, overrides, source=f"demo train ({recipe})")
     trainer = run_training(config)
-    return out / "merged", trainer.state.log_history
+    merged = out / "merged"  # LoRA runs merge the adapter there; full fine-tuning saves the model itself
+    return (merged if merged.exists() else out), trainer.state.log_history
 
 
 # --- the demo ------------------------------------------------------------------------------------------------
@@ -242,6 +267,9 @@ def run_demo(config_path: str | Path | None = None, seed: int | None = None, run
     print_models(models)
 
     results = summary(world, pair_stats, models, histories, base_dir, stages.timings, started)
+    results["pairs"]["words"] = words_per_text(out / "pairs" / "pairs.jsonl")
+    adversarial = next(path for path in sets.pope_files if path.stem.endswith("adversarial"))
+    results["pope_adversarial_negatives"] = family_share(adversarial, sets.images_file, world)
     write_report(out, results, histories)
     console.print(f"wrote {out / 'report.md'} and {out / 'results.json'} ({results['seconds']} s)")
     return results
@@ -259,7 +287,7 @@ def summary(world: WorldConfig, pair_stats: dict, models: dict, histories: dict,
                   "rewrite": pair_stats.get("rewrite"),
                   "judge_agreement_with_world_truth": pair_stats.get("ground_truth_agreement")},
         "models": models,
-        "checks": signature_checks(models["base"], models["hadpo"]),
+        "checks": {**signature_checks(models["base"], models["hadpo"]), **ablation_checks(models)},
         "training": {name: final_metrics(history) for name, history in histories.items()},
         "base_model": str(base_dir),
         "timings_s": timings,
@@ -267,21 +295,24 @@ def summary(world: WorldConfig, pair_stats: dict, models: dict, histories: dict,
     }
 
 
-# --- what the demo must show (issue 6), checked on the measured numbers ---------------------------------------
+# --- what the demo must show (issue 10), checked on the measured numbers --------------------------------------
 
 
 def signature_checks(base: dict, hadpo: dict) -> dict[str, bool]:
     """The paper's signature in miniature: each check is computed from the measured numbers, never tuned."""
     adv, adv_after = base["pope"]["adversarial"], hadpo["pope"]["adversarial"]
     rnd, rnd_after = base["pope"]["random"], hadpo["pope"]["random"]
+    words, words_after = base["shr"]["words_per_image"], hadpo["shr"]["words_per_image"]
 
     def relative_drop(before: float, after: float) -> float:
         return (before - after) / before if before else 0.0
 
     return {
+        "base: POPE random accuracy >= 85 %": rnd["accuracy"] >= 0.85,
         "base: POPE adversarial accuracy <= 65 % with yes-ratio >= 80 %": adv["accuracy"] <= 0.65
         and adv["yes_ratio"] >= 0.80,
-        "base: POPE random accuracy >= 85 %": rnd["accuracy"] >= 0.85,
+        "base: CHAIRs >= 10 %": base["chair"]["chair_s"] >= 0.10,
+        "base: object coverage >= 90 %": base["coverage"] >= 0.90,
         "HA-DPO: POPE adversarial accuracy >= 90 % and +25 points": adv_after["accuracy"] >= 0.90
         and adv_after["accuracy"] - adv["accuracy"] >= 0.25,
         "HA-DPO: POPE adversarial yes-ratio within 40-60 %": 0.40 <= adv_after["yes_ratio"] <= 0.60,
@@ -290,12 +321,27 @@ def signature_checks(base: dict, hadpo: dict) -> dict[str, bool]:
         "HA-DPO: CHAIRs down >= 70 % relative": relative_drop(base["chair"]["chair_s"], hadpo["chair"]["chair_s"])
         >= 0.70,
         "HA-DPO: SHR down >= 50 % relative": relative_drop(base["shr"]["shr"], hadpo["shr"]["shr"]) >= 0.50,
-        "HA-DPO: words per description within -15 % of the base": hadpo["shr"]["words_per_image"]
-        >= 0.85 * base["shr"]["words_per_image"],
+        "HA-DPO: words per description within -15 % of the base": words_after >= 0.85 * words,
         "HA-DPO: object coverage within -3 points": hadpo["coverage"] >= base["coverage"] - 0.03,
-        "HA-DPO: held-out colour / count accuracy not lower": all(
-            hadpo["heldout"][k] >= base["heldout"][k] for k in base["heldout"]),
+        "HA-DPO: held-out colour and count accuracy at most 2 points below the base": all(
+            hadpo["heldout"][k] >= base["heldout"][k] - 0.02 for k in base["heldout"]),
     }
+
+
+def ablation_checks(models: dict[str, dict]) -> dict[str, bool]:
+    """What the ablations must show, where they ran: without the SFT term the descriptions collapse (half the
+    base's words or fewer, or 20 points of coverage lost); without QA pairs the yes/no answers stay as broken
+    as the base's (POPE adversarial accuracy <= 65 %)."""
+    base, checks = models["base"], {}
+    if "no_sft" in models:
+        run = models["no_sft"]
+        checks["ablation no_sft: descriptions collapse"] = (
+            run["shr"]["words_per_image"] <= 0.5 * base["shr"]["words_per_image"]
+            or run["coverage"] <= base["coverage"] - 0.20)
+    if "no_qa" in models:
+        checks["ablation no_qa: POPE adversarial accuracy stays <= 65 %"] = (
+            models["no_qa"]["pope"]["adversarial"]["accuracy"] <= 0.65)
+    return checks
 
 
 def final_metrics(history: list[dict]) -> dict:

@@ -113,8 +113,11 @@ def write_report(folder: Path, results: dict, histories: dict[str, list[dict]]) 
         "",
         "Fractions are shown as percentages; POPE answers compare P(Yes) and P(No) after the question.",
         "",
-        "## Checks (issue 6's signature, computed from the numbers above)",
+        "## Checks (computed from the numbers above)",
         checks,
+        "",
+        f"POPE adversarial negatives that are an absent member of a present object's family (the co-occurrence "
+        f"the split tests): {_share(results.get('pope_adversarial_negatives'))}.",
         "",
         "## The world's bias knobs",
         "```json",
@@ -126,7 +129,8 @@ def write_report(folder: Path, results: dict, histories: dict[str, list[dict]]) 
         f"style-consistent rewrites) and {pairs['qa']} QA pairs. Descriptions with a hallucination: "
         f"{_percent(pairs.get('description_hallucination_rate'))}; sentences: "
         f"{_percent(pairs.get('sentence_hallucination_rate'))}. Offline judge vs the world's own sentence truth: "
-        f"{json.dumps(pairs.get('judge_agreement_with_world_truth'))}.",
+        f"{json.dumps(pairs.get('judge_agreement_with_world_truth'))}. Words per description pair (original "
+        f"texts): chosen {_number(lookup(pairs, 'words.chosen'))}, rejected {_number(lookup(pairs, 'words.rejected'))}.",
         "",
         "## Training (last logged values)",
         training,
@@ -140,6 +144,16 @@ def write_report(folder: Path, results: dict, histories: dict[str, list[dict]]) 
     path = folder / "report.md"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
+
+
+def _number(value) -> str:
+    return "-" if value is None else f"{value:.1f}"
+
+
+def _share(counts: dict | None) -> str:
+    if not counts or counts.get("share") is None:
+        return "-"
+    return f"{counts['family_members']} of {counts['negatives']} ({100 * counts['share']:.1f} %)"
 
 
 def _percent(value) -> str:
