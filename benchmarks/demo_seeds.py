@@ -2,13 +2,20 @@
 markdown table of base -> HA-DPO figures and the checks met.
 
     python benchmarks/demo_seeds.py --seeds 0 1 2              # runs the demos (base models cached)
+    python benchmarks/demo_seeds.py --seeds 0 1 2 --jobs 2     # two at a time, one torch thread each
     python benchmarks/demo_seeds.py --seeds 0 1 2 --summarize  # only reads runs/demo/seed*/results.json
+
+The last column is the spread of the change over the seeds (smallest and largest HA-DPO - base).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from hadpo.world.demo import run_demo
@@ -21,17 +28,27 @@ FIGURES = [row for row in ROWS if row[1] in {
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| figure | " + " | ".join(f"seed {r['seed']}: base -> HA-DPO" for r in results) + " |",
-             "|---" * (len(results) + 1) + "|"]
+    lines = ["| figure | " + " | ".join(f"seed {r['seed']}: base -> HA-DPO" for r in results) + " | change: min .. max |",
+             "|---" * (len(results) + 2) + "|"]
     for label, path, percent in FIGURES:
-        cells = []
+        cells, changes = [], []
         for r in results:
             before, after = (lookup(r["models"][name], path) for name in ("base", "hadpo"))
             cells.append(f"{format_cell(before, percent)} -> {format_cell(after, percent)}")
-        lines.append(f"| {label}{' (%)' if percent else ''} | " + " | ".join(cells) + " |")
+            if before is not None and after is not None:
+                changes.append(after - before)
+        spread = (f"{format_cell(min(changes), percent, '+')} .. {format_cell(max(changes), percent, '+')}"
+                  if changes else "-")
+        lines.append(f"| {label}{' (%)' if percent else ''} | " + " | ".join(cells) + f" | {spread} |")
+    share = [lookup(r, "pope_adversarial_negatives.share") for r in results]
+    lines.append("| POPE adversarial negatives that are absent family members (%) | "
+                 + " | ".join(format_cell(s, True) for s in share) + " | |")
+    words = [(lookup(r, "pairs.words.chosen"), lookup(r, "pairs.words.rejected")) for r in results]
+    lines.append("| words per description pair: chosen / rejected | "
+                 + " | ".join(f"{format_cell(c, False)} / {format_cell(w, False)}" for c, w in words) + " | |")
     met = [f"{sum(r['checks'].values())} / {len(r['checks'])}" for r in results]
-    lines.append("| checks met | " + " | ".join(met) + " |")
-    lines.append("| demo wall time (s; includes pretraining when the base was not cached) | " + " | ".join(str(r["seconds"]) for r in results) + " |")
+    lines.append("| checks met | " + " | ".join(met) + " | |")
+    lines.append("| demo wall time (s; includes pretraining when the base was not cached) | " + " | ".join(str(r["seconds"]) for r in results) + " | |")
     return "\n".join(lines)
 
 
@@ -41,12 +58,31 @@ def main() -> None:
     parser.add_argument("--config", default="configs/demo.yaml")
     parser.add_argument("--runs-dir", default="runs")
     parser.add_argument("--summarize", action="store_true", help="read finished runs instead of running")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="demos run side by side, each a process with one torch thread (OMP_NUM_THREADS=1)")
     args = parser.parse_args()
-    results = []
-    for seed in args.seeds:
-        path = Path(args.runs_dir) / "demo" / f"seed{seed}" / "results.json"
-        results.append(json.loads(path.read_text()) if args.summarize else run_demo(args.config, seed, args.runs_dir))
+    if not args.summarize:
+        if args.jobs > 1:
+            with ThreadPoolExecutor(args.jobs) as pool:
+                codes = list(pool.map(lambda seed: run_process(args, seed), args.seeds))
+            if any(codes):
+                sys.exit(f"demo_seeds: a demo failed (exit codes {dict(zip(args.seeds, codes))}); see its log")
+        else:
+            for seed in args.seeds:
+                run_demo(args.config, seed, args.runs_dir)
+    results = [json.loads((Path(args.runs_dir) / "demo" / f"seed{seed}" / "results.json").read_text())
+               for seed in args.seeds]
     print(table(results))
+
+
+def run_process(args, seed: int) -> int:
+    """One seed's demo as its own process (its console output in runs_dir/demo/seed<N>.log)."""
+    log = Path(args.runs_dir) / "demo" / f"seed{seed}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    command = [sys.executable, "-c", "import sys; from hadpo.cli import main; sys.exit(main())", "demo",
+               "--config", args.config, "--seed", str(seed), "--runs-dir", args.runs_dir]
+    with log.open("w") as handle:
+        return subprocess.call(command, stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
 
 
 if __name__ == "__main__":
