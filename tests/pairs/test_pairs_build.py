@@ -226,3 +226,8 @@ def test_co_occurrence_questions_ask_about_the_absent_objects_that_usually_come_
     assert by_image["d"] == [("Is there a knife in the image?", "no"), ("Is there a fork in the image?", "yes")]
     assert "e" not in by_image  # incomplete annotations cannot prove absence
     assert all(f.right.startswith("No") == (f.right_polarity == "no") for f in facts)
+    # The "yes" questions that balance them spread over the present objects: none is asked only "no".
+    images = {str(i): record(str(i), ["cloud", "moon", "star", "sun"][:i % 4] + ["cloud", "moon", "star", "sun"][i % 4 + 1:])
+              for i in range(40)}
+    asked_yes = {f.question for f in co_occurrence_facts(images, per_image=1) if f.right_polarity == "yes"}
+    assert asked_yes == {f"Is there a {name} in the image?" for name in ("cloud", "moon", "star", "sun")}

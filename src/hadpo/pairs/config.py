@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 
 from hadpo.config import Config
 from hadpo.judge.llm_client import LLMConfig
@@ -55,6 +55,14 @@ class ShortAnswers(Config):
 
     yes: str = Field("Yes.", min_length=1)
     no: str = Field("No.", min_length=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _yaml_booleans(cls, data):
+        # YAML 1.1 (PyYAML) reads the unquoted keys `yes` and `no` as true and false.
+        if isinstance(data, dict):
+            return {{True: "yes", False: "no"}.get(k, k) if isinstance(k, bool) else k: v for k, v in data.items()}
+        return data
 
 
 class QAConfig(Config):

@@ -16,6 +16,7 @@ is right it becomes the chosen text.
 from __future__ import annotations
 
 import hashlib
+import random
 from collections import Counter
 from dataclasses import dataclass
 from typing import Literal
@@ -109,10 +110,19 @@ def collect_facts(
     if "existence" in kinds:  # as many "yes" facts as "no" ones, about distinct present objects
         for image_id, kept in by_image.items():
             noes = sum(fact.right_polarity == "no" for fact in kept)
-            present = sorted({o.name.lower() for o in images[image_id].objects})
+            present = shuffled_present(images[image_id])
             meta = (kept[0].description_id, kept[0].judge, image_id) if kept else ("", "annotations", image_id)
             kept += [existence_fact(name, True, *meta) for name in present[: max(1, noes)]]
     return [fact for facts in by_image.values() for fact in facts]
+
+
+def shuffled_present(image: ImageRecord) -> list[str]:
+    """The image's object names in an order seeded by its id: the "yes" questions that balance the "no" ones
+    must cover every category (taking the first names alphabetically would ask some categories only "no"
+    questions, and DPO would learn to deny them)."""
+    names = sorted({o.name.lower() for o in image.objects})
+    random.Random(image.image_id).shuffle(names)
+    return names
 
 
 def co_occurrence_facts(images: dict[str, ImageRecord], per_image: int, exhaustive: set[str] = frozenset()
@@ -135,7 +145,8 @@ def co_occurrence_facts(images: dict[str, ImageRecord], per_image: int, exhausti
         absent = [n for n in vocabulary if n not in present]
         absent.sort(key=lambda n: (-sum(together[(p, n)] for p in present), n))
         facts += [existence_fact(n, False, "", "annotations", image.image_id) for n in absent[:per_image]]
-        facts += [existence_fact(n, True, "", "annotations", image.image_id) for n in present[:per_image]]
+        facts += [existence_fact(n, True, "", "annotations", image.image_id)
+                  for n in shuffled_present(image)[:per_image]]
     return facts
 
 
