@@ -41,8 +41,10 @@ class EvalSettings(DecodingConfig):
     """How the demo evaluates each model (all on the world's held-out eval split): descriptions are decoded with
     these settings, yes/no questions answered in logits mode."""
 
-    pope_images: int = Field(300, ge=1, description="images sampled for POPE")
-    pope_per_image: int = Field(3, ge=1, description="positive questions per image (as many negatives)")
+    pope_images: int = Field(500, ge=1, description="images sampled for POPE (the whole default eval split)")
+    # POPE's default is 3; a world scene holds 3 objects, usually 3 of a family's 4 members, so the one negative
+    # the adversarial sampler takes first is that family's absent member: the co-occurrence it must test.
+    pope_per_image: int = Field(1, ge=1, description="positive questions per image (as many negatives)")
     mode: Literal["generate"] = "generate"
     batch_size: int = Field(64, ge=1)
     max_new_tokens: int = Field(96, ge=1, description="description length limit")
