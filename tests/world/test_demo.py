@@ -45,8 +45,12 @@ def test_demo_runs_end_to_end_and_reports_the_issue_shape(tmp_path):
         assert set(model["shr"]) == {"shr", "words_per_image", "sentences_per_image"}
         assert 0.0 <= model["coverage"] <= 1.0
         assert set(model["heldout"]) == {"color", "count"}
-    # The trained model really differs from the base: LoRA was merged into new weights.
-    assert (folder / "train" / "hadpo" / "merged" / "model.safetensors").exists()
+    # The trained model is saved where the evaluation read it (full fine-tuning: the run's folder).
+    assert (folder / "train" / "hadpo" / "model.safetensors").exists()
+    assert set(saved["pope_adversarial_negatives"]) == {"negatives", "family_members", "share"}
+    assert set(saved["pairs"]["words"]) == {"chosen", "rejected"}
+    assert {"ablation no_sft: descriptions collapse", "ablation no_qa: POPE adversarial accuracy stays <= 65 %"} <= set(
+        saved["checks"])
     report = (folder / "report.md").read_text()
     assert "| metric | base | hadpo |" in report and "## Checks" in report
     for plot in ("pope_metrics.png", "pope_yes_ratio.png", "hallucination.png", "coverage_heldout.png",
@@ -77,9 +81,10 @@ def test_the_demo_recipes_are_the_yaml_files_in_configs(tmp_path, monkeypatch):
     pairs = load_config(PairsConfig, demo.pairs_recipe, demo.pairs)
     assert (pairs.judge.kind, pairs.rewrite.kind, pairs.rewrite.k, pairs.qa.kinds) == ("annotations", "offline", 3,
                                                                                        ["existence"])
-    assert pairs.describe.max_new_tokens == 96 and pairs.qa.co_occurrence_per_image == 2
+    assert pairs.describe.max_new_tokens == 96 and pairs.qa.co_occurrence_per_image == 1
+    assert (pairs.qa.short_answers.yes, pairs.qa.short_answers.no) == ("Yes.", "No.")
     paths = {"model_name_or_path": "m", "pairs": "p.jsonl", "sft_data": "s.jsonl", "output_dir": str(tmp_path)}
     train = load_config(HADPOConfig, demo.train_recipe, paths, demo.train)
     assert (train.finetuning, train.reference, train.beta, train.gamma, train.learning_rate) == (
-        "lora", "precomputed", 0.1, 0.5, 5e-4)
-    assert train.report_to == [] and train.merge_adapter and train.use_cpu
+        "full", "precomputed", 0.1, 0.5, 2e-4)
+    assert train.data_mix == "1:3" and train.report_to == [] and train.use_cpu

@@ -4,7 +4,8 @@
   2. the base model on the evaluation suite: POPE random / popular / adversarial, CHAIR, SHR (offline judge),
      description length and object coverage, and held-out colour / count yes/no questions;
   3. HA-DPO pairs from the base model's own descriptions of the pairs split (describe, judge, 3 rewrites, QA);
-  4. HA-DPO training: DPO + gamma * SFT on faithful descriptions, LoRA, reference log-probs precomputed;
+  4. HA-DPO training: DPO + gamma * SFT on faithful descriptions (configs/world_hadpo.yaml), reference
+     log-probs precomputed;
   5. the suite again, the before/after table, runs/demo/report.md, results.json and PNG plots.
 With `ablate`, the same training without the auxiliary SFT loss, without the QA pairs and without the
 style-consistent rewrites (one at a time), each evaluated and added as a column.
@@ -126,16 +127,16 @@ def eval_sets(files: WorldFiles, world: WorldConfig, settings: EvalSettings, out
 def family_share(pope_file: Path, images_file: Path, world: WorldConfig) -> dict:
     """How many of a POPE split's negative questions ask about an absent member of a present object's family:
     the co-occurrence that the adversarial split is meant to test."""
-    from hadpo.records import PopeQuestion
+    from hadpo.records import json_objects
 
     images = {Path(image.path).name: image for image in read_jsonl(images_file, ImageRecord)}
     negatives = family = 0
-    for question in read_jsonl(pope_file, PopeQuestion):
-        if question.label != "no":
+    for _, question in json_objects(pope_file):  # the official layout (integer question ids) + hadpo's `object`
+        if question["label"] != "no":
             continue
-        present = {o.name for o in images[Path(question.image).name].objects}
+        present = {o.name for o in images[Path(question["image"]).name].objects}
         negatives += 1
-        family += any(question.object in world.partners(name) for name in present)
+        family += any(question["object"] in world.partners(name) for name in present)
     return {"negatives": negatives, "family_members": family, "share": family / negatives if negatives else None}
 
 
@@ -254,7 +255,7 @@ def run_demo(config_path: str | Path | None = None, seed: int | None = None, run
                                  demo.pairs)
         print_pair_stats(pair_stats)
 
-    with stages.stage("train", "HA-DPO training (DPO + gamma * SFT, LoRA, precomputed reference)"):
+    with stages.stage("train", "HA-DPO training (DPO + gamma * SFT, the recipe in train_recipe)"):
         sft_file = write_sft_descriptions(read_jsonl(files.images("pretrain"), ImageRecord)[:2000],
                                           files.images("pretrain"), out / "sft_descriptions.jsonl", world.seed)
         trained, histories = {}, {}

@@ -75,11 +75,16 @@ class InstructionStage(Config):
     max_steps: int | None = Field(None, ge=0)
 
 
+# The curriculum: brief captions (objects and words aligned), grounded questions until existence is answered
+# from the image, hard negatives until absent family members are told apart from present ones too, then the
+# web-like stage whose questions are written from noisy captions: it teaches the model to say "yes" to the
+# absent family member it can tell apart, a model that sees yet says yes (the hallucination HA-DPO targets).
 DEFAULT_STAGES = [
     InstructionStage(name="captions", steps=1000, brief_share=1.0, qa_turns=1, yes_bias=0.85),
     InstructionStage(name="grounded", steps=600, describe_probability=0.0, existence_share=0.7,
                      until_existence=0.9, max_steps=2000),
-    InstructionStage(name="hard", steps=500, describe_probability=0.0, existence_share=0.7, partner_share=0.5),
+    InstructionStage(name="hard", steps=600, describe_probability=0.0, existence_share=0.7, partner_share=0.5,
+                     until_existence=0.9, until_kind="min", max_steps=2500),
     InstructionStage(name="web", steps=1400, describe_probability=0.5, from_caption=True, existence_share=0.85,
                      answer_weight=2.0),
 ]
