@@ -69,6 +69,11 @@ def test_demo_config_sections_are_checked(tmp_path):
     bad.write_text("eval: {pope_imgs: 3}\n")
     with pytest.raises(ValueError, match="pope_imgs"):
         load_demo_config(bad)
+    # key=value overrides (`hadpo demo ... train.logps_reduction=sum`) go through the same checks
+    demo = load_demo_config(None, 4, ["train.logps_reduction=sum", "eval.pope_images=20"])
+    assert (demo.train, demo.eval.pope_images, demo.world.seed) == ({"logps_reduction": "sum"}, 20, 4)
+    with pytest.raises(ValueError, match="did you mean 'pope_images'"):
+        load_demo_config(None, None, ["eval.pope_imgs=3"])
 
 
 def test_the_demo_recipes_are_the_yaml_files_in_configs(tmp_path, monkeypatch):

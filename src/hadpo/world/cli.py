@@ -21,7 +21,10 @@ def register_demo(subparsers) -> None:
     demo.add_argument("--runs-dir", default="runs", help="where worlds, models and reports go")
     demo.add_argument("--ablate", action="store_true",
                       help="also train without the auxiliary SFT loss, without QA pairs and without rewrites")
-    demo.set_defaults(func=lambda args: run_demo(args.config, args.seed, args.runs_dir, args.ablate) and 0)
+    demo.add_argument("overrides", nargs="*", metavar="key=value",
+                      help="demo config keys on top of --config, e.g. train.logps_reduction=sum eval.pope_images=200")
+    demo.set_defaults(func=lambda args: run_demo(args.config, args.seed, args.runs_dir, args.ablate,
+                                                 args.overrides) and 0)
 
 
 def register_world(subparsers) -> None:

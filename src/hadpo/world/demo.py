@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,10 +74,11 @@ class DemoConfig(Config):
     eval: EvalSettings = Field(default_factory=EvalSettings)
 
 
-def load_demo_config(path: str | Path | None, seed: int | None = None) -> DemoConfig:
-    """The demo config from YAML (None: the defaults); `seed` overrides the world's and pretraining's seeds."""
+def load_demo_config(path: str | Path | None, seed: int | None = None, overrides: Sequence[str] = ()) -> DemoConfig:
+    """The demo config from YAML (None: the defaults), then `key=value` overrides; `seed` overrides the world's
+    and pretraining's seeds."""
     seeds = {"world": {"seed": seed}, "pretrain": {"seed": seed}} if seed is not None else {}
-    return load_config(DemoConfig, path, seeds, source=str(path) if path else "demo config")
+    return load_config(DemoConfig, path, list(overrides), seeds, source=str(path) if path else "demo config")
 
 
 class Stages:
@@ -228,13 +230,13 @@ def train(model_dir: Path, pairs_file: Path, sft_file: Path, out: Path, seed: in
 
 
 def run_demo(config_path: str | Path | None = None, seed: int | None = None, runs_dir: str | Path = "runs",
-             ablate: bool = False) -> dict:
+             ablate: bool = False, overrides: Sequence[str] = ()) -> dict:
     from hadpo.world.evalsets import write_sft_descriptions
     from hadpo.world.pretrain import pretrain_base
     from hadpo.world.scenes import build_world
 
     started = time.perf_counter()
-    demo = load_demo_config(config_path, seed)
+    demo = load_demo_config(config_path, seed, overrides)
     world = demo.world
     out = Path(runs_dir) / "demo" / f"seed{world.seed}"
     if out.exists():  # a run's answers, pairs and adapters belong to one base model: start afresh
