@@ -138,7 +138,7 @@ def family_share(pope_file: Path, images_file: Path, world: WorldConfig) -> dict
             continue
         present = {o.name for o in images[Path(question["image"]).name].objects}
         negatives += 1
-        family += any(question["object"] in world.partners(name) for name in present)
+        family += question["object"] in world.absent_partners(present)
     return {"negatives": negatives, "family_members": family, "share": family / negatives if negatives else None}
 
 

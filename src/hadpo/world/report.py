@@ -130,7 +130,8 @@ def write_report(folder: Path, results: dict, histories: dict[str, list[dict]]) 
         f"{_percent(pairs.get('description_hallucination_rate'))}; sentences: "
         f"{_percent(pairs.get('sentence_hallucination_rate'))}. Offline judge vs the world's own sentence truth: "
         f"{json.dumps(pairs.get('judge_agreement_with_world_truth'))}. Words per description pair (original "
-        f"texts): chosen {_number(lookup(pairs, 'words.chosen'))}, rejected {_number(lookup(pairs, 'words.rejected'))}.",
+        f"texts): chosen {format_cell(lookup(pairs, 'words.chosen'), False)}, rejected "
+        f"{format_cell(lookup(pairs, 'words.rejected'), False)}.",
         "",
         "## Training (last logged values)",
         training,
@@ -144,10 +145,6 @@ def write_report(folder: Path, results: dict, histories: dict[str, list[dict]]) 
     path = folder / "report.md"
     path.write_text("\n".join(lines), encoding="utf-8")
     return path
-
-
-def _number(value) -> str:
-    return "-" if value is None else f"{value:.1f}"
 
 
 def _share(counts: dict | None) -> str:
