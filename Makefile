@@ -24,6 +24,7 @@ demo: $(STAMP)
 	$(VENV)/bin/hadpo demo --config configs/demo.yaml
 
 lint: $(STAMP)
+	$(VENV)/bin/ruff format --check src tests benchmarks
 	$(VENV)/bin/ruff check src tests benchmarks
 
 test: $(STAMP) lint

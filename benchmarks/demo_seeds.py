@@ -22,14 +22,29 @@ from hadpo.world.demo import run_demo
 from hadpo.world.report import ROWS, format_cell, lookup
 
 # The rows of the demo report that tell the signature, by their path in results.json.
-FIGURES = [row for row in ROWS if row[1] in {
-    "pope.random.accuracy", "pope.adversarial.accuracy", "pope.adversarial.yes_ratio", "chair.chair_s", "shr.shr",
-    "shr.words_per_image", "coverage", "heldout.color", "heldout.count"}]
+FIGURES = [
+    row
+    for row in ROWS
+    if row[1]
+    in {
+        "pope.random.accuracy",
+        "pope.adversarial.accuracy",
+        "pope.adversarial.yes_ratio",
+        "chair.chair_s",
+        "shr.shr",
+        "shr.words_per_image",
+        "coverage",
+        "heldout.color",
+        "heldout.count",
+    }
+]
 
 
 def table(results: list[dict]) -> str:
-    lines = ["| figure | " + " | ".join(f"seed {r['seed']}: base -> HA-DPO" for r in results) + " | change: min .. max |",
-             "|---" * (len(results) + 2) + "|"]
+    lines = [
+        "| figure | " + " | ".join(f"seed {r['seed']}: base -> HA-DPO" for r in results) + " | change: min .. max |",
+        "|---" * (len(results) + 2) + "|",
+    ]
     for label, path, percent in FIGURES:
         cells, changes = [], []
         for r in results:
@@ -37,18 +52,31 @@ def table(results: list[dict]) -> str:
             cells.append(f"{format_cell(before, percent)} -> {format_cell(after, percent)}")
             if before is not None and after is not None:
                 changes.append(after - before)
-        spread = (f"{format_cell(min(changes), percent, '+')} .. {format_cell(max(changes), percent, '+')}"
-                  if changes else "-")
+        spread = (
+            f"{format_cell(min(changes), percent, '+')} .. {format_cell(max(changes), percent, '+')}"
+            if changes
+            else "-"
+        )
         lines.append(f"| {label}{' (%)' if percent else ''} | " + " | ".join(cells) + f" | {spread} |")
     share = [lookup(r, "pope_adversarial_negatives.share") for r in results]
-    lines.append("| POPE adversarial negatives that are absent family members (%) | "
-                 + " | ".join(format_cell(s, True) for s in share) + " | |")
+    lines.append(
+        "| POPE adversarial negatives that are absent family members (%) | "
+        + " | ".join(format_cell(s, True) for s in share)
+        + " | |"
+    )
     words = [(lookup(r, "pairs.words.chosen"), lookup(r, "pairs.words.rejected")) for r in results]
-    lines.append("| words per description pair: chosen / rejected | "
-                 + " | ".join(f"{format_cell(c, False)} / {format_cell(w, False)}" for c, w in words) + " | |")
+    lines.append(
+        "| words per description pair: chosen / rejected | "
+        + " | ".join(f"{format_cell(c, False)} / {format_cell(w, False)}" for c, w in words)
+        + " | |"
+    )
     met = [f"{sum(r['checks'].values())} / {len(r['checks'])}" for r in results]
     lines.append("| checks met | " + " | ".join(met) + " | |")
-    lines.append("| demo wall time (s; includes pretraining when the base was not cached) | " + " | ".join(str(r["seconds"]) for r in results) + " | |")
+    lines.append(
+        "| demo wall time (s; includes pretraining when the base was not cached) | "
+        + " | ".join(str(r["seconds"]) for r in results)
+        + " | |"
+    )
     return "\n".join(lines)
 
 
@@ -58,8 +86,12 @@ def main() -> None:
     parser.add_argument("--config", default="configs/demo.yaml")
     parser.add_argument("--runs-dir", default="runs")
     parser.add_argument("--summarize", action="store_true", help="read finished runs instead of running")
-    parser.add_argument("--jobs", type=int, default=1,
-                        help="demos run side by side, each a process with one torch thread (OMP_NUM_THREADS=1)")
+    parser.add_argument(
+        "--jobs",
+        type=int,
+        default=1,
+        help="demos run side by side, each a process with one torch thread (OMP_NUM_THREADS=1)",
+    )
     args = parser.parse_args()
     if not args.summarize:
         if args.jobs > 1:
@@ -70,8 +102,9 @@ def main() -> None:
         else:
             for seed in args.seeds:
                 run_demo(args.config, seed, args.runs_dir)
-    results = [json.loads((Path(args.runs_dir) / "demo" / f"seed{seed}" / "results.json").read_text())
-               for seed in args.seeds]
+    results = [
+        json.loads((Path(args.runs_dir) / "demo" / f"seed{seed}" / "results.json").read_text()) for seed in args.seeds
+    ]
     print(table(results))
 
 
@@ -79,10 +112,22 @@ def run_process(args, seed: int) -> int:
     """One seed's demo as its own process (its console output in runs_dir/demo/seed<N>.log)."""
     log = Path(args.runs_dir) / "demo" / f"seed{seed}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-c", "import sys; from hadpo.cli import main; sys.exit(main())", "demo",
-               "--config", args.config, "--seed", str(seed), "--runs-dir", args.runs_dir]
+    command = [
+        sys.executable,
+        "-c",
+        "import sys; from hadpo.cli import main; sys.exit(main())",
+        "demo",
+        "--config",
+        args.config,
+        "--seed",
+        str(seed),
+        "--runs-dir",
+        args.runs_dir,
+    ]
     with log.open("w") as handle:
-        return subprocess.call(command, stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        return subprocess.call(
+            command, stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"}
+        )
 
 
 if __name__ == "__main__":

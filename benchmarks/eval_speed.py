@@ -45,8 +45,9 @@ def pope_queries(images: list[Path], seed: int = 0) -> list[Query]:
     for index, image in enumerate(images):
         for k in range(QUESTIONS_PER_IMAGE):
             name = OBJECTS[int(torch.randint(len(OBJECTS), (1,), generator=generator))]
-            queries.append(Query(f"{index}-{k}", image, f"Is there a {name} in the image?{INSTRUCTION}",
-                                 image_id=str(index)))
+            queries.append(
+                Query(f"{index}-{k}", image, f"Is there a {name} in the image?{INSTRUCTION}", image_id=str(index))
+            )
     return queries
 
 
@@ -60,8 +61,12 @@ def bias_head(model, processor, queries: list[Query], margin: float = 5.0) -> No
     hidden = []
     for start in range(0, len(queries), 16):
         part = queries[start : start + 16]
-        inputs = processor(images=[load_image(str(q.image)) for q in part],
-                           text=[chat_prompt(processor, q.prompt) for q in part], return_tensors="pt", padding=True)
+        inputs = processor(
+            images=[load_image(str(q.image)) for q in part],
+            text=[chat_prompt(processor, q.prompt) for q in part],
+            return_tensors="pt",
+            padding=True,
+        )
         positions = (inputs["attention_mask"].cumsum(-1) - 1).clamp(min=0)
         with torch.no_grad():
             out = model(**inputs, position_ids=positions, output_hidden_states=True)
@@ -83,8 +88,9 @@ def bias_head(model, processor, queries: list[Query], margin: float = 5.0) -> No
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", choices=list(SHAPES), default="tiny-576",
-                        help="tiny-576: LLaVA-1.5's 576 image tokens; tiny: 144")
+    parser.add_argument(
+        "--model", choices=list(SHAPES), default="tiny-576", help="tiny-576: LLaVA-1.5's 576 image tokens; tiny: 144"
+    )
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--images", type=int, default=40, help="images, 6 questions each")
     parser.add_argument("--runs", type=int, default=3, help="runs per mode, interleaved")
@@ -104,8 +110,9 @@ def main(argv=None) -> int:
         cpu_seconds: dict[str, list[float]] = {"logits": [], "generate": []}
         outputs = {}
         for number, mode in enumerate(interleaved(["logits", "generate"], args.runs)):
-            config = DecodingConfig(mode=mode, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
-                                    device=args.device)
+            config = DecodingConfig(
+                mode=mode, batch_size=args.batch_size, max_new_tokens=args.max_new_tokens, device=args.device
+            )
             outputs[mode] = folder / f"{mode}{number}.jsonl"
             started, cpu_started = time.perf_counter(), time.process_time()
             run_queries(model, processor, queries, outputs[mode], config, progress=False)
@@ -118,22 +125,35 @@ def main(argv=None) -> int:
     cpu_rates = {mode: spread([len(queries) / s for s in runs]) for mode, runs in cpu_seconds.items()}
     yes_share = sum(a.text == "yes" for a in logits) / len(logits)
     image_tokens = model.config.image_seq_length
-    print(f"model {args.model} ({args.device}, {args.threads} thread(s)): {image_tokens} image tokens, "
-          f"{len(queries)} questions on {args.images} images, batch {args.batch_size}; generate decodes "
-          f"{args.max_new_tokens} tokens; logits-mode answers yes on {100 * yes_share:.0f} %")
+    print(
+        f"model {args.model} ({args.device}, {args.threads} thread(s)): {image_tokens} image tokens, "
+        f"{len(queries)} questions on {args.images} images, batch {args.batch_size}; generate decodes "
+        f"{args.max_new_tokens} tokens; logits-mode answers yes on {100 * yes_share:.0f} %"
+    )
     print(f"{'mode':<10} {'questions/s':>12} {'(min-max)':>18} {'per CPU second':>15}")
     for name, (median, low, high) in (("logits", forward), ("generate", generate)):
         print(f"{name:<10} {median:>12.1f} {f'({low:.1f}-{high:.1f})':>18} {cpu_rates[name][0]:>15.1f}")
-    print(f"logits / generate: {forward[0] / generate[0]:.2f}x wall, "
-          f"{cpu_rates['logits'][0] / cpu_rates['generate'][0]:.2f}x CPU time; agreement {agreement['agreed']}/"
-          f"{agreement['compared']} generated answers starting with yes/no")
+    print(
+        f"logits / generate: {forward[0] / generate[0]:.2f}x wall, "
+        f"{cpu_rates['logits'][0] / cpu_rates['generate'][0]:.2f}x CPU time; agreement {agreement['agreed']}/"
+        f"{agreement['compared']} generated answers starting with yes/no"
+    )
     if args.json:
-        print(json.dumps({"forward_q_per_s": forward[0], "generate_q_per_s": generate[0],
-                          "agreement": agreement["rate"], "ratio": forward[0] / generate[0],
-                          "compared": agreement["compared"], "questions": len(queries),
-                          "cpu_ratio": cpu_rates["logits"][0] / cpu_rates["generate"][0],
-                          "forward_q_per_s_min_max": list(forward[1:]),
-                          "generate_q_per_s_min_max": list(generate[1:])}))
+        print(
+            json.dumps(
+                {
+                    "forward_q_per_s": forward[0],
+                    "generate_q_per_s": generate[0],
+                    "agreement": agreement["rate"],
+                    "ratio": forward[0] / generate[0],
+                    "compared": agreement["compared"],
+                    "questions": len(queries),
+                    "cpu_ratio": cpu_rates["logits"][0] / cpu_rates["generate"][0],
+                    "forward_q_per_s_min_max": list(forward[1:]),
+                    "generate_q_per_s_min_max": list(generate[1:]),
+                }
+            )
+        )
     return 0
 
 

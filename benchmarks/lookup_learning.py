@@ -44,8 +44,15 @@ def main() -> None:
     args = parser.parse_args()
     torch.manual_seed(args.seed)
     torch.set_num_threads(1)
-    config = LlamaConfig(vocab_size=24, hidden_size=128, intermediate_size=384, num_hidden_layers=args.layers,
-                         num_attention_heads=args.heads, num_key_value_heads=args.heads, max_position_embeddings=64)
+    config = LlamaConfig(
+        vocab_size=24,
+        hidden_size=128,
+        intermediate_size=384,
+        num_hidden_layers=args.layers,
+        num_attention_heads=args.heads,
+        num_key_value_heads=args.heads,
+        max_position_embeddings=64,
+    )
     model = LlamaForCausalLM(config)
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=0.0)
     rng = random.Random(args.seed)
@@ -55,8 +62,8 @@ def main() -> None:
         input_ids = torch.full((args.batch, length), PAD)
         mask = torch.zeros_like(input_ids)
         for row, (ids, _) in enumerate(batch):  # left padding: the answer is always predicted at the end
-            input_ids[row, length - len(ids):] = torch.tensor(ids)
-            mask[row, length - len(ids):] = 1
+            input_ids[row, length - len(ids) :] = torch.tensor(ids)
+            mask[row, length - len(ids) :] = 1
         labels = torch.tensor([answer for _, answer in batch])
         logits = model(input_ids=input_ids, attention_mask=mask).logits[:, -1]
         loss = torch.nn.functional.cross_entropy(logits, labels)

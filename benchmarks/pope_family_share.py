@@ -28,11 +28,20 @@ def main() -> None:
             demo = load_demo_config(args.config, seed)
             eval_file = build_world(demo.world, args.runs_dir).images("eval")
             for per_image in args.per_image:
-                files = build_pope_files(eval_file, Path(scratch) / f"{seed}-{per_image}", num_images=demo.eval.pope_images,
-                                         per_image=per_image, seed=seed, protocol="hadpo")
+                files = build_pope_files(
+                    eval_file,
+                    Path(scratch) / f"{seed}-{per_image}",
+                    num_images=demo.eval.pope_images,
+                    per_image=per_image,
+                    seed=seed,
+                    protocol="hadpo",
+                )
                 shares = {split: family_share(path, eval_file, demo.world)["share"] for split, path in files.items()}
-                print(f"| {seed} | {per_image} | " + " | ".join(f"{100 * shares[s]:.1f} %" for s in
-                                                            ("random", "popular", "adversarial")) + " |")
+                print(
+                    f"| {seed} | {per_image} | "
+                    + " | ".join(f"{100 * shares[s]:.1f} %" for s in ("random", "popular", "adversarial"))
+                    + " |"
+                )
 
 
 if __name__ == "__main__":

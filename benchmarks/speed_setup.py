@@ -27,27 +27,55 @@ from PIL import Image
 
 from hadpo.world.tiny import TinyLlavaSpec, build_tiny_llava, train_tokenizer
 
-WORDS = (
-    "there is a red square blue circle green knife on the table left right top of the image and a dog".split()
-)
+WORDS = "there is a red square blue circle green knife on the table left right top of the image and a dog".split()
 PROMPT = "Describe this image in detail."
 # The tokenizer's corpus: the response words, the prompt and the chat template's words, so the prompt text is a
 # dozen tokens as in LLaVA-1.5 (image tokens ~90 % of the prompt).
-CORPUS = [" ".join(WORDS), PROMPT, "USER: ASSISTANT:", "Is there a dog in the image? yes no Yes No YES NO",
-          "Answer the question using a single word or phrase."]
+CORPUS = [
+    " ".join(WORDS),
+    PROMPT,
+    "USER: ASSISTANT:",
+    "Is there a dog in the image? yes no Yes No YES NO",
+    "Answer the question using a single word or phrase.",
+]
 # Dense bf16 peak of common accelerators, TFLOP/s (vendor figures), for model FLOPs utilisation.
 PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0, "L4": 121.0}
 
 
 SHAPES = {
-    "tiny": TinyLlavaSpec(image_size=192, patch_size=16, vision_hidden=64, vision_layers=2, text_hidden=256,
-                          text_layers=4, text_intermediate=688, max_positions=2048),
-    "tiny-576": TinyLlavaSpec(image_size=384, patch_size=16, vision_hidden=64, vision_layers=2, text_hidden=256,
-                              text_layers=4, text_intermediate=688, max_positions=2048),
-    "llava15-7b": TinyLlavaSpec(image_size=336, patch_size=14, vision_hidden=1024, vision_layers=24, vision_heads=16,
-                                text_hidden=4096, text_layers=32, text_heads=32, text_intermediate=11008,
-                                max_positions=4096),
-}  # fmt: skip
+    "tiny": TinyLlavaSpec(
+        image_size=192,
+        patch_size=16,
+        vision_hidden=64,
+        vision_layers=2,
+        text_hidden=256,
+        text_layers=4,
+        text_intermediate=688,
+        max_positions=2048,
+    ),
+    "tiny-576": TinyLlavaSpec(
+        image_size=384,
+        patch_size=16,
+        vision_hidden=64,
+        vision_layers=2,
+        text_hidden=256,
+        text_layers=4,
+        text_intermediate=688,
+        max_positions=2048,
+    ),
+    "llava15-7b": TinyLlavaSpec(
+        image_size=336,
+        patch_size=14,
+        vision_hidden=1024,
+        vision_layers=24,
+        vision_heads=16,
+        text_hidden=4096,
+        text_layers=32,
+        text_heads=32,
+        text_intermediate=11008,
+        max_positions=4096,
+    ),
+}
 # LLaVA-1.5-7B also reads the penultimate CLIP layer and has a 32,064-token head.
 LLAVA15_7B = {"vision_feature_layer": -2, "vocab_size": 32064}
 

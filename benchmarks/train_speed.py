@@ -196,8 +196,9 @@ def child_timing(args) -> dict:
     timer = StepTimer(args.device)
     with tempfile.TemporaryDirectory() as folder:
         image_size = model.config.vision_config.image_size
-        pairs = make_pairs(Path(folder), processor, args.batch_size * (args.warmup + args.steps), image_size,
-                           args.response_tokens)
+        pairs = make_pairs(
+            Path(folder), processor, args.batch_size * (args.warmup + args.steps), image_size, args.response_tokens
+        )
         trainer = make_trainer(args.child, model, processor, pairs, args, str(Path(folder) / "out"), [timer])
         if args.device.startswith("cuda"):
             torch.cuda.reset_peak_memory_stats()
@@ -205,9 +206,15 @@ def child_timing(args) -> dict:
         flops = step_flops(trainer) if args.peak_tflops or args.device.startswith("cuda") else None
     steps, cpu_steps = timer.steps[args.warmup :], timer.cpu_steps[args.warmup :]
     step_s, cpu_step_s = statistics.median(steps), statistics.median(cpu_steps)
-    return {"side": args.child, "step_s": step_s, "pairs_per_s": args.batch_size / step_s,
-            "pairs_per_cpu_s": args.batch_size / cpu_step_s,
-            "peak_mb": peak_memory_mb(args.device), "step_flops": flops, "steps": steps}
+    return {
+        "side": args.child,
+        "step_s": step_s,
+        "pairs_per_s": args.batch_size / step_s,
+        "pairs_per_cpu_s": args.batch_size / cpu_step_s,
+        "peak_mb": peak_memory_mb(args.device),
+        "step_flops": flops,
+        "steps": steps,
+    }
 
 
 def child_loss(args) -> dict:
@@ -221,10 +228,14 @@ def child_loss(args) -> dict:
     with tempfile.TemporaryDirectory() as folder:
         model, processor = build_model(args.model, args.device, dtype)
         shares = parameter_shares(model)
-        pairs_path = make_pairs(Path(folder), processor, args.batch_size, model.config.vision_config.image_size,
-                                args.response_tokens)
-        prompt = processor(images=[load_image(str(Path(folder) / "0.png"))],
-                           text=[FAMILY.prompt_text(processor, PROMPT, 1)], return_tensors="pt")
+        pairs_path = make_pairs(
+            Path(folder), processor, args.batch_size, model.config.vision_config.image_size, args.response_tokens
+        )
+        prompt = processor(
+            images=[load_image(str(Path(folder) / "0.png"))],
+            text=[FAMILY.prompt_text(processor, PROMPT, 1)],
+            return_tensors="pt",
+        )
         prompt_tokens = prompt["input_ids"].shape[1]
         for side in ("hadpo", "trl") if _has_trl() else ("hadpo",):
             model, processor = build_model(args.model, args.device, dtype)
@@ -266,8 +277,11 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=2, help="steps per run left out first")
     parser.add_argument("--batch-size", type=int, default=4, help="pairs per step")
     parser.add_argument("--response-tokens", type=int, help="tokens per chosen / rejected (default image/5)")
-    parser.add_argument("--lora-r", type=int, help="LoRA rank, alpha 2r (default width/32: the paper's r 128 on "
-                        "LLaVA-1.5-7B's 4096; 8 on tiny)")
+    parser.add_argument(
+        "--lora-r",
+        type=int,
+        help="LoRA rank, alpha 2r (default width/32: the paper's r 128 on LLaVA-1.5-7B's 4096; 8 on tiny)",
+    )
     parser.add_argument("--gradient-checkpointing", action="store_true", help="on both sides")
     parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
     parser.add_argument("--peak-tflops", type=float, help="accelerator peak for MFU (default: by GPU name)")
@@ -304,7 +318,8 @@ def summarise(args, results: dict[str, list[dict]], loss: dict) -> dict:
         summary[f"{key}_pairs_per_cpu_s"] = spread([r["pairs_per_cpu_s"] for r in runs])[0]
         summary[f"{key}_pairs_per_s_min_max"] = [pairs_per_s[1], pairs_per_s[2]]
         summary[f"{key}_peak_rss_mb" if not args.device.startswith("cuda") else f"{key}_peak_gpu_mb"] = spread(
-            [r["peak_mb"] for r in runs])[0]
+            [r["peak_mb"] for r in runs]
+        )[0]
         if peak and runs[0]["step_flops"]:
             summary[f"{key}_mfu"] = runs[0]["step_flops"] / spread([r["step_s"] for r in runs])[0] / (peak * 1e12)
     for side in ("hadpo", "trl"):
@@ -314,21 +329,32 @@ def summarise(args, results: dict[str, list[dict]], loss: dict) -> dict:
         paired = [h["pairs_per_s"] / t["pairs_per_s"] for h, t in zip(results["hadpo"], results["trl"])]
         summary["ratio_per_run"] = paired
         summary["cpu_ratio"] = summary["hadpo_pairs_per_cpu_s"] / summary["trl_pairs_per_cpu_s"]
-    summary["settings"] = {"model": args.model, "device": args.device, "dtype": args.dtype,
-                           "batch_pairs": args.batch_size, "runs": args.runs, "steps": args.steps,
-                           "warmup": args.warmup, "threads": args.threads, "lora_r": args.lora_r,
-                           "gradient_checkpointing": args.gradient_checkpointing,
-                           "prompt_tokens": loss["prompt_tokens"], "response_tokens": args.response_tokens}
+    summary["settings"] = {
+        "model": args.model,
+        "device": args.device,
+        "dtype": args.dtype,
+        "batch_pairs": args.batch_size,
+        "runs": args.runs,
+        "steps": args.steps,
+        "warmup": args.warmup,
+        "threads": args.threads,
+        "lora_r": args.lora_r,
+        "gradient_checkpointing": args.gradient_checkpointing,
+        "prompt_tokens": loss["prompt_tokens"],
+        "response_tokens": args.response_tokens,
+    }
     return summary
 
 
 def print_table(args, summary: dict, loss: dict) -> None:
     s = summary["settings"]
     shares = loss["parameter_shares"]
-    print(f"model {s['model']} ({s['dtype']}, {s['device']}, {s['threads']} thread(s)): prompt {s['prompt_tokens']} "
-          f"tokens with image, responses ~{s['response_tokens']} tokens; vision tower {100 * shares['vision']:.1f} % "
-          f"and LM head {100 * shares['head']:.1f} % of the LM's parameters; LoRA r {s['lora_r']}; "
-          f"{s['batch_pairs']} pairs/step; {s['runs']} runs x {s['steps']} timed steps per side")
+    print(
+        f"model {s['model']} ({s['dtype']}, {s['device']}, {s['threads']} thread(s)): prompt {s['prompt_tokens']} "
+        f"tokens with image, responses ~{s['response_tokens']} tokens; vision tower {100 * shares['vision']:.1f} % "
+        f"and LM head {100 * shares['head']:.1f} % of the LM's parameters; LoRA r {s['lora_r']}; "
+        f"{s['batch_pairs']} pairs/step; {s['runs']} runs x {s['steps']} timed steps per side"
+    )
     memory = "peak GPU MB" if args.device.startswith("cuda") else "peak RSS MB"
     print(f"{'side':<22} {'pairs/s':>8} {'(min-max)':>16} {'per CPU s':>10} {memory:>12} {'MFU %':>6}")
     for side in args.sides:
@@ -336,16 +362,22 @@ def print_table(args, summary: dict, loss: dict) -> None:
         low, high = summary[f"{key}_pairs_per_s_min_max"]
         rss = summary.get(f"{key}_peak_rss_mb", summary.get(f"{key}_peak_gpu_mb"))
         mfu = summary.get(f"{key}_mfu")
-        print(f"{side:<22} {summary[f'{key}_pairs_per_s']:>8.2f} {f'({low:.2f}-{high:.2f})':>16} "
-              f"{summary[f'{key}_pairs_per_cpu_s']:>10.2f} {rss:>12.0f} "
-              f"{100 * mfu if mfu else float('nan'):>6.1f}")
+        print(
+            f"{side:<22} {summary[f'{key}_pairs_per_s']:>8.2f} {f'({low:.2f}-{high:.2f})':>16} "
+            f"{summary[f'{key}_pairs_per_cpu_s']:>10.2f} {rss:>12.0f} "
+            f"{100 * mfu if mfu else float('nan'):>6.1f}"
+        )
     if "ratio" in summary:
         runs = ", ".join(f"{r:.2f}" for r in summary["ratio_per_run"])
-        print(f"hadpo / trl pairs/s: {summary['ratio']:.2f}x (run by run: {runs}); per CPU second "
-              f"{summary['cpu_ratio']:.2f}x")
+        print(
+            f"hadpo / trl pairs/s: {summary['ratio']:.2f}x (run by run: {runs}); per CPU second "
+            f"{summary['cpu_ratio']:.2f}x"
+        )
     if summary["trl_loss"] is not None:
-        print(f"loss on one batch, LoRA moved off zero: hadpo {summary['hadpo_loss']:.6f}, "
-              f"trl {summary['trl_loss']:.6f} (|diff| {abs(summary['hadpo_loss'] - summary['trl_loss']):.1e})")
+        print(
+            f"loss on one batch, LoRA moved off zero: hadpo {summary['hadpo_loss']:.6f}, "
+            f"trl {summary['trl_loss']:.6f} (|diff| {abs(summary['hadpo_loss'] - summary['trl_loss']):.1e})"
+        )
 
 
 def _has_trl() -> bool:

@@ -4,7 +4,8 @@ through hadpo.inference; and pretrain.json's held-out existence accuracy per pro
 Prints one JSON line per run, a table of the figures and a table of the stages.
 
     python benchmarks/world_recipe.py --seeds 0 1 2
-    python benchmarks/world_recipe.py --seeds 0 --variant short stages.web.steps=800 --variant hard stages.hard.partner_share=1.0
+    python benchmarks/world_recipe.py --seeds 0 --variant short stages.web.steps=800 \
+        --variant hard stages.hard.partner_share=1.0
     python benchmarks/world_recipe.py --device auto --jobs 4      # on a machine with a GPU / more cores
 
 A variant is NAME followed by pretrain (`key=value`, `stages.STAGE.key=value`) or world (`world.key=value`)
@@ -57,8 +58,10 @@ def job_configs(job: dict) -> tuple[WorldConfig, PretrainConfig]:
         override(world_data, dotted, value)
     for dotted, value in {**job["pretrain"], "device": job["device"]}.items():
         override(pretrain_data, dotted, value)
-    return (validate_config(WorldConfig, world_data, job["name"]),
-            validate_config(PretrainConfig, pretrain_data, job["name"]))
+    return (
+        validate_config(WorldConfig, world_data, job["name"]),
+        validate_config(PretrainConfig, pretrain_data, job["name"]),
+    )
 
 
 def measure(model_dir: Path, files: WorldFiles, world: WorldConfig, device: str) -> dict:
@@ -67,15 +70,27 @@ def measure(model_dir: Path, files: WorldFiles, world: WorldConfig, device: str)
     images = read_jsonl(eval_file, ImageRecord)
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder)
-        described = describe_images(str(model_dir), eval_file, out / "descriptions.jsonl",
-                                    DecodingConfig(batch_size=32, max_new_tokens=96, device=device), progress=False)
+        described = describe_images(
+            str(model_dir),
+            eval_file,
+            out / "descriptions.jsonl",
+            DecodingConfig(batch_size=32, max_new_tokens=96, device=device),
+            progress=False,
+        )
         texts = {a.question_id: a.text for a in read_jsonl(described, Answer)}
-        questions, _ = read_questions(write_existence_questions(images, eval_file, world, out / "existence.jsonl",
-                                                                world.seed))
+        questions, _ = read_questions(
+            write_existence_questions(images, eval_file, world, out / "existence.jsonl", world.seed)
+        )
         model, processor = load_model(model_dir, device)
         queries = [Query(q.question_id, out / q.image, q.text, image_id=q.image) for q in questions]
-        run_queries(model, processor, queries, out / "answers.jsonl",
-                    DecodingConfig(mode="logits", batch_size=64, device=device), progress=False)
+        run_queries(
+            model,
+            processor,
+            queries,
+            out / "answers.jsonl",
+            DecodingConfig(mode="logits", batch_size=64, device=device),
+            progress=False,
+        )
         said_yes = {a.question_id: a.text == "yes" for a in read_jsonl(out / "answers.jsonl", Answer)}
     return {**description_metrics(images, texts, world), "existence": existence_metrics(questions, said_yes)}
 
@@ -100,12 +115,22 @@ def run(job: dict) -> dict:
         "patch_accuracy": round(report["patch_accuracy"], 4),
         "recall": round(result["recall"], 4),
         "hallucinating": round(result["hallucinating"], 4),
-        **{f"{kind}_{name}": round(result["existence"][kind][name], 4) for kind, name in [
-            ("random", "accuracy"), ("random", "yes_ratio"), ("random", "balanced_accuracy"),
-            ("adversarial", "accuracy"), ("adversarial", "balanced_accuracy"), ("adversarial", "yes_ratio")]},
+        **{
+            f"{kind}_{name}": round(result["existence"][kind][name], 4)
+            for kind, name in [
+                ("random", "accuracy"),
+                ("random", "yes_ratio"),
+                ("random", "balanced_accuracy"),
+                ("adversarial", "accuracy"),
+                ("adversarial", "balanced_accuracy"),
+                ("adversarial", "yes_ratio"),
+            ]
+        },
         # held-out pretrain images, one question each, first answer token (hadpo.world.pretrain.existence_accuracy)
-        "stages": {name: {"steps": stage["steps"], "seconds": stage["seconds"], **stage["existence_after"]}
-                   for name, stage in report["stages"].items()},
+        "stages": {
+            name: {"steps": stage["steps"], "seconds": stage["seconds"], **stage["existence_after"]}
+            for name, stage in report["stages"].items()
+        },
     }
 
 
@@ -140,8 +165,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads per run (0 = default)")
     args = parser.parse_args()
     jobs = [
-        {"name": name, "pretrain": pretrain, "world": world, "seed": seed, "config": args.config,
-         "runs_dir": args.runs_dir, "device": args.device, "threads": args.threads}
+        {
+            "name": name,
+            "pretrain": pretrain,
+            "world": world,
+            "seed": seed,
+            "config": args.config,
+            "runs_dir": args.runs_dir,
+            "device": args.device,
+            "threads": args.threads,
+        }
         for name, pretrain, world in parse_variants(args.variant)
         for seed in args.seeds
     ]
@@ -160,9 +193,15 @@ def main() -> None:
     print_table(header, [[row[key] for key in header] for row in rows])
     print()
     kinds = ["present", "random", "family"]
-    print_table(["variant", "seed", "stage", "steps", "seconds", *(f"existence after: {k}" for k in kinds)],
-                [[row["variant"], row["seed"], name, stage["steps"], stage["seconds"], *(stage[k] for k in kinds)]
-                 for row in rows for name, stage in row["stages"].items()])
+    print_table(
+        ["variant", "seed", "stage", "steps", "seconds", *(f"existence after: {k}" for k in kinds)],
+        [
+            [row["variant"], row["seed"], name, stage["steps"], stage["seconds"], *(stage[k] for k in kinds)]
+            for row in rows
+            for name, stage in row["stages"].items()
+        ],
+    )
+
 
 if __name__ == "__main__":
     main()

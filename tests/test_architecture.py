@@ -17,10 +17,29 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "hadpo"
 WORLD = "hadpo.world"
-TOOLKIT = ("hadpo.records", "hadpo.errors", "hadpo.text", "hadpo.config", "hadpo.inference", "hadpo.models", "hadpo.judge",
-           "hadpo.pairs", "hadpo.train", "hadpo.evaluate", "hadpo.cli")
+TOOLKIT = (
+    "hadpo.records",
+    "hadpo.errors",
+    "hadpo.text",
+    "hadpo.config",
+    "hadpo.inference",
+    "hadpo.models",
+    "hadpo.judge",
+    "hadpo.pairs",
+    "hadpo.train",
+    "hadpo.evaluate",
+    "hadpo.cli",
+)
 WINGS = ("hadpo.pairs", "hadpo.train", "hadpo.evaluate")
-SHARED = ("hadpo.records", "hadpo.errors", "hadpo.text", "hadpo.config", "hadpo.inference", "hadpo.models", "hadpo.judge")
+SHARED = (
+    "hadpo.records",
+    "hadpo.errors",
+    "hadpo.text",
+    "hadpo.config",
+    "hadpo.inference",
+    "hadpo.models",
+    "hadpo.judge",
+)
 
 
 def module_names(package: Path) -> dict[str, Path]:
@@ -73,7 +92,7 @@ def find_cycle(graph: dict[str, list[tuple[str, str]]]) -> list[str] | None:
         state[module] = "open"
         for target, _ in graph.get(module, []):
             if state.get(target) == "open":
-                return path[path.index(target):] + [target]
+                return path[path.index(target) :] + [target]
             if target not in state and (cycle := visit(target, path + [target])):
                 return cycle
         state[module] = "done"
@@ -132,7 +151,8 @@ def test_the_checks_catch_a_forbidden_import_and_a_cycle(tmp_path):
     (package / "evaluate" / "__init__.py").write_text("import hadpo.pairs.build\n")
     (package / "text.py").write_text("from hadpo.evaluate import chair\n")
     (package / "world" / "typing_only.py").write_text(
-        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from hadpo.world.demo import load\n")
+        "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from hadpo.world.demo import load\n"
+    )
     graph = import_graph(package)
     assert find_cycle(graph) == ["hadpo.pairs.build", "hadpo.world.demo", "hadpo.pairs.build"]
     assert violations(graph) == [

@@ -32,9 +32,20 @@ def _out_dir_is_a_file(ctx: Context) -> list[str]:
 
 
 def _convert(ctx: Context, config: str | None = None, out: str = "converted") -> list[str]:
-    argv = ["models", "convert-minigpt4", "--variant", "llama2", "--checkpoint", str(ctx.path("checkpoint", "ckpt.pth")),
-            "--vision", str(ctx.path("vision", "eva_vit_g.pth")), "--language-model", str(ctx.path("lm", "llama")),
-            "--out", str(ctx.path("out", out))]  # fmt: skip
+    argv = [
+        "models",
+        "convert-minigpt4",
+        "--variant",
+        "llama2",
+        "--checkpoint",
+        str(ctx.path("checkpoint", "ckpt.pth")),
+        "--vision",
+        str(ctx.path("vision", "eva_vit_g.pth")),
+        "--language-model",
+        str(ctx.path("lm", "llama")),
+        "--out",
+        str(ctx.path("out", out)),
+    ]
     if config is not None:
         argv += ["--config", str(ctx.write("json", "config.json", config))]
     return argv
@@ -47,45 +58,109 @@ def _convert_out_is_a_file(ctx: Context) -> list[str]:
 
 
 CASES = [
-    Case("config-missing", "the config file does not exist",
-         lambda ctx: ["pairs", "build", str(ctx.path("config", "nope.yaml"))],
-         "{config}: no such file or directory"),
-    Case("config-folder", "a folder given as the config file", _folder_config,
-         "{config}: is a folder, not a YAML config file"),
-    Case("config-invalid-yaml", "a config that is not YAML (an unclosed list)", lambda ctx: _pairs(ctx, "a: [1,\n"),
-         "{config}:2: invalid YAML (expected the node content, but found '<stream end>')"),
-    Case("config-not-text", "a binary file given as the config", lambda ctx: _pairs(ctx, b"\x89PNG\r\n\x1a\n\xff\xfe"),
-         "{config}: not UTF-8 text (is it a YAML config?)"),
-    Case("config-yaml-list", "a YAML list instead of a mapping", lambda ctx: _pairs(ctx, "- 1\n- 2\n"),
-         "{config}: a config must be a YAML mapping, not list"),
-    Case("train-config-yaml-list", "a YAML list as a training recipe", lambda ctx: _train(ctx, "- beta\n"),
-         "{config}: a config must be a YAML mapping, not list"),
-    Case("config-unknown-key", "a misspelt section", lambda ctx: _pairs(ctx, "sauce: {}\n"),
-         "{config}: unknown section 'sauce' (did you mean 'source'?)"),
-    Case("config-wrong-type", "`describe.per_image: \"two\"`", lambda ctx: _pairs(ctx, "describe:\n  per_image: two\n"),
-         "{config}: describe.per_image: Input should be a valid integer, unable to parse string as an integer"),
-    Case("config-nan", "`judge.llm.temperature=.nan` on the command line",
-         lambda ctx: _pairs(ctx, "{}\n", "judge.llm.temperature=.nan"),
-         "{config}: judge.llm.temperature: Input should be a finite number"),
-    Case("override-not-key-value", "an override without `=`", lambda ctx: _train(ctx, "beta: 0.1\n", "beta"),
-         "override 'beta' is not key=value"),
-    Case("override-not-yaml", "an override whose value is not a YAML scalar",
-         lambda ctx: _pairs(ctx, "{}\n", "source.images=[1,"),
-         "override 'source.images=[1,': the value is not a YAML scalar"),
-    Case("out-dir-under-a-file", "`out_dir` inside a path that is a file", _out_dir_is_a_file,
-         "out_dir {file}/build: {file} exists and is not a folder"),
-    Case("convert-config-not-json", "`models convert-minigpt4 --config` that is not JSON",
-         lambda ctx: _convert(ctx, "{num_query_tokens: 32}"),
-         "{json}:1: not valid JSON (Expecting property name enclosed in double quotes, column 2)"),
-    Case("convert-config-not-an-object", "a --config holding a list", lambda ctx: _convert(ctx, "[32]"),
-         "--config {json}: expected a JSON object of MiniGPT4Config keys"),
-    Case("convert-out-is-a-file", "`--out` naming a file", _convert_out_is_a_file,
-         "--out {out}: {out} exists and is not a folder"),
-    Case("convert-checkpoint-missing", "a --checkpoint that does not exist", _convert,
-         "--checkpoint {checkpoint}: no such file", absent=("converted",)),
-    Case("convert-language-model-missing", "a --language-model folder that does not exist",
-         lambda ctx: (ctx.write("c", "ckpt.pth", b"x"), ctx.write("v", "eva_vit_g.pth", b"x"), _convert(ctx))[2],
-         "--language-model {lm}: no such model folder (nor a hub id 'org/name')"),
+    Case(
+        "config-missing",
+        "the config file does not exist",
+        lambda ctx: ["pairs", "build", str(ctx.path("config", "nope.yaml"))],
+        "{config}: no such file or directory",
+    ),
+    Case(
+        "config-folder",
+        "a folder given as the config file",
+        _folder_config,
+        "{config}: is a folder, not a YAML config file",
+    ),
+    Case(
+        "config-invalid-yaml",
+        "a config that is not YAML (an unclosed list)",
+        lambda ctx: _pairs(ctx, "a: [1,\n"),
+        "{config}:2: invalid YAML (expected the node content, but found '<stream end>')",
+    ),
+    Case(
+        "config-not-text",
+        "a binary file given as the config",
+        lambda ctx: _pairs(ctx, b"\x89PNG\r\n\x1a\n\xff\xfe"),
+        "{config}: not UTF-8 text (is it a YAML config?)",
+    ),
+    Case(
+        "config-yaml-list",
+        "a YAML list instead of a mapping",
+        lambda ctx: _pairs(ctx, "- 1\n- 2\n"),
+        "{config}: a config must be a YAML mapping, not list",
+    ),
+    Case(
+        "train-config-yaml-list",
+        "a YAML list as a training recipe",
+        lambda ctx: _train(ctx, "- beta\n"),
+        "{config}: a config must be a YAML mapping, not list",
+    ),
+    Case(
+        "config-unknown-key",
+        "a misspelt section",
+        lambda ctx: _pairs(ctx, "sauce: {}\n"),
+        "{config}: unknown section 'sauce' (did you mean 'source'?)",
+    ),
+    Case(
+        "config-wrong-type",
+        '`describe.per_image: "two"`',
+        lambda ctx: _pairs(ctx, "describe:\n  per_image: two\n"),
+        "{config}: describe.per_image: Input should be a valid integer, unable to parse string as an integer",
+    ),
+    Case(
+        "config-nan",
+        "`judge.llm.temperature=.nan` on the command line",
+        lambda ctx: _pairs(ctx, "{}\n", "judge.llm.temperature=.nan"),
+        "{config}: judge.llm.temperature: Input should be a finite number",
+    ),
+    Case(
+        "override-not-key-value",
+        "an override without `=`",
+        lambda ctx: _train(ctx, "beta: 0.1\n", "beta"),
+        "override 'beta' is not key=value",
+    ),
+    Case(
+        "override-not-yaml",
+        "an override whose value is not a YAML scalar",
+        lambda ctx: _pairs(ctx, "{}\n", "source.images=[1,"),
+        "override 'source.images=[1,': the value is not a YAML scalar",
+    ),
+    Case(
+        "out-dir-under-a-file",
+        "`out_dir` inside a path that is a file",
+        _out_dir_is_a_file,
+        "out_dir {file}/build: {file} exists and is not a folder",
+    ),
+    Case(
+        "convert-config-not-json",
+        "`models convert-minigpt4 --config` that is not JSON",
+        lambda ctx: _convert(ctx, "{num_query_tokens: 32}"),
+        "{json}:1: not valid JSON (Expecting property name enclosed in double quotes, column 2)",
+    ),
+    Case(
+        "convert-config-not-an-object",
+        "a --config holding a list",
+        lambda ctx: _convert(ctx, "[32]"),
+        "--config {json}: expected a JSON object of MiniGPT4Config keys",
+    ),
+    Case(
+        "convert-out-is-a-file",
+        "`--out` naming a file",
+        _convert_out_is_a_file,
+        "--out {out}: {out} exists and is not a folder",
+    ),
+    Case(
+        "convert-checkpoint-missing",
+        "a --checkpoint that does not exist",
+        _convert,
+        "--checkpoint {checkpoint}: no such file",
+        absent=("converted",),
+    ),
+    Case(
+        "convert-language-model-missing",
+        "a --language-model folder that does not exist",
+        lambda ctx: (ctx.write("c", "ckpt.pth", b"x"), ctx.write("v", "eva_vit_g.pth", b"x"), _convert(ctx))[2],
+        "--language-model {lm}: no such model folder (nor a hub id 'org/name')",
+    ),
 ]
 
 
@@ -135,5 +210,6 @@ def test_log_lines_are_redacted(caplog):
 
 def test_os_errors_name_the_path():
     assert os_error_line(FileNotFoundError(2, "No such file or directory", "a.yaml")) == (
-        "a.yaml: no such file or directory")
+        "a.yaml: no such file or directory"
+    )
     assert os_error_line(OSError("a message of its own")) == "a message of its own"

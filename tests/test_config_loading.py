@@ -32,7 +32,11 @@ class Outer(Config):
 
 def test_overrides_are_yaml_scalars_and_dotted_keys_reach_into_sections():
     assert parse_overrides(["name=y", "inner.size=3", "inner.kind=b", "flag=no", "empty="]) == {
-        "name": "y", "inner": {"size": 3, "kind": "b"}, "flag": False, "empty": None}
+        "name": "y",
+        "inner": {"size": 3, "kind": "b"},
+        "flag": False,
+        "empty": None,
+    }
     with pytest.raises(ConfigError, match="override 'name' is not key=value"):
         parse_overrides(["name"])
 
@@ -51,14 +55,17 @@ def test_file_then_overrides_then_mappings(tmp_path):
     assert load_config(Outer).inner.size == 1  # no file: the defaults
 
 
-@pytest.mark.parametrize("data, message", [
-    ({"nmae": "y"}, "c.yaml: unknown config key 'nmae' (did you mean 'name'?)"),
-    ({"innr": {}}, "c.yaml: unknown section 'innr' (did you mean 'inner'?)"),
-    ({"inner": {"sise": 2}}, "c.yaml: inner: unknown key 'sise' (did you mean 'size'?)"),
-    ({"items": [{"kind": "a", "zzz": 1}]}, "c.yaml: items.0: unknown key 'zzz' (known: kind, size)"),
-    ({"inner": {"kind": "c"}}, "c.yaml: inner.kind: Input should be 'a' or 'b', not 'c'"),
-    ({"inner": {"size": 0}}, "c.yaml: inner.size: Input should be greater than or equal to 1"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ({"nmae": "y"}, "c.yaml: unknown config key 'nmae' (did you mean 'name'?)"),
+        ({"innr": {}}, "c.yaml: unknown section 'innr' (did you mean 'inner'?)"),
+        ({"inner": {"sise": 2}}, "c.yaml: inner: unknown key 'sise' (did you mean 'size'?)"),
+        ({"items": [{"kind": "a", "zzz": 1}]}, "c.yaml: items.0: unknown key 'zzz' (known: kind, size)"),
+        ({"inner": {"kind": "c"}}, "c.yaml: inner.kind: Input should be 'a' or 'b', not 'c'"),
+        ({"inner": {"size": 0}}, "c.yaml: inner.size: Input should be greater than or equal to 1"),
+    ],
+)
 def test_every_problem_is_one_line_naming_source_and_key(data, message):
     with pytest.raises(ConfigError) as error:
         validate_config(Outer, data, "c.yaml")

@@ -40,8 +40,11 @@ def _queries(image_records, repeat=1):
 def yes_no_model():
     """A tiny random LLaVA whose tokenizer has " yes" and " no" as single tokens, like real vocabularies."""
     torch.manual_seed(1)
-    corpus = ["USER: Is there a dog in the image? ASSISTANT: yes", "USER: Is there a cup? ASSISTANT: no",
-              "Yes, there is a red square. No, there is no blue circle on the left."] * 30
+    corpus = [
+        "USER: Is there a dog in the image? ASSISTANT: yes",
+        "USER: Is there a cup? ASSISTANT: no",
+        "Yes, there is a red square. No, there is no blue circle on the left.",
+    ] * 30
     tokenizer = train_tokenizer(corpus, vocab_size=400)
     return build_tiny_llava(tokenizer, TinyLlavaSpec(text_layers=2, text_hidden=64, text_intermediate=128))
 
@@ -50,7 +53,9 @@ def test_answer_tokens_are_the_ones_the_template_writes(tiny_model_dir, yes_no_m
     _, processor = yes_no_model
     # The template writes "ASSISTANT: yes": the byte-level BPE token is the space-prefixed word.
     assert [processor.tokenizer.convert_ids_to_tokens(s) for s in answer_token_ids(processor, ["yes", "no"])] == [
-        ["Ġyes"], ["Ġno"]]
+        ["Ġyes"],
+        ["Ġno"],
+    ]
     # The shared fixture's small vocabulary splits " yes" into three tokens: the whole word is kept.
     _, small = load_model(tiny_model_dir)
     (yes,) = answer_token_ids(small, ["yes"])
@@ -65,8 +70,11 @@ def test_multi_token_answers_are_scored_by_teacher_forcing(tiny_model_dir, image
     (answer,) = read_jsonl(output, Answer)
     # By hand: log P(answer word) = sum of the log-probs of its tokens after the unpadded prompt, summed
     # (logsumexp) over the case variants; the margin is log P(yes) - log P(no).
-    inputs = processor(images=[Image.open(query.image).convert("RGB")], text=[chat_prompt(processor, query.prompt)],
-                       return_tensors="pt")
+    inputs = processor(
+        images=[Image.open(query.image).convert("RGB")],
+        text=[chat_prompt(processor, query.prompt)],
+        return_tensors="pt",
+    )
 
     def log_p(words):
         totals = []
@@ -123,8 +131,10 @@ def test_generate_and_logits_modes_write_answers_and_resume(tiny_model_dir, imag
 def test_beam_search_and_seeded_sampling_are_reproducible(tiny_model_dir, image_records, tmp_path):
     model, processor = load_model(tiny_model_dir)
     queries = _queries(image_records)[:3]
-    for name, config in [("beam", DecodingConfig(num_beams=2, max_new_tokens=3, batch_size=2)),
-                         ("sample", DecodingConfig(do_sample=True, temperature=0.8, max_new_tokens=3, batch_size=2))]:
+    for name, config in [
+        ("beam", DecodingConfig(num_beams=2, max_new_tokens=3, batch_size=2)),
+        ("sample", DecodingConfig(do_sample=True, temperature=0.8, max_new_tokens=3, batch_size=2)),
+    ]:
         runs = [tmp_path / f"{name}{i}.jsonl" for i in range(2)]
         for path in runs:
             run_queries(model, processor, queries, path, config, progress=False)
@@ -134,7 +144,9 @@ def test_beam_search_and_seeded_sampling_are_reproducible(tiny_model_dir, image_
 def test_missing_image_is_skipped_and_counted(tiny_model_dir, image_records, tmp_path):
     model, processor = load_model(tiny_model_dir)
     queries = _queries(image_records)[:2] + [Query("missing", tmp_path / "nope.png", "Is there a dog?")]
-    summary = run_queries(model, processor, queries, tmp_path / "a.jsonl", DecodingConfig(mode="logits"), progress=False)
+    summary = run_queries(
+        model, processor, queries, tmp_path / "a.jsonl", DecodingConfig(mode="logits"), progress=False
+    )
     assert (summary.written, summary.skipped, summary.skipped_ids) == (2, 1, ["missing"])
 
 
@@ -145,8 +157,9 @@ def _bias_head_towards_yes_or_no(model, processor, queries):
     [yes_id], [no_id] = answer_token_ids(processor, ["yes", "no"])
     processor.tokenizer.padding_side = "left"
     images = [Image.open(q.image).convert("RGB") for q in queries]
-    inputs = processor(images=images, text=[chat_prompt(processor, q.prompt) for q in queries],
-                       return_tensors="pt", padding=True)
+    inputs = processor(
+        images=images, text=[chat_prompt(processor, q.prompt) for q in queries], return_tensors="pt", padding=True
+    )
     position_ids = (inputs["attention_mask"].cumsum(-1) - 1).clamp(min=0)
     with torch.no_grad():
         # The last hidden state is the (normed) input of the head: logits = lm_head(hidden).
@@ -175,8 +188,9 @@ def test_logits_mode_agrees_with_generate_mode_when_the_answer_starts_with_yes_o
     _bias_head_towards_yes_or_no(model, processor, queries)
     generated_path, logits_path = tmp_path / "gen.jsonl", tmp_path / "log.jsonl"
     # Different batch sizes: rows are padded differently in the two modes, so positions must be handled right.
-    run_queries(model, processor, queries, generated_path, DecodingConfig(batch_size=5, max_new_tokens=2),
-                progress=False)
+    run_queries(
+        model, processor, queries, generated_path, DecodingConfig(batch_size=5, max_new_tokens=2), progress=False
+    )
     run_queries(model, processor, queries, logits_path, DecodingConfig(mode="logits", batch_size=3), progress=False)
     generated, logits = read_jsonl(generated_path, Answer), read_jsonl(logits_path, Answer)
     starts = [leading_yes_no(a.text) for a in generated]
@@ -193,8 +207,12 @@ def test_mode_agreement_counts_only_answers_starting_with_yes_or_no():
         return Answer(question_id=qid, prompt="p", text=text, mode=mode)
 
     generated = [answer("1", "Yes, there is."), answer("2", "no."), answer("3", "There is a dog"), answer("4", "No")]
-    logits = [answer("1", "yes", "logits"), answer("2", "yes", "logits"), answer("3", "no", "logits"),
-              answer("4", "no", "logits")]
+    logits = [
+        answer("1", "yes", "logits"),
+        answer("2", "yes", "logits"),
+        answer("3", "no", "logits"),
+        answer("4", "no", "logits"),
+    ]
     # Compared: 1, 2, 4 (3 does not start with yes/no); agreed: 1 and 4 -> 2/3.
     assert mode_agreement(generated, logits) == {"compared": 3, "agreed": 2, "rate": 2 / 3}
     assert leading_yes_no("YES!") == "yes" and leading_yes_no("Nope") is None and leading_yes_no("") is None
@@ -206,8 +224,9 @@ def test_logits_mode_reads_each_image_once_and_batches_whole_images(tiny_model_d
     images_read = []
     hook = model.model.vision_tower.register_forward_hook(lambda module, args, out: images_read.append(len(args[0])))
     try:
-        run_queries(model, processor, queries, tmp_path / "a.jsonl", DecodingConfig(mode="logits", batch_size=7),
-                    progress=False)
+        run_queries(
+            model, processor, queries, tmp_path / "a.jsonl", DecodingConfig(mode="logits", batch_size=7), progress=False
+        )
     finally:
         hook.remove()
     assert sum(images_read) == 4  # not 12: one encoding per image, its three questions continue from it

@@ -45,7 +45,7 @@ def config_error(source: str, key_path: Sequence[str | int], problem: str) -> Co
 
 
 def unknown_key(name: str, known: Iterable[str], value: Any, nested: bool) -> str:
-    """"unknown key 'x' (did you mean 'y'?)": a mapping value is a section, a key at the top a config key."""
+    """ "unknown key 'x' (did you mean 'y'?)": a mapping value is a section, a key at the top a config key."""
     known = sorted(known)
     what = "section" if isinstance(value, dict) else "key" if nested else "config key"
     close = difflib.get_close_matches(name, known, n=1)
@@ -112,8 +112,13 @@ def merge(base: dict, *updates: dict) -> dict:
 # --- validating ---------------------------------------------------------------------------------------------
 
 
-def load_config(model: type[C], path: str | Path | None = None, *updates: dict | Sequence[str],
-                source: str | None = None, section: str | None = None) -> C:
+def load_config(
+    model: type[C],
+    path: str | Path | None = None,
+    *updates: dict | Sequence[str],
+    source: str | None = None,
+    section: str | None = None,
+) -> C:
     """`model` from a YAML file (None: defaults only; with `section`, that section of the file when it has one),
     then each update in turn: a mapping, or a list of `key=value` strings."""
     source = source or (str(path) if path is not None else "config")

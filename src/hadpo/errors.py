@@ -80,7 +80,7 @@ def one_line(text: str) -> str:
 
 
 def os_error_line(error: OSError) -> str:
-    """"PATH: what is wrong" for an OSError that names its file, its own text otherwise."""
+    """ "PATH: what is wrong" for an OSError that names its file, its own text otherwise."""
     if error.filename is None or not error.strerror:
         return str(error)
     where = f"{error.filename} -> {error.filename2}" if error.filename2 else str(error.filename)

@@ -13,8 +13,12 @@ BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
 
 def _last_json(script: str, *args: str) -> dict:
-    done = subprocess.run([sys.executable, str(BENCHMARKS / script), *args, "--json"], capture_output=True,
-                          text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, str(BENCHMARKS / script), *args, "--json"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -33,8 +37,23 @@ def test_the_gpu_shape_is_llava_1_5_7b():
 
 def test_train_speed_runs_the_gpu_path_at_tiny_size_on_the_cpu():
     # bf16, LoRA, model FLOPs utilisation from counted FLOPs (a made-up 1 TFLOP/s peak) and peak memory.
-    result = _last_json("train_speed.py", "--sides", "hadpo", "--runs", "1", "--steps", "1", "--warmup", "1",
-                        "--batch-size", "2", "--dtype", "bfloat16", "--peak-tflops", "1")  # fmt: skip
+    result = _last_json(
+        "train_speed.py",
+        "--sides",
+        "hadpo",
+        "--runs",
+        "1",
+        "--steps",
+        "1",
+        "--warmup",
+        "1",
+        "--batch-size",
+        "2",
+        "--dtype",
+        "bfloat16",
+        "--peak-tflops",
+        "1",
+    )
     assert result["hadpo_pairs_per_s"] > 0 and result["hadpo_peak_rss_mb"] > 0
     assert 0 < result["hadpo_mfu"] < 1 and result["hadpo_loss"] > 0
     assert result["settings"]["prompt_tokens"] >= 144 + 1

@@ -86,17 +86,22 @@ def test_files_coco_instances_plus_reference_captions_and_world_records(image_re
 
     # A custom dataset in COCO format: its categories join the vocabulary, its attributes leave it, and an
     # image can be named by file name, stem or hadpo id.
-    custom = {"images": [{"id": 1, "file_name": "images/w-1.png", "hadpo_image_id": "w-1"}],
-              "categories": [{"id": 1, "name": "moon"}],
-              "annotations": [{"image_id": 1, "category_id": 1, "attributes": ["orange"]}]}
+    custom = {
+        "images": [{"id": 1, "file_name": "images/w-1.png", "hadpo_image_id": "w-1"}],
+        "categories": [{"id": 1, "name": "moon"}],
+        "annotations": [{"image_id": 1, "category_id": 1, "attributes": ["orange"]}],
+    }
     (tmp_path / "custom.json").write_text(json.dumps(custom))
     for protocol in ("reference", "hadpo"):
         truth, vocabulary = load_ground_truth(tmp_path / "custom.json", protocol=protocol)
         assert truth["1"] == truth["w-1"] == truth["images/w-1.png"] == {"moon"}
         assert vocabulary.find("An orange moon.") == [("moon", "moon")]
 
-    results = [{"image_id": 1, "caption": "A dog on a bench with a cat."}, {"image_id": 2, "caption": "A houseplant."},
-               {"caption": "no image id"}]
+    results = [
+        {"image_id": 1, "caption": "A dog on a bench with a cat."},
+        {"image_id": 2, "caption": "A houseplant."},
+        {"caption": "no image id"},
+    ]
     (tmp_path / "results.json").write_text(json.dumps(results))
     result = evaluate_chair(tmp_path / "results.json", tmp_path / "instances.json", tmp_path / "captions.json")
     # Mentions dog, bench, cat (H), potted plant: CHAIRi 1/4, CHAIRs 1/2; the entry without image_id is skipped.
@@ -107,13 +112,20 @@ def test_files_coco_instances_plus_reference_captions_and_world_records(image_re
     assert object_words("hadpo").find("An orange moon.") == [("orange", "orange")]
     # Another vocabulary in place of the COCO table, e.g. a dataset's own category names with their synonyms.
     shapes = object_words("reference", {"star": ["starlet"], "moon": []})
-    assert shapes.find("Two stars, a starlet and a moon. A dog.") == [("star", "star"), ("starlet", "star"),
-                                                                     ("moon", "moon")]
+    assert shapes.find("Two stars, a starlet and a moon. A dog.") == [
+        ("star", "star"),
+        ("starlet", "star"),
+        ("moon", "moon"),
+    ]
 
     # World-style records: the annotation names ("square", "circle") join the vocabulary.
     answers = tmp_path / "answers.jsonl"
-    answers.write_text(json.dumps({"question_id": "a", "image_id": "0", "prompt": "p",
-                                   "text": "A red square, a blue circle and a triangle."}) + "\n")
+    answers.write_text(
+        json.dumps(
+            {"question_id": "a", "image_id": "0", "prompt": "p", "text": "A red square, a blue circle and a triangle."}
+        )
+        + "\n"
+    )
     world = evaluate_chair(answers, image_records, protocol="hadpo")
     # Image 0 has square, circle, knife: the triangle is not a known object word, so 2 mentions, 0 hallucinated,
     # recall 2/3.
@@ -121,4 +133,7 @@ def test_files_coco_instances_plus_reference_captions_and_world_records(image_re
     write_details(tmp_path / "detail.jsonl", world)
     row = json.loads((tmp_path / "detail.jsonl").read_text())
     assert row["covered"] == ["circle", "square"] and row["mentions"][0] == {
-        "words": "square", "object": "square", "hallucinated": False}
+        "words": "square",
+        "object": "square",
+        "hallucinated": False,
+    }

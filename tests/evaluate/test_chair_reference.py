@@ -28,8 +28,9 @@ def expected():
 
 
 def _evaluate(protocol):
-    return evaluate_chair(DATA / "captions.json", DATA / "instances.json", DATA / "reference_captions.json",
-                          protocol=protocol)
+    return evaluate_chair(
+        DATA / "captions.json", DATA / "instances.json", DATA / "reference_captions.json", protocol=protocol
+    )
 
 
 def test_every_caption_agrees_with_the_reference_code(expected):
@@ -39,7 +40,8 @@ def test_every_caption_agrees_with_the_reference_code(expected):
         assert detail.caption == reference["caption"]
         assert [[m.words, m.object] for m in detail.mentions] == reference["mscoco_generated_words"], detail.caption
         assert [[m.words, m.object] for m in detail.mentions if m.hallucinated] == reference[
-            "mscoco_hallucinated_words"], detail.caption
+            "mscoco_hallucinated_words"
+        ], detail.caption
         assert detail.ground_truth == reference["mscoco_gt_words"], detail.caption
     assert result.chair_s == pytest.approx(expected["overall_metrics"]["CHAIRs"], abs=1e-12)
     assert result.chair_i == pytest.approx(expected["overall_metrics"]["CHAIRi"], abs=1e-12)
@@ -66,17 +68,33 @@ def test_the_cases_the_protocols_differ_on():
     # (a leading space: never matched); hadpo's adds "iphone", "novel", "hair dryer".
     assert objects(reference, "A panda, an iPhone, a motor bike, a novel, a hair dryer.") == ["bear"]
     assert objects(hadpo, "A panda, an iPhone, a motor bike, a novel, a hair dryer.") == [
-        "cell phone", "motorcycle", "book", "hair drier"]
+        "cell phone",
+        "motorcycle",
+        "book",
+        "hair drier",
+    ]
     # Abbreviations known to the English Punkt model do not end a sentence.
     assert sentence_tokens("mr. smith walks. a dog.") == [["mr.", "smith", "walks", "."], ["a", "dog", "."]]
 
 
 def test_pattern_singulars_where_they_matter():
     assert [pattern_singular(w) for w in ("bus", "buses", "ties", "glass", "canoes", "tennis", "people")] == [
-        "bu", "bus", "ty", "glas", "cano", "tenni", "person"]
+        "bu",
+        "bus",
+        "ty",
+        "glas",
+        "cano",
+        "tenni",
+        "person",
+    ]
     # Elsewhere lemminflect's singular, which agrees with pattern's on the words CHAIR can count.
     assert [pattern_singular(w) for w in ("dogs", "knives", "children", "mice", "stars")] == [
-        "dog", "knife", "child", "mouse", "star"]
+        "dog",
+        "knife",
+        "child",
+        "mouse",
+        "star",
+    ]
 
 
 def test_hadpo_protocol_on_the_fixture():
@@ -84,8 +102,11 @@ def test_hadpo_protocol_on_the_fixture():
     12 of the 99 non-empty captions; CHAIRs 0.5859 vs 0.5600, CHAIRi 0.4522 vs 0.4488 (it skips the empty caption)."""
     reference, hadpo = _evaluate("reference"), _evaluate("hadpo")
     by_caption = {(d.image_id, d.caption): sorted(m.object for m in d.mentions) for d in hadpo.details}
-    differ = sum(by_caption.get((d.image_id, d.caption)) != sorted(m.object for m in d.mentions)
-                 for d in reference.details if d.caption.strip())
+    differ = sum(
+        by_caption.get((d.image_id, d.caption)) != sorted(m.object for m in d.mentions)
+        for d in reference.details
+        if d.caption.strip()
+    )
     assert differ == 12
     assert (round(hadpo.chair_s, 4), round(hadpo.chair_i, 4)) == (0.5859, 0.4522)
     assert (round(reference.chair_s, 4), round(reference.chair_i, 4)) == (0.56, 0.4488)

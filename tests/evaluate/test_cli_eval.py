@@ -33,7 +33,9 @@ def test_pope_build_run_score_and_report(tiny_model_dir, image_records, tmp_path
             assert texts.setdefault(key, answer.text) == answer.text
     results = json.loads((out / "results.json").read_text())
     assert set(results["pope"]["splits"]) == {"random", "popular", "adversarial"}
-    assert main(["eval", "pope", "run", "--questions", files[0], *common, "--mode", "logits", "--batch-size", "10"]) == 0
+    assert (
+        main(["eval", "pope", "run", "--questions", files[0], *common, "--mode", "logits", "--batch-size", "10"]) == 0
+    )
     results = json.loads((out / "results.json").read_text())
     assert results["pope"]["mode"] == "logits" and len(read_jsonl(out / "answers_random_logits.jsonl", Answer)) == 10
     # Both modes have run on the random split: their agreement is in the results.
@@ -41,14 +43,39 @@ def test_pope_build_run_score_and_report(tiny_model_dir, image_records, tmp_path
     assert "| POPE mean f1 |" in (out / "results.md").read_text()
 
     capsys.readouterr()
-    assert main(["eval", "pope", "score", "--questions", files[0], "--answers",
-                 str(out / "answers_random_logits.jsonl"), "--json"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "pope",
+                "score",
+                "--questions",
+                files[0],
+                "--answers",
+                str(out / "answers_random_logits.jsonl"),
+                "--json",
+            ]
+        )
+        == 0
+    )
     scored = json.loads(capsys.readouterr().out)
     assert scored["n"] == 10 and set(scored) >= {"accuracy", "precision", "recall", "f1", "yes_ratio"}
     assert scored == results["pope"]["splits"]["random"]
 
-    assert main(["eval", "pope", "agreement", "--generated", str(out / "answers_random_generate.jsonl"),
-                 "--logits", str(out / "answers_random_logits.jsonl")]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "pope",
+                "agreement",
+                "--generated",
+                str(out / "answers_random_generate.jsonl"),
+                "--logits",
+                str(out / "answers_random_logits.jsonl"),
+            ]
+        )
+        == 0
+    )
     assert set(json.loads(capsys.readouterr().out)) == {"compared", "agreed", "rate"}
 
     after = tmp_path / "after"
@@ -63,15 +90,47 @@ def test_pope_build_run_score_and_report(tiny_model_dir, image_records, tmp_path
 
 def test_chair_shr_mme_commands(tiny_model_dir, image_records, tmp_path, capsys):
     out = tmp_path / "eval"
-    assert main(["eval", "chair", "--annotations", str(image_records), "--model", str(tiny_model_dir),
-                 "--out", str(out), "--max-new-tokens", "4", "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "chair",
+                "--annotations",
+                str(image_records),
+                "--model",
+                str(tiny_model_dir),
+                "--out",
+                str(out),
+                "--max-new-tokens",
+                "4",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert len(read_jsonl(out / "captions_generate.jsonl", Answer)) == 4
     assert json.loads(capsys.readouterr().out)["skipped"] == 0
 
     descriptions = tmp_path / "descriptions.jsonl"
     descriptions.write_text(json.dumps({"image_id": "1", "text": "A red dog. A blue cup."}) + "\n")
-    assert main(["eval", "shr", "--descriptions", str(descriptions), "--images", str(image_records),
-                 "--judge", "annotations", "--out", str(out), "--no-progress"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "shr",
+                "--descriptions",
+                str(descriptions),
+                "--images",
+                str(image_records),
+                "--judge",
+                "annotations",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["shr"] == 0.5  # image 1 has a red dog and no cup
 
     results = tmp_path / "mme_results"
@@ -87,10 +146,27 @@ def test_chair_shr_mme_commands(tiny_model_dir, image_records, tmp_path, capsys)
     root.mkdir(parents=True)
     for index in (0, 2):
         (root / f"{index}.png").write_bytes((image_records.parent / "images" / f"{index}.png").read_bytes())
-        (root / f"{index}.txt").write_text("Is there a knife? Please answer yes or no.\tYes\n"
-                                           "Is there a dog? Please answer yes or no.\tNo\n")
-    assert main(["eval", "mme", "--root", str(tmp_path / "MME"), "--model", str(tiny_model_dir), "--mode", "logits",
-                 "--out", str(out), "--no-progress"]) == 0
+        (root / f"{index}.txt").write_text(
+            "Is there a knife? Please answer yes or no.\tYes\nIs there a dog? Please answer yes or no.\tNo\n"
+        )
+    assert (
+        main(
+            [
+                "eval",
+                "mme",
+                "--root",
+                str(tmp_path / "MME"),
+                "--model",
+                str(tiny_model_dir),
+                "--mode",
+                "logits",
+                "--out",
+                str(out),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     scores = json.loads(capsys.readouterr().out)
     assert 0 <= scores["perception"] <= 200 and scores["subtasks"].keys() == {"existence"}
     assert len((out / "mme_results" / "existence.txt").read_text().splitlines()) == 4

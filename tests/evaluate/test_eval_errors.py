@@ -12,8 +12,10 @@ import pytest
 from catalogue import Case, Context, check_documented, image, run_case
 from hadpo.cli import main
 
-QUESTIONS = [{"question_id": i, "image": "a.jpg", "text": f"Is there a {name} in the image?", "label": label}
-             for i, (name, label) in enumerate([("dog", "yes"), ("cat", "no"), ("cup", "yes"), ("car", "no")], 1)]
+QUESTIONS = [
+    {"question_id": i, "image": "a.jpg", "text": f"Is there a {name} in the image?", "label": label}
+    for i, (name, label) in enumerate([("dog", "yes"), ("cat", "no"), ("cup", "yes"), ("car", "no")], 1)
+]
 
 
 def _lines(rows) -> str:
@@ -44,17 +46,30 @@ SHIFTED = _official(*[(q["text"], "yes") for q in QUESTIONS[1:]], ("Is there a b
 
 def _coco(images=3, category_id=1) -> dict:
     names = ["dog", "cat", "cup", "car"]
-    return {"images": [{"id": i, "file_name": f"{i}.jpg", "width": 48, "height": 48} for i in range(images)],
-            "categories": [{"id": k + 1, "name": n} for k, n in enumerate(names)],
-            "annotations": [{"id": 10 * i + k, "image_id": i, "category_id": category_id if k == 0 else k + 1,
-                             "bbox": [1, 1, 5, 5]} for i in range(images) for k in range(4)]}  # fmt: skip
+    return {
+        "images": [{"id": i, "file_name": f"{i}.jpg", "width": 48, "height": 48} for i in range(images)],
+        "categories": [{"id": k + 1, "name": n} for k, n in enumerate(names)],
+        "annotations": [
+            {"id": 10 * i + k, "image_id": i, "category_id": category_id if k == 0 else k + 1, "bbox": [1, 1, 5, 5]}
+            for i in range(images)
+            for k in range(4)
+        ],
+    }
 
 
 def _pope_build(*flags: str, data: dict | None = None):
     def setup(ctx: Context) -> list[str]:
         annotations = ctx.write("annotations", "instances.json", json.dumps(data or _coco()))
-        return ["eval", "pope", "build", "--annotations", str(annotations), "--out", str(ctx.path("out", "pope")),
-                *flags]
+        return [
+            "eval",
+            "pope",
+            "build",
+            "--annotations",
+            str(annotations),
+            "--out",
+            str(ctx.path("out", "pope")),
+            *flags,
+        ]
 
     return setup
 
@@ -67,8 +82,17 @@ def _pope_build_out_is_a_file(ctx: Context) -> list[str]:
 
 def _pope_run_model_missing(ctx: Context) -> list[str]:
     questions = ctx.write("questions", "pope_random.jsonl", _lines(QUESTIONS))
-    return ["eval", "pope", "run", "--model", str(ctx.path("model", "runs/base/model")), "--questions",
-            str(questions), "--out", str(ctx.path("out", "eval"))]
+    return [
+        "eval",
+        "pope",
+        "run",
+        "--model",
+        str(ctx.path("model", "runs/base/model")),
+        "--questions",
+        str(questions),
+        "--out",
+        str(ctx.path("out", "eval")),
+    ]
 
 
 def _mme_results(files: dict[str, str]):
@@ -95,8 +119,16 @@ def _chair(captions: str, suffix: str = "jsonl", data: dict | None = None):
     def setup(ctx: Context) -> list[str]:
         annotations = ctx.write("annotations", "instances.json", json.dumps(data or _coco(2)))
         file = ctx.write("captions", f"captions.{suffix}", captions)
-        return ["eval", "chair", "--captions", str(file), "--annotations", str(annotations), "--out",
-                str(ctx.path("out", "eval"))]
+        return [
+            "eval",
+            "chair",
+            "--captions",
+            str(file),
+            "--annotations",
+            str(annotations),
+            "--out",
+            str(ctx.path("out", "eval")),
+        ]
 
     return setup
 
@@ -104,12 +136,25 @@ def _chair(captions: str, suffix: str = "jsonl", data: dict | None = None):
 def _shr(descriptions: str, records: list[dict] | None = None):
     def setup(ctx: Context) -> list[str]:
         image(ctx.tmp / "img" / "0.png")
-        rows = records if records is not None else [{"image_id": "0", "path": "img/0.png", "width": 48, "height": 48,
-                                                     "complete": True}]
+        rows = (
+            records
+            if records is not None
+            else [{"image_id": "0", "path": "img/0.png", "width": 48, "height": 48, "complete": True}]
+        )
         images = ctx.write("images", "images.jsonl", _lines(rows))
         file = ctx.write("descriptions", "descriptions.jsonl", descriptions)
-        return ["eval", "shr", "--descriptions", str(file), "--images", str(images), "--judge", "annotations",
-                "--out", str(ctx.path("out", "eval"))]
+        return [
+            "eval",
+            "shr",
+            "--descriptions",
+            str(file),
+            "--images",
+            str(images),
+            "--judge",
+            "annotations",
+            "--out",
+            str(ctx.path("out", "eval")),
+        ]
 
     return setup
 
@@ -117,10 +162,20 @@ def _shr(descriptions: str, records: list[dict] | None = None):
 def _shr_vg(image_data: str, regions: str):
     def setup(ctx: Context) -> list[str]:
         descriptions = ctx.write("descriptions", "descriptions.jsonl", _lines([{"image_id": "1", "text": "A dog."}]))
-        return ["eval", "shr", "--descriptions", str(descriptions), "--judge", "annotations",
-                "--vg-image-data", str(ctx.write("image_data", "image_data.json", image_data)),
-                "--vg-regions", str(ctx.write("regions", "region_descriptions.json", regions)),
-                "--out", str(ctx.path("out", "eval"))]
+        return [
+            "eval",
+            "shr",
+            "--descriptions",
+            str(descriptions),
+            "--judge",
+            "annotations",
+            "--vg-image-data",
+            str(ctx.write("image_data", "image_data.json", image_data)),
+            "--vg-regions",
+            str(ctx.write("regions", "region_descriptions.json", regions)),
+            "--out",
+            str(ctx.path("out", "eval")),
+        ]
 
     return setup
 
@@ -141,95 +196,220 @@ RESULTS = json.dumps({"model": "m", "pope": {"splits": {"random": {"accuracy": 0
 
 CASES = [
     Case("pope-questions-empty", "an empty question file", _score(questions=[]), "{questions}: no questions"),
-    Case("pope-questions-all-bad", "a question file whose every line is bad",
-         _score(questions=[{"question_id": 1, "image": "a.jpg", "text": "Q?", "label": "maybe"}, "not json"],
-                answers=[{"question_id": 1, "text": "yes"}]),
-         "{questions}: no questions (2 bad lines skipped)"),
-    Case("pope-questions-duplicate-id", "two questions under one question_id",
-         _score(questions=[*QUESTIONS, {**QUESTIONS[0], "text": "Is there a bus in the image?"}]),
-         "{questions}:5: field 'question_id': 1 repeats line 1; answers are matched to questions by id"),
+    Case(
+        "pope-questions-all-bad",
+        "a question file whose every line is bad",
+        _score(
+            questions=[{"question_id": 1, "image": "a.jpg", "text": "Q?", "label": "maybe"}, "not json"],
+            answers=[{"question_id": 1, "text": "yes"}],
+        ),
+        "{questions}: no questions (2 bad lines skipped)",
+    ),
+    Case(
+        "pope-questions-duplicate-id",
+        "two questions under one question_id",
+        _score(questions=[*QUESTIONS, {**QUESTIONS[0], "text": "Is there a bus in the image?"}]),
+        "{questions}:5: field 'question_id': 1 repeats line 1; answers are matched to questions by id",
+    ),
     Case("pope-answers-empty", "an empty answer file", _score(answers=[]), "{answers}: no answers"),
-    Case("pope-answers-duplicate-id", "two answers to one question",
-         _score(answers=[*_answers("Yes", "No", "Yes", "No"), {"question_id": 2, "text": "Yes"}]),
-         "{answers}:5: field 'question_id': 2 repeats {answers}:2"),
-    Case("pope-answers-missing", "an answer file without an answer to every question",
-         _score(answers=_answers("Yes", "No", "Yes")),
-         "{answers}: no answer to 1 of 4 questions (first: question_id 4); score complete answer files only"),
-    Case("pope-answers-other-split", "answers to questions the question file does not hold",
-         _score(answers=[*_answers("Yes", "No", "Yes", "No"), {"question_id": 9, "text": "No"}]),
-         "{answers}:5: field 'question_id': 9 is not a question of the question file (answers of another split?)"),
-    Case("pope-answers-not-json", "an answer line that is not JSON",
-         _score(answers=[*_answers("Yes", "No", "Yes"), '{"question_id": 4, "text": "No"']),
-         "{answers}:4: not valid JSON (Expecting ',' delimiter)"),
-    Case("pope-answers-shifted", "official-format answers shifted by a line", _score(answers=SHIFTED),
-         "{answers}:1: field 'question': 'Is there a cat in the image?' is not the question file's 'Is there a dog in "
-         "the image?' (question_id 1): answers shifted?"),
-    Case("pope-answers-count", "official-format answers one short",
-         _score(answers=_official(*[(q["text"], "yes") for q in QUESTIONS[:3]])),
-         "{answers}: 3 answers for 4 questions; the official format pairs them by line (write question_id with each "
-         "answer to match them by id)"),
-    Case("pope-build-per-image-zero", "`pope build --per-image 0`", _pope_build("--per-image", "0"),
-         "--per-image: must be at least 1, got 0", absent=("pope",)),
-    Case("pope-build-num-images-zero", "`pope build --num-images 0`", _pope_build("--num-images", "0"),
-         "--num-images: must be at least 1, got 0"),
-    Case("pope-build-no-eligible-image", "annotations where no image has 3 objects",
-         _pope_build(data={**_coco(), "annotations": _coco()["annotations"][:2]}),
-         "{annotations}: no image of the 1 annotated has 3 or more distinct objects: no question can be built"),
-    Case("pope-build-unknown-category", "a COCO annotation whose category_id is not in categories",
-         _pope_build(data=_coco(category_id=99)),
-         "{annotations}: annotations[0]: field 'category_id': 99 is not in categories"),
-    Case("pope-build-out-is-a-file", "`--out` naming a file", _pope_build_out_is_a_file,
-         "--out {out}: {out} exists and is not a folder"),
-    Case("pope-run-model-missing", "`--model` naming a folder that does not exist", _pope_run_model_missing,
-         "model {model}: no such model folder (nor a hub id 'org/name')", absent=("eval",)),
-    Case("mme-root-missing", "`mme --root` that does not exist", _mme_root(lambda root: None),
-         "--root {root}: not a folder"),
-    Case("mme-root-without-subtasks", "an MME root without subtask folders", _mme_root(lambda root: root.mkdir()),
-         "--root {root}: no MME subtask folder in it (expected existence, count, position, ...)"),
-    Case("mme-results-empty-folder", "an empty results folder", _mme_results({}),
-         "--results {results}: no <subtask>.txt result files in it", absent=("eval",)),
-    Case("mme-results-empty-subtask", "a subtask's result file without lines", _mme_results({"existence.txt": ""}),
-         "{existence}: no result lines"),
-    Case("mme-results-unknown-names", "result files none of which is an MME subtask",
-         _mme_results({"colour.txt": "a.jpg\tIs it red?\tyes\tyes\na.jpg\tIs it blue?\tno\tno\n"}),
-         "--results {results}: no file is named after an MME subtask (existence, count, position, ...): perception and "
-         "cognition would be 0"),
+    Case(
+        "pope-answers-duplicate-id",
+        "two answers to one question",
+        _score(answers=[*_answers("Yes", "No", "Yes", "No"), {"question_id": 2, "text": "Yes"}]),
+        "{answers}:5: field 'question_id': 2 repeats {answers}:2",
+    ),
+    Case(
+        "pope-answers-missing",
+        "an answer file without an answer to every question",
+        _score(answers=_answers("Yes", "No", "Yes")),
+        "{answers}: no answer to 1 of 4 questions (first: question_id 4); score complete answer files only",
+    ),
+    Case(
+        "pope-answers-other-split",
+        "answers to questions the question file does not hold",
+        _score(answers=[*_answers("Yes", "No", "Yes", "No"), {"question_id": 9, "text": "No"}]),
+        "{answers}:5: field 'question_id': 9 is not a question of the question file (answers of another split?)",
+    ),
+    Case(
+        "pope-answers-not-json",
+        "an answer line that is not JSON",
+        _score(answers=[*_answers("Yes", "No", "Yes"), '{"question_id": 4, "text": "No"']),
+        "{answers}:4: not valid JSON (Expecting ',' delimiter)",
+    ),
+    Case(
+        "pope-answers-shifted",
+        "official-format answers shifted by a line",
+        _score(answers=SHIFTED),
+        "{answers}:1: field 'question': 'Is there a cat in the image?' is not the question file's 'Is there a dog in "
+        "the image?' (question_id 1): answers shifted?",
+    ),
+    Case(
+        "pope-answers-count",
+        "official-format answers one short",
+        _score(answers=_official(*[(q["text"], "yes") for q in QUESTIONS[:3]])),
+        "{answers}: 3 answers for 4 questions; the official format pairs them by line (write question_id with each "
+        "answer to match them by id)",
+    ),
+    Case(
+        "pope-build-per-image-zero",
+        "`pope build --per-image 0`",
+        _pope_build("--per-image", "0"),
+        "--per-image: must be at least 1, got 0",
+        absent=("pope",),
+    ),
+    Case(
+        "pope-build-num-images-zero",
+        "`pope build --num-images 0`",
+        _pope_build("--num-images", "0"),
+        "--num-images: must be at least 1, got 0",
+    ),
+    Case(
+        "pope-build-no-eligible-image",
+        "annotations where no image has 3 objects",
+        _pope_build(data={**_coco(), "annotations": _coco()["annotations"][:2]}),
+        "{annotations}: no image of the 1 annotated has 3 or more distinct objects: no question can be built",
+    ),
+    Case(
+        "pope-build-unknown-category",
+        "a COCO annotation whose category_id is not in categories",
+        _pope_build(data=_coco(category_id=99)),
+        "{annotations}: annotations[0]: field 'category_id': 99 is not in categories",
+    ),
+    Case(
+        "pope-build-out-is-a-file",
+        "`--out` naming a file",
+        _pope_build_out_is_a_file,
+        "--out {out}: {out} exists and is not a folder",
+    ),
+    Case(
+        "pope-run-model-missing",
+        "`--model` naming a folder that does not exist",
+        _pope_run_model_missing,
+        "model {model}: no such model folder (nor a hub id 'org/name')",
+        absent=("eval",),
+    ),
+    Case(
+        "mme-root-missing",
+        "`mme --root` that does not exist",
+        _mme_root(lambda root: None),
+        "--root {root}: not a folder",
+    ),
+    Case(
+        "mme-root-without-subtasks",
+        "an MME root without subtask folders",
+        _mme_root(lambda root: root.mkdir()),
+        "--root {root}: no MME subtask folder in it (expected existence, count, position, ...)",
+    ),
+    Case(
+        "mme-results-empty-folder",
+        "an empty results folder",
+        _mme_results({}),
+        "--results {results}: no <subtask>.txt result files in it",
+        absent=("eval",),
+    ),
+    Case(
+        "mme-results-empty-subtask",
+        "a subtask's result file without lines",
+        _mme_results({"existence.txt": ""}),
+        "{existence}: no result lines",
+    ),
+    Case(
+        "mme-results-unknown-names",
+        "result files none of which is an MME subtask",
+        _mme_results({"colour.txt": "a.jpg\tIs it red?\tyes\tyes\na.jpg\tIs it blue?\tno\tno\n"}),
+        "--results {results}: no file is named after an MME subtask (existence, count, position, ...): perception and "
+        "cognition would be 0",
+    ),
     Case("chair-captions-empty", "an empty captions file", _chair(""), "{captions}: no captions"),
-    Case("chair-caption-twice", "the same caption line twice",
-         _chair(_lines([{"image_id": 0, "caption": "A dog."}, {"image_id": 1, "caption": "A cat."},
-                        {"image_id": 0, "caption": "A dog."}])),
-         "{captions}:3: caption of image 0 repeats {captions}:1"),
-    Case("chair-answer-id-twice", "two answer records under one question_id",
-         _chair(_lines([{"question_id": "q1", "image_id": 0, "text": "A dog."},
-                        {"question_id": "q1", "image_id": 1, "text": "A cat."}])),
-         "{captions}:2: caption of image 1 repeats {captions}:1"),
-    Case("chair-unknown-images", "captions whose image_ids are not in the annotations",
-         _chair(_lines([{"image_id": 7, "caption": "A dog."}, {"image_id": 8, "caption": "A cat."}])),
-         "{captions}: no caption could be scored (2 skipped: their image_ids are not images of {annotations}?)"),
-    Case("chair-unknown-category", "a COCO annotation whose category_id is not in categories",
-         _chair(_lines([{"image_id": 0, "caption": "A dog."}]), data=_coco(2, category_id=99)),
-         "{annotations}: annotations[0]: field 'category_id': 99 is not in categories"),
-    Case("chair-results-not-a-list", "a COCO results file that is an object", _chair('{"image_id": 0}', "json"),
-         "{captions}: expected the COCO results format, a JSON list of {image_id, caption}"),
+    Case(
+        "chair-caption-twice",
+        "the same caption line twice",
+        _chair(
+            _lines(
+                [
+                    {"image_id": 0, "caption": "A dog."},
+                    {"image_id": 1, "caption": "A cat."},
+                    {"image_id": 0, "caption": "A dog."},
+                ]
+            )
+        ),
+        "{captions}:3: caption of image 0 repeats {captions}:1",
+    ),
+    Case(
+        "chair-answer-id-twice",
+        "two answer records under one question_id",
+        _chair(
+            _lines(
+                [
+                    {"question_id": "q1", "image_id": 0, "text": "A dog."},
+                    {"question_id": "q1", "image_id": 1, "text": "A cat."},
+                ]
+            )
+        ),
+        "{captions}:2: caption of image 1 repeats {captions}:1",
+    ),
+    Case(
+        "chair-unknown-images",
+        "captions whose image_ids are not in the annotations",
+        _chair(_lines([{"image_id": 7, "caption": "A dog."}, {"image_id": 8, "caption": "A cat."}])),
+        "{captions}: no caption could be scored (2 skipped: their image_ids are not images of {annotations}?)",
+    ),
+    Case(
+        "chair-unknown-category",
+        "a COCO annotation whose category_id is not in categories",
+        _chair(_lines([{"image_id": 0, "caption": "A dog."}]), data=_coco(2, category_id=99)),
+        "{annotations}: annotations[0]: field 'category_id': 99 is not in categories",
+    ),
+    Case(
+        "chair-results-not-a-list",
+        "a COCO results file that is an object",
+        _chair('{"image_id": 0}', "json"),
+        "{captions}: expected the COCO results format, a JSON list of {image_id, caption}",
+    ),
     Case("shr-descriptions-empty", "an empty descriptions file", _shr(""), "{descriptions}: no descriptions"),
-    Case("shr-unknown-images", "descriptions of images not in --images",
-         _shr(_lines([{"image_id": "9", "text": "A dog."}])),
-         "no description to judge: all 1 skipped (unknown images or empty texts)"),
-    Case("shr-vg-not-json", "a truncated Visual Genome image_data.json", _shr_vg('[{"image_id": 1, ', "[]"),
-         "{image_data}:1: not valid JSON (Expecting property name enclosed in double quotes, column 18)"),
-    Case("shr-vg-region-without-box", "a Visual Genome region without its box",
-         _shr_vg("[]", json.dumps([{"id": 1, "regions": [{"image_id": 1, "phrase": "a dog"}]}])),
-         "{regions}: not Visual Genome region_descriptions.json: missing key 'x'"),
-    Case("report-empty-results", "`hadpo report` on `{}`", _report("{}"),
-         "{before}: no benchmark results in it (sections pope, chair, shr, mme): nothing to compare",
-         absent=("tuned/comparison",)),
-    Case("report-not-json", "a results.json that is not JSON", _report(RESULTS, "{\"pope\": "),
-         "{after}:1: not valid JSON (Expecting value, column 10)"),
-    Case("report-missing", "a results.json that does not exist",
-         lambda ctx: ["report", str(ctx.write("before", "a/results.json", RESULTS)), str(ctx.path("after", "b.json"))],
-         "{after}: no such file or directory"),
-    Case("report-out-is-a-file", "`--out` naming a file", _report(RESULTS, out=True),
-         "--out {out}: {out} exists and is not a folder"),
+    Case(
+        "shr-unknown-images",
+        "descriptions of images not in --images",
+        _shr(_lines([{"image_id": "9", "text": "A dog."}])),
+        "no description to judge: all 1 skipped (unknown images or empty texts)",
+    ),
+    Case(
+        "shr-vg-not-json",
+        "a truncated Visual Genome image_data.json",
+        _shr_vg('[{"image_id": 1, ', "[]"),
+        "{image_data}:1: not valid JSON (Expecting property name enclosed in double quotes, column 18)",
+    ),
+    Case(
+        "shr-vg-region-without-box",
+        "a Visual Genome region without its box",
+        _shr_vg("[]", json.dumps([{"id": 1, "regions": [{"image_id": 1, "phrase": "a dog"}]}])),
+        "{regions}: not Visual Genome region_descriptions.json: missing key 'x'",
+    ),
+    Case(
+        "report-empty-results",
+        "`hadpo report` on `{}`",
+        _report("{}"),
+        "{before}: no benchmark results in it (sections pope, chair, shr, mme): nothing to compare",
+        absent=("tuned/comparison",),
+    ),
+    Case(
+        "report-not-json",
+        "a results.json that is not JSON",
+        _report(RESULTS, '{"pope": '),
+        "{after}:1: not valid JSON (Expecting value, column 10)",
+    ),
+    Case(
+        "report-missing",
+        "a results.json that does not exist",
+        lambda ctx: ["report", str(ctx.write("before", "a/results.json", RESULTS)), str(ctx.path("after", "b.json"))],
+        "{after}: no such file or directory",
+    ),
+    Case(
+        "report-out-is-a-file",
+        "`--out` naming a file",
+        _report(RESULTS, out=True),
+        "--out {out}: {out} exists and is not a folder",
+    ),
 ]
 
 

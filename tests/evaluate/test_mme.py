@@ -24,8 +24,9 @@ def _touch_image(path):
 def test_reads_both_layouts_and_reports_bad_records(tmp_path, caplog):
     # Side by side: existence/1.jpg + 1.txt.
     _touch_image(tmp_path / "existence" / "1.jpg")
-    (tmp_path / "existence" / "1.txt").write_text("Is there a dog? Please answer yes or no.\tYes\n"
-                                                  "Is there a cat? Please answer yes or no.\tNo\n")
+    (tmp_path / "existence" / "1.txt").write_text(
+        "Is there a dog? Please answer yes or no.\tYes\nIs there a cat? Please answer yes or no.\tNo\n"
+    )
     # A txt whose image is missing, and a line with a bad answer.
     (tmp_path / "existence" / "2.txt").write_text("Is there a cow?\tyes\n")
     _touch_image(tmp_path / "existence" / "3.png")
@@ -38,8 +39,12 @@ def test_reads_both_layouts_and_reports_bad_records(tmp_path, caplog):
     _touch_image(tmp_path / "scene" / "a.jpg")
     questions, skipped = read_mme(tmp_path)
     assert [(q.subtask, q.image, q.answer) for q in questions] == [
-        ("existence", "1.jpg", "yes"), ("existence", "1.jpg", "no"), ("existence", "3.png", "no"),
-        ("posters", "tt01.jpg", "yes"), ("posters", "tt01.jpg", "no")]
+        ("existence", "1.jpg", "yes"),
+        ("existence", "1.jpg", "no"),
+        ("existence", "3.png", "no"),
+        ("posters", "tt01.jpg", "yes"),
+        ("posters", "tt01.jpg", "no"),
+    ]
     assert questions[3].image_path == tmp_path / "posters" / "images" / "tt01.jpg"
     assert skipped == 3  # 2.txt without image, the "maybe" line, scene without answer files
     assert f"{tmp_path / 'existence' / '3.txt'}:1: expected" in caplog.text
@@ -57,9 +62,12 @@ def test_official_parsing():
 
 def test_scores_worked_out_by_hand(tmp_path):
     existence = [
-        MMEResult("a.jpg", "q1", "yes", "Yes"), MMEResult("a.jpg", "q2", "no", "No"),  # both right
-        MMEResult("b.jpg", "q1", "yes", "Yes"), MMEResult("b.jpg", "q2", "no", "Yes"),  # one right
-        MMEResult("c.jpg", "q1", "yes", "maybe"), MMEResult("c.jpg", "q2", "no", "no."),  # one right ("other")
+        MMEResult("a.jpg", "q1", "yes", "Yes"),
+        MMEResult("a.jpg", "q2", "no", "No"),  # both right
+        MMEResult("b.jpg", "q1", "yes", "Yes"),
+        MMEResult("b.jpg", "q2", "no", "Yes"),  # one right
+        MMEResult("c.jpg", "q1", "yes", "maybe"),
+        MMEResult("c.jpg", "q2", "no", "no."),  # one right ("other")
     ]
     # acc = 4 right / 6 questions; acc+ = 1 image of 3 with both right; score = 100 * (2/3 + 1/3) = 100.
     scores = score_subtask(existence)

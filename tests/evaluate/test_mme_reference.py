@@ -40,11 +40,14 @@ def test_hadpo_protocol_on_the_same_files():
     assert round(scores["perception"], 2) == 1120.0
 
 
-@pytest.mark.parametrize("content, message", [
-    ("a.jpg\tq1\tYes\tYes\tit is\na.jpg\tq2\tNo\tno\n", r"existence.txt:1: .*found 5 tab-separated"),
-    ("a.jpg\tq1\tYes\tYes\n\na.jpg\tq2\tNo\tno\n", r"existence.txt:2: .*found 1 tab-separated"),
-    ("a.jpg\tq1\tYes\tYes\na.jpg\tq2\tNo\tno\nb.jpg\tq1\tYes\tyes\n", r"existence.txt: 3 lines"),
-])
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("a.jpg\tq1\tYes\tYes\tit is\na.jpg\tq2\tNo\tno\n", r"existence.txt:1: .*found 5 tab-separated"),
+        ("a.jpg\tq1\tYes\tYes\n\na.jpg\tq2\tNo\tno\n", r"existence.txt:2: .*found 1 tab-separated"),
+        ("a.jpg\tq1\tYes\tYes\na.jpg\tq2\tNo\tno\nb.jpg\tq1\tYes\tyes\n", r"existence.txt: 3 lines"),
+    ],
+)
 def test_lines_the_official_tool_stops_at_are_errors(tmp_path, content, message):
     shutil.copytree(DATA / "results", tmp_path / "results")
     (tmp_path / "results" / "existence.txt").write_text(content)

@@ -48,11 +48,23 @@ def test_popular_negatives_are_the_most_frequent_absent_objects_in_order():
         by_image.setdefault(q.image, []).append((q.object, q.label))
     # Counts over the 4 sampled images: person 4, car 3, dog 2, then apple, bus, frisbee, umbrella 1 each (ties
     # alphabetical). Image 1 has person, dog, frisbee: its absent objects by rank are car, apple, bus.
-    assert by_image["1.jpg"] == [("person", "yes"), ("car", "no"), ("dog", "yes"), ("apple", "no"),
-                                 ("frisbee", "yes"), ("bus", "no")]
+    assert by_image["1.jpg"] == [
+        ("person", "yes"),
+        ("car", "no"),
+        ("dog", "yes"),
+        ("apple", "no"),
+        ("frisbee", "yes"),
+        ("bus", "no"),
+    ]
     # Image 4 (car, person, apple): absent by rank dog, bus, frisbee.
-    assert by_image["4.jpg"] == [("car", "yes"), ("dog", "no"), ("person", "yes"), ("bus", "no"),
-                                 ("apple", "yes"), ("frisbee", "no")]
+    assert by_image["4.jpg"] == [
+        ("car", "yes"),
+        ("dog", "no"),
+        ("person", "yes"),
+        ("bus", "no"),
+        ("apple", "yes"),
+        ("frisbee", "no"),
+    ]
     assert [q.question_id for q in questions] == [str(i) for i in range(1, 25)]
 
 
@@ -78,9 +90,12 @@ def test_random_negatives_are_absent_and_never_repeated_and_the_build_is_determi
             assert len(set(negatives)) == 3 and not set(negatives) & set(objects)
     # The three splits ask about the same sampled images and the same positives.
     assert [q for q in first["random"] if q.label == "yes"] == [
-        q.__class__(**{**q.__dict__, "split": "random"}) for q in first["adversarial"] if q.label == "yes"]
+        q.__class__(**{**q.__dict__, "split": "random"}) for q in first["adversarial"] if q.label == "yes"
+    ]
     # Sampling 2 of the 4 eligible images depends on the seed only.
-    assert build_pope(IMAGES, num_images=2, seed=3, protocol="hadpo") == build_pope(IMAGES, num_images=2, seed=3, protocol="hadpo")
+    assert build_pope(IMAGES, num_images=2, seed=3, protocol="hadpo") == build_pope(
+        IMAGES, num_images=2, seed=3, protocol="hadpo"
+    )
 
 
 def test_official_parsing_keeps_its_quirks_and_strict_mode_does_not():
@@ -113,7 +128,8 @@ def test_mean_over_splits_is_the_unweighted_mean():
     a = {"accuracy": 0.8, "precision": 0.9, "recall": 0.6, "f1": 0.72, "yes_ratio": 0.4}
     b = {"accuracy": 0.6, "precision": 0.5, "recall": 0.8, "f1": 0.6, "yes_ratio": 0.6}
     assert mean_over_splits({"random": a, "popular": b}) == pytest.approx(
-        {"accuracy": 0.7, "precision": 0.7, "recall": 0.7, "f1": 0.66, "yes_ratio": 0.5})
+        {"accuracy": 0.7, "precision": 0.7, "recall": 0.7, "f1": 0.66, "yes_ratio": 0.5}
+    )
 
 
 def _write_lines(path, rows):
@@ -122,22 +138,35 @@ def _write_lines(path, rows):
 
 
 def test_score_reads_both_answer_formats_and_counts_bad_records(tmp_path, caplog):
-    questions = _write_lines(tmp_path / "q.jsonl", [
-        {"question_id": 1, "image": "a.jpg", "text": "Is there a dog in the image?", "label": "yes"},
-        {"question_id": 2, "image": "a.jpg", "text": "Is there a cat in the image?", "label": "no"},
-        {"question_id": 3, "image": "b.jpg", "text": "Is there a cup in the image?", "label": "maybe"},
-        {"question_id": 4, "image": "b.jpg", "txt": "Is there a car in the image?", "label": "no"},
-        {"question_id": 5, "image": "b.jpg", "text": "Is there a bus in the image?", "label": "yes"},
-        {"question_id": 6, "image": "b.jpg", "text": "Is there a cow in the image?", "label": "no"},
-    ])
-    llava = _write_lines(tmp_path / "llava.jsonl", [
-        {"question_id": 1, "text": "Yes, there is."}, {"question_id": 2, "text": "Yes."},
-        {"question_id": 5, "text": "   "}, {"question_id": 6, "text": "No."},
-    ])
+    questions = _write_lines(
+        tmp_path / "q.jsonl",
+        [
+            {"question_id": 1, "image": "a.jpg", "text": "Is there a dog in the image?", "label": "yes"},
+            {"question_id": 2, "image": "a.jpg", "text": "Is there a cat in the image?", "label": "no"},
+            {"question_id": 3, "image": "b.jpg", "text": "Is there a cup in the image?", "label": "maybe"},
+            {"question_id": 4, "image": "b.jpg", "txt": "Is there a car in the image?", "label": "no"},
+            {"question_id": 5, "image": "b.jpg", "text": "Is there a bus in the image?", "label": "yes"},
+            {"question_id": 6, "image": "b.jpg", "text": "Is there a cow in the image?", "label": "no"},
+        ],
+    )
+    llava = _write_lines(
+        tmp_path / "llava.jsonl",
+        [
+            {"question_id": 1, "text": "Yes, there is."},
+            {"question_id": 2, "text": "Yes."},
+            {"question_id": 5, "text": "   "},
+            {"question_id": 6, "text": "No."},
+        ],
+    )
     result = score_pope(questions, llava, protocol="hadpo")
     # Questions 3 (label "maybe") and 4 (no "text") are skipped; the answer to 5 is empty: hadpo leaves it out.
     # Scored: 1 yes/yes (TP), 2 no/yes (FP), 6 no/no (TN): accuracy 2/3, precision 1/2, recall 1, yes_ratio 2/3.
-    assert (result["skipped_questions"], result["skipped_answers"], result["n"], result["empty_answers"]) == (2, 1, 3, 1)
+    assert (result["skipped_questions"], result["skipped_answers"], result["n"], result["empty_answers"]) == (
+        2,
+        1,
+        3,
+        1,
+    )
     assert result["accuracy"] == pytest.approx(2 / 3) and result["precision"] == pytest.approx(0.5)
     assert result["recall"] == 1.0 and result["yes_ratio"] == pytest.approx(2 / 3)
     # The reference reads the empty answer as "yes" (no "no"/"not" in it): 5 yes/yes is a TP, and it is counted.
@@ -147,20 +176,26 @@ def test_score_reads_both_answer_formats_and_counts_bad_records(tmp_path, caplog
     assert f"{questions}:3: label 'maybe' is not yes/no" in caplog.text
     assert f"{questions}:4: missing field 'text'" in caplog.text
 
-    official = _write_lines(tmp_path / "official.jsonl", [
-        {"question": "Is there a dog in the image?", "answer": "Yes"},
-        {"question": "Is there a cat in the image?", "answer": "No"},
-        {"question": "Is there a bus in the image?", "answer": "no"},
-        {"question": "Is there a cow in the image?", "answer": "not at all"},
-    ])
+    official = _write_lines(
+        tmp_path / "official.jsonl",
+        [
+            {"question": "Is there a dog in the image?", "answer": "Yes"},
+            {"question": "Is there a cat in the image?", "answer": "No"},
+            {"question": "Is there a bus in the image?", "answer": "no"},
+            {"question": "Is there a cow in the image?", "answer": "not at all"},
+        ],
+    )
     result = score_pope(questions, official)
     # Answers out of the question file's order would be scored against other labels: an error naming the line.
-    swapped = _write_lines(tmp_path / "swapped.jsonl", [
-        {"question": "Is there a cat in the image?", "answer": "No"},
-        {"question": "Is there a dog in the image?", "answer": "Yes"},
-        {"question": "Is there a bus in the image?", "answer": "no"},
-        {"question": "Is there a cow in the image?", "answer": "no"},
-    ])
+    swapped = _write_lines(
+        tmp_path / "swapped.jsonl",
+        [
+            {"question": "Is there a cat in the image?", "answer": "No"},
+            {"question": "Is there a dog in the image?", "answer": "Yes"},
+            {"question": "Is there a bus in the image?", "answer": "no"},
+            {"question": "Is there a cow in the image?", "answer": "no"},
+        ],
+    )
     with pytest.raises(RecordError, match=rf"^{swapped}:1: field 'question': .* answers shifted\?$"):
         score_pope(questions, swapped)
     # TP (q1), TN (q2), FN (q5), TN (q6): accuracy 3/4, precision 1, recall 1/2, yes_ratio 1/4.
@@ -182,7 +217,9 @@ def test_build_from_image_records_and_coco_and_round_trip(image_records, tmp_pat
         "annotations": [{"image_id": 9, "category_id": c} for c in (2, 1, 2, 3)],
     }
     (tmp_path / "instances.json").write_text(json.dumps(coco))
-    assert load_annotations(tmp_path / "instances.json") == [AnnotatedImage("9", "COCO_9.jpg", ["cat", "dog", "hot dog"])]
+    assert load_annotations(tmp_path / "instances.json") == [
+        AnnotatedImage("9", "COCO_9.jpg", ["cat", "dog", "hot dog"])
+    ]
     vg = [{"image_id": 5, "objects": [{"names": ["Tree"]}, {"names": ["man"]}, {"names": ["tree"]}]}]
     (tmp_path / "objects.json").write_text(json.dumps(vg))
     assert load_annotations(tmp_path / "objects.json") == [AnnotatedImage("5", "5.jpg", ["tree", "man"])]

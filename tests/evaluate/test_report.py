@@ -9,8 +9,9 @@ POPE_AFTER = {"accuracy": 0.8613, "precision": 0.9, "recall": 0.8, "f1": 0.8496,
 
 
 def test_sections_merge_into_results_json_and_markdown(tmp_path):
-    update_results(tmp_path, "pope", {"parsing": "official", "splits": {"random": POPE_BEFORE}, "mean": POPE_BEFORE},
-                   model="base")
+    update_results(
+        tmp_path, "pope", {"parsing": "official", "splits": {"random": POPE_BEFORE}, "mean": POPE_BEFORE}, model="base"
+    )
     update_results(tmp_path, "shr", {"shr": 0.473, "words_per_image": 80.5, "skipped": 2})
     results = load_results(tmp_path)
     assert results["model"] == "base" and set(results) == {"model", "pope", "shr"}
@@ -21,10 +22,16 @@ def test_sections_merge_into_results_json_and_markdown(tmp_path):
 
 
 def test_comparison_table_deltas(tmp_path):
-    before = {"pope": {"splits": {"random": POPE_BEFORE}, "mean": POPE_BEFORE}, "shr": {"shr": 0.473},
-              "mme": {"perception": 932.0, "subtasks": {"existence": {"score": 100.0}}}}
-    after = {"pope": {"splits": {"random": POPE_AFTER}, "mean": POPE_AFTER}, "shr": {"shr": 0.444},
-             "mme": {"perception": 1326.46, "subtasks": {"existence": {"score": 185.0}}}}
+    before = {
+        "pope": {"splits": {"random": POPE_BEFORE}, "mean": POPE_BEFORE},
+        "shr": {"shr": 0.473},
+        "mme": {"perception": 932.0, "subtasks": {"existence": {"score": 100.0}}},
+    }
+    after = {
+        "pope": {"splits": {"random": POPE_AFTER}, "mean": POPE_AFTER},
+        "shr": {"shr": 0.444},
+        "mme": {"perception": 1326.46, "subtasks": {"existence": {"score": 185.0}}},
+    }
     table = compare_markdown(before, after)
     # accuracy 51.13 -> 86.13: +35.00 points; yes-ratio 98.66 -> 42.20: -56.46; SHR 47.3 -> 44.4: -2.90;
     # MME perception 932 -> 1326.46: +394.46.

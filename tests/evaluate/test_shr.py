@@ -30,8 +30,14 @@ class ScriptedJudge:
         failed = "unparseable answer" if labels == "fail" else None
         if labels in ("fail", "short"):
             labels = ["cannot_judge"] * (len(sentences) - (labels == "short"))
-        return Judgement(description_id=description_id, image_id=image.image_id, judge=self.name,
-                         sentences=sentences, labels=labels, failed=failed)
+        return Judgement(
+            description_id=description_id,
+            image_id=image.image_id,
+            judge=self.name,
+            sentences=sentences,
+            labels=labels,
+            failed=failed,
+        )
 
 
 def _image(image_id):
@@ -67,10 +73,16 @@ def test_shr_worked_out_by_hand(caplog):
         ("d6", "9", "Unknown image."),  # skipped: no annotations
         ("d7", "1", "   "),  # skipped: empty
     ]
-    script = {"d1": ["correct", "hallucination", "cannot_judge"], "d2": ["hallucination", "correct"],
-              "d3": "fail", "d4": "raise", "d5": "short"}
-    result, judgements = evaluate_shr(descriptions, {"1": _image("1"), "2": _image("2")}, ScriptedJudge(script),
-                                      progress=False)
+    script = {
+        "d1": ["correct", "hallucination", "cannot_judge"],
+        "d2": ["hallucination", "correct"],
+        "d3": "fail",
+        "d4": "raise",
+        "d5": "short",
+    }
+    result, judgements = evaluate_shr(
+        descriptions, {"1": _image("1"), "2": _image("2")}, ScriptedJudge(script), progress=False
+    )
     # Usable: d1 (3 sentences, 1 hallucinated), d2 (2 sentences, 1 hallucinated) -> SHR = 2 / 5 = 0.4.
     # Words per judged sentence (split on spaces): d1 "A red car is parked" 5, "A dog sits on it" 5,
     # "The sky is lovely" 4; d2 "Two cats sleep" 3, "A cat sleeps" 3 -> hallucinated (5 + 3) / 20 = 0.4.
@@ -89,8 +101,11 @@ def test_shr_worked_out_by_hand(caplog):
 
 
 def test_read_descriptions_from_records_and_the_release_json(tmp_path):
-    lines = [{"description_id": "a", "image_id": "1", "prompt": "p", "text": "A dog."},
-             {"question_id": "q", "image_id": "2", "prompt": "p", "text": "A cat."}, {"image_id": "3"}]
+    lines = [
+        {"description_id": "a", "image_id": "1", "prompt": "p", "text": "A dog."},
+        {"question_id": "q", "image_id": "2", "prompt": "p", "text": "A cat."},
+        {"image_id": "3"},
+    ]
     (tmp_path / "d.jsonl").write_text("\n".join(json.dumps(line) for line in lines) + "\nnot json\n")
     triples, skipped = read_descriptions(tmp_path / "d.jsonl")
     assert triples == [("a", "1", "A dog."), ("q", "2", "A cat.")] and skipped == 2
@@ -111,17 +126,33 @@ def test_offline_judge_from_the_judge_wing_runs_through_the_protocol(image_recor
 def test_images_from_the_release_inputs(tmp_path):
     from hadpo.evaluate.shr import images_from_visual_genome
 
-    (tmp_path / "image_data.json").write_text(json.dumps([
-        {"image_id": 1, "width": 800, "height": 600, "url": "https://cs.stanford.edu/VG_100K/1.jpg"},
-        {"image_id": 2, "width": 640, "height": 480, "url": "https://cs.stanford.edu/VG_100K_2/2.jpg"}]))
-    (tmp_path / "regions.json").write_text(json.dumps([
-        {"id": 1, "regions": [{"image_id": 1, "phrase": "a man ", "x": 400, "y": 300, "width": 200, "height": 150},
-                              {"image_id": 1, "phrase": " ", "x": 0, "y": 0, "width": 1, "height": 1}]},
-        {"id": 2, "regions": [{"image_id": 2, "phrase": "a dog", "x": 0, "y": 0, "width": 64, "height": 48}]}]))
+    (tmp_path / "image_data.json").write_text(
+        json.dumps(
+            [
+                {"image_id": 1, "width": 800, "height": 600, "url": "https://cs.stanford.edu/VG_100K/1.jpg"},
+                {"image_id": 2, "width": 640, "height": 480, "url": "https://cs.stanford.edu/VG_100K_2/2.jpg"},
+            ]
+        )
+    )
+    (tmp_path / "regions.json").write_text(
+        json.dumps(
+            [
+                {
+                    "id": 1,
+                    "regions": [
+                        {"image_id": 1, "phrase": "a man ", "x": 400, "y": 300, "width": 200, "height": 150},
+                        {"image_id": 1, "phrase": " ", "x": 0, "y": 0, "width": 1, "height": 1},
+                    ],
+                },
+                {"id": 2, "regions": [{"image_id": 2, "phrase": "a dog", "x": 0, "y": 0, "width": 64, "height": 48}]},
+            ]
+        )
+    )
     (tmp_path / "factual.jsonl").write_text(json.dumps({"1": ["The man is a chef."]}) + "\n")
     (tmp_path / "val.json").write_text(json.dumps([{"image_id": 1}]))
-    (record,) = images_from_visual_genome(tmp_path / "image_data.json", tmp_path / "regions.json",
-                                          [tmp_path / "factual.jsonl"], tmp_path / "val.json")
+    (record,) = images_from_visual_genome(
+        tmp_path / "image_data.json", tmp_path / "regions.json", [tmp_path / "factual.jsonl"], tmp_path / "val.json"
+    )
     assert (record.image_id, record.path, record.captions) == ("1", "VG_100K/1.jpg", ["The man is a chef."])
     # [400, 300, 200, 150] on 800 x 600 -> [0.50, 0.50, 0.75, 0.75]; the empty phrase is dropped.
     assert render_annotations(record).splitlines()[0] == "[0.50, 0.50, 0.75, 0.75] a man"

@@ -30,7 +30,7 @@ def scripted_answer(messages: list[dict]) -> str:
     if "green cat" in prompt:
         return "Sure! The description looks fine to me."  # never valid JSON, also on the retry
     if "cup and a fork" in prompt:
-        return _verdicts("hallucination") if retry else "```json\n{\"sentences\": [\n```"  # malformed, then fixed
+        return _verdicts("hallucination") if retry else '```json\n{"sentences": [\n```'  # malformed, then fixed
     if "purple" in prompt:
         return _verdicts("correct")  # one label for two sentences, on both attempts
     return _verdicts("cannot judge")
@@ -40,10 +40,14 @@ class Handler(BaseHTTPRequestHandler):
     def do_POST(self):  # noqa: N802 (http.server's name)
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         content = scripted_answer(body["messages"])
-        reply = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-                 "choices": [{"index": 0, "message": {"role": "assistant", "content": content},
-                              "finish_reason": "stop"}],
-                 "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}
+        reply = {
+            "id": "x",
+            "object": "chat.completion",
+            "created": 0,
+            "model": body["model"],
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+        }
         data = json.dumps(reply).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -66,11 +70,13 @@ def server():
 
 
 def test_shr_over_http_counts_malformed_judgements(server):
-    config = llm_client.LLMConfig(base_url=server, model="scripted-judge", max_retries=0, invalid_retries=1,
-                                  max_concurrency=2)
+    config = llm_client.LLMConfig(
+        base_url=server, model="scripted-judge", max_retries=0, invalid_retries=1, max_concurrency=2
+    )
     judge = llm.LLMJudge(config)
-    image = ImageRecord(image_id="1", path="1.png", width=100, height=50,
-                        regions=[Region(phrase="a red dog", box=[10, 5, 40, 20])])
+    image = ImageRecord(
+        image_id="1", path="1.png", width=100, height=50, regions=[Region(phrase="a red dog", box=[10, 5, 40, 20])]
+    )
     descriptions = [
         ("a", "1", "There is a red dog. It wears a hat."),  # valid: correct, hallucination
         ("b", "1", "A green cat sleeps."),  # malformed twice: failed
@@ -91,11 +97,36 @@ def test_hadpo_eval_shr_with_the_llm_judge(server, image_records, tmp_path, caps
 
     monkeypatch.setenv("HADPO_TEST_KEY", "not-a-real-key")
     descriptions = tmp_path / "descriptions.jsonl"
-    descriptions.write_text(json.dumps({"image_id": "1", "text": "A red dog. It wears a hat."}) + "\n"
-                            + json.dumps({"image_id": "2", "text": "A green cat sleeps."}) + "\n")
-    assert main(["eval", "shr", "--descriptions", str(descriptions), "--images", str(image_records), "--judge", "llm",
-                 "--base-url", server, "--judge-model", "scripted-judge", "--api-key-env", "HADPO_TEST_KEY",
-                 "--out", str(tmp_path / "out"), "--no-progress"]) == 0
+    descriptions.write_text(
+        json.dumps({"image_id": "1", "text": "A red dog. It wears a hat."})
+        + "\n"
+        + json.dumps({"image_id": "2", "text": "A green cat sleeps."})
+        + "\n"
+    )
+    assert (
+        main(
+            [
+                "eval",
+                "shr",
+                "--descriptions",
+                str(descriptions),
+                "--images",
+                str(image_records),
+                "--judge",
+                "llm",
+                "--base-url",
+                server,
+                "--judge-model",
+                "scripted-judge",
+                "--api-key-env",
+                "HADPO_TEST_KEY",
+                "--out",
+                str(tmp_path / "out"),
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     metrics = json.loads(capsys.readouterr().out)
     # The first description is judged (correct, hallucination), the second answer never parses: SHR 1/2, 1 failed.
     assert (metrics["shr"], metrics["failed_judgements"]) == (0.5, 1)

@@ -20,10 +20,20 @@ pytestmark = pytest.mark.slow
 # 3 minutes on one CPU thread), so its answers go both ways.
 SHORT = {
     "world": {"splits": {"pretrain": 1000, "pairs": 1, "eval": 100}},
-    "pretrain": {"vision_steps": 200, "stages": [
-        {"name": "captions", "steps": 150, "brief_share": 1.0, "qa_turns": 1, "yes_bias": 0.85},
-        {"name": "grounded", "steps": 300, "describe_probability": 0.0, "existence_share": 0.7,
-         "until_existence": 0.65, "max_steps": 1500}]},
+    "pretrain": {
+        "vision_steps": 200,
+        "stages": [
+            {"name": "captions", "steps": 150, "brief_share": 1.0, "qa_turns": 1, "yes_bias": 0.85},
+            {
+                "name": "grounded",
+                "steps": 300,
+                "describe_probability": 0.0,
+                "existence_share": 0.7,
+                "until_existence": 0.65,
+                "max_steps": 1500,
+            },
+        ],
+    },
 }
 
 
@@ -41,8 +51,22 @@ def test_pope_on_the_world_with_the_base_model(tmp_path, capsys):
     files = build_world(demo.world, runs)
     model_dir = os.environ.get("HADPO_BASE_MODEL") or pretrain_base(demo.world, files, demo.pretrain, runs)
     out = tmp_path / "pope"
-    assert main(["eval", "pope", "build", "--annotations", str(files.images("eval")), "--out", str(out),
-                 "--num-images", "100"]) == 0
+    assert (
+        main(
+            [
+                "eval",
+                "pope",
+                "build",
+                "--annotations",
+                str(files.images("eval")),
+                "--out",
+                str(out),
+                "--num-images",
+                "100",
+            ]
+        )
+        == 0
+    )
     questions = [str(out / f"pope_{split}.jsonl") for split in ("random", "popular", "adversarial")]
     common = ["--model", str(model_dir), "--out", str(out), "--batch-size", "32", "--no-progress"]
     assert main(["eval", "pope", "run", "--questions", *questions, *common, "--max-new-tokens", "4"]) == 0
@@ -50,12 +74,27 @@ def test_pope_on_the_world_with_the_base_model(tmp_path, capsys):
     assert main(["eval", "pope", "run", "--questions", *questions, *common, "--mode", "logits"]) == 0
     capsys.readouterr()
     for split in ("random", "popular", "adversarial"):
-        assert main(["eval", "pope", "agreement", "--generated", str(out / f"answers_{split}_generate.jsonl"),
-                     "--logits", str(out / f"answers_{split}_logits.jsonl")]) == 0
+        assert (
+            main(
+                [
+                    "eval",
+                    "pope",
+                    "agreement",
+                    "--generated",
+                    str(out / f"answers_{split}_generate.jsonl"),
+                    "--logits",
+                    str(out / f"answers_{split}_logits.jsonl"),
+                ]
+            )
+            == 0
+        )
         agreement = json.loads(capsys.readouterr().out)
         with capsys.disabled():
-            print(split, agreement, {k: round(v, 4) for k, v in generated["splits"][split].items()
-                                     if isinstance(v, float)})
+            print(
+                split,
+                agreement,
+                {k: round(v, 4) for k, v in generated["splits"][split].items() if isinstance(v, float)},
+            )
         assert agreement["compared"] > 0 and agreement["rate"] >= 0.99
     # Both answers occur, so the modes are compared on decisions that go either way.
     assert 0.02 < generated["splits"]["adversarial"]["yes_ratio"] < 0.98

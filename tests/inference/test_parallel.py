@@ -64,27 +64,56 @@ def _free_port() -> int:
         return probe.getsockname()[1]
 
 
-@pytest.mark.skipif(
-    shutil.which("accelerate", path=os.path.dirname(sys.executable)) is None, reason="no accelerate"
-)
+@pytest.mark.skipif(shutil.which("accelerate", path=os.path.dirname(sys.executable)) is None, reason="no accelerate")
 def test_two_processes_write_the_answers_of_one(tiny_model_dir, image_records, tmp_path):
     questions = tmp_path / "pope_random.jsonl"
-    rows = [{"question_id": i, "image": f"images/{i // 3 % 4}.png", "text": text, "label": "yes" if i % 2 else "no"}
-            for i, text in enumerate(["Is there a dog in the image?", "Is there a cup in the image?",
-                                      "Is there a knife in the image?"] * 4)]  # fmt: skip
+    rows = [
+        {"question_id": i, "image": f"images/{i // 3 % 4}.png", "text": text, "label": "yes" if i % 2 else "no"}
+        for i, text in enumerate(
+            ["Is there a dog in the image?", "Is there a cup in the image?", "Is there a knife in the image?"] * 4
+        )
+    ]
     questions.write_text("".join(json.dumps(row) + "\n" for row in rows))
-    common = ["eval", "pope", "run", "--questions", str(questions), "--image-root", str(image_records.parent),
-              "--model", str(tiny_model_dir), "--mode", "logits", "--batch-size", "4", "--no-progress"]  # fmt: skip
+    common = [
+        "eval",
+        "pope",
+        "run",
+        "--questions",
+        str(questions),
+        "--image-root",
+        str(image_records.parent),
+        "--model",
+        str(tiny_model_dir),
+        "--mode",
+        "logits",
+        "--batch-size",
+        "4",
+        "--no-progress",
+    ]
     assert main([*common, "--out", str(tmp_path / "one")]) == 0
 
     runner = tmp_path / "runner.py"
     runner.write_text(RUNNER)
     accelerate = os.path.join(os.path.dirname(sys.executable), "accelerate")
-    command = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-               "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port())]
+    command = [
+        accelerate,
+        "launch",
+        "--multi_gpu",
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        str(_free_port()),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([*command, str(runner), *common, "--out", str(tmp_path / "two")], capture_output=True,
-                          text=True, env=env)  # fmt: skip
+    done = subprocess.run(
+        [*command, str(runner), *common, "--out", str(tmp_path / "two")], capture_output=True, text=True, env=env
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     one = read_jsonl(tmp_path / "one" / "answers_random_logits.jsonl", Answer)
     two = read_jsonl(tmp_path / "two" / "answers_random_logits.jsonl", Answer)

@@ -71,9 +71,20 @@ class FakeChatServer:
                     step = fake._next_step(body)
                     if isinstance(step, tuple) and step[0] == "echo_key":
                         key = self.headers.get("Authorization", "").removeprefix("Bearer ")
-                        step = ("raw", step[1], "application/json", json.dumps(
-                            {"error": {"message": f"Incorrect API key provided: {key}.", "type": "invalid_request_error",
-                                       "code": "invalid_api_key"}}).encode())  # fmt: skip
+                        step = (
+                            "raw",
+                            step[1],
+                            "application/json",
+                            json.dumps(
+                                {
+                                    "error": {
+                                        "message": f"Incorrect API key provided: {key}.",
+                                        "type": "invalid_request_error",
+                                        "code": "invalid_api_key",
+                                    }
+                                }
+                            ).encode(),
+                        )
                     self._answer(step)
                 except (BrokenPipeError, ConnectionResetError):
                     pass  # the client timed out and hung up
@@ -96,12 +107,19 @@ class FakeChatServer:
                 if isinstance(step, int):
                     self._send(step, {"error": {"message": f"scripted {step}", "type": "server_error"}})
                     return
-                self._send(200, {
-                    "id": "chatcmpl-test", "object": "chat.completion", "created": 0, "model": "fake",
-                    "choices": [{"index": 0, "finish_reason": "stop",
-                                 "message": {"role": "assistant", "content": step}}],
-                    "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
-                })  # fmt: skip
+                self._send(
+                    200,
+                    {
+                        "id": "chatcmpl-test",
+                        "object": "chat.completion",
+                        "created": 0,
+                        "model": "fake",
+                        "choices": [
+                            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": step}}
+                        ],
+                        "usage": {"prompt_tokens": 100, "completion_tokens": 20, "total_tokens": 120},
+                    },
+                )
 
             def _send(self, status: int, payload: dict) -> None:
                 data = json.dumps(payload).encode()

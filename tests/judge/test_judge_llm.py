@@ -14,23 +14,38 @@ from hadpo.judge.llm_client import LLMConfig
 from hadpo.records import ImageRecord, ObjectAnnotation
 
 IMAGE = ImageRecord(
-    image_id="img1", path="img1.png", width=48, height=48, complete=True,
+    image_id="img1",
+    path="img1.png",
+    width=48,
+    height=48,
+    complete=True,
     objects=[ObjectAnnotation(name="star", attributes=["red"], box=[0, 0, 16, 16], position="top left")],
-)  # fmt: skip
+)
 TWO_SENTENCES = "There is a red star. There is a dog."
 
 
 def config(server: FakeChatServer, tmp_path, **overrides) -> LLMConfig:
-    values = dict(base_url=server.base_url, model="fake-judge", api_key_env="HADPO_TEST_KEY", timeout_s=0.5,
-                  max_retries=3, max_concurrency=1, invalid_retries=1,
-                  cache_dir=str(tmp_path / "cache"), price_per_1k_prompt=1.0, price_per_1k_completion=2.0)  # fmt: skip
+    values = dict(
+        base_url=server.base_url,
+        model="fake-judge",
+        api_key_env="HADPO_TEST_KEY",
+        timeout_s=0.5,
+        max_retries=3,
+        max_concurrency=1,
+        invalid_retries=1,
+        cache_dir=str(tmp_path / "cache"),
+        price_per_1k_prompt=1.0,
+        price_per_1k_completion=2.0,
+    )
     values.update(overrides)
     return LLMConfig(**values)
 
 
 def answer(*labels: str, corrected: str = "There is a red star.") -> str:
-    entries = [{"index": i, "label": label, "reason": "", "objects": ["dog"] if label == "hallucination" else []}
-               for i, label in enumerate(labels, start=1)]  # fmt: skip
+    entries = [
+        {"index": i, "label": label, "reason": "", "objects": ["dog"] if label == "hallucination" else []}
+        for i, label in enumerate(labels, start=1)
+    ]
     return json.dumps({"sentences": entries, "corrected": corrected})
 
 
@@ -81,8 +96,14 @@ def test_llm_judge_retries_records_failures_and_caches(tmp_path, monkeypatch, ca
         # Rerun with a fresh judge on the same cache: identical results, zero new requests.
         requests_before = len(server.requests)
         again = LLMJudge(config(server, tmp_path))
-        rerun = [again.judge(IMAGE, d, t) for d, t in
-                 [("d1", TWO_SENTENCES), ("d2", TWO_SENTENCES + " It is red."), ("d3", "A star. A red star at the top left")]]  # fmt: skip
+        rerun = [
+            again.judge(IMAGE, d, t)
+            for d, t in [
+                ("d1", TWO_SENTENCES),
+                ("d2", TWO_SENTENCES + " It is red."),
+                ("d3", "A star. A red star at the top left"),
+            ]
+        ]
         assert len(server.requests) == requests_before
         assert again.client.usage.requests == 0 and again.client.usage.cache_hits == 5
         assert [j.model_dump() for j in rerun] == [j.model_dump() for j in (first, second, third)]
@@ -116,9 +137,7 @@ def test_llm_judge_concurrency_is_bounded(tmp_path):
     with FakeChatServer(responder=slow_answer) as server:
         judge = LLMJudge(config(server, tmp_path, max_concurrency=2, cache_dir=None))
         with ThreadPoolExecutor(max_workers=6) as pool:
-            results = list(
-                pool.map(lambda i: judge.judge(IMAGE, f"d{i}", f"There is a star number {i}."), range(6))
-            )
+            results = list(pool.map(lambda i: judge.judge(IMAGE, f"d{i}", f"There is a star number {i}."), range(6)))
         assert all(r.failed is None for r in results)
         assert server.max_in_flight == 2 and judge.client.usage.requests == 6
 
@@ -129,7 +148,10 @@ def test_llm_rewriter_keeps_pairs_and_reasks(tmp_path):
         rewriter = LLMRewriter(config(server, tmp_path))
         server.script = [json.dumps({"rewrites": [{"a": "only one", "b": "x"}]}), good]
         assert rewriter.rewrite_pair("A red star.", "A red star and a dog.", 3) == [
-            ("pos 0", "neg 0"), ("pos 1", "neg 1"), ("pos 2", "neg 2")]  # fmt: skip
+            ("pos 0", "neg 0"),
+            ("pos 1", "neg 1"),
+            ("pos 2", "neg 2"),
+        ]
         assert len(server.requests) == 2
         assert "A red star and a dog." in server.requests[0]["messages"][1]["content"]
 
@@ -151,9 +173,7 @@ def test_request_key_is_a_content_hash():
     from hadpo.judge.llm_client import request_key
 
     messages = [{"role": "user", "content": "x"}]
-    assert request_key("m", messages, {"temperature": 0}) == request_key(
-        "m", list(messages), {"temperature": 0}
-    )
+    assert request_key("m", messages, {"temperature": 0}) == request_key("m", list(messages), {"temperature": 0})
     assert request_key("m", messages, {"temperature": 0}) != request_key("m", messages, {"temperature": 1})
     assert request_key("m", messages, {}) != request_key("other", messages, {})
 
@@ -166,8 +186,9 @@ def test_custom_prompt_template_is_versioned_by_name_and_hash(tmp_path):
     judge = LLMJudge(LLMConfig(base_url="http://127.0.0.1:9/v1", model="m"), template=str(path))
     assert judge.name.startswith("llm:m@strict_judge#") and len(judge.name.split("#")[1]) == 8
     messages = judge.messages(IMAGE, ["There is a red star"])
-    assert messages == [{"role": "user", "content": f"Facts:\n{render_annotations(IMAGE)}\nSentences:\n"
-                                                    "1. There is a red star.\n(1)"}]  # fmt: skip
+    assert messages == [
+        {"role": "user", "content": f"Facts:\n{render_annotations(IMAGE)}\nSentences:\n1. There is a red star.\n(1)"}
+    ]
     assert "[0.00, 0.00, 0.33, 0.33] object: red star, top left" in render_annotations(IMAGE)
     path.write_text("no sections")
     with pytest.raises(ValueError, match="no '=== user ===' section"):

@@ -10,20 +10,22 @@ from hadpo.records import ImageRecord, ObjectAnnotation, Region, read_jsonl
 from hadpo.text import words
 
 SCENE = ImageRecord(
-    image_id="scene", path="scene.png", width=48, height=48, complete=True,
+    image_id="scene",
+    path="scene.png",
+    width=48,
+    height=48,
+    complete=True,
     objects=[
         ObjectAnnotation(name="star", attributes=["red", "small"], box=[0, 0, 16, 16], position="top left"),
         ObjectAnnotation(name="moon", attributes=["blue", "large"], box=[16, 16, 16, 16], position="center"),
         ObjectAnnotation(name="star", attributes=["green", "large"], box=[32, 32, 16, 16]),  # bottom right by box
     ],
-)  # fmt: skip
+)
 
 
 @pytest.fixture
 def judge() -> AnnotationJudge:
-    return AnnotationJudge.from_records(
-        [SCENE], synonyms={"moon": ["crescent"]}, extra_names=["dog", "heart"]
-    )
+    return AnnotationJudge.from_records([SCENE], synonyms={"moon": ["crescent"]}, extra_names=["dog", "heart"])
 
 
 @pytest.mark.parametrize(
@@ -54,13 +56,17 @@ def test_sentence_labels(judge, sentence, label):
 
 
 def test_corrected_description_fixes_or_drops_false_claims(judge):
-    text = ("There is a small blue star in the top left. There is a dog. There are three stars. "
-            "A large blue crescent sits at the top right. There is one moon.")  # fmt: skip
+    text = (
+        "There is a small blue star in the top left. There is a dog. There are three stars. "
+        "A large blue crescent sits at the top right. There is one moon."
+    )
     judgement = judge.judge(SCENE, "d1", text)
     assert judgement.labels == ["hallucination", "hallucination", "hallucination", "hallucination", "correct"]
     assert judgement.hallucinated_objects == ["dog"]
-    assert judgement.corrected == ("There is a small red star in the top left. There are two stars. "
-                                   "A large blue crescent sits at the center. There is one moon.")  # fmt: skip
+    assert judgement.corrected == (
+        "There is a small red star in the top left. There are two stars. "
+        "A large blue crescent sits at the center. There is one moon."
+    )
     assert not judge.judge(SCENE, "d1c", judgement.corrected).has_hallucination
     assert judge.judge(SCENE, "d2", "There are two moons.").corrected == "There is one moon."
     assert judge.judge(SCENE, "d3", "A red moon.").corrected == "A blue moon."
@@ -69,11 +75,17 @@ def test_corrected_description_fixes_or_drops_false_claims(judge):
 
 def test_incomplete_records_only_flag_what_annotations_prove():
     photo = ImageRecord(
-        image_id="vg1", path="vg1.jpg", width=100, height=100, complete=False,
-        objects=[ObjectAnnotation(name="man", attributes=["tall"], box=[0, 0, 50, 90]),
-                 ObjectAnnotation(name="shirt", attributes=["white"], box=[10, 10, 30, 30])],
+        image_id="vg1",
+        path="vg1.jpg",
+        width=100,
+        height=100,
+        complete=False,
+        objects=[
+            ObjectAnnotation(name="man", attributes=["tall"], box=[0, 0, 50, 90]),
+            ObjectAnnotation(name="shirt", attributes=["white"], box=[10, 10, 30, 30]),
+        ],
         regions=[Region(phrase="a dog on the grass", box=[50, 50, 40, 40])],
-    )  # fmt: skip
+    )
     judge = AnnotationJudge.from_records([photo], extra_names=["dog", "car", "cat"], exhaustive_names=["car"])
     labels = judge.judge(photo, "v", "A man in a red shirt. A dog. A cat. A car. Two men on the left.").labels
     # colour contradicted; named in a region; not provable; exhaustive class absent; counts/places not decisive
@@ -84,9 +96,7 @@ def test_fixture_records_plural_and_synonym(image_records):
     records = read_jsonl(image_records, ImageRecord)
     judge = AnnotationJudge.from_records(records, synonyms={"cup": ["mug"]})
     third = records[2]
-    judgement = judge.judge(
-        third, "x", "There is a blue mug. There are red knives. There is a fork and a dog."
-    )
+    judgement = judge.judge(third, "x", "There is a blue mug. There are red knives. There is a fork and a dog.")
     assert judgement.labels == ["correct", "hallucination", "hallucination"]  # one knife; no dog in image 2
     assert judge.judge(records[3], "y", "There is a dog.").hallucinated_objects == ["dog"]
 
@@ -106,10 +116,7 @@ def test_absent_object_sentence_becomes_an_unmentioned_object(judge):
     text = "A large blue moon sits at the center. In the bottom right, there is a small yellow heart."
     judgement = judge.judge(SCENE, "f", text)
     assert judgement.labels == ["correct", "hallucination"] and judgement.hallucinated_objects == ["heart"]
-    assert (
-        judgement.corrected
-        == "A large blue moon sits at the center. In the top left, there is a small red star."
-    )
+    assert judgement.corrected == "A large blue moon sits at the center. In the top left, there is a small red star."
     plain = AnnotationJudge.from_records([SCENE], extra_names=["heart"], fill_absent=False)
     assert plain.judge(SCENE, "f", text).corrected == "A large blue moon sits at the center."
     # nothing left unmentioned: the sentence is dropped

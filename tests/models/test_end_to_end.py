@@ -22,21 +22,40 @@ from hadpo.train.run import load_model as load_for_training
 
 
 def _train_config(folder, pairs, out, **overrides) -> HADPOConfig:
-    values = dict(model_name_or_path=str(folder), pairs=str(pairs), output_dir=str(out), use_cpu=True,
-                  report_to="none", save_strategy="no", per_device_train_batch_size=8, per_device_eval_batch_size=8,
-                  learning_rate=3e-3, lora_r=8, lora_alpha=16, max_steps=15, seed=0, disable_tqdm=True, beta=0.5)  # fmt: skip
+    values = dict(
+        model_name_or_path=str(folder),
+        pairs=str(pairs),
+        output_dir=str(out),
+        use_cpu=True,
+        report_to="none",
+        save_strategy="no",
+        per_device_train_batch_size=8,
+        per_device_eval_batch_size=8,
+        learning_rate=3e-3,
+        lora_r=8,
+        lora_alpha=16,
+        max_steps=15,
+        seed=0,
+        disable_tqdm=True,
+        beta=0.5,
+    )
     return load_config(HADPOConfig, None, values, overrides)
 
 
 def test_describe_pairs_train_and_eval_with_the_adapter(family_model, image_records, tmp_path, capsys):
     folder = family_model.folder
     build = tmp_path / "build.yaml"
-    build.write_text(yaml.safe_dump({
-        "out_dir": str(tmp_path / "pairs"), "source": {"kind": "folder", "images": str(image_records)},
-        "describe": {"model": str(folder), "per_image": 1, "batch_size": 4, "max_new_tokens": 8},
-        "judge": {"extra_names": ["dog", "cup", "circle", "square"]},
-        "qa": {"co_occurrence_per_image": 1},
-    }))  # fmt: skip
+    build.write_text(
+        yaml.safe_dump(
+            {
+                "out_dir": str(tmp_path / "pairs"),
+                "source": {"kind": "folder", "images": str(image_records)},
+                "describe": {"model": str(folder), "per_image": 1, "batch_size": 4, "max_new_tokens": 8},
+                "judge": {"extra_names": ["dog", "cup", "circle", "square"]},
+                "qa": {"co_occurrence_per_image": 1},
+            }
+        )
+    )
     assert main(["pairs", "build", str(build)]) == 0
     descriptions = read_jsonl(tmp_path / "pairs" / "descriptions.jsonl", Description)
     assert len(descriptions) == 4 and descriptions[0].model == str(folder)
@@ -52,14 +71,63 @@ def test_describe_pairs_train_and_eval_with_the_adapter(family_model, image_reco
     assert before == pytest.approx(0.693147, abs=1e-4) and after < before - 0.02
     save_outputs(trainer)
 
-    assert main(["eval", "pope", "build", "--annotations", str(image_records), "--out", str(tmp_path / "pope"),
-                 "--per-image", "1", "--splits", "random"]) == 0  # fmt: skip
+    assert (
+        main(
+            [
+                "eval",
+                "pope",
+                "build",
+                "--annotations",
+                str(image_records),
+                "--out",
+                str(tmp_path / "pope"),
+                "--per-image",
+                "1",
+                "--splits",
+                "random",
+            ]
+        )
+        == 0
+    )
     capsys.readouterr()
     for model, out in ((tmp_path / "run", tmp_path / "eval"), (folder, tmp_path / "eval_base")):
-        assert main(["eval", "pope", "run", "--questions", str(tmp_path / "pope" / "pope_random.jsonl"),
-                     "--model", str(model), "--out", str(out), "--mode", "logits", "--no-progress"]) == 0  # fmt: skip
-    assert main(["eval", "chair", "--annotations", str(image_records), "--model", str(tmp_path / "run"),
-                 "--out", str(tmp_path / "eval"), "--max-new-tokens", "8", "--no-progress"]) == 0  # fmt: skip
+        assert (
+            main(
+                [
+                    "eval",
+                    "pope",
+                    "run",
+                    "--questions",
+                    str(tmp_path / "pope" / "pope_random.jsonl"),
+                    "--model",
+                    str(model),
+                    "--out",
+                    str(out),
+                    "--mode",
+                    "logits",
+                    "--no-progress",
+                ]
+            )
+            == 0
+        )
+    assert (
+        main(
+            [
+                "eval",
+                "chair",
+                "--annotations",
+                str(image_records),
+                "--model",
+                str(tmp_path / "run"),
+                "--out",
+                str(tmp_path / "eval"),
+                "--max-new-tokens",
+                "8",
+                "--no-progress",
+            ]
+        )
+        == 0
+    )
     results = json.loads((tmp_path / "eval" / "results.json").read_text())
     assert results["chair"]["captions"] + results["chair"]["skipped"] == 4  # one caption per image
     questions = (tmp_path / "pope" / "pope_random.jsonl").read_text().count("\n")
@@ -72,8 +140,9 @@ def test_describe_pairs_train_and_eval_with_the_adapter(family_model, image_reco
     trainer.model.eval()
     reloaded, _ = load_model(tmp_path / "run")  # adapter folder -> base model + adapter, as `hadpo eval` loads it
     with torch.no_grad():
-        assert torch.allclose(response_logps(trainer.model, batch).sums, response_logps(reloaded, batch).sums,
-                              atol=1e-4)  # fmt: skip
+        assert torch.allclose(
+            response_logps(trainer.model, batch).sums, response_logps(reloaded, batch).sums, atol=1e-4
+        )
 
 
 # The tiny InstructBLIP and MiniGPT-4 keep dropout 0.1 in the vision attention, the Q-Former and the language

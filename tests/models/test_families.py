@@ -61,9 +61,7 @@ def test_lora_targets_the_familys_language_model_layers_and_nothing_else(family_
         and n.rsplit(".", 1)[-1] in family.lora_names
     }
     peft_model = prepare_policy(model, config, family)
-    wrapped = {
-        n.removeprefix("base_model.model.") for n, m in peft_model.named_modules() if hasattr(m, "lora_A")
-    }
+    wrapped = {n.removeprefix("base_model.model.") for n, m in peft_model.named_modules() if hasattr(m, "lora_A")}
     # 2 layers x all 7 linear layers (LLaVA, Qwen: the release's all-linear LoRA), x q, k, v (InstructBLIP-
     # Llama, MiniGPT-4), and FlanT5's q, k, v in 2 encoder + 2 decoder blocks (self- and cross-attention).
     expected = {"instructblip_llama": 6, "instructblip_t5": 18, "minigpt4_vicuna": 6, "minigpt4_llama2": 6}
@@ -190,8 +188,9 @@ def test_yes_no_answers_from_one_image_prefix_equal_whole_prompts(family_model, 
     sequences = answer_token_ids(processor, ["yes", "no", "Yes"])
     assert max(len(s) for s in sequences) > 1
     shared = prefix_answer_log_probs(model, prefixes, sequences)
-    whole = torch.tensor([[_whole_log_prob(model, processor, image, text, s) for s in sequences]
-                          for image in images for text in texts])
+    whole = torch.tensor(
+        [[_whole_log_prob(model, processor, image, text, s) for s in sequences] for image in images for text in texts]
+    )
     assert torch.allclose(shared, whole, atol=1e-4), (shared - whole).abs().max()
 
 

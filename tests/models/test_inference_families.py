@@ -33,8 +33,12 @@ def test_yes_no_log_probs_are_the_ones_training_computes(family_model, tmp_path)
     Image.new("RGB", (48, 48), (200, 40, 40)).save(image)
     question = "Is there a dog in the image?"
     decoder_start = decoder_start_token_id(model.config)
-    inputs = processor(images=[Image.open(image).convert("RGB")], text=[chat_prompt(processor, question, family)],
-                       return_tensors="pt", padding=True)  # fmt: skip
+    inputs = processor(
+        images=[Image.open(image).convert("RGB")],
+        text=[chat_prompt(processor, question, family)],
+        return_tensors="pt",
+        padding=True,
+    )
     for word in ("yes", "No"):
         (sequence,) = answer_token_ids(processor, [word], family)
         with torch.no_grad():

@@ -53,8 +53,11 @@ def test_text_is_tokenised_around_the_image_as_the_release_does(tiny):
     before, after = prompt.split("<ImageHere>")
     ids = processor(images=[_image()], text=[prompt])["input_ids"][0]
     tokenizer = processor.tokenizer
-    expected = (tokenizer(before)["input_ids"] + [model.config.image_token_index] * model.config.num_image_tokens
-                + tokenizer(after, add_special_tokens=False)["input_ids"])  # fmt: skip
+    expected = (
+        tokenizer(before)["input_ids"]
+        + [model.config.image_token_index] * model.config.num_image_tokens
+        + tokenizer(after, add_special_tokens=False)["input_ids"]
+    )
     assert ids == expected
 
 
@@ -65,7 +68,9 @@ def test_image_features_follow_the_variant(tiny):
         features = model.get_image_features(pixels)
         patches = model.vision_model(pixel_values=pixels).last_hidden_state  # (2, 1 + 16, 32), layer-normed
         if variant == "llama2":  # CLS dropped, each token = 4 adjacent patches side by side
-            grouped = torch.stack([torch.cat([patches[:, 1 + 4 * t + j] for j in range(4)], dim=-1) for t in range(4)], 1)
+            grouped = torch.stack(
+                [torch.cat([patches[:, 1 + 4 * t + j] for j in range(4)], dim=-1) for t in range(4)], 1
+            )
             expected = model.language_projection(grouped)
         else:  # 4 learned queries read every patch feature through the Q-Former
             queries = model.query_tokens.expand(2, -1, -1)
@@ -94,9 +99,24 @@ def test_answers_stop_at_the_variants_end_symbol(tiny):
 def _convert(variant: str, files: dict, out: Path, tmp_path: Path) -> int:
     config = tmp_path / f"{variant}_architecture.json"
     config.write_text(json.dumps(CONVERTER_OVERRIDES[variant]))
-    args = ["models", "convert-minigpt4", "--variant", variant, "--checkpoint", str(files["checkpoint"]),
-            "--vision", str(files["vision"]), "--language-model", str(files["language_model"]), "--out", str(out),
-            "--dtype", "float32", "--config", str(config)]  # fmt: skip
+    args = [
+        "models",
+        "convert-minigpt4",
+        "--variant",
+        variant,
+        "--checkpoint",
+        str(files["checkpoint"]),
+        "--vision",
+        str(files["vision"]),
+        "--language-model",
+        str(files["language_model"]),
+        "--out",
+        str(out),
+        "--dtype",
+        "float32",
+        "--config",
+        str(config),
+    ]
     if "qformer" in files:
         args += ["--qformer", str(files["qformer"])]
     return main(args)
@@ -129,21 +149,37 @@ def test_converted_release_files_give_the_same_model(tiny, tmp_path, capsys):
 @pytest.mark.parametrize(
     "file, change, message",
     [
-        ("vision", lambda s: s.update({"blocks.0.attn.relative_position_bias_table": torch.zeros(3)}),
-         "key 'blocks.0.attn.relative_position_bias_table' (read as 'visual_encoder.blocks.0.attn.relative_position_"
-         "bias_table') is not in the MiniGPT-4 release layout"),
-        ("vision", lambda s: s.pop("blocks.1.mlp.fc2.weight"),
-         "missing key: no file has 'visual_encoder.blocks.1.mlp.fc2.weight'"),
-        ("vision", lambda s: s.pop("blocks.0.attn.v_bias"),
-         "missing key: no file has 'visual_encoder.blocks.0.attn.v_bias'"),
-        ("checkpoint", lambda s: s.update({"llama_proj.weight": torch.zeros(64, 7)}),
-         "key 'llama_proj.weight' has shape (64, 7), 'language_projection.weight' needs"),
-        ("checkpoint", lambda s: s.update({"epoch_embed": torch.zeros(1)}),
-         "key 'epoch_embed' is not in the MiniGPT-4 release layout"),
+        (
+            "vision",
+            lambda s: s.update({"blocks.0.attn.relative_position_bias_table": torch.zeros(3)}),
+            "key 'blocks.0.attn.relative_position_bias_table' (read as 'visual_encoder.blocks.0.attn.relative_position_"
+            "bias_table') is not in the MiniGPT-4 release layout",
+        ),
+        (
+            "vision",
+            lambda s: s.pop("blocks.1.mlp.fc2.weight"),
+            "missing key: no file has 'visual_encoder.blocks.1.mlp.fc2.weight'",
+        ),
+        (
+            "vision",
+            lambda s: s.pop("blocks.0.attn.v_bias"),
+            "missing key: no file has 'visual_encoder.blocks.0.attn.v_bias'",
+        ),
+        (
+            "checkpoint",
+            lambda s: s.update({"llama_proj.weight": torch.zeros(64, 7)}),
+            "key 'llama_proj.weight' has shape (64, 7), 'language_projection.weight' needs",
+        ),
+        (
+            "checkpoint",
+            lambda s: s.update({"epoch_embed": torch.zeros(1)}),
+            "key 'epoch_embed' is not in the MiniGPT-4 release layout",
+        ),
     ],
 )
-def test_a_release_file_with_an_unknown_or_missing_key_is_refused_naming_it(tiny, tmp_path, capsys, file, change,
-                                                                             message):  # fmt: skip
+def test_a_release_file_with_an_unknown_or_missing_key_is_refused_naming_it(
+    tiny, tmp_path, capsys, file, change, message
+):
     variant, model, processor = tiny
     files = write_release_files(model, processor, tmp_path / "release")
     saved = torch.load(files[file], weights_only=True)

@@ -13,8 +13,17 @@ import torch
 from hadpo.cli import main
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-CPU = ["use_cpu=true", "bf16=false", "fp16=false", "model_dtype=float32", "max_steps=2", "warmup_steps=0",
-       "per_device_train_batch_size=2", "save_strategy=no", "disable_tqdm=true"]  # fmt: skip
+CPU = [
+    "use_cpu=true",
+    "bf16=false",
+    "fp16=false",
+    "model_dtype=float32",
+    "max_steps=2",
+    "warmup_steps=0",
+    "per_device_train_batch_size=2",
+    "save_strategy=no",
+    "disable_tqdm=true",
+]
 
 
 @pytest.mark.parametrize(
@@ -23,8 +32,12 @@ CPU = ["use_cpu=true", "bf16=false", "fp16=false", "model_dtype=float32", "max_s
     indirect=["family_model"],
 )
 def test_the_release_recipe_trains_its_family(family_model, recipe, family_pairs, image_records, tmp_path):
-    paths = [f"model_name_or_path={family_model.folder}", f"pairs={family_pairs}", f"output_dir={tmp_path}",
-             f"sft_data={image_records}"]  # fmt: skip
+    paths = [
+        f"model_name_or_path={family_model.folder}",
+        f"pairs={family_pairs}",
+        f"output_dir={tmp_path}",
+        f"sft_data={image_records}",
+    ]
     finetuning = ["finetuning=lora"] if "minigpt4" in recipe else []  # the recipe's 4-bit base needs a GPU
     assert main(["train", str(CONFIGS / recipe), *paths, *CPU, *finetuning]) == 0
     adapter = json.loads((tmp_path / "adapter_config.json").read_text())
@@ -38,8 +51,12 @@ def test_the_release_recipe_trains_its_family(family_model, recipe, family_pairs
 @pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU may run QLoRA")
 @pytest.mark.parametrize("family_model", ["minigpt4_llama2"], indirect=True)
 def test_the_minigpt4_recipes_4bit_base_needs_a_gpu(family_model, family_pairs, image_records, tmp_path, capsys):
-    paths = [f"model_name_or_path={family_model.folder}", f"pairs={family_pairs}", f"output_dir={tmp_path}",
-             f"sft_data={image_records}"]  # fmt: skip
+    paths = [
+        f"model_name_or_path={family_model.folder}",
+        f"pairs={family_pairs}",
+        f"output_dir={tmp_path}",
+        f"sft_data={image_records}",
+    ]
     assert main(["train", str(CONFIGS / "minigpt4_hadpo.yaml"), *paths, *CPU]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err == "hadpo: error: finetuning=qlora needs bitsandbytes and a CUDA GPU; use lora or full here"

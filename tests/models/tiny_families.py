@@ -132,8 +132,9 @@ def build_tiny_qwen2_vl(texts: Iterable[str], version: str = "2"):
     )
     vision = dict(depth=1, num_heads=2, patch_size=8, spatial_merge_size=2, temporal_patch_size=2)
     if version == "2.5":  # windowed attention except in the full-attention blocks; the merger outputs the LM width
-        vision.update(hidden_size=32, intermediate_size=64, out_hidden_size=64, window_size=16,
-                      fullatt_block_indexes=[0])  # fmt: skip
+        vision.update(
+            hidden_size=32, intermediate_size=64, out_hidden_size=64, window_size=16, fullatt_block_indexes=[0]
+        )
     else:
         vision.update(embed_dim=32, hidden_size=64)
     config_class, model_class = {
@@ -158,9 +159,7 @@ def build_tiny_instructblip(texts: Iterable[str], language_model: str = "llama")
     texts = list(texts)
     tokenizer = train_tokenizer(texts, vocab_size=300, bos=language_model != "t5")  # T5's adds no <s>
     qformer_tokenizer = train_tokenizer(texts, vocab_size=260)
-    image_processor = BlipImageProcessorPil(
-        size={"height": 48, "width": 48}, image_mean=[0.5] * 3, image_std=[0.5] * 3
-    )
+    image_processor = BlipImageProcessorPil(size={"height": 48, "width": 48}, image_mean=[0.5] * 3, image_std=[0.5] * 3)
     processor = InstructBlipProcessor(
         image_processor=image_processor,
         tokenizer=tokenizer,
@@ -197,11 +196,19 @@ def build_tiny_instructblip(texts: Iterable[str], language_model: str = "llama")
 def _instructblip_text(language_model: str, tokenizer) -> dict:
     if language_model == "t5":
         return T5Config(
-            vocab_size=len(tokenizer), d_model=64, d_kv=16, d_ff=128, num_layers=2, num_heads=4,
-            feed_forward_proj="gated-gelu", dropout_rate=0.1, tie_word_embeddings=False,
-            pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+            vocab_size=len(tokenizer),
+            d_model=64,
+            d_kv=16,
+            d_ff=128,
+            num_layers=2,
+            num_heads=4,
+            feed_forward_proj="gated-gelu",
+            dropout_rate=0.1,
+            tie_word_embeddings=False,
+            pad_token_id=tokenizer.pad_token_id,
+            eos_token_id=tokenizer.eos_token_id,
             decoder_start_token_id=tokenizer.pad_token_id,
-        ).to_dict()  # fmt: skip
+        ).to_dict()
     return LlamaConfig(
         num_key_value_heads=4, attention_dropout=0.1, **_text_sizes(len(tokenizer), tokenizer.pad_token_id)
     ).to_dict()

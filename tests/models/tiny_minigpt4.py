@@ -13,8 +13,15 @@ from transformers import LlamaForCausalLM
 from hadpo.models.minigpt4 import MiniGPT4Config, MiniGPT4ForConditionalGeneration, minigpt4_processor
 from hadpo.world.tiny import train_tokenizer
 
-VISION = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=32,
-              patch_size=8, attention_dropout=0.1)  # fmt: skip
+VISION = dict(
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=2,
+    image_size=32,
+    patch_size=8,
+    attention_dropout=0.1,
+)
 QFORMER = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
 # What the converter needs to build this tiny architecture instead of the release's (EVA ViT-g, 32 queries).
 CONVERTER_OVERRIDES = {
@@ -30,10 +37,21 @@ def build_tiny_minigpt4(texts: Iterable[str], variant: str):
     overrides = CONVERTER_OVERRIDES[variant]
     num_tokens = 4  # 4 queries, or 16 patches / 4
     processor = minigpt4_processor(tokenizer, variant, num_tokens, image_size=VISION["image_size"])
-    text = dict(model_type="llama", vocab_size=300, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=512, attention_dropout=0.1,
-                pad_token_id=tokenizer.pad_token_id, bos_token_id=tokenizer.bos_token_id,
-                eos_token_id=tokenizer.eos_token_id, tie_word_embeddings=False)  # fmt: skip
+    text = dict(
+        model_type="llama",
+        vocab_size=300,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=512,
+        attention_dropout=0.1,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        tie_word_embeddings=False,
+    )
     config = MiniGPT4Config(text_config=text, image_token_index=processor.image_token_id, **overrides)
     model = MiniGPT4ForConditionalGeneration(config)
     with torch.no_grad():  # EVA's attention biases: query and value learned, no key bias
@@ -47,14 +65,21 @@ def write_release_files(model: MiniGPT4ForConditionalGeneration, processor, fold
     """The model's weights as the release's files; returns {"checkpoint", "vision", "qformer"?, "language_model"}."""
     folder.mkdir(parents=True, exist_ok=True)
     state = {k: v.clone() for k, v in model.state_dict().items()}
-    eva = {"cls_token": state["vision_model.embeddings.class_embedding"],
-           "pos_embed": state["vision_model.embeddings.position_embedding"],
-           "patch_embed.proj.weight": state["vision_model.embeddings.patch_embedding.weight"],
-           "patch_embed.proj.bias": state["vision_model.embeddings.patch_embedding.bias"]}  # fmt: skip
+    eva = {
+        "cls_token": state["vision_model.embeddings.class_embedding"],
+        "pos_embed": state["vision_model.embeddings.position_embedding"],
+        "patch_embed.proj.weight": state["vision_model.embeddings.patch_embedding.weight"],
+        "patch_embed.proj.bias": state["vision_model.embeddings.patch_embedding.bias"],
+    }
     for i in range(model.config.vision_config.num_hidden_layers):
         ours = f"vision_model.encoder.layers.{i}."
-        for theirs, name in [("norm1", "layer_norm1"), ("norm2", "layer_norm2"), ("attn.proj", "self_attn.projection"),
-                             ("mlp.fc1", "mlp.fc1"), ("mlp.fc2", "mlp.fc2")]:  # fmt: skip
+        for theirs, name in [
+            ("norm1", "layer_norm1"),
+            ("norm2", "layer_norm2"),
+            ("attn.proj", "self_attn.projection"),
+            ("mlp.fc1", "mlp.fc1"),
+            ("mlp.fc2", "mlp.fc2"),
+        ]:
             for kind in ("weight", "bias"):
                 eva[f"blocks.{i}.{theirs}.{kind}"] = state[f"{ours}{name}.{kind}"]
         eva[f"blocks.{i}.attn.qkv.weight"] = state[f"{ours}self_attn.qkv.weight"]
@@ -64,14 +89,24 @@ def write_release_files(model: MiniGPT4ForConditionalGeneration, processor, fold
         assert not key_bias.any()
     files = {"vision": folder / "eva_vit_g.pth", "checkpoint": folder / "pretrained_minigpt4.pth"}
     torch.save(eva, files["vision"])
-    torch.save({"model": {"llama_proj.weight": state["language_projection.weight"],
-                          "llama_proj.bias": state["language_projection.bias"]}, "epoch": 4}, files["checkpoint"])  # fmt: skip
+    torch.save(
+        {
+            "model": {
+                "llama_proj.weight": state["language_projection.weight"],
+                "llama_proj.bias": state["language_projection.bias"],
+            },
+            "epoch": 4,
+        },
+        files["checkpoint"],
+    )
     if model.qformer is not None:
         files["qformer"] = folder / "blip2_pretrained_flant5xxl.pth"
         torch.save({"model": _blip2_state(model, state)}, files["qformer"])
     files["language_model"] = folder / "llm"
     lm = LlamaForCausalLM(model.config.text_config)
-    lm.load_state_dict({k.removeprefix("language_model."): v for k, v in state.items() if k.startswith("language_model.")})
+    lm.load_state_dict(
+        {k.removeprefix("language_model."): v for k, v in state.items() if k.startswith("language_model.")}
+    )
     lm.save_pretrained(files["language_model"])
     tokenizer = processor.tokenizer
     tokenizer.save_pretrained(files["language_model"])
@@ -82,16 +117,21 @@ def _blip2_state(model: MiniGPT4ForConditionalGeneration, state: dict) -> dict:
     """BLIP-2's stage-2 checkpoint: ln_vision, the queries, the Q-Former (LAVIS's BERT names) and the parts
     MiniGPT-4 does not use (a text feed-forward, the text position buffer, the projection into FlanT5)."""
     width = model.config.qformer_config.hidden_size
-    blip2 = {"ln_vision.weight": state["vision_model.post_layernorm.weight"],
-             "ln_vision.bias": state["vision_model.post_layernorm.bias"],
-             "query_tokens": state["query_tokens"],
-             "Qformer.bert.embeddings.LayerNorm.weight": state["qformer.layernorm.weight"],
-             "Qformer.bert.embeddings.LayerNorm.bias": state["qformer.layernorm.bias"],
-             "Qformer.bert.embeddings.position_ids": torch.arange(512).unsqueeze(0),
-             "t5_proj.weight": torch.randn(8, width), "t5_proj.bias": torch.zeros(8)}  # fmt: skip
+    blip2 = {
+        "ln_vision.weight": state["vision_model.post_layernorm.weight"],
+        "ln_vision.bias": state["vision_model.post_layernorm.bias"],
+        "query_tokens": state["query_tokens"],
+        "Qformer.bert.embeddings.LayerNorm.weight": state["qformer.layernorm.weight"],
+        "Qformer.bert.embeddings.LayerNorm.bias": state["qformer.layernorm.bias"],
+        "Qformer.bert.embeddings.position_ids": torch.arange(512).unsqueeze(0),
+        "t5_proj.weight": torch.randn(8, width),
+        "t5_proj.bias": torch.zeros(8),
+    }
     for i in range(model.config.qformer_config.num_hidden_layers):
         ours, theirs = f"qformer.encoder.layer.{i}.", f"Qformer.bert.encoder.layer.{i}."
-        blocks = ["attention"] + (["crossattention"] if i % model.config.qformer_config.cross_attention_frequency == 0 else [])
+        blocks = ["attention"] + (
+            ["crossattention"] if i % model.config.qformer_config.cross_attention_frequency == 0 else []
+        )
         for block in blocks:
             for part in ("query", "key", "value"):
                 for kind in ("weight", "bias"):

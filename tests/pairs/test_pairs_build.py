@@ -26,16 +26,17 @@ DESCRIPTIONS = [
 
 
 def write_descriptions(files: BuildFiles) -> None:
-    write_jsonl(files.descriptions, [
-        Description(description_id=d, image_id=i, prompt="Describe this image in detail.", text=t)
-        for d, i, t in DESCRIPTIONS
-    ])  # fmt: skip
+    write_jsonl(
+        files.descriptions,
+        [
+            Description(description_id=d, image_id=i, prompt="Describe this image in detail.", text=t)
+            for d, i, t in DESCRIPTIONS
+        ],
+    )
 
 
 def config_for(image_records, tmp_path, **judge) -> PairsConfig:
-    config = PairsConfig(
-        out_dir=str(tmp_path / "build"), source=SourceConfig(kind="folder", images=str(image_records))
-    )
+    config = PairsConfig(out_dir=str(tmp_path / "build"), source=SourceConfig(kind="folder", images=str(image_records)))
     config.judge.extra_names = ["cat", "cup"]  # object words to detect even when no kept image has them
     return config
 
@@ -51,8 +52,7 @@ def test_offline_build_makes_both_kinds_and_loads_as_dpo_columns(image_records, 
     assert judgements["0#d0"].hallucinated_objects == ["cup"]
     # the absent cup becomes the annotated object the text never mentions (fill_absent)
     assert (
-        judgements["0#d0"].corrected
-        == "There is a red square. A blue circle is in the image. There is also a knife."
+        judgements["0#d0"].corrected == "There is a red square. A blue circle is in the image. There is also a knife."
     )
     assert not judgements["0#d1"].has_hallucination
     assert judgements["1#d0"].corrected == "There is a red dog."
@@ -68,8 +68,10 @@ def test_offline_build_makes_both_kinds_and_loads_as_dpo_columns(image_records, 
     assert len({(p.chosen, p.rejected) for p in desc}) == len(desc)
     assert {p.rewrite_index for p in desc} == {0, 1, 2, 3}
     questions = {(p.image_id, p.prompt): (p.chosen, p.rejected) for p in qa}
-    assert questions[("0", "Is there a cup in the image?")] == ("No, there is no cup in the image.",
-                                                                 "Yes, there is a cup in the image.")  # fmt: skip
+    assert questions[("0", "Is there a cup in the image?")] == (
+        "No, there is no cup in the image.",
+        "Yes, there is a cup in the image.",
+    )
     assert questions[("1", "Is the dog blue?")] == ("No, the dog is red.", "Yes, the dog is blue.")
     assert questions[("2", "How many knives are there in the image?")][0] == "There is one knife."
     assert any(chosen.startswith("Yes") for chosen, _ in questions.values())  # balanced with present objects
@@ -120,9 +122,7 @@ def test_qa_uses_the_models_own_answers_when_sampled(image_records, tiny_model_d
     write_descriptions(files)
     stats = run_build(config, ("judge", "qa"))
     qa = [p for p in read_jsonl(files.pairs, PreferencePair) if p.kind == "qa"]
-    answers = {
-        a["question_id"]: a["text"] for a in map(json.loads, files.qa_answers.read_text().splitlines())
-    }
+    answers = {a["question_id"]: a["text"] for a in map(json.loads, files.qa_answers.read_text().splitlines())}
     yes_no = [p for p in qa if p.prompt.startswith("Is ")]
     assert stats["pairs"]["qa_with_model_answer"] == len(yes_no) == len(answers) > 0
     for pair in yes_no:  # the model's words took one side, the template kept the other
@@ -195,7 +195,10 @@ def test_short_answers_replace_the_sentences_and_yes_facts_balance_no_facts(imag
     # image 0: absent cup (no) -> one present object (yes); image 1: absent fork (no) -> the dog (yes);
     # image 2 has no existence error, so one present object keeps the image's pairs from being all "no".
     assert {image: sorted(chosen) for image, chosen in by_image.items()} == {
-        "0": ["No.", "Yes."], "1": ["No.", "Yes."], "2": ["Yes."]}
+        "0": ["No.", "Yes."],
+        "1": ["No.", "Yes."],
+        "2": ["Yes."],
+    }
 
 
 def test_an_unknown_qa_kind_is_refused():
@@ -211,13 +214,20 @@ def test_co_occurrence_questions_ask_about_the_absent_objects_that_usually_come_
 
     def record(image_id, names, complete=True):
         objects = [ObjectAnnotation(name=n, box=[0, 0, 4, 4]) for n in names]
-        return ImageRecord(image_id=image_id, path=f"{image_id}.png", width=8, height=8, objects=objects,
-                           complete=complete)
+        return ImageRecord(
+            image_id=image_id, path=f"{image_id}.png", width=8, height=8, objects=objects, complete=complete
+        )
 
-    images = {r.image_id: r for r in [
-        record("a", ["fork", "knife"]), record("b", ["fork", "knife", "cup"]), record("c", ["fork", "plate"]),
-        record("d", ["fork"]), record("e", ["dog"], complete=False),
-    ]}
+    images = {
+        r.image_id: r
+        for r in [
+            record("a", ["fork", "knife"]),
+            record("b", ["fork", "knife", "cup"]),
+            record("c", ["fork", "plate"]),
+            record("d", ["fork"]),
+            record("e", ["dog"], complete=False),
+        ]
+    }
     facts = co_occurrence_facts(images, per_image=1)
     by_image = {}
     for fact in facts:
@@ -227,7 +237,11 @@ def test_co_occurrence_questions_ask_about_the_absent_objects_that_usually_come_
     assert "e" not in by_image  # incomplete annotations cannot prove absence
     assert all(f.right.startswith("No") == (f.right_polarity == "no") for f in facts)
     # The "yes" questions that balance them spread over the present objects: none is asked only "no".
-    images = {str(i): record(str(i), ["cloud", "moon", "star", "sun"][:i % 4] + ["cloud", "moon", "star", "sun"][i % 4 + 1:])
-              for i in range(40)}
+    images = {
+        str(i): record(
+            str(i), ["cloud", "moon", "star", "sun"][: i % 4] + ["cloud", "moon", "star", "sun"][i % 4 + 1 :]
+        )
+        for i in range(40)
+    }
     asked_yes = {f.question for f in co_occurrence_facts(images, per_image=1) if f.right_polarity == "yes"}
     assert asked_yes == {f"Is there a {name} in the image?" for name in ("cloud", "moon", "star", "sun")}

@@ -53,10 +53,15 @@ def test_describe_samples_and_resumes(image_records, tiny_model_dir, tmp_path):
 
 def test_cli_build_and_dry_run(image_records, tiny_model_dir, tmp_path, capsys):
     config = tmp_path / "build.yaml"
-    config.write_text(yaml.safe_dump({
-        "out_dir": str(tmp_path / "out"), "source": {"kind": "folder", "images": str(image_records)},
-        "describe": {"model": str(tiny_model_dir), "per_image": 1, "max_new_tokens": 8},
-    }))  # fmt: skip
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "out_dir": str(tmp_path / "out"),
+                "source": {"kind": "folder", "images": str(image_records)},
+                "describe": {"model": str(tiny_model_dir), "per_image": 1, "max_new_tokens": 8},
+            }
+        )
+    )
     assert main(["pairs", "build", str(config), "--dry-run"]) == 0
     estimate = json.loads(capsys.readouterr().out)["dry_run"]
     assert estimate["describe"]["descriptions_to_sample"] == 4
@@ -82,7 +87,11 @@ def test_cli_import(tmp_path, capsys):
     desc = tmp_path / "desc_data.json"
     desc.write_text(json.dumps([{"image_id": 7, "chosen": ["good"], "rejected": ["bad"]}]))
     output = tmp_path / "out" / "pairs.jsonl"
-    assert main(["pairs", "import", "--desc-data", str(desc), "--image-dir", str(tmp_path / "vg"),
-                 "--output", str(output)]) == 0  # fmt: skip
+    assert (
+        main(
+            ["pairs", "import", "--desc-data", str(desc), "--image-dir", str(tmp_path / "vg"), "--output", str(output)]
+        )
+        == 0
+    )
     assert json.loads(capsys.readouterr().out)["pairs"] == {"desc": 1, "qa": 0, "total": 1}
     assert main(["pairs", "import", "--image-dir", str(tmp_path / "vg")]) == 2  # nothing to import: one line

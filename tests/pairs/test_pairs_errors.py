@@ -25,8 +25,14 @@ KEY = "sk-hadpo-test-5f3a9c1e7b2d4086"
 
 
 def _record(image_id: str, path: str, objects, width: int = 48, height: int = 48) -> dict:
-    return {"image_id": image_id, "path": path, "width": width, "height": height, "complete": True,
-            "objects": [{"name": name, "attributes": [colour], "box": box} for name, colour, box in objects]}
+    return {
+        "image_id": image_id,
+        "path": path,
+        "width": width,
+        "height": height,
+        "complete": True,
+        "objects": [{"name": name, "attributes": [colour], "box": box} for name, colour, box in objects],
+    }
 
 
 SQUARE = ("square", "red", [2, 2, 20, 20])
@@ -44,8 +50,11 @@ def _images(ctx: Context, records: list[dict] | None = None, files: dict | None 
 
 
 def _config(ctx: Context, **sections) -> Path:
-    data = {"out_dir": str(ctx.path("out", "out")), "source": {"kind": "folder", "images": ctx.names.get("images")},
-            "describe": {"per_image": 1}}
+    data = {
+        "out_dir": str(ctx.path("out", "out")),
+        "source": {"kind": "folder", "images": ctx.names.get("images")},
+        "describe": {"per_image": 1},
+    }
     for key, value in sections.items():
         data[key] = {**data.get(key, {}), **value} if isinstance(value, dict) else value
     return ctx.write("config", "build.yaml", yaml.safe_dump(data))
@@ -53,8 +62,13 @@ def _config(ctx: Context, **sections) -> Path:
 
 def _descriptions(ctx: Context, rows: list[tuple[str, str, str]]) -> Path:
     path = ctx.path("descriptions", "out/descriptions.jsonl")
-    write_jsonl(path, [Description(description_id=d, image_id=i, prompt="Describe this image in detail.", text=t)
-                       for d, i, t in rows])  # fmt: skip
+    write_jsonl(
+        path,
+        [
+            Description(description_id=d, image_id=i, prompt="Describe this image in detail.", text=t)
+            for d, i, t in rows
+        ],
+    )
     return path
 
 
@@ -85,14 +99,22 @@ COCO_IMAGES = [{"id": 1, "file_name": "a.jpg", "width": 48, "height": 48}]
 
 
 def _vg_not_json(ctx: Context) -> list[str]:
-    objects = ctx.write("objects", "objects.json", "[{\"image_id\": 1, \"objects\": [\n")
+    objects = ctx.write("objects", "objects.json", '[{"image_id": 1, "objects": [\n')
     return _build(ctx, source={"kind": "visual_genome", "images": str(ctx.tmp), "objects": str(objects)})
 
 
-def _import(ctx: Context, desc=None, pope=None, image_dir: str = "vg", output: str = "imported/pairs.jsonl") -> list[str]:
+def _import(
+    ctx: Context, desc=None, pope=None, image_dir: str = "vg", output: str = "imported/pairs.jsonl"
+) -> list[str]:
     image(ctx.tmp / "vg" / "7.jpg")
-    argv = ["pairs", "import", "--image-dir", str(ctx.path("image_dir", image_dir)),
-            "--output", str(ctx.path("output", output))]  # fmt: skip
+    argv = [
+        "pairs",
+        "import",
+        "--image-dir",
+        str(ctx.path("image_dir", image_dir)),
+        "--output",
+        str(ctx.path("output", output)),
+    ]
     if desc is not None:
         argv += ["--desc-data", str(ctx.write("desc", "desc_data.json", desc))]
     if pope is not None:
@@ -120,98 +142,231 @@ def _llm(ctx: Context, step) -> list[str]:
     ctx.names["url"] = ctx.server.base_url
     _images(ctx)
     _descriptions(ctx, [("0#d0", "0", "There is a red square."), ("1#d0", "1", "There is a dog.")])
-    llm = {"base_url": ctx.server.base_url, "model": "fake", "api_key_env": "HADPO_TEST_KEY", "max_retries": 0,
-           "max_concurrency": 1}
+    llm = {
+        "base_url": ctx.server.base_url,
+        "model": "fake",
+        "api_key_env": "HADPO_TEST_KEY",
+        "max_retries": 0,
+        "max_concurrency": 1,
+    }
     return _build(ctx, judge={"kind": "llm", "llm": llm})
 
 
-NO_PAIRS = ("no pairs: 2 descriptions judged usable (0 judgements failed), 0 with a hallucination, 0 rewrite pairs "
-            "kept; skipped: none counted; dropped: none counted (see {out}/stats.json)")
-SKIPPED_ALL = "source.images: no usable image in {images}: every one was skipped ({why} 1; reasons in {out}/events.jsonl)"
+NO_PAIRS = (
+    "no pairs: 2 descriptions judged usable (0 judgements failed), 0 with a hallucination, 0 rewrite pairs "
+    "kept; skipped: none counted; dropped: none counted (see {out}/stats.json)"
+)
+SKIPPED_ALL = (
+    "source.images: no usable image in {images}: every one was skipped ({why} 1; reasons in {out}/events.jsonl)"
+)
 
 CASES = [
-    Case("pairs-images-empty", "an empty images.jsonl",
-         lambda ctx: (ctx.write("images", "images.jsonl", ""), _build(ctx))[1],
-         "source: {images} holds no image records", absent=("out/images.jsonl",)),
-    Case("pairs-images-bad-line", "an images.jsonl whose only line is not a record",
-         lambda ctx: (ctx.write("images", "images.jsonl", '{"image_id": "0"}\n'), _build(ctx))[1],
-         "source: {images} holds no image records that can be read (bad_record 1; reasons in {out}/events.jsonl)"),
-    Case("pairs-images-missing", "every image file of the source missing",
-         _with_images(files={"img/0.png": lambda path: None, "img/1.png": lambda path: None}),
-         SKIPPED_ALL.replace("{why} 1", "missing_image 2"), absent=("out/images.jsonl",)),
-    Case("pairs-image-truncated", "the source's only image is a truncated PNG",
-         _with_images([_record("0", "img/0.png", [SQUARE], 64, 64)], files={"img/0.png": truncated_png}),
-         SKIPPED_ALL.replace("{why}", "corrupt_image")),
-    Case("pairs-box-outside-image", "an annotation box 100x larger than its image",
-         _with_images([_record("0", "img/0.png", [("square", "red", [0, 0, 4800, 4800])])]),
-         SKIPPED_ALL.replace("{why}", "box_outside_image")),
-    Case("pairs-image-size-mismatch", "a record whose width/height are not its image's",
-         _with_images([_record("0", "img/0.png", [SQUARE], 640, 480)]), SKIPPED_ALL.replace("{why}", "size_mismatch")),
-    Case("pairs-no-image-in-object-range", "min_objects that no image reaches",
-         _with_images(source={"min_objects": 5}),
-         "source: none of the 2 images of {images} has between min_objects 5 and max_objects 1000 annotated objects"),
-    Case("pairs-duplicate-description-id", "two descriptions under one description_id",
-         _with_images(descriptions=[("0#d0", "0", "There is a red square."), ("0#d0", "1", "There is a dog.")]),
-         "{descriptions}:2: field 'description_id': '0#d0' repeats line 1; ids must be unique"),
-    Case("pairs-rewrite-k-negative", "`rewrite.k: -1`", _with_images(rewrite={"k": -1}),
-         "{config}: rewrite.k: Input should be greater than or equal to 0"),
-    Case("pairs-describe-without-model", "images to describe and no describe.model", _with_images(descriptions=()),
-         "describe.model: the target model (a folder or hub id) is needed to describe images"),
-    Case("pairs-describe-model-missing", "describe.model naming a folder that does not exist",
-         lambda ctx: _with_images(descriptions=(), describe={"model": str(ctx.path("model", "runs/base/model"))})(ctx),
-         "model {model}: no such model folder (nor a hub id 'org/name')"),
-    Case("pairs-judge-before-describe", "`hadpo pairs judge` before any description",
-         lambda ctx: (_images(ctx), ctx.path("descriptions", "out/descriptions.jsonl"), _build(ctx, verb="judge"))[2],
-         "{descriptions}: not found; 'hadpo pairs judge' reads what 'hadpo pairs describe' writes (or run 'hadpo pairs "
-         "build')"),
-    Case("pairs-no-pairs", "descriptions without a hallucination (nothing to prefer)", _with_images(), NO_PAIRS,
-         code=1, absent=("out/pairs.jsonl",)),
-    Case("pairs-no-pairs-keeps-old", "the same, over the pairs.jsonl of an earlier run", _pairs_exist_already,
-         NO_PAIRS, code=1),
-    Case("pairs-coco-without-instances", "`source.kind: coco` without `instances`",
-         lambda ctx: _build(ctx, source={"kind": "coco", "images": str(ctx.tmp)}),
-         "source.kind coco needs source.instances"),
-    Case("pairs-coco-unknown-category", "a COCO annotation whose category_id is not in categories",
-         lambda ctx: _coco(ctx, {"images": COCO_IMAGES, "categories": [{"id": 1, "name": "cup"}],
-                                 "annotations": [{"id": 7, "image_id": 1, "category_id": 99, "bbox": [1, 1, 9, 9]}]}),
-         "{instances}: annotation 7: field 'category_id': 99 is not in categories"),
-    Case("pairs-coco-missing-key", "a COCO annotation without its bbox",
-         lambda ctx: _coco(ctx, {"images": COCO_IMAGES, "categories": [{"id": 1, "name": "cup"}],
-                                 "annotations": [{"id": 7, "image_id": 1, "category_id": 1}]}),
-         "{instances}: not COCO instances JSON (images, annotations, categories): missing key 'bbox'"),
-    Case("pairs-vg-not-json", "a truncated Visual Genome objects.json", _vg_not_json,
-         "{objects}:2: not valid JSON (Expecting value, column 1)"),
-    Case("import-nothing", "`hadpo pairs import` without desc_data or pope_data", lambda ctx: _import(ctx),
-         "import: give desc_data.json and/or pope_data.json"),
-    Case("import-not-json", "a desc_data.json that is not JSON", lambda ctx: _import(ctx, desc="{'image_id': 7}"),
-         "{desc}:1: not valid JSON (Expecting property name enclosed in double quotes, column 2)"),
-    Case("import-not-a-list", "a desc_data.json holding a number", lambda ctx: _import(ctx, desc="42"),
-         "{desc}: expected a JSON list of entries or an object {image_id: entry}, got int"),
-    Case("import-identical-texts", "release entries whose chosen equals rejected",
-         lambda ctx: _import(ctx, desc=json.dumps([{"image_id": 7, "chosen": ["Same."], "rejected": ["Same."]}]),
-                             pope=json.dumps([{"image_id": 7, "question": "Is there a cat?", "answer": "no",
-                                               "chosen": "No.", "reject": "No."}])),
-         "no pairs imported from 1 desc_data and 1 pope_data entries (skipped: identical_texts 2; 0 marked correct); "
-         "{output} not written", code=1, absent=("imported/pairs.jsonl",)),
-    Case("import-count-mismatch", "3 chosen rewrites against 1 rejected",
-         lambda ctx: _import(ctx, desc=json.dumps([{"image_id": 7, "chosen": ["A.", "B.", "C."], "rejected": ["D."]}])),
-         "no pairs imported from 1 desc_data and 0 pope_data entries (skipped: count_mismatch 1; 0 marked correct); "
-         "{output} not written", code=1),
-    Case("import-image-dir-missing", "an --image-dir that does not exist",
-         lambda ctx: _import(ctx, desc="[]", image_dir="no/such/folder"), "--image-dir {image_dir}: not a folder"),
-    Case("import-output-is-a-folder", "an --output that is a folder", _import_output_is_a_folder,
-         "--output {output}: is a folder; give the pairs.jsonl file to write"),
-    Case("llm-key-refused", "a wrong API key: the endpoint answers 401 (and echoes the key)",
-         lambda ctx: _llm(ctx, ("echo_key", 401)),
-         "{url} refused the request (AuthenticationError, HTTP 401: Incorrect API key provided: [redacted].); check "
-         "the key in $HADPO_TEST_KEY, base_url and model 'fake'", code=1, absent=("out/judgements.jsonl",)),
-    Case("llm-forbidden", "the endpoint answers 403 to every request", lambda ctx: _llm(ctx, 403),
-         "{url} refused the request (PermissionDeniedError, HTTP 403: scripted 403); check the key in "
-         "$HADPO_TEST_KEY, base_url and model 'fake'", code=1),
-    Case("llm-every-answer-malformed", "the endpoint answers every request with an HTML page (HTTP 200)",
-         lambda ctx: _llm(ctx, ("raw", 200, "text/html", b"<html><body>Bad gateway</body></html>")),
-         "no pairs: 0 descriptions judged usable (2 judgements failed), 0 with a hallucination, 0 rewrite pairs kept; "
-         "skipped: judge_failed 2; dropped: none counted (see {out}/stats.json)", code=1),
+    Case(
+        "pairs-images-empty",
+        "an empty images.jsonl",
+        lambda ctx: (ctx.write("images", "images.jsonl", ""), _build(ctx))[1],
+        "source: {images} holds no image records",
+        absent=("out/images.jsonl",),
+    ),
+    Case(
+        "pairs-images-bad-line",
+        "an images.jsonl whose only line is not a record",
+        lambda ctx: (ctx.write("images", "images.jsonl", '{"image_id": "0"}\n'), _build(ctx))[1],
+        "source: {images} holds no image records that can be read (bad_record 1; reasons in {out}/events.jsonl)",
+    ),
+    Case(
+        "pairs-images-missing",
+        "every image file of the source missing",
+        _with_images(files={"img/0.png": lambda path: None, "img/1.png": lambda path: None}),
+        SKIPPED_ALL.replace("{why} 1", "missing_image 2"),
+        absent=("out/images.jsonl",),
+    ),
+    Case(
+        "pairs-image-truncated",
+        "the source's only image is a truncated PNG",
+        _with_images([_record("0", "img/0.png", [SQUARE], 64, 64)], files={"img/0.png": truncated_png}),
+        SKIPPED_ALL.replace("{why}", "corrupt_image"),
+    ),
+    Case(
+        "pairs-box-outside-image",
+        "an annotation box 100x larger than its image",
+        _with_images([_record("0", "img/0.png", [("square", "red", [0, 0, 4800, 4800])])]),
+        SKIPPED_ALL.replace("{why}", "box_outside_image"),
+    ),
+    Case(
+        "pairs-image-size-mismatch",
+        "a record whose width/height are not its image's",
+        _with_images([_record("0", "img/0.png", [SQUARE], 640, 480)]),
+        SKIPPED_ALL.replace("{why}", "size_mismatch"),
+    ),
+    Case(
+        "pairs-no-image-in-object-range",
+        "min_objects that no image reaches",
+        _with_images(source={"min_objects": 5}),
+        "source: none of the 2 images of {images} has between min_objects 5 and max_objects 1000 annotated objects",
+    ),
+    Case(
+        "pairs-duplicate-description-id",
+        "two descriptions under one description_id",
+        _with_images(descriptions=[("0#d0", "0", "There is a red square."), ("0#d0", "1", "There is a dog.")]),
+        "{descriptions}:2: field 'description_id': '0#d0' repeats line 1; ids must be unique",
+    ),
+    Case(
+        "pairs-rewrite-k-negative",
+        "`rewrite.k: -1`",
+        _with_images(rewrite={"k": -1}),
+        "{config}: rewrite.k: Input should be greater than or equal to 0",
+    ),
+    Case(
+        "pairs-describe-without-model",
+        "images to describe and no describe.model",
+        _with_images(descriptions=()),
+        "describe.model: the target model (a folder or hub id) is needed to describe images",
+    ),
+    Case(
+        "pairs-describe-model-missing",
+        "describe.model naming a folder that does not exist",
+        lambda ctx: _with_images(descriptions=(), describe={"model": str(ctx.path("model", "runs/base/model"))})(ctx),
+        "model {model}: no such model folder (nor a hub id 'org/name')",
+    ),
+    Case(
+        "pairs-judge-before-describe",
+        "`hadpo pairs judge` before any description",
+        lambda ctx: (_images(ctx), ctx.path("descriptions", "out/descriptions.jsonl"), _build(ctx, verb="judge"))[2],
+        "{descriptions}: not found; 'hadpo pairs judge' reads what 'hadpo pairs describe' writes (or run 'hadpo pairs "
+        "build')",
+    ),
+    Case(
+        "pairs-no-pairs",
+        "descriptions without a hallucination (nothing to prefer)",
+        _with_images(),
+        NO_PAIRS,
+        code=1,
+        absent=("out/pairs.jsonl",),
+    ),
+    Case(
+        "pairs-no-pairs-keeps-old",
+        "the same, over the pairs.jsonl of an earlier run",
+        _pairs_exist_already,
+        NO_PAIRS,
+        code=1,
+    ),
+    Case(
+        "pairs-coco-without-instances",
+        "`source.kind: coco` without `instances`",
+        lambda ctx: _build(ctx, source={"kind": "coco", "images": str(ctx.tmp)}),
+        "source.kind coco needs source.instances",
+    ),
+    Case(
+        "pairs-coco-unknown-category",
+        "a COCO annotation whose category_id is not in categories",
+        lambda ctx: _coco(
+            ctx,
+            {
+                "images": COCO_IMAGES,
+                "categories": [{"id": 1, "name": "cup"}],
+                "annotations": [{"id": 7, "image_id": 1, "category_id": 99, "bbox": [1, 1, 9, 9]}],
+            },
+        ),
+        "{instances}: annotation 7: field 'category_id': 99 is not in categories",
+    ),
+    Case(
+        "pairs-coco-missing-key",
+        "a COCO annotation without its bbox",
+        lambda ctx: _coco(
+            ctx,
+            {
+                "images": COCO_IMAGES,
+                "categories": [{"id": 1, "name": "cup"}],
+                "annotations": [{"id": 7, "image_id": 1, "category_id": 1}],
+            },
+        ),
+        "{instances}: not COCO instances JSON (images, annotations, categories): missing key 'bbox'",
+    ),
+    Case(
+        "pairs-vg-not-json",
+        "a truncated Visual Genome objects.json",
+        _vg_not_json,
+        "{objects}:2: not valid JSON (Expecting value, column 1)",
+    ),
+    Case(
+        "import-nothing",
+        "`hadpo pairs import` without desc_data or pope_data",
+        lambda ctx: _import(ctx),
+        "import: give desc_data.json and/or pope_data.json",
+    ),
+    Case(
+        "import-not-json",
+        "a desc_data.json that is not JSON",
+        lambda ctx: _import(ctx, desc="{'image_id': 7}"),
+        "{desc}:1: not valid JSON (Expecting property name enclosed in double quotes, column 2)",
+    ),
+    Case(
+        "import-not-a-list",
+        "a desc_data.json holding a number",
+        lambda ctx: _import(ctx, desc="42"),
+        "{desc}: expected a JSON list of entries or an object {image_id: entry}, got int",
+    ),
+    Case(
+        "import-identical-texts",
+        "release entries whose chosen equals rejected",
+        lambda ctx: _import(
+            ctx,
+            desc=json.dumps([{"image_id": 7, "chosen": ["Same."], "rejected": ["Same."]}]),
+            pope=json.dumps(
+                [{"image_id": 7, "question": "Is there a cat?", "answer": "no", "chosen": "No.", "reject": "No."}]
+            ),
+        ),
+        "no pairs imported from 1 desc_data and 1 pope_data entries (skipped: identical_texts 2; 0 marked correct); "
+        "{output} not written",
+        code=1,
+        absent=("imported/pairs.jsonl",),
+    ),
+    Case(
+        "import-count-mismatch",
+        "3 chosen rewrites against 1 rejected",
+        lambda ctx: _import(ctx, desc=json.dumps([{"image_id": 7, "chosen": ["A.", "B.", "C."], "rejected": ["D."]}])),
+        "no pairs imported from 1 desc_data and 0 pope_data entries (skipped: count_mismatch 1; 0 marked correct); "
+        "{output} not written",
+        code=1,
+    ),
+    Case(
+        "import-image-dir-missing",
+        "an --image-dir that does not exist",
+        lambda ctx: _import(ctx, desc="[]", image_dir="no/such/folder"),
+        "--image-dir {image_dir}: not a folder",
+    ),
+    Case(
+        "import-output-is-a-folder",
+        "an --output that is a folder",
+        _import_output_is_a_folder,
+        "--output {output}: is a folder; give the pairs.jsonl file to write",
+    ),
+    Case(
+        "llm-key-refused",
+        "a wrong API key: the endpoint answers 401 (and echoes the key)",
+        lambda ctx: _llm(ctx, ("echo_key", 401)),
+        "{url} refused the request (AuthenticationError, HTTP 401: Incorrect API key provided: [redacted].); check "
+        "the key in $HADPO_TEST_KEY, base_url and model 'fake'",
+        code=1,
+        absent=("out/judgements.jsonl",),
+    ),
+    Case(
+        "llm-forbidden",
+        "the endpoint answers 403 to every request",
+        lambda ctx: _llm(ctx, 403),
+        "{url} refused the request (PermissionDeniedError, HTTP 403: scripted 403); check the key in "
+        "$HADPO_TEST_KEY, base_url and model 'fake'",
+        code=1,
+    ),
+    Case(
+        "llm-every-answer-malformed",
+        "the endpoint answers every request with an HTML page (HTTP 200)",
+        lambda ctx: _llm(ctx, ("raw", 200, "text/html", b"<html><body>Bad gateway</body></html>")),
+        "no pairs: 0 descriptions judged usable (2 judgements failed), 0 with a hallucination, 0 rewrite pairs kept; "
+        "skipped: judge_failed 2; dropped: none counted (see {out}/stats.json)",
+        code=1,
+    ),
 ]
 
 
@@ -233,12 +388,16 @@ def test_every_case_is_in_the_docs():
 # --- the judge client -------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("body", [
-    ("raw", 200, "text/html", b"<html>upstream error</html>"),
-    ("raw", 200, "application/json", b'{"id": "x", "choices": [{"ind'),
-    ("raw", 200, "application/json", b'{"object": "chat.completion"}'),
-    ("raw", 200, "application/json", b'{"choices": [{"index": 0, "message": null}]}'),
-], ids=["html", "truncated-json", "no-choices", "no-message"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        ("raw", 200, "text/html", b"<html>upstream error</html>"),
+        ("raw", 200, "application/json", b'{"id": "x", "choices": [{"ind'),
+        ("raw", 200, "application/json", b'{"object": "chat.completion"}'),
+        ("raw", 200, "application/json", b'{"choices": [{"index": 0, "message": null}]}'),
+    ],
+    ids=["html", "truncated-json", "no-choices", "no-message"],
+)
 def test_a_malformed_answer_is_retried_then_fails_its_record(server, body, monkeypatch):
     monkeypatch.setattr(llm_client.time, "sleep", lambda seconds: None)
     server.script[:] = [body, "a good answer"]
@@ -303,8 +462,11 @@ def _tear(path: Path) -> None:
 def test_resume_after_a_crash_drops_a_torn_last_line_and_redoes_it(tmp_path, monkeypatch, capsys, caplog):
     ctx = Context(tmp_path, monkeypatch)
     _images(ctx)
-    rows = [("0#d0", "0", "There is a red square and a cup."), ("1#d0", "1", "There is a blue cup and a dog."),
-            ("1#d1", "1", "There is a red square. There is a star.")]  # fmt: skip
+    rows = [
+        ("0#d0", "0", "There is a red square and a cup."),
+        ("1#d0", "1", "There is a blue cup and a dog."),
+        ("1#d1", "1", "There is a red square. There is a star."),
+    ]
     _descriptions(ctx, rows)
     argv = _build(ctx)
     assert main(argv) == 0
@@ -320,8 +482,9 @@ def test_resume_after_a_crash_drops_a_torn_last_line_and_redoes_it(tmp_path, mon
 def test_resume_after_a_crash_redoes_a_torn_description(tmp_path, monkeypatch, tiny_model_dir, capsys, caplog):
     ctx = Context(tmp_path, monkeypatch)
     _images(ctx)
-    argv = _build(ctx, describe={"model": str(tiny_model_dir), "per_image": 1, "max_new_tokens": 4},
-                  qa={"enabled": False})
+    argv = _build(
+        ctx, describe={"model": str(tiny_model_dir), "per_image": 1, "max_new_tokens": 4}, qa={"enabled": False}
+    )
     main(argv)  # the random model hallucinates nothing: no pairs (exit 1), its descriptions kept
     out = tmp_path / "out"
     kept = (out / "descriptions.jsonl").read_text()

@@ -25,35 +25,54 @@ def dog_judge_and_rewriter(body: dict) -> str:
     if "rewrites" in user:
         a = re.search(r"^A: (.*)$", user, flags=re.MULTILINE).group(1)
         b = re.search(r"^B: (.*)$", user, flags=re.MULTILINE).group(1)
-        return json.dumps({"rewrites": [{"a": f"{a} Truly.", "b": f"{b} Truly."}, {"a": a, "b": "A star."},
-                                        {"a": f"{a} A dog.", "b": b}]})  # fmt: skip
+        return json.dumps(
+            {
+                "rewrites": [
+                    {"a": f"{a} Truly.", "b": f"{b} Truly."},
+                    {"a": a, "b": "A star."},
+                    {"a": f"{a} A dog.", "b": b},
+                ]
+            }
+        )
     sentences = re.findall(r"^\d+\. (.*)\.$", user, flags=re.MULTILINE)
-    entries = [{"index": i, "label": "hallucination" if "dog" in s.lower() else "correct", "reason": "",
-                "objects": ["dog"] if "dog" in s.lower() else []} for i, s in enumerate(sentences, start=1)]  # fmt: skip
+    entries = [
+        {
+            "index": i,
+            "label": "hallucination" if "dog" in s.lower() else "correct",
+            "reason": "",
+            "objects": ["dog"] if "dog" in s.lower() else [],
+        }
+        for i, s in enumerate(sentences, start=1)
+    ]
     kept = [s for s in sentences if "dog" not in s.lower()]
     return json.dumps({"sentences": entries, "corrected": ". ".join(kept) + "." if kept else ""})
 
 
 def test_llm_build_judges_rewrites_caches_and_estimates(image_records, tmp_path):
     with FakeChatServer(responder=dog_judge_and_rewriter) as server:
-        llm = LLMConfig(base_url=server.base_url, model="fake", api_key_env="HADPO_TEST_KEY",
-                        max_concurrency=3, price_per_1k_prompt=0.5)  # fmt: skip
+        llm = LLMConfig(
+            base_url=server.base_url,
+            model="fake",
+            api_key_env="HADPO_TEST_KEY",
+            max_concurrency=3,
+            price_per_1k_prompt=0.5,
+        )
         config = PairsConfig(out_dir=str(tmp_path / "build"), source=SourceConfig(images=str(image_records)))
         config.judge.kind, config.judge.llm = "llm", llm
         config.rewrite.kind = "llm"
         files = BuildFiles(tmp_path / "build")
         files.root.mkdir()
-        write_jsonl(files.descriptions, [
-            Description(description_id="0#d0", image_id="0", prompt="Describe.", text="A red square. A dog runs."),
-            Description(description_id="1#d0", image_id="1", prompt="Describe.", text="A red dog."),
-            Description(description_id="2#d0", image_id="2", prompt="Describe.", text="A blue cup. A red fork."),
-        ])  # fmt: skip
+        write_jsonl(
+            files.descriptions,
+            [
+                Description(description_id="0#d0", image_id="0", prompt="Describe.", text="A red square. A dog runs."),
+                Description(description_id="1#d0", image_id="1", prompt="Describe.", text="A red dog."),
+                Description(description_id="2#d0", image_id="2", prompt="Describe.", text="A blue cup. A red fork."),
+            ],
+        )
 
         estimate = run_build(config, ("judge", "rewrite", "qa"), dry_run=True)
-        assert (
-            estimate["dry_run"]["judge"]["llm_calls"] == 3
-            and estimate["dry_run"]["judge"]["prompt_tokens"] > 0
-        )
+        assert estimate["dry_run"]["judge"]["llm_calls"] == 3 and estimate["dry_run"]["judge"]["prompt_tokens"] > 0
         assert len(server.requests) == 0 and not files.judgements.exists()
         config.describe.per_image = 2
         before_describe = run_build(config, ("describe", "judge", "rewrite"), dry_run=True)["dry_run"]
@@ -63,16 +82,21 @@ def test_llm_build_judges_rewrites_caches_and_estimates(image_records, tmp_path)
 
         stats = run_build(config, ("judge", "rewrite", "qa"))
         judgements = {j.description_id: j for j in read_jsonl(files.judgements, Judgement)}
-        assert judgements["0#d0"].labels == ["correct", "hallucination"] and judgements[
-            "0#d0"
-        ].judge.startswith("llm:fake@judge_v1#")
+        assert judgements["0#d0"].labels == ["correct", "hallucination"] and judgements["0#d0"].judge.startswith(
+            "llm:fake@judge_v1#"
+        )
         assert judgements["1#d0"].corrected == ""  # all hallucinated: no positive
         pairs = read_jsonl(files.pairs, PreferencePair)
         desc = sorted((p.rewrite_index, p.chosen, p.rejected) for p in pairs if p.kind == "desc")
-        assert desc == [(0, "A red square.", "A red square. A dog runs."),
-                        (1, "A red square. Truly.", "A red square. A dog runs. Truly.")]  # fmt: skip
-        assert stats["dropped"] == {"empty_correction": 1, "negative_lost_hallucination": 1,
-                                    "positive_gained_hallucination": 1}  # fmt: skip
+        assert desc == [
+            (0, "A red square.", "A red square. A dog runs."),
+            (1, "A red square. Truly.", "A red square. A dog runs. Truly."),
+        ]
+        assert stats["dropped"] == {
+            "empty_correction": 1,
+            "negative_lost_hallucination": 1,
+            "positive_gained_hallucination": 1,
+        }
         assert {p.prompt for p in pairs if p.kind == "qa"} >= {"Is there a dog in the image?"}
         # 3 judgements + 1 re-judge of the positive + 1 rewrite call + 3 x 2 re-judges = 11 calls; two re-judge
         # a text judged before (rewrite 2's positive, rewrite 3's negative) and come from the cache
@@ -102,14 +126,18 @@ def test_llm_judge_stage_records_and_counts_unusable_answers(image_records, tmp_
         config.judge.llm = LLMConfig(base_url=server.base_url, model="fake")
         files = BuildFiles(tmp_path / "build")
         files.root.mkdir()
-        write_jsonl(files.descriptions, [
-            Description(description_id="0#d0", image_id="0", prompt="Describe.", text="A dog. A red square."),
-            Description(description_id="2#d0", image_id="2", prompt="Describe.", text="Garble. A blue cup."),
-        ])  # fmt: skip
+        write_jsonl(
+            files.descriptions,
+            [
+                Description(description_id="0#d0", image_id="0", prompt="Describe.", text="A dog. A red square."),
+                Description(description_id="2#d0", image_id="2", prompt="Describe.", text="Garble. A blue cup."),
+            ],
+        )
         stats = run_build(config, ("judge",))
         assert stats["skipped"] == {"judge_failed": 1} and stats["judgements_failed"] == 1
         assert "description 2#d0 (image 2): judgement failed: invalid answer: the answer holds no JSON object" in (
-            caplog.text)  # fmt: skip
+            caplog.text
+        )
         assert caplog.text.count("2#d0") == 1  # one line for the record, not one per layer
         assert len(server.requests) == 1 + 2  # the garbled one was re-asked once
         # the failure is on disk, so a rerun does not pay again; retry_failed asks again

@@ -37,8 +37,14 @@ def world_descriptions(records: list[ImageRecord], world, per_image: int, seed: 
             labels = ["cannot_judge"] * (len(sentences) - len(claims))  # the opening says nothing checkable
             labels += ["correct" if claim.present else "hallucination" for claim in claims]
             TRUTH.update({(record.image_id, s): label for s, label in zip(sentences, labels)})
-            descriptions.append(Description(description_id=f"{record.image_id}#d{index}", image_id=record.image_id,
-                                            prompt=rng.choice(world_data.DESCRIBE_PROMPTS), text=text))  # fmt: skip
+            descriptions.append(
+                Description(
+                    description_id=f"{record.image_id}#d{index}",
+                    image_id=record.image_id,
+                    prompt=rng.choice(world_data.DESCRIBE_PROMPTS),
+                    text=text,
+                )
+            )
     return descriptions
 
 
@@ -54,8 +60,12 @@ def test_offline_judge_agrees_with_world_truth_and_builds_both_kinds(world_yaml,
     world = load_demo_config(world_yaml).world
     images = world_scenes.build_world(world, world_yaml.parent / "runs").images("pairs")
     source = SourceConfig(kind="folder", images=str(images))  # the world is an ordinary folder source
-    config = PairsConfig(out_dir=str(tmp_path / "build"), source=source, ground_truth=f"{__name__}:truth",
-                         judge=JudgeConfig(extra_names=world.categories))
+    config = PairsConfig(
+        out_dir=str(tmp_path / "build"),
+        source=source,
+        ground_truth=f"{__name__}:truth",
+        judge=JudgeConfig(extra_names=world.categories),
+    )
     records = read_jsonl(images, ImageRecord)
     files = BuildFiles(tmp_path / "build")
     files.root.mkdir()
@@ -85,9 +95,15 @@ def test_full_world_build_on_the_cpu(tmp_path):
     demo = load_demo_config(None)
     world_files = world_scenes.build_world(demo.world, runs)
     model_dir = pretrain_base(demo.world, world_files, demo.pretrain, runs)
-    config = load_config(PairsConfig, "configs/pairs/world.yaml", {
-        "out_dir": str(tmp_path / "build"), "source": {"images": str(world_files.images("pairs"))},
-        "describe": {"model": str(model_dir)}})  # fmt: skip
+    config = load_config(
+        PairsConfig,
+        "configs/pairs/world.yaml",
+        {
+            "out_dir": str(tmp_path / "build"),
+            "source": {"images": str(world_files.images("pairs"))},
+            "describe": {"model": str(model_dir)},
+        },
+    )
     start = time.perf_counter()
     stats = run_build(config)
     seconds = time.perf_counter() - start

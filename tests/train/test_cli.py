@@ -88,9 +88,7 @@ def test_killed_run_resumes_to_the_same_steps_and_losses(recipe, tmp_path, image
     script = tmp_path / "killer.py"
     script.write_text(textwrap.dedent(KILLER))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    killed = subprocess.run(
-        [sys.executable, str(script), str(config)], capture_output=True, text=True, env=env
-    )
+    killed = subprocess.run([sys.executable, str(script), str(config)], capture_output=True, text=True, env=env)
     assert killed.returncode == -9, killed.stderr[-2000:]
     run = tmp_path / "run"
     assert (run / "checkpoint-2").is_dir() and not (run / "checkpoint-4").exists()

@@ -47,8 +47,7 @@ def test_paper_hyperparameters_for_llava15(tmp_path):
 
 def test_overrides_are_typed_yaml_scalars():
     config = load_config(
-        HADPOConfig,
-        None, [*REQUIRED, "learning_rate=1e-4", "beta=0.5", "save_strategy=no", "max_length=64"]
+        HADPOConfig, None, [*REQUIRED, "learning_rate=1e-4", "beta=0.5", "save_strategy=no", "max_length=64"]
     )
     assert config.learning_rate == 1e-4 and config.beta == 0.5 and config.max_length == 64
     assert config.save_strategy.value == "no"  # YAML reads `no` as False; the field wants a string
@@ -75,9 +74,7 @@ def test_bad_values_name_the_key(override, message):
 def test_unknown_key_in_a_file_names_the_file_and_key(tmp_path):
     path = tmp_path / "recipe.yaml"
     path.write_text("model_name_or_path: m\npairs: p\nlora_alpah: 8\n")
-    with pytest.raises(
-        ValueError, match=r"recipe.yaml: unknown config key 'lora_alpah' \(did you mean 'lora_alpha'"
-    ):
+    with pytest.raises(ValueError, match=r"recipe.yaml: unknown config key 'lora_alpah' \(did you mean 'lora_alpha'"):
         load_config(HADPOConfig, path)
 
 

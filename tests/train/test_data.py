@@ -57,9 +57,7 @@ def test_collator_builds_exact_tensors_for_two_sequences_per_pair(processor, pai
     assert torch.equal(batch["attention_mask"], _padded([[1] * len(row) for row in rows], 0))
     image_token_id = processor.tokenizer.convert_tokens_to_ids("<image>")
     assert not ((batch["labels"] == image_token_id).any())
-    pixels = processor.image_processor(
-        [Image.open(a.images[0]), Image.open(b.images[0])], return_tensors="pt"
-    )
+    pixels = processor.image_processor([Image.open(a.images[0]), Image.open(b.images[0])], return_tensors="pt")
     assert torch.equal(batch["pixel_values"], torch.cat([pixels["pixel_values"]] * 2))
     assert set(batch) == {"input_ids", "attention_mask", "labels", "pixel_values"}
 

@@ -23,22 +23,14 @@ def _free_port() -> int:
 RUNNER = "import sys\nfrom hadpo.cli import main\nsys.exit(main(['train', *sys.argv[1:]]))\n"
 
 
-@pytest.mark.skipif(
-    shutil.which("accelerate", path=os.path.dirname(sys.executable)) is None, reason="no accelerate"
-)
+@pytest.mark.skipif(shutil.which("accelerate", path=os.path.dirname(sys.executable)) is None, reason="no accelerate")
 @pytest.mark.parametrize(
     "reference", ["adapters", pytest.param("precomputed", marks=pytest.mark.slow, id="precomputed")]
 )
-def test_two_processes_match_one_process_with_the_same_global_batch(
-    make_config, image_records, tmp_path, reference
-):
+def test_two_processes_match_one_process_with_the_same_global_batch(make_config, image_records, tmp_path, reference):
     # precomputed: each process scores half of the pairs and rank 0 merges the cache (slow: -m slow).
-    common = dict(
-        max_steps=3, learning_rate=2e-2, gamma=0.5, sft_data=str(image_records), reference=reference
-    )
-    single = build_trainer(
-        make_config(per_device_train_batch_size=4, output_dir=str(tmp_path / "one"), **common)
-    )
+    common = dict(max_steps=3, learning_rate=2e-2, gamma=0.5, sft_data=str(image_records), reference=reference)
+    single = build_trainer(make_config(per_device_train_batch_size=4, output_dir=str(tmp_path / "one"), **common))
     single.train()
 
     recipe = tmp_path / "two.yaml"

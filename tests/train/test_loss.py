@@ -23,9 +23,7 @@ SOFTPLUS_1 = 1.31326169  # -log sigmoid(-1)
 
 
 def run(loss_type, eps=0.0):
-    return dpo_loss(
-        POLICY_CHOSEN, POLICY_REJECTED, REF, REF, beta=0.5, loss_type=loss_type, label_smoothing=eps
-    )
+    return dpo_loss(POLICY_CHOSEN, POLICY_REJECTED, REF, REF, beta=0.5, loss_type=loss_type, label_smoothing=eps)
 
 
 @pytest.mark.parametrize(

@@ -58,9 +58,7 @@ def test_separate_reference_checkpoint_copy_and_precomputed_agree(make_config, t
         )
         trainer = build_trainer(config)
         trainer.train()
-        histories[mode] = [
-            (e["loss"], e["logps/ref_chosen"]) for e in trainer.state.log_history if "loss" in e
-        ]
+        histories[mode] = [(e["loss"], e["logps/ref_chosen"]) for e in trainer.state.log_history if "loss" in e]
     assert abs(histories["copy"][0][0] - 0.693147) > 1e-3  # the reference differs from the policy at step 1
     for a, b in zip(histories["copy"], histories["precomputed"]):
         assert a == pytest.approx(b, abs=1e-5)

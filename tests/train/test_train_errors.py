@@ -22,9 +22,19 @@ from hadpo.records import PreferencePair, read_jsonl, write_jsonl
 
 
 def _recipe(ctx: Context, *overrides: str, resume: bool = False, **changes) -> list[str]:
-    values = dict(model_name_or_path=str(ctx.model), pairs=str(ctx.pairs), output_dir=str(ctx.path("out", "run")),
-                  use_cpu=True, report_to="none", per_device_train_batch_size=2, learning_rate=5e-3, lora_r=8,
-                  max_steps=2, save_steps=2, disable_tqdm=True)  # fmt: skip
+    values = dict(
+        model_name_or_path=str(ctx.model),
+        pairs=str(ctx.pairs),
+        output_dir=str(ctx.path("out", "run")),
+        use_cpu=True,
+        report_to="none",
+        per_device_train_batch_size=2,
+        learning_rate=5e-3,
+        lora_r=8,
+        max_steps=2,
+        save_steps=2,
+        disable_tqdm=True,
+    )
     config = ctx.write("config", "recipe.yaml", yaml.safe_dump({**values, **changes}))
     return ["train", str(config), *overrides, *(["--resume"] if resume else [])]
 
@@ -87,63 +97,145 @@ def _pairs_text(text: str):
 
 
 CASES = [
-    Case("train-beta-nan", "`beta: .nan`", lambda ctx: _recipe(ctx, beta=float("nan")),
-         "{config}: config key 'beta' must be a finite number, got nan"),
-    Case("train-learning-rate-inf", "`learning_rate=inf` on the command line",
-         lambda ctx: _recipe(ctx, "learning_rate=inf"),
-         "{config}: config key 'learning_rate' must be a finite number, got inf"),
-    Case("train-gamma-nan", "`gamma: .nan` (would silently turn the SFT term off)",
-         lambda ctx: _recipe(ctx, gamma=float("nan"), sft_data="sft.jsonl"),
-         "{config}: config key 'gamma' must be a finite number, got nan"),
-    Case("train-learning-rate-negative", "`learning_rate: -0.001`", lambda ctx: _recipe(ctx, learning_rate=-0.001),
-         "{config}: config key 'learning_rate' must be > 0, got -0.001"),
-    Case("train-lora-dropout", "`lora_dropout: 1.5`", lambda ctx: _recipe(ctx, lora_dropout=1.5),
-         "{config}: config key 'lora_dropout' must be in [0, 1), got 1.5"),
-    Case("train-lora-r-zero", "`lora_r: 0`", lambda ctx: _recipe(ctx, lora_r=0),
-         "{config}: config key 'lora_r' must be >= 1, got 0"),
-    Case("train-unknown-key", "a misspelt key", lambda ctx: _recipe(ctx, betaa=0.1),
-         "{config}: unknown config key 'betaa' (did you mean 'beta'?)"),
-    Case("train-pairs-required", "no `pairs`", lambda ctx: _recipe(ctx, pairs=""),
-         "{config}: config key 'pairs' is required"),
-    Case("train-model-missing", "`model_name_or_path` naming a folder that does not exist", _model_missing,
-         "config key 'model_name_or_path': {model}: no such model folder (nor a hub id 'org/name')",
-         absent=("run",)),
-    Case("train-output-dir-under-a-file", "`output_dir` inside a path that is a file", _output_dir_under_a_file,
-         "output_dir {out}: {file} exists and is not a folder"),
-    Case("train-pairs-missing", "a pairs file that does not exist",
-         lambda ctx: _recipe(ctx, pairs=str(ctx.path("pairs", "nope.jsonl"))), "{pairs}: no such file or directory"),
+    Case(
+        "train-beta-nan",
+        "`beta: .nan`",
+        lambda ctx: _recipe(ctx, beta=float("nan")),
+        "{config}: config key 'beta' must be a finite number, got nan",
+    ),
+    Case(
+        "train-learning-rate-inf",
+        "`learning_rate=inf` on the command line",
+        lambda ctx: _recipe(ctx, "learning_rate=inf"),
+        "{config}: config key 'learning_rate' must be a finite number, got inf",
+    ),
+    Case(
+        "train-gamma-nan",
+        "`gamma: .nan` (would silently turn the SFT term off)",
+        lambda ctx: _recipe(ctx, gamma=float("nan"), sft_data="sft.jsonl"),
+        "{config}: config key 'gamma' must be a finite number, got nan",
+    ),
+    Case(
+        "train-learning-rate-negative",
+        "`learning_rate: -0.001`",
+        lambda ctx: _recipe(ctx, learning_rate=-0.001),
+        "{config}: config key 'learning_rate' must be > 0, got -0.001",
+    ),
+    Case(
+        "train-lora-dropout",
+        "`lora_dropout: 1.5`",
+        lambda ctx: _recipe(ctx, lora_dropout=1.5),
+        "{config}: config key 'lora_dropout' must be in [0, 1), got 1.5",
+    ),
+    Case(
+        "train-lora-r-zero",
+        "`lora_r: 0`",
+        lambda ctx: _recipe(ctx, lora_r=0),
+        "{config}: config key 'lora_r' must be >= 1, got 0",
+    ),
+    Case(
+        "train-unknown-key",
+        "a misspelt key",
+        lambda ctx: _recipe(ctx, betaa=0.1),
+        "{config}: unknown config key 'betaa' (did you mean 'beta'?)",
+    ),
+    Case(
+        "train-pairs-required",
+        "no `pairs`",
+        lambda ctx: _recipe(ctx, pairs=""),
+        "{config}: config key 'pairs' is required",
+    ),
+    Case(
+        "train-model-missing",
+        "`model_name_or_path` naming a folder that does not exist",
+        _model_missing,
+        "config key 'model_name_or_path': {model}: no such model folder (nor a hub id 'org/name')",
+        absent=("run",),
+    ),
+    Case(
+        "train-output-dir-under-a-file",
+        "`output_dir` inside a path that is a file",
+        _output_dir_under_a_file,
+        "output_dir {out}: {file} exists and is not a folder",
+    ),
+    Case(
+        "train-pairs-missing",
+        "a pairs file that does not exist",
+        lambda ctx: _recipe(ctx, pairs=str(ctx.path("pairs", "nope.jsonl"))),
+        "{pairs}: no such file or directory",
+    ),
     Case("train-pairs-folder", "a folder given as the pairs file", _pairs_folder, "{pairs}: is a directory"),
-    Case("train-pairs-empty", "an empty pairs file", _pairs_text(""), "{pairs}: no preference pairs",
-         absent=("run",)),
-    Case("train-pairs-not-json", "a pairs line that is not JSON", _pairs_text("{'chosen': 'A.'}\n"),
-         "{pairs}:1: not valid JSON (Expecting property name enclosed in double quotes)"),
-    Case("train-pairs-missing-field", "a pair without its rejected text",
-         _pairs_text(json.dumps({"images": ["a.png"], "prompt": "Q?", "chosen": "A.", "kind": "qa", "image_id": "0",
-                                 "pair_id": "q0"}) + "\n"),
-         "{pairs}:1: field 'rejected': Field required"),
-    Case("train-pairs-duplicate-id", "two pairs under one pair_id", _with_pairs(_set(pair_id="q0")),
-         "{pairs}: pair 'q0': duplicate pair_id"),
-    Case("train-pairs-identical", "a pair whose chosen equals its rejected",
-         _with_pairs(_set(rejected=lambda pairs: pairs[0].chosen)),
-         "{pairs}: pair 'd0-0': chosen and rejected are identical"),
-    Case("train-pairs-image-missing", "a pair whose image does not exist", _with_pairs(_set(images=["gone.png"])),
-         "{pairs}: pair 'd0-0': image not found: {tmp}/data/gone.png"),
-    Case("train-pairs-image-truncated", "a truncated PNG (found when the pairs load, not mid-training)",
-         _truncated_pair_image, "{pairs}: pair 'd0-0': unreadable image (OSError: …): {image}", absent=("run",)),
-    Case("train-sft-image-truncated", "a truncated PNG in the auxiliary SFT data", _truncated_sft_image,
-         "{sft}: SFT example 1: unreadable image (OSError: …): {image}"),
-    Case("train-too-long", "`max_length` below a pair's length with `too_long: error`",
-         _with_pairs(max_length=8, too_long="error"),
-         "{pairs}: pair 'd0-0': … tokens (prompt … with image tokens) exceed max_length 8; raise max_length or set "
-         "too_long=drop"),
-    Case("train-resume-without-checkpoint", "`--resume` with no checkpoint in output_dir",
-         lambda ctx: _recipe(ctx, resume=True), "--resume: no complete checkpoint in output_dir {out}; run without "
-         "--resume to start over"),
-    Case("train-diverges", "a learning rate that makes the loss NaN (`learning_rate: 1e30`)",
-         lambda ctx: _recipe(ctx, learning_rate=1e30, max_steps=4),
-         "training step 2: non-finite loss/dpo = nan, rewards/chosen = nan, rewards/rejected = nan on pairs …; "
-         "stopped before the update (lower learning_rate, or check these pairs)",
-         code=1, absent=("run/checkpoint-2", "run/adapter_model.safetensors")),
+    Case("train-pairs-empty", "an empty pairs file", _pairs_text(""), "{pairs}: no preference pairs", absent=("run",)),
+    Case(
+        "train-pairs-not-json",
+        "a pairs line that is not JSON",
+        _pairs_text("{'chosen': 'A.'}\n"),
+        "{pairs}:1: not valid JSON (Expecting property name enclosed in double quotes)",
+    ),
+    Case(
+        "train-pairs-missing-field",
+        "a pair without its rejected text",
+        _pairs_text(
+            json.dumps(
+                {"images": ["a.png"], "prompt": "Q?", "chosen": "A.", "kind": "qa", "image_id": "0", "pair_id": "q0"}
+            )
+            + "\n"
+        ),
+        "{pairs}:1: field 'rejected': Field required",
+    ),
+    Case(
+        "train-pairs-duplicate-id",
+        "two pairs under one pair_id",
+        _with_pairs(_set(pair_id="q0")),
+        "{pairs}: pair 'q0': duplicate pair_id",
+    ),
+    Case(
+        "train-pairs-identical",
+        "a pair whose chosen equals its rejected",
+        _with_pairs(_set(rejected=lambda pairs: pairs[0].chosen)),
+        "{pairs}: pair 'd0-0': chosen and rejected are identical",
+    ),
+    Case(
+        "train-pairs-image-missing",
+        "a pair whose image does not exist",
+        _with_pairs(_set(images=["gone.png"])),
+        "{pairs}: pair 'd0-0': image not found: {tmp}/data/gone.png",
+    ),
+    Case(
+        "train-pairs-image-truncated",
+        "a truncated PNG (found when the pairs load, not mid-training)",
+        _truncated_pair_image,
+        "{pairs}: pair 'd0-0': unreadable image (OSError: …): {image}",
+        absent=("run",),
+    ),
+    Case(
+        "train-sft-image-truncated",
+        "a truncated PNG in the auxiliary SFT data",
+        _truncated_sft_image,
+        "{sft}: SFT example 1: unreadable image (OSError: …): {image}",
+    ),
+    Case(
+        "train-too-long",
+        "`max_length` below a pair's length with `too_long: error`",
+        _with_pairs(max_length=8, too_long="error"),
+        "{pairs}: pair 'd0-0': … tokens (prompt … with image tokens) exceed max_length 8; raise max_length or set "
+        "too_long=drop",
+    ),
+    Case(
+        "train-resume-without-checkpoint",
+        "`--resume` with no checkpoint in output_dir",
+        lambda ctx: _recipe(ctx, resume=True),
+        "--resume: no complete checkpoint in output_dir {out}; run without --resume to start over",
+    ),
+    Case(
+        "train-diverges",
+        "a learning rate that makes the loss NaN (`learning_rate: 1e30`)",
+        lambda ctx: _recipe(ctx, learning_rate=1e30, max_steps=4),
+        "training step 2: non-finite loss/dpo = nan, rewards/chosen = nan, rewards/rejected = nan on pairs …; "
+        "stopped before the update (lower learning_rate, or check these pairs)",
+        code=1,
+        absent=("run/checkpoint-2", "run/adapter_model.safetensors"),
+    ),
 ]
 
 
@@ -179,8 +271,11 @@ def test_a_non_finite_gradient_stops_before_the_optimizer_step():
     callback = _StopOnNonFiniteGradients(Trainer())
     callback.on_pre_optimizer_step(args, state, None, model=model)  # finite: goes on
     model.bias.grad[0] = float("inf")
-    with pytest.raises(RunFailed, match=r"^step 7: non-finite gradients \(1 parameters here, e.g. bias\) on pairs "
-                                        r"d0-1, q3; stopped before the optimizer step"):
+    with pytest.raises(
+        RunFailed,
+        match=r"^step 7: non-finite gradients \(1 parameters here, e.g. bias\) on pairs "
+        r"d0-1, q3; stopped before the optimizer step",
+    ):
         callback.on_pre_optimizer_step(args, state, None, model=model)
 
 
@@ -208,15 +303,20 @@ run_training(load_config(HADPOConfig, sys.argv[1]), callbacks=[Losses()])
 """
 
 
-def test_a_kill_inside_a_checkpoint_save_resumes_from_the_last_complete_one(tmp_path, tiny_model_dir, pairs_file,
-                                                                             caplog):
+def test_a_kill_inside_a_checkpoint_save_resumes_from_the_last_complete_one(
+    tmp_path, tiny_model_dir, pairs_file, caplog
+):
     ctx = Context(tmp_path)
     ctx.model, ctx.pairs = tiny_model_dir, pairs_file
     argv = _recipe(ctx, max_steps=6, save_steps=2)
     script = tmp_path / "killer.py"
     script.write_text(textwrap.dedent(KILL_IN_SAVE))
-    killed = subprocess.run([sys.executable, str(script), argv[1]], capture_output=True, text=True,
-                            env={**os.environ, "OMP_NUM_THREADS": "1"})  # fmt: skip
+    killed = subprocess.run(
+        [sys.executable, str(script), argv[1]],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
     assert killed.returncode == -9, killed.stderr[-2000:]
     run = tmp_path / "run"
     assert (run / "checkpoint-4").is_dir() and not (run / "checkpoint-4" / "trainer_state.json").exists()
@@ -240,8 +340,9 @@ def test_resume_with_only_a_torn_checkpoint_is_one_line(tmp_path, tiny_model_dir
     (tmp_path / "run" / "checkpoint-2").mkdir(parents=True)
     (tmp_path / "run" / "checkpoint-2" / "trainer_state.json").write_text('{"global_step": 2, "log_hi')
     assert main(argv) == 2
-    assert capsys.readouterr().err.endswith("no complete checkpoint in output_dir "
-                                            f"{tmp_path / 'run'} (1 incomplete); run without --resume to start over\n")
+    assert capsys.readouterr().err.endswith(
+        f"no complete checkpoint in output_dir {tmp_path / 'run'} (1 incomplete); run without --resume to start over\n"
+    )
 
 
 def test_pairs_with_a_truncated_image_are_refused_when_loaded(tmp_path):

@@ -40,9 +40,7 @@ def test_batch_loss_rewards_and_logps_equal_an_independent_computation(make_conf
     trainer = build_trainer(make_config(reference="copy", beta=0.3, logps_reduction=reduction))
     # The reference differs from the policy both ways: a perturbed copy, and LoRA B matrices moved off zero.
     _perturb(trainer.ref_model, 0.02, seed=1)
-    _perturb(
-        torch.nn.ModuleList([m for n, m in trainer.model.named_modules() if n.endswith("lora_B")]), 0.05, 2
-    )
+    _perturb(torch.nn.ModuleList([m for n, m in trainer.model.named_modules() if n.endswith("lora_B")]), 0.05, 2)
     trainer.model.eval()
     dataset = trainer.train_dataset
     examples = [dataset[0], dataset[1], dataset[2]]
@@ -59,9 +57,7 @@ def test_batch_loss_rewards_and_logps_equal_an_independent_computation(make_conf
         for model, out in ((trainer.model, policy), (trainer.ref_model, ref)):
             total, count = _independent_logps(model, sequences, row)
             out.append(total / count if reduction == "mean" else total)
-    pc, pr, rc, rr = (
-        torch.tensor(x, dtype=torch.float64) for x in (policy[:n], policy[n:], ref[:n], ref[n:])
-    )
+    pc, pr, rc, rr = (torch.tensor(x, dtype=torch.float64) for x in (policy[:n], policy[n:], ref[:n], ref[n:]))
     expected_losses = -F.logsigmoid(0.3 * ((pc - rc) - (pr - rr)))
     assert abs(loss - expected_losses.mean().item()) <= 1e-5
     assert abs(expected_losses.mean().item() - 0.693147) > 1e-3  # the check is not the trivial ln 2
@@ -120,8 +116,10 @@ def test_a_model_without_block_masks_falls_back_to_two_sequences_and_says_so(mak
     model.config.get_text_config()._attn_implementation = "flash_attention_2"
     with caplog.at_level("WARNING", logger="hadpo.train.run"):
         assert not run._shared_prefix(make_config(), model, None)
-    assert "two sequences per pair (the model cannot share the prefix: its attention implementation " \
+    assert (
+        "two sequences per pair (the model cannot share the prefix: its attention implementation "
         "'flash_attention_2' takes no block mask" in caplog.text
+    )
 
 
 def _snapshot(model):
@@ -136,9 +134,7 @@ def test_trainable_parameters_change_and_frozen_ones_do_not(make_config, finetun
     trainer = build_trainer(make_config(finetuning=finetuning, max_steps=2, **overrides))
     before = _snapshot(trainer.model)
     trainer.train()
-    changed = {
-        name for name, param in trainer.model.named_parameters() if not torch.equal(param, before[name])
-    }
+    changed = {name for name, param in trainer.model.named_parameters() if not torch.equal(param, before[name])}
     trainable = {name for name, param in trainer.model.named_parameters() if param.requires_grad}
     assert changed and changed <= trainable
     assert not any("vision_tower" in name for name in changed)

@@ -20,9 +20,7 @@ def make_pairs(folder, n_images: int = 4, rewrites: int = 2) -> list[PreferenceP
         Image.new("RGB", (48, 48), COLOURS[colour]).save(folder / "images" / f"{i}.png")
         image = [f"images/{i}.png"]
         for r in range(rewrites + 1):
-            chosen = (
-                f"There is a {colour} {thing}." if r == 0 else f"A {colour} {thing} is in the picture {r}."
-            )
+            chosen = f"There is a {colour} {thing}." if r == 0 else f"A {colour} {thing} is in the picture {r}."
             rejected = f"There is a dog and a {thing}." if r == 0 else f"A dog and a {thing} are here {r}."
             pairs.append(
                 PreferencePair(

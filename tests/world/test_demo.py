@@ -17,9 +17,15 @@ SMALL = {
     "train_recipe": str(CONFIGS / "world_hadpo.yaml"),
     # pretraining holds 256 pretrain images out to check existence answers, and needs as many to train on
     "world": {"splits": {"pretrain": 520, "pairs": 16, "eval": 16}},
-    "pretrain": {"vision_steps": 20, "lm_batch": 4, "warmup_steps": 2, "stages": [
-        {"name": "captions", "steps": 5, "brief_share": 1.0, "qa_turns": 1},
-        {"name": "web", "steps": 10, "from_caption": True}]},
+    "pretrain": {
+        "vision_steps": 20,
+        "lm_batch": 4,
+        "warmup_steps": 2,
+        "stages": [
+            {"name": "captions", "steps": 5, "brief_share": 1.0, "qa_turns": 1},
+            {"name": "web", "steps": 10, "from_caption": True},
+        ],
+    },
     "pairs": {"describe": {"per_image": 1, "max_new_tokens": 24}},
     "train": {"max_steps": 3, "per_device_train_batch_size": 2, "logging_steps": 1, "disable_tqdm": True},
     "eval": {"pope_images": 8, "pope_per_image": 1, "max_new_tokens": 24},
@@ -50,11 +56,11 @@ def test_demo_runs_end_to_end_and_reports_the_issue_shape(tmp_path):
     assert set(saved["pope_adversarial_negatives"]) == {"negatives", "family_members", "share"}
     assert set(saved["pairs"]["words"]) == {"chosen", "rejected"}
     assert {"ablation no_sft: descriptions collapse", "ablation no_qa: POPE adversarial accuracy stays <= 65 %"} <= set(
-        saved["checks"])
+        saved["checks"]
+    )
     report = (folder / "report.md").read_text()
     assert "| metric | base | hadpo |" in report and "## Checks" in report
-    for plot in ("pope_metrics.png", "pope_yes_ratio.png", "hallucination.png", "coverage_heldout.png",
-                 "training.png"):
+    for plot in ("pope_metrics.png", "pope_yes_ratio.png", "hallucination.png", "coverage_heldout.png", "training.png"):
         assert (folder / plot).stat().st_size > 0, plot
     # Colour and count questions are held out: no QA pair asks one.
     pairs = [json.loads(line) for line in (folder / "pairs" / "pairs.jsonl").read_text().splitlines()]
@@ -84,12 +90,21 @@ def test_the_demo_recipes_are_the_yaml_files_in_configs(tmp_path, monkeypatch):
     monkeypatch.chdir(CONFIGS.parent)  # the recipe paths in configs/demo.yaml are relative to the repository
     demo = load_demo_config(CONFIGS / "demo.yaml")
     pairs = load_config(PairsConfig, demo.pairs_recipe, demo.pairs)
-    assert (pairs.judge.kind, pairs.rewrite.kind, pairs.rewrite.k, pairs.qa.kinds) == ("annotations", "offline", 3,
-                                                                                       ["existence"])
+    assert (pairs.judge.kind, pairs.rewrite.kind, pairs.rewrite.k, pairs.qa.kinds) == (
+        "annotations",
+        "offline",
+        3,
+        ["existence"],
+    )
     assert pairs.describe.max_new_tokens == 96 and pairs.qa.co_occurrence_per_image == 1
     assert (pairs.qa.short_answers.yes, pairs.qa.short_answers.no) == ("Yes.", "No.")
     paths = {"model_name_or_path": "m", "pairs": "p.jsonl", "sft_data": "s.jsonl", "output_dir": str(tmp_path)}
     train = load_config(HADPOConfig, demo.train_recipe, paths, demo.train)
     assert (train.finetuning, train.reference, train.beta, train.gamma, train.learning_rate) == (
-        "full", "precomputed", 0.1, 0.5, 2e-4)
+        "full",
+        "precomputed",
+        0.1,
+        0.5,
+        2e-4,
+    )
     assert train.data_mix == "1:3" and train.report_to == [] and train.use_cpu

@@ -77,14 +77,20 @@ def test_heldout_questions_are_worded_as_the_base_model_learned_them(tmp_path):
     paths = write_heldout_questions(images, files.images("eval"), world, tmp_path / "q", seed=2)
     assert set(paths) == {"color", "count"}  # nothing else: existence is what the preference pairs train
     rng = random.Random(0)
-    learned = {_shape(question, world) for image in read_jsonl(files.images("pretrain"), ImageRecord)
-               for _ in range(10) for question, _ in question_turns(image, world, rng, 4, from_caption=False,
-                                                                      yes_bias=0.5, existence_share=0.0)}
+    learned = {
+        _shape(question, world)
+        for image in read_jsonl(files.images("pretrain"), ImageRecord)
+        for _ in range(10)
+        for question, _ in question_turns(image, world, rng, 4, from_caption=False, yes_bias=0.5, existence_share=0.0)
+    }
     asked = {split: [json.loads(line) for line in path.read_text().splitlines()] for split, path in paths.items()}
     assert len(asked["count"]) == len(images) and 0 < len(asked["color"]) <= len(images)
     shapes = {_shape(q["text"], world) for questions in asked.values() for q in questions}
-    assert shapes == {"Is the OBJECT COLOUR?", "Is there exactly NUMBER OBJECT in the image?",
-                      "Are there NUMBER OBJECT in the image?"}
+    assert shapes == {
+        "Is the OBJECT COLOUR?",
+        "Is there exactly NUMBER OBJECT in the image?",
+        "Are there NUMBER OBJECT in the image?",
+    }
     assert shapes <= learned
 
 
@@ -110,21 +116,40 @@ def test_existence_questions_ask_every_present_object_a_random_and_a_family_nega
 
 def test_existence_metrics_worked_by_hand():
     def question(image, kind, name):
-        return PopeQuestion(question_id=f"{image}-{kind}-{name}", image=image, text=f"Is there a {name}?",
-                            label="yes" if kind == "positive" else "no", object=name, split=kind)
+        return PopeQuestion(
+            question_id=f"{image}-{kind}-{name}",
+            image=image,
+            text=f"Is there a {name}?",
+            label="yes" if kind == "positive" else "no",
+            object=name,
+            split=kind,
+        )
 
-    questions = [question("a", "positive", "star"), question("a", "positive", "moon"),
-                 question("a", "random", "heart"), question("a", "adversarial", "sun"),
-                 question("b", "positive", "ring"), question("b", "random", "flag"),
-                 question("b", "adversarial", "circle")]
-    said_yes = {"a-positive-star": True, "a-positive-moon": False, "a-random-heart": False,
-                "a-adversarial-sun": True, "b-positive-ring": True, "b-random-flag": True,
-                "b-adversarial-circle": True}
+    questions = [
+        question("a", "positive", "star"),
+        question("a", "positive", "moon"),
+        question("a", "random", "heart"),
+        question("a", "adversarial", "sun"),
+        question("b", "positive", "ring"),
+        question("b", "random", "flag"),
+        question("b", "adversarial", "circle"),
+    ]
+    said_yes = {
+        "a-positive-star": True,
+        "a-positive-moon": False,
+        "a-random-heart": False,
+        "a-adversarial-sun": True,
+        "b-positive-ring": True,
+        "b-random-flag": True,
+        "b-adversarial-circle": True,
+    }
     metrics = existence_metrics(questions, said_yes)
     # random: positives star yes (right), moon no (wrong), ring yes (right); negatives heart no (right),
     # flag yes (wrong): 3 of 5 right; balanced (2/3 + 1/2) / 2; 3 of 5 said yes.
-    assert metrics["random"] == pytest.approx({"accuracy": 0.6, "balanced_accuracy": 7 / 12, "yes_ratio": 0.6,
-                                               "questions": 5})
+    assert metrics["random"] == pytest.approx(
+        {"accuracy": 0.6, "balanced_accuracy": 7 / 12, "yes_ratio": 0.6, "questions": 5}
+    )
     # adversarial: the same positives; sun and circle both said yes (wrong): 2 of 5 right, 4 of 5 yes.
-    assert metrics["adversarial"] == pytest.approx({"accuracy": 0.4, "balanced_accuracy": 1 / 3, "yes_ratio": 0.8,
-                                                    "questions": 5})
+    assert metrics["adversarial"] == pytest.approx(
+        {"accuracy": 0.4, "balanced_accuracy": 1 / 3, "yes_ratio": 0.8, "questions": 5}
+    )

@@ -36,7 +36,9 @@ from hadpo.world.pretrain import (
 from hadpo.world.scenes import SceneObject, annotate, build_world, sample_scene
 from hadpo.world.tiny import IMAGE_TOKEN, build_tiny_llava, train_tokenizer
 
-TINY = PretrainConfig(vision_hidden=32, vision_heads=2, text_hidden=64, text_layers=2, text_intermediate=128, vocab_size=400)
+TINY = PretrainConfig(
+    vision_hidden=32, vision_heads=2, text_hidden=64, text_layers=2, text_intermediate=128, vocab_size=400
+)
 ASKED = re.compile(r"Is there an? (\w+) in the image\?")
 BRIEF = re.compile(r"^There is an? \w+ \w+(, an? \w+ \w+)* and an? \w+ \w+\.$")
 
@@ -110,8 +112,15 @@ def test_vision_stage_learns_patches(tmp_path):
 
 def test_stage_conversations_are_of_one_kind_each():
     world = WorldConfig()
-    stage = InstructionStage(name="mix", steps=1, describe_probability=0.5, brief_share=0.5, qa_turns=3,
-                             answer_weight=2.0, existence_share=0.5)
+    stage = InstructionStage(
+        name="mix",
+        steps=1,
+        describe_probability=0.5,
+        brief_share=0.5,
+        qa_turns=3,
+        answer_weight=2.0,
+        existence_share=0.5,
+    )
     rng = random.Random(0)
     image = _record(0, ("star", 0, 0), ("moon", 1, 1), ("circle", 2, 2), world=world)
     kinds = set()
@@ -133,17 +142,23 @@ def test_stage_conversations_are_of_one_kind_each():
 
 def test_existence_probes_ask_what_their_kind_says():
     world = WorldConfig()
-    images = [_record(0, ("star", 0, 0), ("moon", 0, 1), ("heart", 1, 1), world=world),
-              _record(1, ("circle", 0, 0), ("ring", 1, 0), ("rectangle", 2, 2), world=world),
-              _record(2, ("cross", 0, 2), ("arrow", 1, 2), ("bolt", 2, 2), world=world)] * 10
+    images = [
+        _record(0, ("star", 0, 0), ("moon", 0, 1), ("heart", 1, 1), world=world),
+        _record(1, ("circle", 0, 0), ("ring", 1, 0), ("rectangle", 2, 2), world=world),
+        _record(2, ("cross", 0, 2), ("arrow", 1, 2), ("bolt", 2, 2), world=world),
+    ] * 10
     for kind in ("present", "random", "family", "mixed"):
         probes = existence_probes(images, world, kind, seed=1)
         assert [number for number, _, _ in probes] == list(range(len(images)))
         for number, name, present in probes:
             names = {o.name for o in images[number].objects}
             partners = set(world.absent_partners(names))
-            expected = {"present": names, "random": set(world.categories) - names - partners, "family": partners,
-                        "mixed": names if number % 2 == 0 else set(world.categories) - names}[kind]
+            expected = {
+                "present": names,
+                "random": set(world.categories) - names - partners,
+                "family": partners,
+                "mixed": names if number % 2 == 0 else set(world.categories) - names,
+            }[kind]
             assert name in expected and present == (name in names), (kind, number, name)
     assert {name for _, name, _ in existence_probes(images, world, "family", 1)} > {"triangle", "flag"}
 
@@ -166,8 +181,10 @@ class ScriptedAnswers:
 
 def test_existence_accuracy_per_kind_on_a_hand_built_case():
     world = WorldConfig()
-    images = [_record(0, ("star", 0, 0), ("moon", 0, 1), ("heart", 1, 1), world=world),
-              _record(1, ("circle", 0, 0), ("ring", 1, 0), ("rectangle", 2, 2), world=world)] * 8
+    images = [
+        _record(0, ("star", 0, 0), ("moon", 0, 1), ("heart", 1, 1), world=world),
+        _record(1, ("circle", 0, 0), ("ring", 1, 0), ("rectangle", 2, 2), world=world),
+    ] * 8
     tokenizer = train_tokenizer(corpus(images, world), vocab_size=400)
     indices = torch.arange(len(images))  # the stand-in reads the image from its "pixels"
     present = [{o.name for o in image.objects} for image in images]
@@ -187,8 +204,10 @@ def test_existence_accuracy_per_kind_on_a_hand_built_case():
     assert accuracy("present", lambda index, name: index % 2 == 0) == 0.5  # "yes" on the first scene's copies only
     # One family of four, all present: no absent family member to ask about.
     full = [_record(0, ("star", 0, 0), ("moon", 0, 1), ("sun", 1, 1), ("cloud", 2, 2), world=world)]
-    assert existence_accuracy(ScriptedAnswers(tokenizer, cooccurrence), tokenizer, full, indices[:1], world, 0,
-                              "family") is None
+    assert (
+        existence_accuracy(ScriptedAnswers(tokenizer, cooccurrence), tokenizer, full, indices[:1], world, 0, "family")
+        is None
+    )
 
 
 class TinyLM(nn.Module):
@@ -207,8 +226,14 @@ class TinyLM(nn.Module):
 def _run(stage: InstructionStage, accuracy_of) -> tuple[dict, TinyLM]:
     model = TinyLM()
     batch = collate([([1, 2, 3, 4], [IGNORE, 2, 3, 4], [0.0, 1.0, 1.0, 1.0])], pad_id=0)
-    report = run_stage(model, list(model.parameters()), lambda: (batch, None), stage,
-                       PretrainConfig(warmup_steps=2), lambda kind: accuracy_of(kind, model.calls))
+    report = run_stage(
+        model,
+        list(model.parameters()),
+        lambda: (batch, None),
+        stage,
+        PretrainConfig(warmup_steps=2),
+        lambda kind: accuracy_of(kind, model.calls),
+    )
     return report, model
 
 
@@ -232,8 +257,10 @@ def test_until_existence_stops_when_reached_or_at_max_steps():
 def test_until_kind_chooses_the_accuracy_the_criterion_reads():
     levels = {"mixed": 0.95, "present": 1.0, "random": 0.97, "family": 0.4}
     stage = InstructionStage(name="hard", steps=100, until_existence=0.9, max_steps=300)
-    steps = {kind: _run(stage.model_copy(update={"until_kind": kind}), lambda k, _: levels[k])[0]["steps"]
-             for kind in ("mixed", "family", "min")}
+    steps = {
+        kind: _run(stage.model_copy(update={"until_kind": kind}), lambda k, _: levels[k])[0]["steps"]
+        for kind in ("mixed", "family", "min")
+    }
     assert steps == {"mixed": 100, "family": 300, "min": 300}
     levels["family"] = 0.92
     report, _ = _run(stage.model_copy(update={"until_kind": "min"}), lambda k, _: levels[k])
@@ -242,10 +269,13 @@ def test_until_kind_chooses_the_accuracy_the_criterion_reads():
 
 def test_a_few_language_steps_lower_the_loss_and_report_each_kind(tmp_path, monkeypatch):
     monkeypatch.setattr(pretrain, "HELD_OUT", 16)
-    stages = [InstructionStage(name="captions", steps=10, brief_share=1.0, qa_turns=1),
-              InstructionStage(name="questions", steps=30, describe_probability=0.0, qa_turns=2)]
+    stages = [
+        InstructionStage(name="captions", steps=10, brief_share=1.0, qa_turns=1),
+        InstructionStage(name="questions", steps=30, describe_probability=0.0, qa_turns=2),
+    ]
     world, files, images, config, tokenizer, model, _ = _setup(
-        tmp_path, stages=stages, lm_batch=8, warmup_steps=5, lm_lr=3e-3)
+        tmp_path, stages=stages, lm_batch=8, warmup_steps=5, lm_lr=3e-3
+    )
     pixels = pixel_tensor(images, files.images("pretrain"))
     report = train_language(model, tokenizer, images, pixels, world, config)["stages"]
     assert list(report) == ["captions", "questions"]
@@ -270,7 +300,9 @@ def test_the_cache_key_follows_every_stage_setting_but_not_the_device():
 
 
 def test_a_stage_with_an_unknown_key_fails_with_one_line():
-    with pytest.raises(ValueError, match=r"stages\.0: unknown key 'until_kinds' \(did you mean 'until_kind'\?\)") as error:
+    with pytest.raises(
+        ValueError, match=r"stages\.0: unknown key 'until_kinds' \(did you mean 'until_kind'\?\)"
+    ) as error:
         load_config(PretrainConfig, None, {"stages": [{"name": "x", "steps": 1, "until_kinds": "min"}]})
     assert "\n" not in str(error.value)
     with pytest.raises(ValueError, match="until_kind"):

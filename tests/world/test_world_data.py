@@ -40,8 +40,9 @@ def scenes(world: WorldConfig, count: int, seed: int = 0) -> list[ImageRecord]:
     records = []
     for number in range(count):
         objects = sample_scene(world, rng)
-        records.append(annotate(str(number), f"{number}.png", "pretrain", objects, [[0, 0, 1, 1]] * len(objects),
-                                world))
+        records.append(
+            annotate(str(number), f"{number}.png", "pretrain", objects, [[0, 0, 1, 1]] * len(objects), world)
+        )
     return records
 
 
@@ -82,7 +83,8 @@ def test_caption_noise_rate_one_follows_the_first_member_of_every_family_with_an
         claims = noisy_claims(image, world, rng)
         assert [c for c in claims if c.present] == truth
         families_with_absent = {tuple(world.family_of(n).members) for n in present} - {
-            tuple(f.members) for f in world.families if set(f.members) <= present}
+            tuple(f.members) for f in world.families if set(f.members) <= present
+        }
         noise = [(before, claim) for before, claim in zip(claims, claims[1:]) if not claim.present]
         assert len(noise) == sum(not c.present for c in claims) == len(families_with_absent)
         for before, claim in noise:
@@ -119,8 +121,9 @@ def test_every_answer_is_one_word_and_grounded_answers_are_true_of_the_image():
     for image in scenes(world, 300, seed=2):
         objects = {o.name: o for o in image.objects}
         counts = Counter(o.name for o in image.objects)
-        for question, answer in question_turns(image, world, rng, 4, from_caption=False, yes_bias=0.5,
-                                               existence_share=0.5):
+        for question, answer in question_turns(
+            image, world, rng, 4, from_caption=False, yes_bias=0.5, existence_share=0.5
+        ):
             assert answer in (YES, NO), answer
             said_yes = answer == YES
             if match := EXISTENCE.match(question):
@@ -137,8 +140,11 @@ def test_every_answer_is_one_word_and_grounded_answers_are_true_of_the_image():
                 pytest.fail(f"a question outside the grammar: {question}")
             asked[kind, said_yes] += 1
             assert said_yes == true, (image.objects, question, answer)
-    assert all(asked[kind, said_yes] > 10 for kind in ("existence", "count", "position", "colour")
-               for said_yes in (True, False)), asked
+    assert all(
+        asked[kind, said_yes] > 10
+        for kind in ("existence", "count", "position", "colour")
+        for said_yes in (True, False)
+    ), asked
 
 
 def test_partner_share_one_asks_every_no_about_an_absent_family_member_while_one_is_left():
@@ -193,7 +199,9 @@ def test_the_tokenizer_corpus_holds_every_prompt_and_every_kind_of_turn():
         assert prompt in texts  # on its own, so that every prompt is seen even when no image drew it
     for name in world.categories + world.colours + world.sizes:
         assert f" {name}" in joined, name
-    for pattern in (r"USER: Is there an? \w+ in the image\? ASSISTANT: (Yes|No)\.</s>",
-                    r"USER: Is the \w+ \w+\? ASSISTANT: (Yes|No)\.</s>",
-                    r"ASSISTANT: There is an? \w+ \w+(, an? \w+ \w+)* and an? \w+ \w+\.</s>"):
+    for pattern in (
+        r"USER: Is there an? \w+ in the image\? ASSISTANT: (Yes|No)\.</s>",
+        r"USER: Is the \w+ \w+\? ASSISTANT: (Yes|No)\.</s>",
+        r"ASSISTANT: There is an? \w+ \w+(, an? \w+ \w+)* and an? \w+ \w+\.</s>",
+    ):
         assert re.search(pattern, joined), pattern

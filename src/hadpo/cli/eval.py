@@ -18,22 +18,30 @@ def register(subparsers) -> None:
 
     pope = verbs.add_parser("pope", help="POPE yes/no object probing").add_subparsers(dest="pope_verb", required=True)
     build = pope.add_parser("build", help="build random/popular/adversarial question files from object annotations")
-    build.add_argument("--annotations", required=True,
-                       help="COCO instances JSON, Visual Genome objects.json, or an images.jsonl of ImageRecords")
+    build.add_argument(
+        "--annotations",
+        required=True,
+        help="COCO instances JSON, Visual Genome objects.json, or an images.jsonl of ImageRecords",
+    )
     build.add_argument("--out", required=True, help="folder for <prefix>_<split>.jsonl and the manifest")
     build.add_argument("--num-images", type=int, default=500, help="images sampled (official: 500)")
     build.add_argument("--per-image", type=int, default=3, help="positives (and negatives) per image (official: 3)")
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--splits", nargs="+", default=["random", "popular", "adversarial"])
     build.add_argument("--prefix", default="pope")
-    _protocol_argument(build, "reference: RUCAIBox/POPE utils.py (input order, one random stream, ties in order of "
-                       "appearance); hadpo: images in id order, a stream per split, ties alphabetical")
+    _protocol_argument(
+        build,
+        "reference: RUCAIBox/POPE utils.py (input order, one random stream, ties in order of "
+        "appearance); hadpo: images in id order, a stream per split, ties alphabetical",
+    )
     build.set_defaults(func=_pope_build)
 
     run = pope.add_parser("run", help="answer POPE question files with a model and score them")
     run.add_argument("--questions", nargs="+", required=True, help="POPE question files (one per split)")
-    run.add_argument("--image-root", help="folder the question files' image paths are relative to "
-                     "(default: each question file's folder)")
+    run.add_argument(
+        "--image-root",
+        help="folder the question files' image paths are relative to (default: each question file's folder)",
+    )
     run.add_argument("--strict", action="store_true", help="strict parsing: only a leading yes/no counts")
     _protocol_argument(run, POPE_SCORING)
     _export_argument(run)
@@ -42,8 +50,11 @@ def register(subparsers) -> None:
 
     score = pope.add_parser("score", help="score answers you already have")
     score.add_argument("--questions", required=True, help="POPE question/label file (JSON lines)")
-    score.add_argument("--answers", required=True,
-                       help='answers: official {"question", "answer"} lines in label order, or {"question_id", "text"}')
+    score.add_argument(
+        "--answers",
+        required=True,
+        help='answers: official {"question", "answer"} lines in label order, or {"question_id", "text"}',
+    )
     score.add_argument("--strict", action="store_true", help="strict parsing: only a leading yes/no counts")
     score.add_argument("--json", action="store_true", help="print the metrics as JSON (fractions)")
     _protocol_argument(score, POPE_SCORING)
@@ -64,8 +75,11 @@ def register(subparsers) -> None:
     chair.add_argument("--images", help="images.jsonl to describe with --model (default: --annotations)")
     chair.add_argument("--prompt", default="Describe this image in detail.")
     chair.add_argument("--synonyms", help="object vocabulary in place of the COCO list: lines 'name, synonym, ...'")
-    _protocol_argument(chair, "reference: LisaAnne/Hallucination utils/chair.py (NLTK tokens, pattern singulars, its "
-                       "synonym list and rules); hadpo: hadpo's reviewed list and lemminflect singulars")
+    _protocol_argument(
+        chair,
+        "reference: LisaAnne/Hallucination utils/chair.py (NLTK tokens, pattern singulars, its "
+        "synonym list and rules); hadpo: hadpo's reviewed list and lemminflect singulars",
+    )
     _export_argument(chair)
     _model_arguments(chair, max_new_tokens=512, num_beams=1, required=False)
     chair.set_defaults(func=_chair)
@@ -79,8 +93,12 @@ def register(subparsers) -> None:
     shr.add_argument("--shr-images", help="... the SHR image list (val_images_final.json)")
     shr.add_argument("--vg-root", help="... and the folder holding VG_100K/ and VG_100K_2/ (to describe images)")
     shr.add_argument("--prompt", default="Describe this image in detail.")
-    shr.add_argument("--judge", choices=["annotations", "llm"], default="llm",
-                     help="annotations: offline, for complete annotations (the world); llm: a chat endpoint")
+    shr.add_argument(
+        "--judge",
+        choices=["annotations", "llm"],
+        default="llm",
+        help="annotations: offline, for complete annotations (the world); llm: a chat endpoint",
+    )
     shr.add_argument("--base-url", default="https://api.openai.com/v1", help="OpenAI-compatible endpoint")
     shr.add_argument("--judge-model", default="gpt-4o")
     shr.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key")
@@ -95,17 +113,25 @@ def register(subparsers) -> None:
     mme = verbs.add_parser("mme", help="MME perception and cognition scores")
     mme.add_argument("--root", help="MME benchmark folder (one folder per subtask)")
     mme.add_argument("--results", help="score existing per-subtask result files (image, question, gt, prediction)")
-    _protocol_argument(mme, "reference: calculation.py (consecutive lines pair, the prediction as written, a "
-                       "malformed line is an error); hadpo: stripped predictions, pairs by image name, bad lines "
-                       "skipped")
+    _protocol_argument(
+        mme,
+        "reference: calculation.py (consecutive lines pair, the prediction as written, a "
+        "malformed line is an error); hadpo: stripped predictions, pairs by image name, bad lines "
+        "skipped",
+    )
     _export_argument(mme)
     _model_arguments(mme, max_new_tokens=16, num_beams=1, required=False)
     mme.set_defaults(func=_mme)
 
 
 def _export_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--export", nargs="+", choices=["lmms-eval", "vlmevalkit"], default=[],
-                        help="also write the results in lmms-eval's and/or VLMEvalKit's result layout under --out")
+    parser.add_argument(
+        "--export",
+        nargs="+",
+        choices=["lmms-eval", "vlmevalkit"],
+        default=[],
+        help="also write the results in lmms-eval's and/or VLMEvalKit's result layout under --out",
+    )
 
 
 def _export(args) -> None:
@@ -117,8 +143,12 @@ def _export(args) -> None:
 
 
 def _protocol_argument(parser: argparse.ArgumentParser, help_text: str) -> None:
-    parser.add_argument("--protocol", choices=["reference", "hadpo"], default="reference",
-                        help=f"scoring rules (default reference, comparable with published numbers); {help_text}")
+    parser.add_argument(
+        "--protocol",
+        choices=["reference", "hadpo"],
+        default="reference",
+        help=f"scoring rules (default reference, comparable with published numbers); {help_text}",
+    )
 
 
 def _model_arguments(parser: argparse.ArgumentParser, max_new_tokens: int, num_beams: int, required=True) -> None:
@@ -134,8 +164,13 @@ def _model_arguments(parser: argparse.ArgumentParser, max_new_tokens: int, num_b
             parser.add_argument(flag, action="store_true", help=field.description)
             continue
         choices = typing.get_args(field.annotation) or None
-        parser.add_argument(flag, type=None if choices else field.annotation, choices=choices,
-                            default=defaults.get(name, field.default), help=field.description)
+        parser.add_argument(
+            flag,
+            type=None if choices else field.annotation,
+            choices=choices,
+            default=defaults.get(name, field.default),
+            help=field.description,
+        )
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -149,8 +184,9 @@ def _decoding(args):
     from hadpo.config import validate_config
     from hadpo.inference import DecodingConfig
 
-    return validate_config(DecodingConfig, {name: getattr(args, name) for name in DecodingConfig.model_fields},
-                           "command line")
+    return validate_config(
+        DecodingConfig, {name: getattr(args, name) for name in DecodingConfig.model_fields}, "command line"
+    )
 
 
 def _print_json(data) -> None:
@@ -161,8 +197,16 @@ def _pope_build(args) -> int:
     _check_out(args)
     from hadpo.evaluate.pope import build_pope_files
 
-    paths = build_pope_files(args.annotations, args.out, num_images=args.num_images, per_image=args.per_image,
-                             seed=args.seed, splits=args.splits, prefix=args.prefix, protocol=args.protocol)
+    paths = build_pope_files(
+        args.annotations,
+        args.out,
+        num_images=args.num_images,
+        per_image=args.per_image,
+        seed=args.seed,
+        splits=args.splits,
+        prefix=args.prefix,
+        protocol=args.protocol,
+    )
     for split, path in paths.items():
         print(f"{split}: {path}")
     return 0
@@ -173,8 +217,16 @@ def _pope_run(args) -> int:
     from hadpo.evaluate.report import results_markdown
     from hadpo.evaluate.suite import run_pope
 
-    result = run_pope(args.model, args.questions, args.out, _decoding(args), image_root=args.image_root,
-                      strict=args.strict, progress=not args.no_progress, protocol=args.protocol)
+    result = run_pope(
+        args.model,
+        args.questions,
+        args.out,
+        _decoding(args),
+        image_root=args.image_root,
+        strict=args.strict,
+        progress=not args.no_progress,
+        protocol=args.protocol,
+    )
     print(results_markdown({"model": args.model, "pope": result}), end="")
     _export(args)
     return 0
@@ -188,16 +240,19 @@ def _pope_score(args) -> int:
 
     if args.export and not args.out:
         raise ValueError("hadpo eval pope score --export needs --out (the folder the exports go to)")
-    metrics = score_pope_answers(args.questions, args.answers, args.out, strict=args.strict, protocol=args.protocol,
-                                 model=args.model)
+    metrics = score_pope_answers(
+        args.questions, args.answers, args.out, strict=args.strict, protocol=args.protocol, model=args.model
+    )
     if args.json:
         _print_json(metrics)
     else:
         for name in METRIC_NAMES:
             print(f"{name:<10} {100 * metrics[name]:6.2f}")
-        print(f"scored {metrics['n']}, empty answers {metrics['empty_answers']}, skipped questions "
-              f"{metrics['skipped_questions']}, skipped answers {metrics['skipped_answers']} ({metrics['parsing']} "
-              f"parsing, {metrics['protocol']} protocol)")
+        print(
+            f"scored {metrics['n']}, empty answers {metrics['empty_answers']}, skipped questions "
+            f"{metrics['skipped_questions']}, skipped answers {metrics['skipped_answers']} ({metrics['parsing']} "
+            f"parsing, {metrics['protocol']} protocol)"
+        )
     _export(args)
     return 0
 
@@ -218,11 +273,25 @@ def _chair(args) -> int:
     if captions is None:
         if not args.model:
             raise ValueError("hadpo eval chair needs --captions, or --model to write them")
-        captions = describe_images(args.model, args.images or args.annotations,
-                                   Path(args.out) / f"captions_{args.mode}.jsonl", _decoding(args),
-                                   prompt=args.prompt, progress=not args.no_progress)
-    _print_json(run_chair(captions, args.annotations, args.out, args.reference_captions, model=args.model or "",
-                          protocol=args.protocol, synonyms=args.synonyms))
+        captions = describe_images(
+            args.model,
+            args.images or args.annotations,
+            Path(args.out) / f"captions_{args.mode}.jsonl",
+            _decoding(args),
+            prompt=args.prompt,
+            progress=not args.no_progress,
+        )
+    _print_json(
+        run_chair(
+            captions,
+            args.annotations,
+            args.out,
+            args.reference_captions,
+            model=args.model or "",
+            protocol=args.protocol,
+            synonyms=args.synonyms,
+        )
+    )
     _export(args)
     return 0
 
@@ -236,9 +305,14 @@ def _make_judge(args):
     from hadpo.judge.llm import LLMJudge
     from hadpo.judge.llm_client import LLMConfig
 
-    config = LLMConfig(base_url=args.base_url, model=args.judge_model, api_key_env=args.api_key_env,
-                       temperature=args.judge_temperature, cache_dir=args.judge_cache,
-                       max_concurrency=args.judge_concurrency)
+    config = LLMConfig(
+        base_url=args.base_url,
+        model=args.judge_model,
+        api_key_env=args.api_key_env,
+        temperature=args.judge_temperature,
+        cache_dir=args.judge_cache,
+        max_concurrency=args.judge_concurrency,
+    )
     return LLMJudge(config, template=args.judge_prompt)
 
 
@@ -263,10 +337,17 @@ def _shr(args) -> int:
     if descriptions is None:
         if not args.model:
             raise ValueError("hadpo eval shr needs --descriptions, or --model to write them")
-        descriptions = describe_images(args.model, args.images, Path(args.out) / f"descriptions_{args.mode}.jsonl",
-                                       _decoding(args), prompt=args.prompt, progress=not args.no_progress)
-    metrics = run_shr(descriptions, args.images, _make_judge(args), args.out, model=args.model or "",
-                      progress=not args.no_progress)
+        descriptions = describe_images(
+            args.model,
+            args.images,
+            Path(args.out) / f"descriptions_{args.mode}.jsonl",
+            _decoding(args),
+            prompt=args.prompt,
+            progress=not args.no_progress,
+        )
+    metrics = run_shr(
+        descriptions, args.images, _make_judge(args), args.out, model=args.model or "", progress=not args.no_progress
+    )
     _print_json(metrics)
     return 0
 
@@ -278,11 +359,14 @@ def _mme(args) -> int:
     if args.results:
         scores = score_mme_folder(args.results, args.out, model=args.model or "", protocol=args.protocol)
     elif args.root and args.model:
-        scores = run_mme(args.model, args.root, args.out, _decoding(args), progress=not args.no_progress,
-                         protocol=args.protocol)
+        scores = run_mme(
+            args.model, args.root, args.out, _decoding(args), progress=not args.no_progress, protocol=args.protocol
+        )
     else:
         raise ValueError("hadpo eval mme needs --results, or --root with --model")
-    _print_json({k: v for k, v in scores.items() if k != "subtasks"} | {
-        "subtasks": {name: round(s["score"], 2) for name, s in scores["subtasks"].items()}})
+    _print_json(
+        {k: v for k, v in scores.items() if k != "subtasks"}
+        | {"subtasks": {name: round(s["score"], 2) for name, s in scores["subtasks"].items()}}
+    )
     _export(args)
     return 0

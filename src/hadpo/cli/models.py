@@ -15,20 +15,38 @@ def register(subparsers) -> None:
         description="Every key of every file must map (docs/models.md lists the layout); an unknown or missing "
         "key stops the conversion with its name.",
     )
-    convert.add_argument("--variant", required=True, choices=["vicuna", "llama2"],
-                         help="vicuna: Q-Former + Vicuna v0; llama2: 4 patches per token + Llama-2-chat")  # fmt: skip
-    convert.add_argument("--checkpoint", required=True,
-                         help="MiniGPT-4 checkpoint with llama_proj (prerained_minigpt4_7b.pth, "
-                         "pretrained_minigpt4_llama2_7b.pth)")  # fmt: skip
+    convert.add_argument(
+        "--variant",
+        required=True,
+        choices=["vicuna", "llama2"],
+        help="vicuna: Q-Former + Vicuna v0; llama2: 4 patches per token + Llama-2-chat",
+    )
+    convert.add_argument(
+        "--checkpoint",
+        required=True,
+        help="MiniGPT-4 checkpoint with llama_proj (prerained_minigpt4_7b.pth, pretrained_minigpt4_llama2_7b.pth)",
+    )
     convert.add_argument("--vision", required=True, help="EVA ViT-g weights (LAVIS's eva_vit_g.pth)")
-    convert.add_argument("--qformer", help="vicuna: BLIP-2 checkpoint with the Q-Former (blip2_pretrained_flant5xxl.pth)")
-    convert.add_argument("--language-model", required=True,
-                         help="the LLM as a transformers folder: Vicuna v0 (vicuna) or Llama-2-7b-chat (llama2)")  # fmt: skip
+    convert.add_argument(
+        "--qformer", help="vicuna: BLIP-2 checkpoint with the Q-Former (blip2_pretrained_flant5xxl.pth)"
+    )
+    convert.add_argument(
+        "--language-model",
+        required=True,
+        help="the LLM as a transformers folder: Vicuna v0 (vicuna) or Llama-2-7b-chat (llama2)",
+    )
     convert.add_argument("--out", required=True, help="output folder")
-    convert.add_argument("--dtype", default="float16", choices=["float16", "bfloat16", "float32"],
-                         help="dtype of the saved weights (the release runs in float16)")  # fmt: skip
-    convert.add_argument("--config", help="JSON of MiniGPT4Config keys replacing the release architecture's "
-                         "(vision_config, qformer_config, num_query_tokens, ...); for other sizes")  # fmt: skip
+    convert.add_argument(
+        "--dtype",
+        default="float16",
+        choices=["float16", "bfloat16", "float32"],
+        help="dtype of the saved weights (the release runs in float16)",
+    )
+    convert.add_argument(
+        "--config",
+        help="JSON of MiniGPT4Config keys replacing the release architecture's "
+        "(vision_config, qformer_config, num_query_tokens, ...); for other sizes",
+    )
     convert.set_defaults(func=_convert_minigpt4)
 
 
@@ -40,7 +58,15 @@ def _convert_minigpt4(args) -> int:
     if overrides is not None and not isinstance(overrides, dict):
         raise RecordError(f"--config {args.config}: expected a JSON object of MiniGPT4Config keys")
     check_dir(args.out, "--out")
-    report = convert_minigpt4(args.variant, args.checkpoint, args.vision, args.language_model, args.out,
-                              qformer=args.qformer, dtype=args.dtype, config_overrides=overrides)  # fmt: skip
+    report = convert_minigpt4(
+        args.variant,
+        args.checkpoint,
+        args.vision,
+        args.language_model,
+        args.out,
+        qformer=args.qformer,
+        dtype=args.dtype,
+        config_overrides=overrides,
+    )
     print(json.dumps(report.as_dict(), indent=2))
     return 0

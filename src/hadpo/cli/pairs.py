@@ -13,9 +13,7 @@ def _add_build_arguments(parser) -> None:
     parser.add_argument("config", help="build config (YAML), e.g. configs/pairs/world.yaml")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. describe.model=runs/base/<digest>")
     parser.add_argument("--out-dir", help="override the config's out_dir")
-    parser.add_argument(
-        "--dry-run", action="store_true", help="count calls and tokens; write no stage output"
-    )
+    parser.add_argument("--dry-run", action="store_true", help="count calls and tokens; write no stage output")
 
 
 def _run_stages(args) -> int:
@@ -53,9 +51,7 @@ def register(subparsers) -> None:
         parser = verbs.add_parser(verb, help=text)
         _add_build_arguments(parser)
         parser.set_defaults(func=_run_stages)
-    importer = verbs.add_parser(
-        "import", help="the HA-DPO release's desc_data.json / pope_data.json -> pairs.jsonl"
-    )
+    importer = verbs.add_parser("import", help="the HA-DPO release's desc_data.json / pope_data.json -> pairs.jsonl")
     importer.add_argument("--desc-data", help="desc_data.json of the release")
     importer.add_argument("--pope-data", help="pope_data.json of the release")
     importer.add_argument("--image-dir", required=True, help="Visual Genome images (<image_id>.jpg)")

@@ -10,9 +10,7 @@ def register(subparsers) -> None:
         description="Train with a YAML recipe; key=value overrides any config key (see docs/training.md).",
     )
     parser.add_argument("config", nargs="?", help="YAML training config (configs/*.yaml)")
-    parser.add_argument(
-        "overrides", nargs="*", help="key=value overrides, e.g. learning_rate=1e-5 max_steps=10"
-    )
+    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. learning_rate=1e-5 max_steps=10")
     parser.add_argument("--resume", action="store_true", help="resume from the last checkpoint in output_dir")
     parser.add_argument("--help-config", action="store_true", help="list every HA-DPO config key and exit")
     parser.set_defaults(func=run)

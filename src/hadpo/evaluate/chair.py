@@ -87,8 +87,11 @@ def score_captions(
                 log.warning("%s: empty caption for image %s; skipped", name, image_id)
                 skipped += 1
                 continue
-            log.warning("%s: empty caption for image %s; scored as a caption without objects, as the reference "
-                        "does", name, image_id)
+            log.warning(
+                "%s: empty caption for image %s; scored as a caption without objects, as the reference does",
+                name,
+                image_id,
+            )
         truth = ground_truth[image_id]
         found = words.find(caption)
         if not found:
@@ -152,10 +155,13 @@ def load_ground_truth(
                 names_per_image.setdefault(str(image["id"]), [])
             for index, annotation in enumerate(coco["annotations"]):
                 if annotation["category_id"] not in categories:
-                    raise RecordError(f"{annotations}: annotations[{index}]: field 'category_id': "
-                                      f"{annotation['category_id']} is not in categories")
+                    raise RecordError(
+                        f"{annotations}: annotations[{index}]: field 'category_id': "
+                        f"{annotation['category_id']} is not in categories"
+                    )
                 names_per_image.setdefault(str(annotation["image_id"]), []).append(
-                    categories[annotation["category_id"]])
+                    categories[annotation["category_id"]]
+                )
                 attributes |= set(annotation.get("attributes", []))  # hadpo's world export keeps them
         # Categories outside the 80 COCO classes (a custom dataset in COCO format) are objects of their own.
         extra = sorted(set(categories.values()))
@@ -222,16 +228,22 @@ def read_captions(path: str | Path) -> tuple[list[tuple[str, str]], list[str], i
     return pairs, locations, skipped
 
 
-def evaluate_chair(captions: str | Path, annotations: str | Path, reference_captions: str | Path | None = None,
-                   protocol: str = "reference", synonyms: str | Path | Mapping[str, Iterable[str]] | None = None
-                   ) -> ChairResult:
+def evaluate_chair(
+    captions: str | Path,
+    annotations: str | Path,
+    reference_captions: str | Path | None = None,
+    protocol: str = "reference",
+    synonyms: str | Path | Mapping[str, Iterable[str]] | None = None,
+) -> ChairResult:
     truth, words = load_ground_truth(annotations, reference_captions, protocol, synonyms)
     pairs, locations, unreadable = read_captions(captions)
     result = score_captions(pairs, truth, words, locations)
     result.skipped += unreadable
     if not result.captions:
-        raise RecordError(f"{captions}: no caption could be scored ({result.skipped} skipped: their image_ids are "
-                          f"not images of {annotations}?)")
+        raise RecordError(
+            f"{captions}: no caption could be scored ({result.skipped} skipped: their image_ids are "
+            f"not images of {annotations}?)"
+        )
     return result
 
 

@@ -36,13 +36,48 @@ PATTERN_FILE = Path(__file__).with_name("pattern_singulars.tsv")
 # The reference's two-word objects, its animal and vehicle qualifiers, and its three remappings, in its order (a
 # later entry overrides an earlier one: "bow tie" ends as "tie").
 REFERENCE_DOUBLE_WORDS = (
-    "motor bike", "motor cycle", "air plane", "traffic light", "street light", "traffic signal", "stop light",
-    "fire hydrant", "stop sign", "parking meter", "suit case", "sports ball", "baseball bat", "baseball glove",
-    "tennis racket", "wine glass", "hot dog", "cell phone", "mobile phone", "teddy bear", "hair drier", "potted plant",
-    "bow tie", "laptop computer", "stove top oven", "home plate", "train track",
+    "motor bike",
+    "motor cycle",
+    "air plane",
+    "traffic light",
+    "street light",
+    "traffic signal",
+    "stop light",
+    "fire hydrant",
+    "stop sign",
+    "parking meter",
+    "suit case",
+    "sports ball",
+    "baseball bat",
+    "baseball glove",
+    "tennis racket",
+    "wine glass",
+    "hot dog",
+    "cell phone",
+    "mobile phone",
+    "teddy bear",
+    "hair drier",
+    "potted plant",
+    "bow tie",
+    "laptop computer",
+    "stove top oven",
+    "home plate",
+    "train track",
 )
-REFERENCE_ANIMALS = ("bird", "cat", "dog", "horse", "sheep", "cow", "elephant", "bear", "zebra", "giraffe", "animal",
-                     "cub")
+REFERENCE_ANIMALS = (
+    "bird",
+    "cat",
+    "dog",
+    "horse",
+    "sheep",
+    "cow",
+    "elephant",
+    "bear",
+    "zebra",
+    "giraffe",
+    "animal",
+    "cub",
+)
 REFERENCE_REMAPPED = {"bow tie": "tie", "toilet seat": "toilet", "wine glas": "wine glass"}
 
 # hadpo's special rules: the same qualifiers for the animals of its table, and phrases that name no object.
@@ -83,8 +118,11 @@ def sentence_tokens(text: str) -> list[list[str]]:
 
 @lru_cache(maxsize=1)
 def _pattern_forms() -> dict[str, str]:
-    rows = [line.split("\t") for line in PATTERN_FILE.read_text(encoding="utf-8").splitlines()
-            if line and not line.startswith("#")]
+    rows = [
+        line.split("\t")
+        for line in PATTERN_FILE.read_text(encoding="utf-8").splitlines()
+        if line and not line.startswith("#")
+    ]
     return {token: form for token, form in rows}
 
 
@@ -100,8 +138,11 @@ def read_synonym_lines(path: str | Path, verbatim: bool = False) -> list[list[st
     text = Path(path).read_text(encoding="utf-8")
     if verbatim:
         return [line.strip().split(", ") for line in text.splitlines()]
-    lines = [[part.strip() for part in line.split(",")] for line in text.splitlines()
-             if line.strip() and not line.startswith("#")]
+    lines = [
+        [part.strip() for part in line.split(",")]
+        for line in text.splitlines()
+        if line.strip() and not line.startswith("#")
+    ]
     return [[part for part in line if part] for line in lines]
 
 
@@ -184,8 +225,9 @@ class HadpoWords:
         self.vocabulary.add("train", ["passenger train"])
         self.vocabulary.add("tie", ["bow tie"])
         self.vocabulary.add("toilet", ["toilet seat"])
-        self.vocabulary.add(NOT_OBJECTS, ["home plate", "train track", "baby animal", "adult animal", "baby cub",
-                                          "adult cub"])
+        self.vocabulary.add(
+            NOT_OBJECTS, ["home plate", "train track", "baby animal", "adult animal", "baby cub", "adult cub"]
+        )
 
     def find(self, text: str) -> list[tuple[str, str]]:
         mentions = []
@@ -209,8 +251,12 @@ class HadpoWords:
 ObjectWords = ReferenceWords | HadpoWords
 
 
-def object_words(protocol: str = "reference", synonyms: str | Path | Mapping[str, Iterable[str]] | None = None,
-                 extra_names: Iterable[str] = (), attribute_words: Iterable[str] = ()) -> ObjectWords:
+def object_words(
+    protocol: str = "reference",
+    synonyms: str | Path | Mapping[str, Iterable[str]] | None = None,
+    extra_names: Iterable[str] = (),
+    attribute_words: Iterable[str] = (),
+) -> ObjectWords:
     """The object words of `protocol`: its own synonym table, or `synonyms` (a file of `name, synonym, ...` lines or
     a mapping) in its place. `extra_names` (an annotated dataset's object names) that the table does not cover
     become classes of their own; `attribute_words` (annotated attributes such as the colour "orange") stop being

@@ -27,10 +27,18 @@ from hadpo.records import read_json
 
 FORMATS = ("lmms-eval", "vlmevalkit")
 LMMS_POPE_TASKS = {"random": "pope_random", "popular": "pope_pop", "adversarial": "pope_adv"}
-LMMS_POPE_METRICS = {"accuracy": "pope_accuracy", "precision": "pope_precision", "recall": "pope_recall",
-                     "f1": "pope_f1_score", "yes_ratio": "pope_yes_ratio"}
-LMMS_CHAIR_METRICS = {"chair_s": ("coco_cap_chair_s", False), "chair_i": ("coco_cap_chair_i", False),
-                      "recall": ("coco_cap_recall", True)}
+LMMS_POPE_METRICS = {
+    "accuracy": "pope_accuracy",
+    "precision": "pope_precision",
+    "recall": "pope_recall",
+    "f1": "pope_f1_score",
+    "yes_ratio": "pope_yes_ratio",
+}
+LMMS_CHAIR_METRICS = {
+    "chair_s": ("coco_cap_chair_s", False),
+    "chair_i": ("coco_cap_chair_i", False),
+    "recall": ("coco_cap_recall", True),
+}
 
 
 def model_name(results: dict) -> str:
@@ -62,9 +70,11 @@ def _lmms_task(metrics: dict[str, float], higher: dict[str, bool], n: int, proto
     for name, value in metrics.items():
         row[f"{name},none"] = value
         row[f"{name}_stderr,none"] = "N/A"
-    config = {"output_type": "generate_until", "metric_list": [
-        {"metric": name, "higher_is_better": higher[name]} for name in metrics],
-        "metadata": {"version": 0.0, "scored_by": "hadpo", "protocol": protocol}}
+    config = {
+        "output_type": "generate_until",
+        "metric_list": [{"metric": name, "higher_is_better": higher[name]} for name in metrics],
+        "metadata": {"version": 0.0, "scored_by": "hadpo", "protocol": protocol},
+    }
     return row, config, n
 
 
@@ -82,8 +92,9 @@ def export_lmms_eval(results: dict, folder: Path) -> Path:
         section = results["mme"]
         values = {"mme_perception_score": section["perception"], "mme_cognition_score": section["cognition"]}
         questions = sum(s["questions"] for s in section.get("subtasks", {}).values())
-        tasks["mme"] = _lmms_task(values, {name: True for name in values}, questions,
-                                  section.get("protocol", "reference"))
+        tasks["mme"] = _lmms_task(
+            values, {name: True for name in values}, questions, section.get("protocol", "reference")
+        )
     if "chair" in results:
         section = results["chair"]
         values = {name: 100 * section[key] for key, (name, _) in LMMS_CHAIR_METRICS.items()}
@@ -97,11 +108,16 @@ def export_lmms_eval(results: dict, folder: Path) -> Path:
         "configs": {task: {"task": task, **config} for task, (_, config, _) in tasks.items()},
         "versions": {task: 0.0 for task in tasks},
         "n-shot": {task: 0 for task in tasks},
-        "higher_is_better": {task: {m["metric"]: m["higher_is_better"] for m in config["metric_list"]}
-                             for task, (_, config, _) in tasks.items()},
+        "higher_is_better": {
+            task: {m["metric"]: m["higher_is_better"] for m in config["metric_list"]}
+            for task, (_, config, _) in tasks.items()
+        },
         "n-samples": {task: {"original": n, "effective": n} for task, (_, _, n) in tasks.items()},
-        "config": {"model": results.get("model", ""), "model_args": f"pretrained={results.get('model', '')}",
-                   "scored_by": "hadpo"},
+        "config": {
+            "model": results.get("model", ""),
+            "model_args": f"pretrained={results.get('model', '')}",
+            "scored_by": "hadpo",
+        },
         "date": now.timestamp(),
     }
     path = folder / model_name(results) / f"{now.strftime('%Y%m%d_%H%M%S')}_results.json"
@@ -139,18 +155,29 @@ def export_vlmevalkit(results: dict, folder: Path) -> list[Path]:
     if splits:
         rows = [["Overall", *(100 * v for v in _pooled(splits).values())]]
         rows += [[split, *(100 * v for v in _pooled({split: m}).values())] for split, m in splits.items()]
-        written.append(_write_table(folder / f"{name}_POPE_score.csv",
-                                    ["split", "Overall", "acc", "precision", "recall"], rows, ","))
+        written.append(
+            _write_table(
+                folder / f"{name}_POPE_score.csv", ["split", "Overall", "acc", "precision", "recall"], rows, ","
+            )
+        )
         predictions = []
         for split, files in results["pope"].get("files", {}).items():
             questions, _ = pope.read_questions(files["questions"])
             answers, _ = pope.read_answers(files["answers"], questions, missing="skip")  # as scored
-            predictions += [[q.text, q.label.capitalize(), split, q.image, a or ""]
-                            for q, a in zip(questions, answers) if a is not None]
+            predictions += [
+                [q.text, q.label.capitalize(), split, q.image, a or ""]
+                for q, a in zip(questions, answers)
+                if a is not None
+            ]
         if predictions:
-            written.append(_write_table(folder / f"{name}_POPE.tsv",
-                                        ["index", "question", "answer", "category", "image_path", "prediction"],
-                                        [[i, *row] for i, row in enumerate(predictions)], "\t"))
+            written.append(
+                _write_table(
+                    folder / f"{name}_POPE.tsv",
+                    ["index", "question", "answer", "category", "image_path", "prediction"],
+                    [[i, *row] for i, row in enumerate(predictions)],
+                    "\t",
+                )
+            )
     if "mme" in results:
         section = results["mme"]
         scores = {subtask: s["score"] for subtask, s in section.get("subtasks", {}).items()}
@@ -158,9 +185,17 @@ def export_vlmevalkit(results: dict, folder: Path) -> list[Path]:
         written.append(_write_table(folder / f"{name}_MME_score.csv", list(row), [list(row.values())], ","))
         if section.get("results_dir"):
             rows, _ = mme.read_results(section["results_dir"], section.get("protocol", "reference"))
-            predictions = [[r.question, r.answer.capitalize(), subtask, f"{subtask}/{r.image}", r.prediction]
-                           for subtask, subtask_rows in rows.items() for r in subtask_rows]
-            written.append(_write_table(folder / f"{name}_MME.tsv",
-                                        ["index", "question", "answer", "category", "image_path", "prediction"],
-                                        [[i, *row] for i, row in enumerate(predictions)], "\t"))
+            predictions = [
+                [r.question, r.answer.capitalize(), subtask, f"{subtask}/{r.image}", r.prediction]
+                for subtask, subtask_rows in rows.items()
+                for r in subtask_rows
+            ]
+            written.append(
+                _write_table(
+                    folder / f"{name}_MME.tsv",
+                    ["index", "question", "answer", "category", "image_path", "prediction"],
+                    [[i, *row] for i, row in enumerate(predictions)],
+                    "\t",
+                )
+            )
     return written

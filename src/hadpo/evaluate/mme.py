@@ -26,8 +26,7 @@ from hadpo.records import RecordError
 
 log = logging.getLogger(__name__)
 
-PERCEPTION = ("existence", "count", "position", "color", "posters", "celebrity", "scene", "landmark", "artwork",
-              "OCR")
+PERCEPTION = ("existence", "count", "position", "color", "posters", "celebrity", "scene", "landmark", "artwork", "OCR")
 COGNITION = ("commonsense_reasoning", "numerical_calculation", "text_translation", "code_reasoning")
 IMAGE_SUFFIXES = (".jpg", ".png", ".jpeg", ".JPG", ".PNG", ".JPEG")
 PROTOCOLS = ("reference", "hadpo")
@@ -76,8 +75,14 @@ def read_mme(root: str | Path, subtasks: tuple[str, ...] | None = None) -> tuple
             skipped += 1
             continue
         for answer_file in answer_files:
-            image_path = next((image_folder / (answer_file.stem + s) for s in IMAGE_SUFFIXES
-                               if (image_folder / (answer_file.stem + s)).exists()), None)
+            image_path = next(
+                (
+                    image_folder / (answer_file.stem + s)
+                    for s in IMAGE_SUFFIXES
+                    if (image_folder / (answer_file.stem + s)).exists()
+                ),
+                None,
+            )
             if image_path is None:
                 log.warning("%s: no image %s.* beside it; skipped", answer_file, answer_file.stem)
                 skipped += 1
@@ -162,8 +167,10 @@ def read_results(folder: str | Path, protocol: str = "reference") -> tuple[dict[
         if not rows and name in PERCEPTION + COGNITION:  # would score 0 in the total, as if every answer were wrong
             raise RecordError(f"{Path(folder) / name}.txt: no result lines")
     if not set(results) & set(PERCEPTION + COGNITION):
-        raise RecordError(f"--results {folder}: no file is named after an MME subtask ({', '.join(PERCEPTION[:3])}"
-                          ", ...): perception and cognition would be 0")
+        raise RecordError(
+            f"--results {folder}: no file is named after an MME subtask ({', '.join(PERCEPTION[:3])}"
+            ", ...): perception and cognition would be 0"
+        )
     return results, skipped
 
 
@@ -174,15 +181,19 @@ def _read_reference(path: Path) -> list[MMEResult]:
     for number, line in enumerate(lines, start=1):
         parts = line.split("\t")
         if len(parts) != 4:
-            raise RecordError(f"{path}:{number}: expected '{RESULT_LINE}', found {len(parts)} tab-separated "
-                              f"field(s); the official calculation.py stops here (--protocol hadpo skips the line)")
+            raise RecordError(
+                f"{path}:{number}: expected '{RESULT_LINE}', found {len(parts)} tab-separated "
+                f"field(s); the official calculation.py stops here (--protocol hadpo skips the line)"
+            )
         image, question, answer, prediction = parts
         if answer.lower() not in ("yes", "no"):
             raise RecordError(f"{path}:{number}: ground truth {answer!r} is not yes/no")
         rows.append(MMEResult(image, question, answer.lower(), prediction.removesuffix("\n")))
     if len(rows) % 2:
-        raise RecordError(f"{path}: {len(rows)} lines; the official calculation.py reads an image's two questions "
-                          "as two consecutive lines")
+        raise RecordError(
+            f"{path}: {len(rows)} lines; the official calculation.py reads an image's two questions "
+            "as two consecutive lines"
+        )
     return rows
 
 
@@ -200,9 +211,14 @@ def score_subtask(rows: list[MMEResult], protocol: str = "reference") -> dict:
     acc = sum(marks) / len(rows) if rows else 0.0
     # acc+ needs every question of an image right (two per image in MME).
     acc_plus = sum(all(image) for image in per_image) / len(per_image) if per_image else 0.0
-    return {"acc": acc, "acc_plus": acc_plus, "score": 100 * acc + 100 * acc_plus, "questions": len(rows),
-            "images": len(per_image),
-            "other": sum(parse_prediction(r.prediction, protocol) == "other" for r in rows)}
+    return {
+        "acc": acc,
+        "acc_plus": acc_plus,
+        "score": 100 * acc + 100 * acc_plus,
+        "questions": len(rows),
+        "images": len(per_image),
+        "other": sum(parse_prediction(r.prediction, protocol) == "other" for r in rows),
+    }
 
 
 def score_mme(results: dict[str, list[MMEResult]], protocol: str = "reference") -> dict:

@@ -106,8 +106,12 @@ def _is_pope_input(text: str) -> bool:
         row = json.loads(next((line for line in text.splitlines() if line.strip()), "null"))
     except json.JSONDecodeError:
         return False
-    return isinstance(row, dict) and "image" in row and isinstance(row.get("objects"), list) and all(
-        isinstance(name, str) for name in row["objects"])
+    return (
+        isinstance(row, dict)
+        and "image" in row
+        and isinstance(row.get("objects"), list)
+        and all(isinstance(name, str) for name in row["objects"])
+    )
 
 
 def _pope_input(path: Path, text: str) -> list[AnnotatedImage]:
@@ -116,10 +120,11 @@ def _pope_input(path: Path, text: str) -> list[AnnotatedImage]:
         if line.strip():
             try:
                 row = json.loads(line)
-                images.append(AnnotatedImage(str(row.get("image_id", row["image"])), row["image"],
-                                             _unique(row["objects"])))
+                images.append(
+                    AnnotatedImage(str(row.get("image_id", row["image"])), row["image"], _unique(row["objects"]))
+                )
             except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as error:
-                raise RecordError(f"{path}:{number}: expected POPE's {{\"image\", \"objects\"}} ({error})") from error
+                raise RecordError(f'{path}:{number}: expected POPE\'s {{"image", "objects"}} ({error})') from error
     return images
 
 
@@ -129,8 +134,9 @@ def _from_coco(path: Path, data: dict) -> list[AnnotatedImage]:
     names: dict[int, list[str]] = {}
     for index, annotation in enumerate(data["annotations"]):
         if annotation["category_id"] not in categories:
-            raise RecordError(f"{path}: annotations[{index}]: field 'category_id': {annotation['category_id']} is "
-                              "not in categories")
+            raise RecordError(
+                f"{path}: annotations[{index}]: field 'category_id': {annotation['category_id']} is not in categories"
+            )
         names.setdefault(annotation["image_id"], []).append(categories[annotation["category_id"]])
     return [AnnotatedImage(str(i), files.get(i, f"{i}.jpg"), _unique(n)) for i, n in names.items()]
 
@@ -179,12 +185,14 @@ def build_pope(
     if protocol == "reference":
         eligible = [im for im in images if len(im.objects) >= per_image]
     else:
-        eligible = sorted((im for im in images if len(im.objects) >= max(MIN_OBJECTS, per_image)),
-                          key=lambda im: im.image_id)
+        eligible = sorted(
+            (im for im in images if len(im.objects) >= max(MIN_OBJECTS, per_image)), key=lambda im: im.image_id
+        )
     if not eligible:
         least = per_image if protocol == "reference" else max(MIN_OBJECTS, per_image)
-        raise RecordError(f"no image of the {len(images)} annotated has {least} or more distinct objects: no question "
-                          "can be built")
+        raise RecordError(
+            f"no image of the {len(images)} annotated has {least} or more distinct objects: no question can be built"
+        )
     rng = random.Random(seed)
     sampled = rng.sample(eligible, min(num_images, len(eligible)))
     frequency: Counter = Counter()
@@ -200,14 +208,24 @@ def build_pope(
     built = {}
     for split in wanted:
         split_rng = rng if protocol == "reference" else random.Random(f"{seed}:{split}")
-        ranked = {positive: (popular if split == "popular" else rank(cooccurrence[positive]))
-                  for positive in frequency} if split != "random" else {}
+        ranked = (
+            {positive: (popular if split == "popular" else rank(cooccurrence[positive])) for positive in frequency}
+            if split != "random"
+            else {}
+        )
         built[split] = _split_questions(sampled, per_image, split, ranked, list(frequency), split_rng, protocol)
     return {split: built[split] for split in splits}
 
 
-def _split_questions(sampled: list[AnnotatedImage], per_image: int, split: str, ranked: dict[str, list[str]],
-                     all_objects: list[str], rng: random.Random, protocol: str) -> list[PopeQuestion]:
+def _split_questions(
+    sampled: list[AnnotatedImage],
+    per_image: int,
+    split: str,
+    ranked: dict[str, list[str]],
+    all_objects: list[str],
+    rng: random.Random,
+    protocol: str,
+) -> list[PopeQuestion]:
     questions: list[PopeQuestion] = []
     for image in sampled:
         asked = set(image.objects)  # an image's own objects are never negatives
@@ -232,8 +250,9 @@ def _split_questions(sampled: list[AnnotatedImage], per_image: int, split: str, 
 
 
 def _question(number: int, image: AnnotatedImage, name: str, label: str, split: str) -> PopeQuestion:
-    return PopeQuestion(question_id=str(number), image=image.image, text=question_text(name), label=label, object=name,
-                        split=split)
+    return PopeQuestion(
+        question_id=str(number), image=image.image, text=question_text(name), label=label, object=name, split=split
+    )
 
 
 # --- metrics ------------------------------------------------------------------------------------------------
@@ -258,13 +277,21 @@ def pope_metrics(labels: list[str], predictions: list[str]) -> dict:
         "f1": 2 * precision * recall / (precision + recall) if precision + recall else 0.0,
         "yes_ratio": sum(pred == "yes" for pred in predictions) / total if total else 0.0,
         "n": total,
-        "tp": tp, "fp": fp, "tn": tn, "fn": fn,
+        "tp": tp,
+        "fp": fp,
+        "tn": tn,
+        "fn": fn,
         "other": sum(pred not in ("yes", "no") for pred in predictions),
     }
 
 
-def score_pope(questions_path: str | Path, answers_path: str | Path, strict: bool = False,
-               protocol: str = "reference", missing: str = "error") -> dict:
+def score_pope(
+    questions_path: str | Path,
+    answers_path: str | Path,
+    strict: bool = False,
+    protocol: str = "reference",
+    missing: str = "error",
+) -> dict:
     """Score one split: metrics plus `empty_answers`, `skipped_questions` and `skipped_answers` (bad or missing
     records). An empty answer is scored as the reference's evaluate.py scores it (its rule reads "" as "yes") in the
     reference protocol, and left out (a skipped answer) in the hadpo protocol; it is counted in both."""
@@ -274,11 +301,19 @@ def score_pope(questions_path: str | Path, answers_path: str | Path, strict: boo
     answers, skipped_answers = read_answers(answers_path, questions, missing)
     empty = sum(answer is not None and not answer.strip() for answer in answers)
     if protocol == "hadpo":
-        answers, skipped_answers = [a if a is not None and a.strip() else None for a in answers], skipped_answers + empty
+        answers, skipped_answers = (
+            [a if a is not None and a.strip() else None for a in answers],
+            skipped_answers + empty,
+        )
     kept = [(q.label, parse_answer(a, strict)) for q, a in zip(questions, answers) if a is not None]
     metrics = pope_metrics([label for label, _ in kept], [pred for _, pred in kept])
-    metrics.update(empty_answers=empty, skipped_questions=skipped_questions, skipped_answers=skipped_answers,
-                   parsing="strict" if strict else "official", protocol=protocol)
+    metrics.update(
+        empty_answers=empty,
+        skipped_questions=skipped_questions,
+        skipped_answers=skipped_answers,
+        parsing="strict" if strict else "official",
+        protocol=protocol,
+    )
     return metrics
 
 
@@ -304,18 +339,25 @@ def build_pope_files(
     out_dir = Path(out_dir)
     images = load_annotations(annotations, image_root=out_dir)
     try:
-        built = build_pope(images, num_images=num_images, per_image=per_image, seed=seed, splits=splits,
-                           protocol=protocol)  # fmt: skip
+        built = build_pope(
+            images, num_images=num_images, per_image=per_image, seed=seed, splits=splits, protocol=protocol
+        )
     except RecordError as error:
         raise RecordError(f"{annotations}: {error}") from None
     paths = {split: out_dir / f"{prefix}_{split}.jsonl" for split in built}
     counts = {split: write_questions(paths[split], questions) for split, questions in built.items()}
     manifest = {
-        "annotations": str(annotations), "num_images": num_images, "per_image": per_image, "seed": seed,
-        "eligible_images": sum(len(im.objects) >= (per_image if protocol == "reference" else max(MIN_OBJECTS, per_image))
-                               for im in images),
-        "sampled_images": len({q.image for qs in built.values() for q in qs}), "questions": counts,
-        "template": QUESTION_TEMPLATE, "protocol": protocol,
+        "annotations": str(annotations),
+        "num_images": num_images,
+        "per_image": per_image,
+        "seed": seed,
+        "eligible_images": sum(
+            len(im.objects) >= (per_image if protocol == "reference" else max(MIN_OBJECTS, per_image)) for im in images
+        ),
+        "sampled_images": len({q.image for qs in built.values() for q in qs}),
+        "questions": counts,
+        "template": QUESTION_TEMPLATE,
+        "protocol": protocol,
     }
     (out_dir / f"{prefix}_manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
     return paths

@@ -39,8 +39,11 @@ def read_questions(path: str | Path) -> tuple[list[PopeQuestion], int]:
                 log.warning("%s: not valid JSON (%s); skipped", where, error.msg)
                 skipped += 1
                 continue
-            missing = [key for key in ("question_id", "image", "text", "label") if not isinstance(data, dict)
-                       or key not in data]
+            missing = [
+                key
+                for key in ("question_id", "image", "text", "label")
+                if not isinstance(data, dict) or key not in data
+            ]
             if missing:
                 log.warning("%s: missing field '%s'; skipped", where, missing[0])
                 skipped += 1
@@ -52,12 +55,21 @@ def read_questions(path: str | Path) -> tuple[list[PopeQuestion], int]:
                 continue
             question_id = str(data["question_id"])
             if question_id in first_line:
-                raise RecordError(f"{where}: field 'question_id': {question_id} repeats line {first_line[question_id]}; "
-                                  "answers are matched to questions by id")
+                raise RecordError(
+                    f"{where}: field 'question_id': {question_id} repeats line {first_line[question_id]}; "
+                    "answers are matched to questions by id"
+                )
             first_line[question_id] = line_number
-            questions.append(PopeQuestion(question_id=question_id, image=str(data["image"]),
-                                          text=str(data["text"]), label=label, object=str(data.get("object", "")),
-                                          split=str(data.get("split", ""))))
+            questions.append(
+                PopeQuestion(
+                    question_id=question_id,
+                    image=str(data["image"]),
+                    text=str(data["text"]),
+                    label=label,
+                    object=str(data.get("object", "")),
+                    split=str(data.get("split", "")),
+                )
+            )
     if not questions:
         raise RecordError(f"{path}: no questions" + (f" ({skipped} bad lines skipped)" if skipped else ""))
     return questions, skipped
@@ -77,8 +89,9 @@ def write_questions(path: str | Path, questions: Iterable[PopeQuestion]) -> int:
     return count
 
 
-def read_answers(path: str | Path, questions: list[PopeQuestion], missing: str = "error"
-                 ) -> tuple[list[str | None], int]:
+def read_answers(
+    path: str | Path, questions: list[PopeQuestion], missing: str = "error"
+) -> tuple[list[str | None], int]:
     """Raw answer texts aligned with `questions`: "" (or blanks) where an answer is empty (logged, counted by the
     caller), None where it lacks its text field (logged, counted).
 
@@ -96,13 +109,17 @@ def read_answers(path: str | Path, questions: list[PopeQuestion], missing: str =
         located, key = _answers_by_id(path, rows, questions, missing), "text"
     else:
         if len(rows) != len(questions):
-            raise RecordError(f"{path}: {len(rows)} answers for {len(questions)} questions; the official format "
-                              "pairs them by line (write question_id with each answer to match them by id)")
+            raise RecordError(
+                f"{path}: {len(rows)} answers for {len(questions)} questions; the official format "
+                "pairs them by line (write question_id with each answer to match them by id)"
+            )
         located, key = rows, "answer"
         for (where, data), question in zip(located, questions):
             if data.get("question", question.text) != question.text:
-                raise RecordError(f"{where}: field 'question': {data['question']!r} is not the question file's "
-                                  f"{question.text!r} (question_id {question.question_id}): answers shifted?")
+                raise RecordError(
+                    f"{where}: field 'question': {data['question']!r} is not the question file's "
+                    f"{question.text!r} (question_id {question.question_id}): answers shifted?"
+                )
     answers: list[str | None] = []
     for (where, data), question in zip(located, questions):
         value = data.get(key, data.get("text") if key == "answer" else None)
@@ -118,8 +135,9 @@ def read_answers(path: str | Path, questions: list[PopeQuestion], missing: str =
     return answers, sum(a is None for a in answers)
 
 
-def _answers_by_id(path: Path, rows: list[tuple[str, dict]], questions: list[PopeQuestion], missing: str
-                   ) -> list[tuple[str | None, dict]]:
+def _answers_by_id(
+    path: Path, rows: list[tuple[str, dict]], questions: list[PopeQuestion], missing: str
+) -> list[tuple[str | None, dict]]:
     by_id: dict[str, tuple[str, dict]] = {}
     asked = {q.question_id for q in questions}
     for where, data in rows:
@@ -129,13 +147,17 @@ def _answers_by_id(path: Path, rows: list[tuple[str, dict]], questions: list[Pop
         if question_id in by_id:
             raise RecordError(f"{where}: field 'question_id': {question_id} repeats {by_id[question_id][0]}")
         if question_id not in asked:
-            raise RecordError(f"{where}: field 'question_id': {question_id} is not a question of the question file "
-                              "(answers of another split?)")
+            raise RecordError(
+                f"{where}: field 'question_id': {question_id} is not a question of the question file "
+                "(answers of another split?)"
+            )
         by_id[question_id] = (where, data)
     unanswered = [q.question_id for q in questions if q.question_id not in by_id]
     if unanswered and missing == "error":
-        raise RecordError(f"{path}: no answer to {len(unanswered)} of {len(questions)} questions (first: question_id "
-                          f"{unanswered[0]}); score complete answer files only")
+        raise RecordError(
+            f"{path}: no answer to {len(unanswered)} of {len(questions)} questions (first: question_id "
+            f"{unanswered[0]}); score complete answer files only"
+        )
     if unanswered:
         log.warning("%s: no answer to %d questions (e.g. %s); left out", path, len(unanswered), unanswered[0])
     return [by_id.get(q.question_id, (None, {})) for q in questions]

@@ -73,8 +73,11 @@ def _format(value: float | None, percent: bool) -> str:
 def results_markdown(results: dict) -> str:
     lines = [f"# Evaluation of {results.get('model') or 'model'}", "", "| metric | value |", "|---|---:|"]
     lines += [f"| {label} | {_format(value, percent)} |" for label, value, percent in headline_metrics(results)]
-    skipped = {section: data.get("skipped") for section, data in results.items()
-               if isinstance(data, dict) and data.get("skipped")}
+    skipped = {
+        section: data.get("skipped")
+        for section, data in results.items()
+        if isinstance(data, dict) and data.get("skipped")
+    }
     if skipped:
         lines += ["", "Skipped records: " + ", ".join(f"{s} {n}" for s, n in skipped.items())]
     lines.append("")
@@ -165,29 +168,48 @@ def plot_comparison(results: dict[str, dict], folder: str | Path) -> list[Path]:
     if splits:
         figure, axes = plt.subplots(1, len(splits), figsize=(5 * len(splits), 4), squeeze=False)
         for ax, split in zip(axes[0], splits):
-            series = {name: [_percent(_get(r.get("pope", {}), f"splits.{split}.{m}")) for m in POPE_METRICS[:4]]
-                      for name, r in results.items()}
+            series = {
+                name: [_percent(_get(r.get("pope", {}), f"splits.{split}.{m}")) for m in POPE_METRICS[:4]]
+                for name, r in results.items()
+            }
             grouped_bars(ax, list(POPE_METRICS[:4]), series, f"POPE {split}", "%")
         save(figure, "pope_metrics.png")
         figure, ax = plt.subplots(figsize=(6, 4))
-        series = {name: [_percent(_get(r.get("pope", {}), f"splits.{s}.yes_ratio")) for s in splits]
-                  for name, r in results.items()}
+        series = {
+            name: [_percent(_get(r.get("pope", {}), f"splits.{s}.yes_ratio")) for s in splits]
+            for name, r in results.items()
+        }
         grouped_bars(ax, splits, series, "POPE yes-ratio (50 % = balanced)", "% answered yes")
         ax.axhline(50, color="grey", linestyle="--", linewidth=1)
         save(figure, "pope_yes_ratio.png")
     for filename, title, ylabel, wanted, scale in [
-        ("hallucination.png", "Hallucination (lower is better)", "%",
-         [("shr", "shr", "SHR"), ("chair", "chair_s", "CHAIRs"), ("chair", "chair_i", "CHAIRi")], 100),
-        ("length.png", "Description length", "words / sentences",
-         [("shr", "words_per_image", "words / image"), ("shr", "sentences_per_image", "sentences / image"),
-          ("chair", "avg_length", "caption words")], 1),
+        (
+            "hallucination.png",
+            "Hallucination (lower is better)",
+            "%",
+            [("shr", "shr", "SHR"), ("chair", "chair_s", "CHAIRs"), ("chair", "chair_i", "CHAIRi")],
+            100,
+        ),
+        (
+            "length.png",
+            "Description length",
+            "words / sentences",
+            [
+                ("shr", "words_per_image", "words / image"),
+                ("shr", "sentences_per_image", "sentences / image"),
+                ("chair", "avg_length", "caption words"),
+            ],
+            1,
+        ),
     ]:
-        present = [(s, p, label) for s, p, label in wanted if any(_get(r.get(s, {}), p) is not None
-                                                                  for r in results.values())]
+        present = [
+            (s, p, label) for s, p, label in wanted if any(_get(r.get(s, {}), p) is not None for r in results.values())
+        ]
         if present:
             figure, ax = plt.subplots(figsize=(6, 4))
-            series = {name: [_scaled(_get(r.get(s, {}), p), scale) for s, p, _ in present]
-                      for name, r in results.items()}
+            series = {
+                name: [_scaled(_get(r.get(s, {}), p), scale) for s, p, _ in present] for name, r in results.items()
+            }
             grouped_bars(ax, [label for _, _, label in present], series, title, ylabel)
             save(figure, filename)
     return written

@@ -70,8 +70,9 @@ class ShrResult:
         return asdict(self)
 
 
-def shr_metrics(judgements: list[Judgement], texts: dict[str, str], judge_name: str = "", skipped: int = 0
-                ) -> ShrResult:
+def shr_metrics(
+    judgements: list[Judgement], texts: dict[str, str], judge_name: str = "", skipped: int = 0
+) -> ShrResult:
     """SHR and its companions from judgements; `texts` maps description_id -> the judged description."""
     good = [j for j in judgements if usable(j)]
     failed = [j for j in judgements if not usable(j)]
@@ -108,10 +109,21 @@ def _judge_one(judge: Judge, image: ImageRecord, description_id: str, text: str)
     except RunFailed:  # an endpoint that refuses every request (a wrong key) stops the run
         raise
     except Exception as error:  # a judge bug or a dead endpoint fails this item, not the run
-        log.warning("description %s (image %s): judge raised %s: %s", description_id, image.image_id,
-                    error.__class__.__name__, error)
-        return Judgement(description_id=description_id, image_id=image.image_id, judge=judge.name, sentences=[],
-                         labels=[], failed=f"{error.__class__.__name__}: {error}")
+        log.warning(
+            "description %s (image %s): judge raised %s: %s",
+            description_id,
+            image.image_id,
+            error.__class__.__name__,
+            error,
+        )
+        return Judgement(
+            description_id=description_id,
+            image_id=image.image_id,
+            judge=judge.name,
+            sentences=[],
+            labels=[],
+            failed=f"{error.__class__.__name__}: {error}",
+        )
 
 
 def evaluate_shr(
@@ -213,15 +225,24 @@ def images_from_visual_genome(
         return _vg_records(read_json(image_data), wanted, regions, notes)
 
 
-def _vg_records(image_data: list, wanted: set[str] | None, regions: dict[str, list[Region]],
-                notes: dict[str, list[str]]) -> list[ImageRecord]:
+def _vg_records(
+    image_data: list, wanted: set[str] | None, regions: dict[str, list[Region]], notes: dict[str, list[str]]
+) -> list[ImageRecord]:
     records = []
     for entry in image_data:
         image_id = str(entry["image_id"])
         if wanted is not None and image_id not in wanted:
             continue
         path = "/".join(entry.get("url", f"/{image_id}.jpg").split("/")[-2:])  # e.g. VG_100K/2345.jpg
-        records.append(ImageRecord(image_id=image_id, path=path, width=entry["width"], height=entry["height"],
-                                   regions=regions.get(image_id, []), captions=notes.get(image_id, []),
-                                   source="visual_genome"))
+        records.append(
+            ImageRecord(
+                image_id=image_id,
+                path=path,
+                width=entry["width"],
+                height=entry["height"],
+                regions=regions.get(image_id, []),
+                captions=notes.get(image_id, []),
+                source="visual_genome",
+            )
+        )
     return records

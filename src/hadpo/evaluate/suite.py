@@ -49,8 +49,7 @@ def run_pope(
         queries = [Query(q.question_id, root / q.image, q.text, image_id=q.image) for q in questions]
         if not config.do_sample:
             _reuse_answers(queries, answers, known, config, str(model_path))
-        summary = run_queries(model, processor, queries, answers, config, model_name=str(model_path),
-                              progress=progress)
+        summary = run_queries(model, processor, queries, answers, config, model_name=str(model_path), progress=progress)
         answered = _answers_by_query(queries, answers)
         if not answered:
             raise RunFailed(f"{file}: no question answered ({summary.skipped} images unreadable under {root})")
@@ -64,10 +63,18 @@ def run_pope(
             agreement[split] = pope_mode_agreement(*pair)
         skipped["questions"] += bad
         skipped["images"] += summary.skipped
-    result = {"parsing": "strict" if strict else "official", "protocol": protocol, "mode": config.mode,
-              "splits": splits,
-              "mean": pope.mean_over_splits(splits), "skipped": sum(skipped.values()), "skipped_detail": skipped,
-              "runner": config.generation_settings(), "mode_agreement": agreement, "files": files}
+    result = {
+        "parsing": "strict" if strict else "official",
+        "protocol": protocol,
+        "mode": config.mode,
+        "splits": splits,
+        "mean": pope.mean_over_splits(splits),
+        "skipped": sum(skipped.values()),
+        "skipped_detail": skipped,
+        "runner": config.generation_settings(),
+        "mode_agreement": agreement,
+        "files": files,
+    }
     report.update_results(out_dir, "pope", result, model=str(model_path))
     return result
 
@@ -81,25 +88,43 @@ def _reuse_answers(queries: list[Query], answers: Path, known: dict, config: Dec
     """The three splits ask the same positives (and often the same negatives) about the same images: with
     deterministic decoding an answer already given in this run is copied, not computed again."""
     done = {a.question_id for _, a in _answers_by_query(queries, answers)}
-    copies = [known[(str(q.image), q.prompt)].model_copy(update={"question_id": q.question_id})
-              for q in queries if q.question_id not in done and (str(q.image), q.prompt) in known]
+    copies = [
+        known[(str(q.image), q.prompt)].model_copy(update={"question_id": q.question_id})
+        for q in queries
+        if q.question_id not in done and (str(q.image), q.prompt) in known
+    ]
     copies = [c for c in copies if c.model == model and c.generation == config.generation_settings()]
     if copies:
         write_jsonl(answers, copies, append=True)
 
 
-def score_pope_answers(questions: str | Path, answers: str | Path, out_dir: str | Path | None = None,
-                       strict: bool = False, protocol: str = "reference", model: str = "") -> dict:
+def score_pope_answers(
+    questions: str | Path,
+    answers: str | Path,
+    out_dir: str | Path | None = None,
+    strict: bool = False,
+    protocol: str = "reference",
+    model: str = "",
+) -> dict:
     """Score one split's answers you have; with `out_dir`, merge it into the pope section of results.json (as the
     split named in the question file) so that reports and exports see it."""
     metrics = pope.score_pope(questions, answers, strict=strict, protocol=protocol)
     if out_dir is not None:
         split = _split_name(Path(questions), pope.read_questions(questions)[0])
-        section = report.load_results(out_dir, with_results=False).get("pope", {}) if (Path(out_dir) / "results.json").exists() else {}
+        section = (
+            report.load_results(out_dir, with_results=False).get("pope", {})
+            if (Path(out_dir) / "results.json").exists()
+            else {}
+        )
         splits = section.get("splits", {}) | {split: metrics}
         files = section.get("files", {}) | {split: {"questions": str(questions), "answers": str(answers)}}
-        section |= {"parsing": metrics["parsing"], "protocol": protocol, "splits": splits,
-                    "mean": pope.mean_over_splits(splits), "files": files}
+        section |= {
+            "parsing": metrics["parsing"],
+            "protocol": protocol,
+            "splits": splits,
+            "mean": pope.mean_over_splits(splits),
+            "files": files,
+        }
         report.update_results(out_dir, "pope", section, model=model)
     return metrics
 
@@ -109,9 +134,15 @@ def pope_mode_agreement(generated: str | Path, logits: str | Path) -> dict:
     return mode_agreement(read_jsonl(generated, Answer), read_jsonl(logits, Answer))
 
 
-def run_chair(captions: str | Path, annotations: str | Path, out_dir: str | Path,
-              reference_captions: str | Path | None = None, model: str = "", protocol: str = "reference",
-              synonyms: str | Path | dict | None = None) -> dict:
+def run_chair(
+    captions: str | Path,
+    annotations: str | Path,
+    out_dir: str | Path,
+    reference_captions: str | Path | None = None,
+    model: str = "",
+    protocol: str = "reference",
+    synonyms: str | Path | dict | None = None,
+) -> dict:
     """Score captions with CHAIR (`protocol`: "reference" or "hadpo"; `synonyms`: a vocabulary in place of the
     protocol's COCO table, e.g. a dataset's own category names) and write chair_detail.jsonl."""
     result = chair.evaluate_chair(captions, annotations, reference_captions, protocol, synonyms)
@@ -121,8 +152,14 @@ def run_chair(captions: str | Path, annotations: str | Path, out_dir: str | Path
     return metrics
 
 
-def run_shr(descriptions: str | Path, images_file: str | Path, judge: Judge, out_dir: str | Path,
-            model: str = "", progress: bool = True) -> dict:
+def run_shr(
+    descriptions: str | Path,
+    images_file: str | Path,
+    judge: Judge,
+    out_dir: str | Path,
+    model: str = "",
+    progress: bool = True,
+) -> dict:
     triples, unreadable = shr.read_descriptions(descriptions)
     images = {r.image_id: r for r in read_jsonl(images_file, ImageRecord)}
     result, judgements = shr.evaluate_shr(triples, images, judge, progress=progress)
@@ -133,8 +170,14 @@ def run_shr(descriptions: str | Path, images_file: str | Path, judge: Judge, out
     return metrics
 
 
-def run_mme(model_path: str, root: str | Path, out_dir: str | Path, config: DecodingConfig,
-            progress: bool = True, protocol: str = "reference") -> dict:
+def run_mme(
+    model_path: str,
+    root: str | Path,
+    out_dir: str | Path,
+    config: DecodingConfig,
+    progress: bool = True,
+    protocol: str = "reference",
+) -> dict:
     """Answer the MME questions under `root`, write the official per-subtask result files to
     `out_dir/mme_results/`, and score them."""
     out_dir = Path(out_dir)
@@ -142,22 +185,30 @@ def run_mme(model_path: str, root: str | Path, out_dir: str | Path, config: Deco
     queries = [Query(q.question_id, q.image_path, q.question, image_id=f"{q.subtask}/{q.image}") for q in questions]
     answers_path = out_dir / f"answers_mme_{config.mode}.jsonl"
     model, processor = load_model(model_path, config.device, config.dtype)
-    summary = run_queries(model, processor, queries, answers_path, config, model_name=str(model_path),
-                          progress=progress)
+    summary = run_queries(
+        model, processor, queries, answers_path, config, model_name=str(model_path), progress=progress
+    )
     answers = {a.question_id: a.text for a in read_jsonl(answers_path, Answer)}
     per_subtask: dict[str, list[mme.MMEResult]] = {}
     for q in questions:
         if q.question_id in answers:
-            per_subtask.setdefault(q.subtask, []).append(mme.MMEResult(q.image, q.question, q.answer,
-                                                                       answers[q.question_id]))
+            per_subtask.setdefault(q.subtask, []).append(
+                mme.MMEResult(q.image, q.question, q.answer, answers[q.question_id])
+            )
     for subtask, rows in per_subtask.items():
         mme.write_results(out_dir / "mme_results", subtask, rows)
-    return score_mme_folder(out_dir / "mme_results", out_dir, model=str(model_path),
-                            extra_skipped=skipped + summary.skipped, protocol=protocol)
+    return score_mme_folder(
+        out_dir / "mme_results",
+        out_dir,
+        model=str(model_path),
+        extra_skipped=skipped + summary.skipped,
+        protocol=protocol,
+    )
 
 
-def score_mme_folder(results_dir: str | Path, out_dir: str | Path, model: str = "", extra_skipped: int = 0,
-                     protocol: str = "reference") -> dict:
+def score_mme_folder(
+    results_dir: str | Path, out_dir: str | Path, model: str = "", extra_skipped: int = 0, protocol: str = "reference"
+) -> dict:
     rows, skipped = mme.read_results(results_dir, protocol)
     scores = mme.score_mme(rows, protocol) | {"skipped": skipped + extra_skipped, "results_dir": str(results_dir)}
     report.update_results(out_dir, "mme", scores, model=model)

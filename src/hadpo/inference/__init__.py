@@ -96,8 +96,9 @@ class DecodingConfig(Config):
     stage's `describe` and `qa.sampling`, the demo's `eval`) extends it with its own defaults, so its keys stay
     flat in YAML and setting one of them never resets the others."""
 
-    mode: Literal["generate", "logits"] = Field("generate", description="generate text, or answer yes/no from "
-                                                "the next-token probabilities")
+    mode: Literal["generate", "logits"] = Field(
+        "generate", description="generate text, or answer yes/no from the next-token probabilities"
+    )
     batch_size: int = Field(8, ge=1, description="questions per forward pass")
     max_new_tokens: int = Field(16, ge=1, description="generate: longest answer in tokens")
     num_beams: int = Field(1, ge=1, description="generate: beam search width (1 = greedy or sampling)")
@@ -141,8 +142,11 @@ def load_model(model_name_or_path: str | Path, device: str = "cpu", dtype: str =
         raise ValueError(f"model {problem}")
     model = AutoModelForImageTextToText.from_pretrained(str(model_name_or_path), dtype=getattr(torch, dtype))
     family = find_family(model.config.model_type)
-    processor = (family.load_processor(str(model_name_or_path)) if family
-                 else AutoProcessor.from_pretrained(str(model_name_or_path)))  # fmt: skip
+    processor = (
+        family.load_processor(str(model_name_or_path))
+        if family
+        else AutoProcessor.from_pretrained(str(model_name_or_path))
+    )
     return model.to(device).eval(), processor
 
 
@@ -173,8 +177,10 @@ def answered_ids(output: Path, settings: dict | None = None, model_name: str | N
             theirs = {k: v for k, v in answer.generation.items() if k != "batch_size"}
             ours = {k: v for k, v in settings.items() if k != "batch_size"}
             if theirs != ours or (model_name is not None and answer.model != model_name):
-                raise ValueError(f"{output}:{number}: answered by {answer.model or 'another model'} with "
-                                 f"{theirs}, not {model_name or 'this model'} with {ours}; write to another file")
+                raise ValueError(
+                    f"{output}:{number}: answered by {answer.model or 'another model'} with "
+                    f"{theirs}, not {model_name or 'this model'} with {ours}; write to another file"
+                )
         done.add(answer.question_id)
     return done
 
@@ -224,38 +230,57 @@ def run_queries(
                 images.append(images[-1] if same else _open_image(query.image))
                 batch.append(query)
             except OSError as error:
-                log.warning("question %s: cannot read image %s (%s); skipped", query.question_id, query.image,
-                            error.__class__.__name__)
+                log.warning(
+                    "question %s: cannot read image %s (%s); skipped",
+                    query.question_id,
+                    query.image,
+                    error.__class__.__name__,
+                )
                 summary.skipped += 1
                 summary.skipped_ids.append(query.question_id)
         if batch:
             texts = [chat_prompt(processor, q.prompt, family) for q in batch]
             if config.mode == "logits":
-                records = yes_no_answers(model, processor, batch, images, texts, yes_sequences + no_sequences,
-                                          len(yes_sequences), config.device, decoder_start,
-                                          reuse_cache=not (family and family.mm_token_types))  # fmt: skip
+                records = yes_no_answers(
+                    model,
+                    processor,
+                    batch,
+                    images,
+                    texts,
+                    yes_sequences + no_sequences,
+                    len(yes_sequences),
+                    config.device,
+                    decoder_start,
+                    reuse_cache=not (family and family.mm_token_types),
+                )
             else:
                 inputs = processor(images=images, text=texts, return_tensors="pt", padding=True).to(config.device)
                 # Seeded per batch from its first question: reproducible, whatever ran before in the process.
                 torch.manual_seed(config.seed + zlib.crc32(batch[0].question_id.encode()))
                 records = _generated_answers(model, processor, inputs, batch, config, decoder_start is None)
             for record, query in zip(records, batch):
-                record.update(question_id=query.question_id, image_id=query.image_id, prompt=query.prompt,
-                              mode=config.mode, model=model_name, generation=settings)
+                record.update(
+                    question_id=query.question_id,
+                    image_id=query.image_id,
+                    prompt=query.prompt,
+                    mode=config.mode,
+                    model=model_name,
+                    generation=settings,
+                )
             summary.written += write_jsonl(output, (Answer(**r) for r in records), append=True)
         bar.update(len(chunk))
     bar.close()
     return summary
 
 
-def _run_on_every_rank(model, processor, queries: list[Query], output: Path, config: DecodingConfig,
-                       model_name: str, progress: bool) -> RunSummary:  # fmt: skip
+def _run_on_every_rank(
+    model, processor, queries: list[Query], output: Path, config: DecodingConfig, model_name: str, progress: bool
+) -> RunSummary:
     """Rank 0 of a multi-process launch: send each rank a contiguous slice of the questions left (an image's
     questions on one rank), then merge the ranks' shards in question order."""
     path = str(getattr(model, "name_or_path", "") or "")
     if not path:
-        log.warning("%s: a model built in memory cannot be loaded by the other processes; rank 0 answers alone",
-                    output)  # fmt: skip
+        log.warning("%s: a model built in memory cannot be loaded by the other processes; rank 0 answers alone", output)
         return run_queries(model, processor, queries, output, config, model_name, progress, shard=False)
     done = answered_ids(output, config.generation_settings(), model_name)
     todo = [q for q in queries if q.question_id not in done]
@@ -283,8 +308,15 @@ def _answer_slice(job: parallel.Job, loaded=None, progress: bool = False) -> dic
                 _WORKER_MODELS[key] = load_model(*key)
             loaded = _WORKER_MODELS[key]
         config = job.config.model_copy(update={"device": str(next(loaded[0].parameters()).device)})
-        summary = run_queries(*loaded, job.slices[parallel.rank()], parallel.shard_path(job.output, parallel.rank()),
-                              config, job.model_name, progress, shard=False)  # fmt: skip
+        summary = run_queries(
+            *loaded,
+            job.slices[parallel.rank()],
+            parallel.shard_path(job.output, parallel.rank()),
+            config,
+            job.model_name,
+            progress,
+            shard=False,
+        )
         return {"skipped": summary.skipped_ids}
     except Exception as error:  # noqa: BLE001 - any failure is rank 0's to report
         return {"error": f"{type(error).__name__}: {error}", "skipped": []}
@@ -303,8 +335,10 @@ def _merge_shards(output: Path, queries: list[Query], config: DecodingConfig, mo
         for answer in iter_jsonl(shard_file, Answer):
             found.setdefault(answer.question_id, answer)
     order = {query.question_id: index for index, query in enumerate(queries)}
-    new = sorted((a for a in found.values() if a.question_id not in done),
-                 key=lambda answer: order.get(answer.question_id, len(order)))  # fmt: skip
+    new = sorted(
+        (a for a in found.values() if a.question_id not in done),
+        key=lambda answer: order.get(answer.question_id, len(order)),
+    )
     output.parent.mkdir(parents=True, exist_ok=True)
     written = write_jsonl(output, new, append=True) if new else 0
     for shard_file in shards:
@@ -346,8 +380,12 @@ def _chunks(queries: list[Query], size: int, by_image: bool) -> Iterable[list[Qu
 
 
 def describe_images(
-    model_path: str, images_file: str | Path, output: str | Path, config: DecodingConfig,
-    prompt: str = DESCRIBE_PROMPT, progress: bool = True,
+    model_path: str,
+    images_file: str | Path,
+    output: str | Path,
+    config: DecodingConfig,
+    prompt: str = DESCRIBE_PROMPT,
+    progress: bool = True,
 ) -> Path:
     """One description per image of an images.jsonl (question_id = image_id), resumable."""
     if Path(images_file).suffix != ".jsonl":
@@ -360,8 +398,9 @@ def describe_images(
 
 
 @torch.no_grad()
-def _generated_answers(model, processor, inputs, batch: list[Query], config: DecodingConfig,
-                       returns_prompt: bool = True) -> list[dict]:  # fmt: skip
+def _generated_answers(
+    model, processor, inputs, batch: list[Query], config: DecodingConfig, returns_prompt: bool = True
+) -> list[dict]:
     """Decoded answers; a decoder-only model returns the prompt before them, an encoder-decoder only its
     decoder's tokens (from the start token, dropped as a special token)."""
     kwargs = {"max_new_tokens": config.max_new_tokens, "num_beams": config.num_beams, "do_sample": config.do_sample}
@@ -371,4 +410,3 @@ def _generated_answers(model, processor, inputs, batch: list[Query], config: Dec
     new_tokens = generated[:, inputs["input_ids"].shape[1] :] if returns_prompt else generated
     texts = processor.batch_decode(new_tokens, skip_special_tokens=True)
     return [{"text": text.strip()} for text in texts]
-

@@ -73,8 +73,9 @@ def prefix_answer_log_probs(model, prefixes: list[ImagePrefix], sequences: list[
         ids, branch_ids = [prefix.prefix_ids], [torch.zeros(len(prefix.prefix_ids), dtype=torch.long)]
         for suffix in prefix.suffix_ids:
             n, questions = questions, questions + 1
-            for answers, tokens in [(None, suffix)] + [(k, torch.cat([suffix, _tensor(sequences[k][:-1])]))
-                                                       for k in multi]:  # fmt: skip
+            for answers, tokens in [(None, suffix)] + [
+                (k, torch.cat([suffix, _tensor(sequences[k][:-1])])) for k in multi
+            ]:
                 reads.append((n, answers, m, sum(map(len, ids)) + len(suffix) - 1))
                 ids.append(tokens)
                 branch_ids.append(torch.full((len(tokens),), len(ids) - 1))

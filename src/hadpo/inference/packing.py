@@ -50,9 +50,7 @@ def block_attention_mask(
     visible = visible[:, None]
     if implementation == "sdpa":
         return visible
-    return torch.zeros(visible.shape, dtype=dtype, device=visible.device).masked_fill(
-        ~visible, torch.finfo(dtype).min
-    )
+    return torch.zeros(visible.shape, dtype=dtype, device=visible.device).masked_fill(~visible, torch.finfo(dtype).min)
 
 
 def branch_positions(model: torch.nn.Module, batch: dict) -> torch.Tensor:

@@ -41,8 +41,10 @@ def answer_token_ids(processor, answers: Sequence[str], family: VLMFamily | None
     it."""
     tokenizer = getattr(processor, "tokenizer", processor)
     if family is not None and family.separate_answer_tokens:
-        continuations = [tokenizer(family.response_text(processor, answer), add_special_tokens=False)["input_ids"]
-                         for answer in answers]  # fmt: skip
+        continuations = [
+            tokenizer(family.response_text(processor, answer), add_special_tokens=False)["input_ids"]
+            for answer in answers
+        ]
     else:
         continuations = [_continuation_in_turn(processor, tokenizer, answer) for answer in answers]
     sequences: list[list[int]] = []
@@ -67,8 +69,18 @@ def _continuation_in_turn(processor, tokenizer, answer: str) -> list[int]:
     return tokenizer(" " + answer, add_special_tokens=False)["input_ids"]
 
 
-def yes_no_answers(model, processor, batch: list, images, texts: list[str], sequences: list[list[int]],
-                    n_yes: int, device: str, decoder_start: int | None, reuse_cache: bool) -> list[dict]:  # fmt: skip
+def yes_no_answers(
+    model,
+    processor,
+    batch: list,
+    images,
+    texts: list[str],
+    sequences: list[list[int]],
+    n_yes: int,
+    device: str,
+    decoder_start: int | None,
+    reuse_cache: bool,
+) -> list[dict]:
     """Logits-mode answer records of a batch of queries (consecutive ones about one image share its encoding):
     each image's questions from one encoding of it (`image_prefix`, packed),
     or whole, for images whose prompts cannot share one and for models that cannot read packed rows (an
@@ -84,10 +96,14 @@ def yes_no_answers(model, processor, batch: list, images, texts: list[str], sequ
             log_probs[index] = row
     whole = [i for group, prefix in zip(groups, split) if prefix is None for i in group]
     if whole:
-        inputs = processor(images=[images[i] for i in whole], text=[texts[i] for i in whole], return_tensors="pt",
-                           padding=True).to(device)  # fmt: skip
-        rows = (answer_log_probs(model, inputs, sequences, reuse_cache) if decoder_start is None
-                else decoder_answer_log_probs(model, inputs, sequences, decoder_start))  # fmt: skip
+        inputs = processor(
+            images=[images[i] for i in whole], text=[texts[i] for i in whole], return_tensors="pt", padding=True
+        ).to(device)
+        rows = (
+            answer_log_probs(model, inputs, sequences, reuse_cache)
+            if decoder_start is None
+            else decoder_answer_log_probs(model, inputs, sequences, decoder_start)
+        )
         for index, row in zip(whole, rows):
             log_probs[index] = row
     return _yes_no_records(torch.stack(log_probs), n_yes)
@@ -170,8 +186,9 @@ def _yes_no_records(log_probs: torch.Tensor, n_yes: int) -> list[dict]:
     records = []
     for ly, ln in zip(log_yes.tolist(), log_no.tolist()):
         margin = ly - ln
-        records.append({"text": "yes" if margin > 0 else "no", "yes_prob": 1.0 / (1.0 + math.exp(-margin)),
-                        "margin": margin})
+        records.append(
+            {"text": "yes" if margin > 0 else "no", "yes_prob": 1.0 / (1.0 + math.exp(-margin)), "margin": margin}
+        )
     return records
 
 

@@ -15,13 +15,44 @@ from hadpo.text import singular
 WORD = re.compile(r"[a-z]+(?:[-'][a-z]+)*")
 
 COLOURS = {
-    "red", "green", "blue", "yellow", "purple", "orange", "white", "black", "gray", "brown", "pink", "silver",
-    "gold", "beige", "tan", "violet", "cyan", "teal", "maroon", "navy",
-}  # fmt: skip
+    "red",
+    "green",
+    "blue",
+    "yellow",
+    "purple",
+    "orange",
+    "white",
+    "black",
+    "gray",
+    "brown",
+    "pink",
+    "silver",
+    "gold",
+    "beige",
+    "tan",
+    "violet",
+    "cyan",
+    "teal",
+    "maroon",
+    "navy",
+}
 SIZES = {"small", "large", "medium"}
 ATTRIBUTE_SYNONYMS = {"grey": "gray", "big": "large", "huge": "large", "tiny": "small", "little": "small"}
-NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7, "eight": 8, "nine": 9,
-           "ten": 10, "single": 1, "pair": 2, "couple": 2}  # fmt: skip
+NUMBERS = {
+    "one": 1,
+    "two": 2,
+    "three": 3,
+    "four": 4,
+    "five": 5,
+    "six": 6,
+    "seven": 7,
+    "eight": 8,
+    "nine": 9,
+    "ten": 10,
+    "single": 1,
+    "pair": 2,
+    "couple": 2,
+}
 SEVERAL = {"several", "many", "multiple", "some", "few"}  # with a plural noun: at least two
 NEGATIONS = {"no", "not", "without", "none", "neither", "nor", "never"}
 ROWS = {"top": "top", "upper": "top", "bottom": "bottom", "lower": "bottom"}
@@ -79,9 +110,7 @@ class SentenceCheck:
 
 
 def tokenize(sentence: str) -> list[Token]:
-    return [
-        Token(m.group(), singular(m.group()), m.start(), m.end()) for m in WORD.finditer(sentence.lower())
-    ]
+    return [Token(m.group(), singular(m.group()), m.start(), m.end()) for m in WORD.finditer(sentence.lower())]
 
 
 def normalise_attribute(word: str) -> str:
@@ -135,9 +164,7 @@ def grid_cell_phrase(row: str, column: str) -> str:
 
 def position_tokens(clause: list[Token]) -> list[Token]:
     """The words of a clause that name a place in the image ('in the top left'), if any."""
-    words = [
-        t for t in clause if any(p in ROWS or p in COLUMNS or p in CENTRES for p in t.text.split("-"))
-    ]
+    words = [t for t in clause if any(p in ROWS or p in COLUMNS or p in CENTRES for p in t.text.split("-"))]
     if not words:
         return []
     # "to the left of the moon" is a relation between objects, not a place in the image.

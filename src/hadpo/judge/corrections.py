@@ -60,8 +60,9 @@ def correct(judge: AnnotationJudge, image: ImageRecord, checks: list[SentenceChe
         if fixed is None and judge.fill_absent and image.complete and unmentioned:
             fixed = substitute(judge, check, unmentioned[0], image)
             if fixed is not None:
-                unmentioned = [o for o in unmentioned if judge.canonical(o.name) != judge.canonical(
-                    unmentioned[0].name)]  # fmt: skip
+                unmentioned = [
+                    o for o in unmentioned if judge.canonical(o.name) != judge.canonical(unmentioned[0].name)
+                ]
         if fixed and all(c.label != "hallucination" for c in judge.check(image, fixed)):
             kept.append(fixed.rstrip("."))
     return join_sentences(kept)

@@ -131,9 +131,7 @@ def parse_judge_answer(text: str, sentence_count: int) -> JudgeAnswer:
     seen = set()
     for verdict in answer.sentences:
         if not 1 <= verdict.index <= sentence_count:
-            raise InvalidAnswer(
-                f"sentence {verdict.index} does not exist (the description has {sentence_count})"
-            )
+            raise InvalidAnswer(f"sentence {verdict.index} does not exist (the description has {sentence_count})")
         if verdict.index in seen:
             raise InvalidAnswer(f"sentence {verdict.index} is labelled twice")
         seen.add(verdict.index)
@@ -177,8 +175,15 @@ def render_annotations(image: ImageRecord) -> str:
     return "\n".join(lines) or "(no annotations)"
 
 
-def ask_until_valid(client: LLMClient, messages: list[dict], parse, again: str, invalid_retries: int,
-                    refresh: bool = False, what: str = "request"):
+def ask_until_valid(
+    client: LLMClient,
+    messages: list[dict],
+    parse,
+    again: str,
+    invalid_retries: int,
+    refresh: bool = False,
+    what: str = "request",
+):
     """`parse(answer)` of the endpoint's answer to `messages`; an invalid answer is shown back to the model with
     its problem and `again` (at most `invalid_retries` times). Raises LLMError (endpoint) or InvalidAnswer."""
     problem = ""
@@ -190,8 +195,11 @@ def ask_until_valid(client: LLMClient, messages: list[dict], parse, again: str, 
             problem = str(error)
             log.debug("%s: invalid answer (attempt %d): %s", what, attempt + 1, problem)
             # Showing the model its answer and the error changes the request, so the retry is not a cache hit.
-            messages = [*messages, {"role": "assistant", "content": completion.text},
-                        {"role": "user", "content": f"Your answer was invalid: {problem}. {again}"}]
+            messages = [
+                *messages,
+                {"role": "assistant", "content": completion.text},
+                {"role": "user", "content": f"Your answer was invalid: {problem}. {again}"},
+            ]
     raise InvalidAnswer(problem)
 
 
@@ -219,9 +227,7 @@ class LLMJudge(TemplatedModel):
 
     def messages(self, image: ImageRecord, sentences: list[str]) -> list[dict]:
         numbered = "\n".join(f"{i}. {s}." for i, s in enumerate(sentences, start=1))
-        return self.template.messages(
-            annotations=render_annotations(image), sentences=numbered, count=len(sentences)
-        )
+        return self.template.messages(annotations=render_annotations(image), sentences=numbered, count=len(sentences))
 
     def estimate(self, image: ImageRecord, text: str) -> tuple[int, int]:
         """(prompt tokens, completion tokens) one call would take, for --dry-run."""
@@ -237,9 +243,15 @@ class LLMJudge(TemplatedModel):
             return self._failed(image, description_id, sentences, "empty description")
         again = f"Answer again with only the JSON object, one entry per sentence, index 1 to {len(sentences)}."
         try:
-            answer = ask_until_valid(self.client, self.messages(image, sentences),
-                                     lambda text: parse_judge_answer(text, len(sentences)), again,
-                                     self.config.invalid_retries, refresh, f"description {description_id}")
+            answer = ask_until_valid(
+                self.client,
+                self.messages(image, sentences),
+                lambda text: parse_judge_answer(text, len(sentences)),
+                again,
+                self.config.invalid_retries,
+                refresh,
+                f"description {description_id}",
+            )
         except LLMError as error:
             return self._failed(image, description_id, sentences, f"endpoint: {error}")
         except InvalidAnswer as error:
@@ -259,17 +271,27 @@ class LLMJudge(TemplatedModel):
             kept = [s for s, label in zip(sentences, labels) if label != "hallucination"]
             corrected = ". ".join(kept) + "." if kept else ""
         return Judgement(
-            description_id=description_id, image_id=image.image_id, judge=self.name, sentences=sentences,
-            labels=labels, corrected=corrected, hallucinated_objects=hallucinated,
+            description_id=description_id,
+            image_id=image.image_id,
+            judge=self.name,
+            sentences=sentences,
+            labels=labels,
+            corrected=corrected,
+            hallucinated_objects=hallucinated,
             reasons=[v.reason for v in answer.sentences],
-        )  # fmt: skip
+        )
 
     def _failed(self, image, description_id, sentences, why: str) -> Judgement:
         log.warning("description %s (image %s): judgement failed: %s", description_id, image.image_id, why)
         return Judgement(
-            description_id=description_id, image_id=image.image_id, judge=self.name, sentences=sentences,
-            labels=["cannot_judge"] * len(sentences), reasons=[""] * len(sentences), failed=why,
-        )  # fmt: skip
+            description_id=description_id,
+            image_id=image.image_id,
+            judge=self.name,
+            sentences=sentences,
+            labels=["cannot_judge"] * len(sentences),
+            reasons=[""] * len(sentences),
+            failed=why,
+        )
 
 
 class RewriteFailed(RuntimeError):
@@ -284,8 +306,7 @@ class LLMRewriter(TemplatedModel):
 
     def estimate(self, positive: str, negative: str, k: int) -> tuple[int, int]:
         prompt = sum(
-            estimate_tokens(m["content"])
-            for m in self.template.messages(positive=positive, negative=negative, k=k)
+            estimate_tokens(m["content"]) for m in self.template.messages(positive=positive, negative=negative, k=k)
         )
         return prompt, k * (estimate_tokens(positive) + estimate_tokens(negative) + 10)
 
@@ -294,8 +315,14 @@ class LLMRewriter(TemplatedModel):
         messages = self.template.messages(positive=positive, negative=negative, k=k)
         again = f"Answer again with only the JSON object holding exactly {k} rewrites."
         try:
-            return ask_until_valid(self.client, messages, lambda text: parse_rewrite_answer(text, k), again,
-                                   self.config.invalid_retries, what=f"rewrite {key}")
+            return ask_until_valid(
+                self.client,
+                messages,
+                lambda text: parse_rewrite_answer(text, k),
+                again,
+                self.config.invalid_retries,
+                what=f"rewrite {key}",
+            )
         except LLMError as failure:
             raise RewriteFailed(f"endpoint: {failure}") from None
         except InvalidAnswer as error:

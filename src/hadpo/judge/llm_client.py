@@ -55,9 +55,15 @@ RETRYABLE = (
 REFUSED = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError)
 MALFORMED = "MalformedResponse"
 # The SDK's exception for an HTTP error status, named here for attempts the SDK retried without raising.
-STATUS_ERRORS = {400: openai.BadRequestError, 401: openai.AuthenticationError, 403: openai.PermissionDeniedError,
-                 404: openai.NotFoundError, 409: openai.ConflictError, 422: openai.UnprocessableEntityError,
-                 429: openai.RateLimitError}  # fmt: skip
+STATUS_ERRORS = {
+    400: openai.BadRequestError,
+    401: openai.AuthenticationError,
+    403: openai.PermissionDeniedError,
+    404: openai.NotFoundError,
+    409: openai.ConflictError,
+    422: openai.UnprocessableEntityError,
+    429: openai.RateLimitError,
+}
 
 
 class LLMConfig(Config):
@@ -187,9 +193,13 @@ class LLMClient:
         self.cache_dir = Path(config.cache_dir) if config.cache_dir else None
         self.attempts = threading.local()  # HTTP attempts of the call running on this thread
         self.refused: EndpointRefused | None = None
-        self.client = openai.OpenAI(base_url=config.base_url, api_key=config.api_key(), timeout=config.timeout_s,
-                                    max_retries=config.max_retries,
-                                    http_client=openai.DefaultHttpxClient(transport=CountingTransport(self)))
+        self.client = openai.OpenAI(
+            base_url=config.base_url,
+            api_key=config.api_key(),
+            timeout=config.timeout_s,
+            max_retries=config.max_retries,
+            http_client=openai.DefaultHttpxClient(transport=CountingTransport(self)),
+        )
 
     # -- cache --
 
@@ -212,8 +222,11 @@ class LLMClient:
         if path is None:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
-        data = {"text": completion.text, "prompt_tokens": completion.prompt_tokens,
-                "completion_tokens": completion.completion_tokens}  # fmt: skip
+        data = {
+            "text": completion.text,
+            "prompt_tokens": completion.prompt_tokens,
+            "completion_tokens": completion.completion_tokens,
+        }
         # Write then rename: a crash mid-write never leaves a half entry that a rerun would trust.
         temporary = path.with_suffix(f".{threading.get_ident()}.tmp")
         temporary.write_text(json.dumps(data), encoding="utf-8")
@@ -250,8 +263,7 @@ class LLMClient:
         self.attempts.count = 0
         for attempt in range(self.config.max_retries + 1):
             try:
-                response = self.client.chat.completions.create(model=self.config.model, messages=messages,
-                                                               **params)  # fmt: skip
+                response = self.client.chat.completions.create(model=self.config.model, messages=messages, **params)
                 text = _message_text(response)
             except openai.OpenAIError as error:
                 raise self._failure(error) from None
@@ -281,7 +293,8 @@ class LLMClient:
                 self.refused = self.refused or EndpointRefused(
                     f"{self.config.base_url} refused the request ({type(error).__name__}, HTTP "
                     f"{getattr(error, 'status_code', '?')}: {message}); check the key in ${self.config.api_key_env}"
-                    f", base_url and model '{self.config.model}'")
+                    f", base_url and model '{self.config.model}'"
+                )
             return self.refused
         # 400, 409, 422...: the SDK does not retry what retrying will not help
         return LLMError(f"{type(error).__name__}: {message}")
@@ -303,8 +316,10 @@ class LLMClient:
         with self.lock:
             self.usage.prompt_tokens += prompt_tokens
             self.usage.completion_tokens += completion_tokens
-            self.usage.cost += (prompt_tokens * self.config.price_per_1k_prompt
-                                + completion_tokens * self.config.price_per_1k_completion) / 1000  # fmt: skip
+            self.usage.cost += (
+                prompt_tokens * self.config.price_per_1k_prompt
+                + completion_tokens * self.config.price_per_1k_completion
+            ) / 1000
         return Completion(text, prompt_tokens, completion_tokens)
 
 

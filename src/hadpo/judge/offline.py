@@ -101,8 +101,9 @@ class AnnotationJudge:
         instances: dict[str, list[ObjectAnnotation]] = {}
         for obj in image.objects:
             instances.setdefault(self.canonical(obj.name), []).append(obj)
-        named_elsewhere = {m.name for t in [*(r.phrase for r in image.regions), *image.captions]
-                           for m in self.vocabulary.find(t)}  # fmt: skip
+        named_elsewhere = {
+            m.name for t in [*(r.phrase for r in image.regions), *image.captions] for m in self.vocabulary.find(t)
+        }
         return [self._check_sentence(image, s, instances, named_elsewhere) for s in split_sentences(text)]
 
     def _check_sentence(self, image, sentence, instances, named_elsewhere) -> SentenceCheck:
@@ -114,9 +115,7 @@ class AnnotationJudge:
             clause_end = mentions[index + 1].start if index + 1 < len(mentions) else len(tokens)
             clause_start = mentions[index - 1].end if index else 0
             check.claims.extend(
-                self._check_mention(
-                    image, tokens, mention, clause_start, clause_end, instances, named_elsewhere
-                )
+                self._check_mention(image, tokens, mention, clause_start, clause_end, instances, named_elsewhere)
             )
         return check
 
@@ -129,11 +128,10 @@ class AnnotationJudge:
         plural = tokens[mention.end - 1].text != tokens[mention.end - 1].lemma
 
         if any(t.text in NEGATIONS for t in before[-3:]):
-            verdict = (
-                None if present else (True if self._absence_provable(image, name, named_elsewhere) else None)
-            )
-            return [Claim("negation", name, "absent", "present" if present else "", False if present else verdict,
-                          span)]  # fmt: skip
+            verdict = None if present else (True if self._absence_provable(image, name, named_elsewhere) else None)
+            return [
+                Claim("negation", name, "absent", "present" if present else "", False if present else verdict, span)
+            ]
         if not present:
             if name in named_elsewhere:
                 return [Claim("existence", name, name, "named in a region or caption", True, span)]
@@ -191,9 +189,7 @@ class AnnotationJudge:
         same_kind = [[a for a in o.attributes if attribute_kind(a) == kind] for o in candidates]
         decisive = kind is not None and all(same_kind)
         actual = normalise_attribute(same_kind[0][0]) if decisive else ""
-        return Claim(
-            "attribute", name, claimed, actual, False if decisive else None, (token.start, token.end)
-        ), []
+        return Claim("attribute", name, claimed, actual, False if decisive else None, (token.start, token.end)), []
 
     def _check_count(self, name, number_token, plural, attributes, present, tokens, mention):
         wanted = {normalise_attribute(t.text) for t in attributes}

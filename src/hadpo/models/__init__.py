@@ -27,9 +27,7 @@ def get_family(name: str = "auto", model_type: str | None = None) -> VLMFamily:
         return FAMILIES[name]
     family = find_family(model_type)
     if family is None:
-        raise ValueError(
-            f"no hadpo adapter for model_type '{model_type}'; supported families: {', '.join(FAMILIES)}"
-        )
+        raise ValueError(f"no hadpo adapter for model_type '{model_type}'; supported families: {', '.join(FAMILIES)}")
     return family
 
 

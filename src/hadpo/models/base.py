@@ -59,9 +59,7 @@ class VLMFamily:
         return lm_linear_regex(self.language_model_prefix, self.lora_names)
 
     def is_vision_tower(self, parameter_name: str) -> bool:
-        return _has_prefix(parameter_name, self.vision_tower_prefixes) and not self.is_projector(
-            parameter_name
-        )
+        return _has_prefix(parameter_name, self.vision_tower_prefixes) and not self.is_projector(parameter_name)
 
     def is_projector(self, parameter_name: str) -> bool:
         return _has_prefix(parameter_name, self.projector_prefixes)
@@ -89,9 +87,7 @@ class VLMFamily:
         """The templated prompt, up to where the answer starts. A prompt that already holds the image
         placeholder(s) itself is templated as text only, so the placeholder is not doubled."""
         if getattr(processor, "chat_template", None) is None:
-            raise ValueError(
-                f"the {self.name} processor has no chat template; hadpo formats prompts through it"
-            )
+            raise ValueError(f"the {self.name} processor has no chat template; hadpo formats prompts through it")
         token = self.image_token(processor)
         own = prompt.count(token)
         messages = self.messages(prompt, 0 if own else n_images)
@@ -136,6 +132,4 @@ def disable_dropout(model: torch.nn.Module) -> None:
 
 def _has_prefix(name: str, prefixes: tuple[str, ...]) -> bool:
     # PEFT wraps names as "base_model.model.<name>"; match the family's prefixes anywhere on a dot boundary.
-    return any(
-        name == p or name.startswith(p + ".") or f".{p}." in name or name.endswith("." + p) for p in prefixes
-    )
+    return any(name == p or name.startswith(p + ".") or f".{p}." in name or name.endswith("." + p) for p in prefixes)

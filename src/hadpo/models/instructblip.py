@@ -42,9 +42,7 @@ class InstructBlipFamily(VLMFamily):
             raise ValueError(f"InstructBLIP takes exactly one image per prompt, got {n_images}")
         token = self.image_token(processor)
         if token in prompt:
-            raise ValueError(
-                f"InstructBLIP prompts must not contain '{token}': the processor adds the image tokens"
-            )
+            raise ValueError(f"InstructBLIP prompts must not contain '{token}': the processor adds the image tokens")
         return prompt
 
     def response_text(self, processor, response: str) -> str:

@@ -39,12 +39,8 @@ class Qwen2VLFamily(VLMFamily):
             return AutoProcessor.from_pretrained(name_or_path)
         tokenizer = AutoTokenizer.from_pretrained(name_or_path)
         template_file = Path(name_or_path) / "chat_template.jinja"
-        template = (
-            template_file.read_text(encoding="utf-8") if template_file.is_file() else tokenizer.chat_template
-        )
-        return Qwen2VLImageOnlyProcessor(
-            AutoImageProcessor.from_pretrained(name_or_path), tokenizer, template
-        )
+        template = template_file.read_text(encoding="utf-8") if template_file.is_file() else tokenizer.chat_template
+        return Qwen2VLImageOnlyProcessor(AutoImageProcessor.from_pretrained(name_or_path), tokenizer, template)
 
 
 QWEN2_VL = Qwen2VLFamily(

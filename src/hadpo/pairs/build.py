@@ -47,9 +47,7 @@ log = logging.getLogger(__name__)
 STAGES = ("describe", "judge", "rewrite", "qa")
 
 
-def load_source(
-    config: PairsConfig, files: BuildFiles, ledger: Ledger
-) -> tuple[list[ImageRecord], list[str]]:
+def load_source(config: PairsConfig, files: BuildFiles, ledger: Ledger) -> tuple[list[ImageRecord], list[str]]:
     """The validated image records (images.jsonl, written once and reused) and exhaustively annotated names."""
     source = config.source
     exhaustive: list[str] = []
@@ -65,28 +63,41 @@ def load_source(
     if source.kind == "folder":
         records = load_folder(source.images, ledger)
     elif source.kind == "visual_genome":
-        records = load_visual_genome(source.images, source.objects, source.attributes, source.relationships,
-                                     source.region_descriptions, source.image_data, min_objects=source.min_objects,
-                                     max_objects=source.max_objects, ledger=ledger)  # fmt: skip
+        records = load_visual_genome(
+            source.images,
+            source.objects,
+            source.attributes,
+            source.relationships,
+            source.region_descriptions,
+            source.image_data,
+            min_objects=source.min_objects,
+            max_objects=source.max_objects,
+            ledger=ledger,
+        )
     else:
         if not source.instances:
             raise ValueError("source.kind coco needs source.instances")
-        records, exhaustive = load_coco(source.instances, source.images, source.captions, source.min_objects,
-                                        ledger)  # fmt: skip
+        records, exhaustive = load_coco(source.instances, source.images, source.captions, source.min_objects, ledger)
     if not records:
         skipped = ledger.counts("skipped")
         listing = source.images if source.kind == "folder" else source.instances or source.attributes or source.objects
-        raise RecordError(f"source: {listing} holds no image records" + (
-            f" that can be read ({_counts(skipped)}; reasons in {files.events})" if skipped else ""))
+        raise RecordError(
+            f"source: {listing} holds no image records"
+            + (f" that can be read ({_counts(skipped)}; reasons in {files.events})" if skipped else "")
+        )
     listed = len(records)
     records = [r for r in records if source.min_objects <= len(r.objects) <= source.max_objects]
     if not records:
-        raise RecordError(f"source: none of the {listed} images of {source.images} has between min_objects "
-                          f"{source.min_objects} and max_objects {source.max_objects} annotated objects")
+        raise RecordError(
+            f"source: none of the {listed} images of {source.images} has between min_objects "
+            f"{source.min_objects} and max_objects {source.max_objects} annotated objects"
+        )
     records = validate_images(records[: source.limit] if source.limit else records, ledger)
     if not records:
-        raise RecordError(f"source.images: no usable image in {source.images}: every one was skipped "
-                          f"({_counts(ledger.counts('skipped'))}; reasons in {files.events})")
+        raise RecordError(
+            f"source.images: no usable image in {source.images}: every one was skipped "
+            f"({_counts(ledger.counts('skipped'))}; reasons in {files.events})"
+        )
     write_jsonl(files.images, records)
     return records, exhaustive
 
@@ -139,8 +150,12 @@ def ground_truth_agreement(spec: str, files: BuildFiles, images: dict[str, Image
             agreed += expected == label
             if expected != label:
                 confusion[f"{expected}->{label}"] += 1
-    return {"sentences": compared, "agreed": agreed, "rate": round(agreed / compared, 4) if compared else None,
-            "disagreements": dict(confusion.most_common())}  # fmt: skip
+    return {
+        "sentences": compared,
+        "agreed": agreed,
+        "rate": round(agreed / compared, 4) if compared else None,
+        "disagreements": dict(confusion.most_common()),
+    }
 
 
 # A stand-in for a description not sampled yet (dry runs): six sentences of ten words, typical of LLaVA-1.5.
@@ -151,8 +166,14 @@ def estimate_unsampled(records: list[ImageRecord], count: int, config: PairsConf
     """LLM calls and tokens for `count` descriptions not sampled yet: judging each, and (an upper bound: as if
     every description hallucinated) rewriting and re-judging each. Tokens use the mean image's annotations."""
     k = config.rewrite.k
-    estimate = {"descriptions": count, "judge_calls": 0, "rewrite_calls_at_most": 0, "rejudge_calls_at_most": 0,
-                "prompt_tokens_at_most": 0, "completion_tokens_at_most": 0}  # fmt: skip
+    estimate = {
+        "descriptions": count,
+        "judge_calls": 0,
+        "rewrite_calls_at_most": 0,
+        "rejudge_calls_at_most": 0,
+        "prompt_tokens_at_most": 0,
+        "completion_tokens_at_most": 0,
+    }
     if hasattr(judge, "estimate"):
         tokens = [judge.estimate(r, TYPICAL_DESCRIPTION) for r in records] or [(0, 0)]
         calls = count * (2 + 2 * k)  # judge, re-judge the positive, 2 re-judges per rewrite
@@ -168,16 +189,19 @@ def estimate_unsampled(records: list[ImageRecord], count: int, config: PairsConf
     return estimate
 
 
-def run_build(config: PairsConfig, stages: tuple[str, ...] = STAGES, dry_run: bool = False,
-              model_and_processor=None) -> dict:  # fmt: skip
+def run_build(
+    config: PairsConfig, stages: tuple[str, ...] = STAGES, dry_run: bool = False, model_and_processor=None
+) -> dict:
     """Run `stages` (in pipeline order) and assemble pairs.jsonl + stats.json; returns the stats."""
     files = BuildFiles(ensure_dir(config.out_dir, "out_dir"))
     files.check()
     for stage, needed in (("judge", files.descriptions), ("rewrite", files.judgements)):
         previous = STAGES[STAGES.index(stage) - 1]
         if stage in stages and previous not in stages and not needed.exists():
-            raise RecordError(f"{needed}: not found; 'hadpo pairs {stage}' reads what 'hadpo pairs {previous}' "
-                              "writes (or run 'hadpo pairs build')")
+            raise RecordError(
+                f"{needed}: not found; 'hadpo pairs {stage}' reads what 'hadpo pairs {previous}' "
+                "writes (or run 'hadpo pairs build')"
+            )
     ledger = Ledger(files.events)
     records, exhaustive = load_source(config, files, ledger)
     save_config(config, files.config)  # once the input is known good: a refused config never replaces it
@@ -186,9 +210,7 @@ def run_build(config: PairsConfig, stages: tuple[str, ...] = STAGES, dry_run: bo
     rewriter = make_rewriter(config, judge, files)
     stats: dict = {}  # this run's numbers per stage
     if "describe" in stages:
-        stats["describe"] = sample_descriptions(
-            records, files, config.describe, ledger, model_and_processor, dry_run
-        )
+        stats["describe"] = sample_descriptions(records, files, config.describe, ledger, model_and_processor, dry_run)
     if "judge" in stages and files.descriptions.exists():
         stats["judge"] = judge_descriptions(images, files, judge, ledger, config.judge.retry_failed, dry_run)
     if "rewrite" in stages and files.judgements.exists():
@@ -234,10 +256,13 @@ def check_produced(stages: tuple[str, ...], stats: dict, files: BuildFiles) -> N
             f"no pairs: {judged} descriptions judged usable ({stats.get('judgements_failed') or 0} judgements "
             f"failed), {stats.get('descriptions_with_hallucination') or 0} with a hallucination, "
             f"{stats['rewrite'].get('kept_pairs', 0)} rewrite pairs kept; skipped: "
-            f"{_counts(stats['skipped'])}; dropped: {_counts(stats['dropped'])} (see {files.stats})")
+            f"{_counts(stats['skipped'])}; dropped: {_counts(stats['dropped'])} (see {files.stats})"
+        )
     if "judge" in stages and "judge" in stats["this_run"] and not judged:
-        raise RunFailed(f"no usable judgement: {stats.get('judgements_failed') or 0} failed; skipped: "
-                        f"{_counts(stats['skipped'])} (see {files.judgements} and {files.events})")
+        raise RunFailed(
+            f"no usable judgement: {stats.get('judgements_failed') or 0} failed; skipped: "
+            f"{_counts(stats['skipped'])} (see {files.judgements} and {files.events})"
+        )
     if "describe" in stages and not stats["this_run"].get("describe", {}).get("descriptions"):
         raise RunFailed(f"no description written; skipped: {_counts(stats['skipped'])} (see {files.events})")
 
@@ -249,20 +274,33 @@ def assemble_stats(config, files, ledger, images, pairs, own_answers, judge, rew
         "images": len(images),
         "judge": judge.name,
         "rewriter": rewriter.name,
-        **{key: usable.get(key) for key in ("descriptions_judged", "judgements_failed",
-                                            "descriptions_with_hallucination", "description_hallucination_rate",
-                                            "sentences", "sentence_labels", "sentence_hallucination_rate")},
+        **{
+            key: usable.get(key)
+            for key in (
+                "descriptions_judged",
+                "judgements_failed",
+                "descriptions_with_hallucination",
+                "description_hallucination_rate",
+                "sentences",
+                "sentence_labels",
+                "sentence_hallucination_rate",
+            )
+        },
         "descriptions_without_hallucination": (usable.get("descriptions_judged") or 0)
         - (usable.get("descriptions_with_hallucination") or 0),
         "rewrite": rewrite_stats(files) if files.rewrites.exists() else {},
-        "pairs": {"desc": kinds.get("desc", 0), "qa": kinds.get("qa", 0), "total": len(pairs),
-                  "qa_with_model_answer": own_answers},
+        "pairs": {
+            "desc": kinds.get("desc", 0),
+            "qa": kinds.get("qa", 0),
+            "total": len(pairs),
+            "qa_with_model_answer": own_answers,
+        },
         "skipped": ledger.counts("skipped"),
         "dropped": ledger.counts("dropped"),
         "llm": llm_usage(judge, rewriter),
         "llm_total": llm_total(files, llm_usage(judge, rewriter)),
         "this_run": stage_numbers,
-    }  # fmt: skip
+    }
     if config.ground_truth and files.judgements.exists():
         stats["ground_truth_agreement"] = ground_truth_agreement(config.ground_truth, files, images)
     update_stats(files.stats, stats)

@@ -1,7 +1,7 @@
 """The typed, strict configuration of a pair build (`hadpo pairs build CONFIG.yaml [key=value ...]`): one
 section per stage, defaults for everything, YAML holding only the deltas. Loaded like every config,
-`hadpo.config.load_config(PairsConfig, path, overrides, section="pairs")`: unknown keys and unknown kinds are errors naming the key and its section; the
-resolved config is saved beside the outputs (`config.yaml`).
+`hadpo.config.load_config(PairsConfig, path, overrides, section="pairs")`: unknown keys and unknown kinds are
+errors naming the key and its section; the resolved config is saved beside the outputs (`config.yaml`).
 """
 
 from __future__ import annotations
@@ -44,7 +44,9 @@ class JudgeConfig(Config):
 
 class RewriteConfig(Config):
     k: int = Field(3, ge=0)  # rewrites per pair (the paper: 3)
-    kind: Literal["offline", "llm"] = "offline"  # offline (paraphrase) | llm (same endpoint as the judge unless llm is given)
+    kind: Literal["offline", "llm"] = (
+        "offline"  # offline (paraphrase) | llm (same endpoint as the judge unless llm is given)
+    )
     template: str = "rewrite_v1"
     llm: LLMConfig | None = None
 
@@ -97,4 +99,3 @@ class PairsConfig(Config):
     rewrite: RewriteConfig = Field(default_factory=RewriteConfig)
     qa: QAConfig = Field(default_factory=QAConfig)
     ground_truth: str | None = None  # "module:function(image, sentence) -> label": agreement reported in stats
-

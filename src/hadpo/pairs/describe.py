@@ -50,13 +50,25 @@ def description_queries(images: list[ImageRecord], config: DescribeConfig) -> li
     for image in images:
         rng = random.Random(f"{config.seed}:{image.image_id}")
         for index in range(config.per_image):
-            queries.append(Query(question_id=f"{image.image_id}#d{index}", image=image.path,
-                                 prompt=rng.choice(config.prompts), image_id=image.image_id))  # fmt: skip
+            queries.append(
+                Query(
+                    question_id=f"{image.image_id}#d{index}",
+                    image=image.path,
+                    prompt=rng.choice(config.prompts),
+                    image_id=image.image_id,
+                )
+            )
     return queries
 
 
-def sample_descriptions(images: list[ImageRecord], files: BuildFiles, config: DescribeConfig, ledger: Ledger,
-                        model_and_processor=None, dry_run: bool = False) -> dict:  # fmt: skip
+def sample_descriptions(
+    images: list[ImageRecord],
+    files: BuildFiles,
+    config: DescribeConfig,
+    ledger: Ledger,
+    model_and_processor=None,
+    dry_run: bool = False,
+) -> dict:
     """Append a Description for every (image, sample) not yet in descriptions.jsonl; returns stage numbers."""
     queries = description_queries(images, config)
     done = done_ids(files.descriptions, Description, "description_id")
@@ -72,8 +84,9 @@ def sample_descriptions(images: list[ImageRecord], files: BuildFiles, config: De
         if model_and_processor is None and not config.model:
             raise ValueError("describe.model: the target model (a folder or hub id) is needed to describe images")
         model, processor = model_and_processor or load_model(config.model, config.device, config.dtype)
-        summary = run_queries(model, processor, todo, files.describe_answers, config.decoding(),
-                              model_name=config.model, progress=False)
+        summary = run_queries(
+            model, processor, todo, files.describe_answers, config.decoding(), model_name=config.model, progress=False
+        )
         for question_id in summary.skipped_ids:
             ledger.skip("describe", question_id, "unreadable_image")
     answers = {a.question_id: a for a in iter_jsonl(files.describe_answers, Answer)} if todo else {}
@@ -85,7 +98,7 @@ def sample_descriptions(images: list[ImageRecord], files: BuildFiles, config: De
             text=answers[q.question_id].text,
             model=answers[q.question_id].model,
             generation=answers[q.question_id].generation,
-        )  # fmt: skip
+        )
         for q in todo
         if q.question_id in answers
     ]

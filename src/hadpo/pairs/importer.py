@@ -32,8 +32,9 @@ def _entries(path: str | Path) -> list[dict]:
     if isinstance(data, dict):  # LLaVA's layout: {image_id: {...}}
         data = [{"image_id": key, **value} if isinstance(value, dict) else value for key, value in data.items()]
     if not isinstance(data, list):
-        raise RecordError(f"{path}: expected a JSON list of entries or an object {{image_id: entry}}, got "
-                          f"{type(data).__name__}")
+        raise RecordError(
+            f"{path}: expected a JSON list of entries or an object {{image_id: entry}}, got {type(data).__name__}"
+        )
     for index, entry in enumerate(data):
         if not isinstance(entry, dict):
             raise RecordError(f"{path}: entry {index}: expected a JSON object, got {type(entry).__name__}")
@@ -45,8 +46,13 @@ def _text_list(value) -> list[str]:
     return [v.strip() for v in values if isinstance(v, str) and v.strip()]
 
 
-def import_release(output: str | Path, image_dir: str | Path, desc_data: str | Path | None = None,
-                   pope_data: str | Path | None = None, seed: int = 0) -> dict:  # fmt: skip
+def import_release(
+    output: str | Path,
+    image_dir: str | Path,
+    desc_data: str | Path | None = None,
+    pope_data: str | Path | None = None,
+    seed: int = 0,
+) -> dict:
     """Write pairs.jsonl (+ stats.json and events.jsonl beside it) from the release files; returns the stats."""
     if desc_data is None and pope_data is None:
         raise ValueError("import: give desc_data.json and/or pope_data.json")
@@ -92,9 +98,19 @@ def import_release(output: str | Path, image_dir: str | Path, desc_data: str | P
             if good == bad:
                 ledger.skip("import", f"{entry_id} rewrite {rewrite}", "identical_texts", "chosen == rejected")
                 continue
-            pairs.append(PreferencePair(images=[path], prompt=prompt, chosen=good, rejected=bad, kind="desc",
-                                        image_id=image_id, pair_id=f"desc:{image_id}:{index}:r{rewrite}",
-                                        judge="ha-dpo-release", rewrite_index=rewrite))  # fmt: skip
+            pairs.append(
+                PreferencePair(
+                    images=[path],
+                    prompt=prompt,
+                    chosen=good,
+                    rejected=bad,
+                    kind="desc",
+                    image_id=image_id,
+                    pair_id=f"desc:{image_id}:{index}:r{rewrite}",
+                    judge="ha-dpo-release",
+                    rewrite_index=rewrite,
+                )
+            )
             counts["desc"] += 1
 
     for index, entry in enumerate(pope_entries):
@@ -115,18 +131,32 @@ def import_release(output: str | Path, image_dir: str | Path, desc_data: str | P
             ledger.skip("import", entry_id, "identical_texts", "chosen == reject")
             continue
         image_id = str(entry["image_id"])
-        pairs.append(PreferencePair(images=[path], prompt=question.strip(), chosen=chosen.strip(),
-                                    rejected=rejected.strip(), kind="qa", image_id=image_id,
-                                    pair_id=f"qa:{image_id}:{index}", judge="ha-dpo-release"))  # fmt: skip
+        pairs.append(
+            PreferencePair(
+                images=[path],
+                prompt=question.strip(),
+                chosen=chosen.strip(),
+                rejected=rejected.strip(),
+                kind="qa",
+                image_id=image_id,
+                pair_id=f"qa:{image_id}:{index}",
+                judge="ha-dpo-release",
+            )
+        )
         counts["qa"] += 1
 
     skipped = ledger.counts("skipped")
     if not pairs:
-        raise RunFailed(f"no pairs imported from {len(desc_entries)} desc_data and {len(pope_entries)} pope_data "
-                        f"entries (skipped: {', '.join(f'{k} {v}' for k, v in skipped.items()) or 'none'}; "
-                        f"{counts['qa_skipped_correct']} marked correct); {output} not written")
+        raise RunFailed(
+            f"no pairs imported from {len(desc_entries)} desc_data and {len(pope_entries)} pope_data "
+            f"entries (skipped: {', '.join(f'{k} {v}' for k, v in skipped.items()) or 'none'}; "
+            f"{counts['qa_skipped_correct']} marked correct); {output} not written"
+        )
     write_atomic(output, pairs)
-    stats = {"pairs": {"desc": counts["desc"], "qa": counts["qa"], "total": len(pairs)},
-             "qa_skipped_correct": counts["qa_skipped_correct"], "skipped": skipped}  # fmt: skip
+    stats = {
+        "pairs": {"desc": counts["desc"], "qa": counts["qa"], "total": len(pairs)},
+        "qa_skipped_correct": counts["qa_skipped_correct"],
+        "skipped": skipped,
+    }
     update_stats(output.parent / "stats.json", stats)
     return stats

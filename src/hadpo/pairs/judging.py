@@ -26,8 +26,14 @@ log = logging.getLogger(__name__)
 CHUNK = 64  # judgements appended per write: a crash loses at most one chunk of (cached) work
 
 
-def judge_descriptions(images: dict[str, ImageRecord], files: BuildFiles, judge: Judge, ledger: Ledger,
-                       retry_failed: bool = False, dry_run: bool = False) -> dict:  # fmt: skip
+def judge_descriptions(
+    images: dict[str, ImageRecord],
+    files: BuildFiles,
+    judge: Judge,
+    ledger: Ledger,
+    retry_failed: bool = False,
+    dry_run: bool = False,
+) -> dict:
     """Judge every description not yet in judgements.jsonl; returns stage numbers (from the whole file)."""
     failed_before: set[str] = set()
     if retry_failed and files.judgements.exists():
@@ -53,8 +59,9 @@ def judge_descriptions(images: dict[str, ImageRecord], files: BuildFiles, judge:
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for start in range(0, len(todo), CHUNK):
             chunk = todo[start : start + CHUNK]
-            judgements = list(pool.map(lambda item: judge_one(judge, *item, item[1].description_id in failed_before),
-                                       chunk))  # fmt: skip
+            judgements = list(
+                pool.map(lambda item: judge_one(judge, *item, item[1].description_id in failed_before), chunk)
+            )
             append(files.judgements, judgements)
             for judgement in judgements:
                 if judgement.failed:
@@ -80,8 +87,12 @@ def dry_run_estimate(judge: Judge, todo: list[tuple[ImageRecord, Description]]) 
     if estimate is None:  # the offline judge makes no calls
         return {"to_judge": len(todo), "llm_calls": 0, "prompt_tokens": 0, "completion_tokens": 0}
     tokens = [estimate(image, d.text) for image, d in todo]
-    return {"to_judge": len(todo), "llm_calls": len(todo), "prompt_tokens": sum(t[0] for t in tokens),
-            "completion_tokens": sum(t[1] for t in tokens)}  # fmt: skip
+    return {
+        "to_judge": len(todo),
+        "llm_calls": len(todo),
+        "prompt_tokens": sum(t[0] for t in tokens),
+        "completion_tokens": sum(t[1] for t in tokens),
+    }
 
 
 def judge_stats(files: BuildFiles) -> dict:
@@ -94,9 +105,7 @@ def judge_stats(files: BuildFiles) -> dict:
         "descriptions_with_hallucination": sum(j.has_hallucination for j in usable),
         "description_hallucination_rate": _rate(sum(j.has_hallucination for j in usable), len(usable)),
         "sentences": len(labels),
-        "sentence_labels": {
-            name: labels.count(name) for name in ("hallucination", "correct", "cannot_judge")
-        },
+        "sentence_labels": {name: labels.count(name) for name in ("hallucination", "correct", "cannot_judge")},
         "sentence_hallucination_rate": _rate(labels.count("hallucination"), len(labels)),
     }
 

@@ -48,8 +48,15 @@ def existence_fact(name: str, present: bool, description_id: str, judge: str, im
     yes = f"Yes, there is {article(name)} {name} in the image."
     no = f"No, there is no {name} in the image."
     question = f"Is there {article(name)} {name} in the image?"
-    return QAFact(image_id, question, yes if present else no, no if present else yes, "yes" if present else "no",
-                  description_id, judge)  # fmt: skip
+    return QAFact(
+        image_id,
+        question,
+        yes if present else no,
+        no if present else yes,
+        "yes" if present else "no",
+        description_id,
+        judge,
+    )
 
 
 def claim_facts(judge: AnnotationJudge, image: ImageRecord, judgement: Judgement, text: str) -> list[QAFact]:
@@ -61,30 +68,55 @@ def claim_facts(judge: AnnotationJudge, image: ImageRecord, judgement: Judgement
                 continue
             name, meta = claim.name, (judgement.description_id, judgement.judge, image.image_id)
             if claim.kind == "attribute":
-                facts.append(QAFact(meta[2], f"Is the {name} {claim.claimed}?", f"No, the {name} is {claim.actual}.",
-                                    f"Yes, the {name} is {claim.claimed}.", "no", *meta[:2], kind="attribute"))  # fmt: skip
+                facts.append(
+                    QAFact(
+                        meta[2],
+                        f"Is the {name} {claim.claimed}?",
+                        f"No, the {name} is {claim.actual}.",
+                        f"Yes, the {name} is {claim.claimed}.",
+                        "no",
+                        *meta[:2],
+                        kind="attribute",
+                    )
+                )
             elif claim.kind == "count" and claim.actual.isdigit():
                 actual = int(claim.actual)
                 plural = (getInflection(name, "NNS") or (f"{name}s",))[0]
-                right = (f"There is one {name}." if actual == 1
-                         else f"There are {number_word(actual)} {plural}.")  # fmt: skip
+                right = f"There is one {name}." if actual == 1 else f"There are {number_word(actual)} {plural}."
                 claimed = claim.claimed if claim.claimed != "several" else "several"
                 claimed_word = number_word(int(claimed)) if claimed.isdigit() else claimed
-                wrong = (
-                    f"There is one {name}."
-                    if claimed_word == "one"
-                    else f"There are {claimed_word} {plural}."
+                wrong = f"There is one {name}." if claimed_word == "one" else f"There are {claimed_word} {plural}."
+                facts.append(
+                    QAFact(
+                        meta[2],
+                        f"How many {plural} are there in the image?",
+                        right,
+                        wrong,
+                        None,
+                        *meta[:2],
+                        kind="count",
+                    )
                 )
-                facts.append(QAFact(meta[2], f"How many {plural} are there in the image?", right, wrong, None,
-                                    *meta[:2], kind="count"))  # fmt: skip
             elif claim.kind == "position":
-                facts.append(QAFact(meta[2], f"Where is the {name} in the image?", f"It is in the {claim.actual}.",
-                                    f"It is in the {claim.claimed}.", None, *meta[:2], kind="position"))  # fmt: skip
+                facts.append(
+                    QAFact(
+                        meta[2],
+                        f"Where is the {name} in the image?",
+                        f"It is in the {claim.actual}.",
+                        f"It is in the {claim.claimed}.",
+                        None,
+                        *meta[:2],
+                        kind="position",
+                    )
+                )
     return facts
 
 
 def collect_facts(
-    images: dict[str, ImageRecord], files: BuildFiles, judge, max_per_image: int,
+    images: dict[str, ImageRecord],
+    files: BuildFiles,
+    judge,
+    max_per_image: int,
     kinds: tuple[str, ...] | list[str] = QA_KINDS,
 ) -> list[QAFact]:
     """Facts of the wanted `kinds` from every usable judgement with a hallucination, at most `max_per_image` per
@@ -125,8 +157,9 @@ def shuffled_present(image: ImageRecord) -> list[str]:
     return names
 
 
-def co_occurrence_facts(images: dict[str, ImageRecord], per_image: int, exhaustive: set[str] = frozenset()
-                        ) -> list[QAFact]:
+def co_occurrence_facts(
+    images: dict[str, ImageRecord], per_image: int, exhaustive: set[str] = frozenset()
+) -> list[QAFact]:
     """POPE-style existence facts that need no description: for each completely annotated image, the
     `per_image` absent objects that co-occur most often with its present ones over the image set (POPE's
     adversarial sampling: the questions a co-occurrence-biased model answers "yes" to) and as many present
@@ -145,8 +178,9 @@ def co_occurrence_facts(images: dict[str, ImageRecord], per_image: int, exhausti
         absent = [n for n in vocabulary if n not in present]
         absent.sort(key=lambda n: (-sum(together[(p, n)] for p in present), n))
         facts += [existence_fact(n, False, "", "annotations", image.image_id) for n in absent[:per_image]]
-        facts += [existence_fact(n, True, "", "annotations", image.image_id)
-                  for n in shuffled_present(image)[:per_image]]
+        facts += [
+            existence_fact(n, True, "", "annotations", image.image_id) for n in shuffled_present(image)[:per_image]
+        ]
     return facts
 
 
@@ -164,22 +198,33 @@ class AnswerSampling(DecodingConfig):
     do_sample: bool = True
 
 
-def sample_answers(facts: list[QAFact], images: dict[str, ImageRecord], files: BuildFiles,
-                   sampling: AnswerSampling, model_and_processor=None) -> dict[str, Answer]:  # fmt: skip
+def sample_answers(
+    facts: list[QAFact],
+    images: dict[str, ImageRecord],
+    files: BuildFiles,
+    sampling: AnswerSampling,
+    model_and_processor=None,
+) -> dict[str, Answer]:
     """The target model's answer to every yes/no question (resumable: qa_answers.jsonl by pair id)."""
-    queries = [Query(question_id=pair_id(f), image=images[f.image_id].path, prompt=f.question, image_id=f.image_id)
-               for f in facts if f.right_polarity]  # fmt: skip
+    queries = [
+        Query(question_id=pair_id(f), image=images[f.image_id].path, prompt=f.question, image_id=f.image_id)
+        for f in facts
+        if f.right_polarity
+    ]
     if queries:
         model, processor = model_and_processor or load_model(sampling.model, sampling.device, sampling.dtype)
-        run_queries(model, processor, queries, files.qa_answers, sampling.decoding(), model_name=sampling.model,
-                    progress=False)
-    return (
-        {a.question_id: a for a in iter_jsonl(files.qa_answers, Answer)} if files.qa_answers.exists() else {}
-    )
+        run_queries(
+            model, processor, queries, files.qa_answers, sampling.decoding(), model_name=sampling.model, progress=False
+        )
+    return {a.question_id: a for a in iter_jsonl(files.qa_answers, Answer)} if files.qa_answers.exists() else {}
 
 
-def qa_pairs(facts: list[QAFact], images: dict[str, ImageRecord], answers: dict[str, Answer] | None = None,
-             short_answers: dict[str, str] | None = None):
+def qa_pairs(
+    facts: list[QAFact],
+    images: dict[str, ImageRecord],
+    answers: dict[str, Answer] | None = None,
+    short_answers: dict[str, str] | None = None,
+):
     """PreferencePairs of kind `qa`; returns (pairs, how many texts came from the model's own answers).
     `short_answers` ({"yes": ..., "no": ...}) replaces the sentences of yes/no questions."""
     pairs, own = [], 0
@@ -195,7 +240,17 @@ def qa_pairs(facts: list[QAFact], images: dict[str, ImageRecord], answers: dict[
             else:
                 rejected = answer.text.strip()
             own += 1
-        pairs.append(PreferencePair(images=[images[fact.image_id].path], prompt=fact.question, chosen=chosen,
-                                    rejected=rejected, kind="qa", image_id=fact.image_id, pair_id=pair_id(fact),
-                                    source_description_id=fact.description_id, judge=fact.judge))  # fmt: skip
+        pairs.append(
+            PreferencePair(
+                images=[images[fact.image_id].path],
+                prompt=fact.question,
+                chosen=chosen,
+                rejected=rejected,
+                kind="qa",
+                image_id=fact.image_id,
+                pair_id=pair_id(fact),
+                source_description_id=fact.description_id,
+                judge=fact.judge,
+            )
+        )
     return pairs, own

@@ -55,9 +55,7 @@ PHRASINGS = [
 def rephrase(sentence: str, choices: list[int]) -> str:
     """`sentence` with every phrasing of class c replaced by member choices[c]."""
     for (members, guard), choice in zip(PHRASINGS, choices):
-        pattern = (
-            r"\b(" + "|".join(re.escape(m) for m in sorted(members, key=len, reverse=True)) + r")\b" + guard
-        )
+        pattern = r"\b(" + "|".join(re.escape(m) for m in sorted(members, key=len, reverse=True)) + r")\b" + guard
         sentence = re.sub(pattern, members[choice % len(members)], sentence, flags=re.IGNORECASE)
     return sentence
 
@@ -76,9 +74,7 @@ class ParaphraseRewriter:
             choices = [rng.randrange(len(members)) for members, _ in PHRASINGS]
             order = rng.choice(["reverse", "rotate", "shuffle"]) if index > 1 else "keep"
             order_seed = rng.random()
-            rewrites.append(
-                tuple(self._restyle(text, choices, order, order_seed) for text in (positive, negative))
-            )
+            rewrites.append(tuple(self._restyle(text, choices, order, order_seed) for text in (positive, negative)))
         return rewrites
 
     @staticmethod
@@ -96,17 +92,17 @@ class ParaphraseRewriter:
 # --- the stage --------------------------------------------------------------------------------------------------
 
 
-def rewrite_set(image: ImageRecord, description: Description, judgement: Judgement, judge: Judge, rewriter,
-                k: int) -> tuple[RewriteSet, list[tuple[str, str]]]:  # fmt: skip
+def rewrite_set(
+    image: ImageRecord, description: Description, judgement: Judgement, judge: Judge, rewriter, k: int
+) -> tuple[RewriteSet, list[tuple[str, str]]]:
     """The RewriteSet of one hallucinated description, and the (item, reason, detail) drops it made (item "r<i>",
     "" for the whole set), each counted once."""
-    result = RewriteSet(description_id=description.description_id, image_id=image.image_id,
-                        rewriter=rewriter.name, judge=judge.name)  # fmt: skip
+    result = RewriteSet(
+        description_id=description.description_id, image_id=image.image_id, rewriter=rewriter.name, judge=judge.name
+    )
     drops: list[tuple[str, str, str]] = []
     positive, negative = judgement.corrected.strip(), description.text.strip()
-    original = RewriteItem(
-        index=0, chosen=positive or "-", rejected=negative, rejected_labels=judgement.labels
-    )
+    original = RewriteItem(index=0, chosen=positive or "-", rejected=negative, rejected_labels=judgement.labels)
     result.items.append(original)
     if not positive:
         original.kept, original.reason = False, "empty_correction"
@@ -149,25 +145,33 @@ def rewrite_set(image: ImageRecord, description: Description, judgement: Judgeme
     return result, drops
 
 
-def rewrite_judged(images: dict[str, ImageRecord], files: BuildFiles, judge: Judge, rewriter, k: int,
-                   ledger: Ledger, dry_run: bool = False) -> dict:  # fmt: skip
+def rewrite_judged(
+    images: dict[str, ImageRecord],
+    files: BuildFiles,
+    judge: Judge,
+    rewriter,
+    k: int,
+    ledger: Ledger,
+    dry_run: bool = False,
+) -> dict:
     """Write a RewriteSet for every hallucinated, usable judgement not yet in rewrites.jsonl."""
     descriptions = {d.description_id: d for d in iter_jsonl(files.descriptions, Description)}
     done = done_ids(files.rewrites, RewriteSet, "description_id")
     todo = [
         (images[j.image_id], descriptions[j.description_id], j)
         for j in iter_jsonl(files.judgements, Judgement)
-        if j.failed is None and j.has_hallucination and j.description_id not in done
-        and j.image_id in images and j.description_id in descriptions
-    ]  # fmt: skip
+        if j.failed is None
+        and j.has_hallucination
+        and j.description_id not in done
+        and j.image_id in images
+        and j.description_id in descriptions
+    ]
     if dry_run:
         return _dry_run(todo, judge, rewriter, k)
     workers = max(1, getattr(rewriter, "max_concurrency", 1), getattr(judge, "max_concurrency", 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for start in range(0, len(todo), CHUNK):
-            results = list(
-                pool.map(lambda item: rewrite_set(*item, judge, rewriter, k), todo[start : start + CHUNK])
-            )
+            results = list(pool.map(lambda item: rewrite_set(*item, judge, rewriter, k), todo[start : start + CHUNK]))
             append(files.rewrites, [result for result, _ in results])
             for result, drops in results:
                 for item, reason, detail in drops:
@@ -178,8 +182,13 @@ def rewrite_judged(images: dict[str, ImageRecord], files: BuildFiles, judge: Jud
 
 def _dry_run(todo, judge, rewriter, k) -> dict:
     rejudges = len(todo) * (1 + 2 * k)
-    calls = {"to_rewrite": len(todo), "rewrite_calls": 0, "rejudge_calls": 0, "prompt_tokens": 0,
-             "completion_tokens": 0}  # fmt: skip
+    calls = {
+        "to_rewrite": len(todo),
+        "rewrite_calls": 0,
+        "rejudge_calls": 0,
+        "prompt_tokens": 0,
+        "completion_tokens": 0,
+    }
     if hasattr(rewriter, "estimate"):
         calls["rewrite_calls"] = len(todo)
         for _, description, judgement in todo:
@@ -198,8 +207,11 @@ def _dry_run(todo, judge, rewriter, k) -> dict:
 def rewrite_stats(files: BuildFiles) -> dict:
     sets = list(iter_jsonl(files.rewrites, RewriteSet)) if files.rewrites.exists() else []
     items = [item for s in sets for item in s.items]
-    return {"descriptions_rewritten": len(sets), "candidate_pairs": len(items),
-            "kept_pairs": sum(item.kept for item in items)}  # fmt: skip
+    return {
+        "descriptions_rewritten": len(sets),
+        "candidate_pairs": len(items),
+        "kept_pairs": sum(item.kept for item in items),
+    }
 
 
 def description_pairs(files: BuildFiles, images: dict[str, ImageRecord]) -> list[PreferencePair]:
@@ -212,10 +224,19 @@ def description_pairs(files: BuildFiles, images: dict[str, ImageRecord]) -> list
             continue
         for item in rewrite.items:
             if item.kept:
-                pairs.append(PreferencePair(
-                    images=[image.path], prompt=description.prompt, chosen=item.chosen, rejected=item.rejected,
-                    kind="desc", image_id=image.image_id, pair_id=f"desc:{rewrite.description_id}:r{item.index}",
-                    source_description_id=rewrite.description_id, judge=rewrite.judge,
-                    labels=item.rejected_labels, rewrite_index=item.index,
-                ))  # fmt: skip
+                pairs.append(
+                    PreferencePair(
+                        images=[image.path],
+                        prompt=description.prompt,
+                        chosen=item.chosen,
+                        rejected=item.rejected,
+                        kind="desc",
+                        image_id=image.image_id,
+                        pair_id=f"desc:{rewrite.description_id}:r{item.index}",
+                        source_description_id=rewrite.description_id,
+                        judge=rewrite.judge,
+                        labels=item.rejected_labels,
+                        rewrite_index=item.index,
+                    )
+                )
     return pairs

@@ -45,8 +45,12 @@ def _image_key(entry: dict) -> str:
 
 
 def _box(entry: dict) -> list[float]:
-    return [float(entry["x"]), float(entry["y"]), float(entry.get("w", entry.get("width", 0))),
-            float(entry.get("h", entry.get("height", 0)))]  # fmt: skip
+    return [
+        float(entry["x"]),
+        float(entry["y"]),
+        float(entry.get("w", entry.get("width", 0))),
+        float(entry.get("h", entry.get("height", 0))),
+    ]
 
 
 def _vg_name(entry: dict) -> str:
@@ -71,20 +75,38 @@ def load_visual_genome(
     annotations of an image it does not list are skipped (and counted when a ledger is given)."""
     given = [str(f) for f in (objects, attributes, relationships, region_descriptions, image_data) if f]
     with file_format(", ".join(given), "Visual Genome JSON (objects, attributes, relationships, regions, image_data)"):
-        return _load_visual_genome(image_dir, objects, attributes, relationships, region_descriptions, image_data,
-                                   image_ids, min_objects, max_objects, ledger)  # fmt: skip
+        return _load_visual_genome(
+            image_dir,
+            objects,
+            attributes,
+            relationships,
+            region_descriptions,
+            image_data,
+            image_ids,
+            min_objects,
+            max_objects,
+            ledger,
+        )
 
 
-def _load_visual_genome(image_dir, objects, attributes, relationships, region_descriptions, image_data, image_ids,
-                        min_objects, max_objects, ledger) -> list[ImageRecord]:  # fmt: skip
+def _load_visual_genome(
+    image_dir,
+    objects,
+    attributes,
+    relationships,
+    region_descriptions,
+    image_data,
+    image_ids,
+    min_objects,
+    max_objects,
+    ledger,
+) -> list[ImageRecord]:
     if objects is None and attributes is None:
         raise ValueError("Visual Genome source: give objects.json or attributes.json")
     wanted = {str(i) for i in image_ids} if image_ids is not None else None
     objects_by_image: dict[str, list[ObjectAnnotation]] = defaultdict(list)
     for entry in read_json(attributes or objects):
-        key = (
-            _image_key(entry) if "image_id" in entry or "id" in entry else _image_key(entry.get("image", {}))
-        )
+        key = _image_key(entry) if "image_id" in entry or "id" in entry else _image_key(entry.get("image", {}))
         if wanted is not None and key not in wanted:
             continue
         for obj in entry.get("attributes" if attributes else "objects") or []:
@@ -117,9 +139,17 @@ def _load_visual_genome(image_dir, objects, attributes, relationships, region_de
             continue
         path = (Path(image_dir) / f"{key}.jpg").resolve()  # absolute: pairs.jsonl may live anywhere
         width, height = sizes.get(key) or _image_size(path) or (1, 1)
-        records.append(ImageRecord(image_id=key, path=str(path), width=width, height=height,
-                                   objects=objects_by_image[key], regions=regions_by_image.get(key, []),
-                                   source="visual_genome"))  # fmt: skip
+        records.append(
+            ImageRecord(
+                image_id=key,
+                path=str(path),
+                width=width,
+                height=height,
+                objects=objects_by_image[key],
+                regions=regions_by_image.get(key, []),
+                source="visual_genome",
+            )
+        )
     return records
 
 
@@ -151,8 +181,10 @@ def _load_coco(instances, image_dir, min_objects, ledger) -> tuple[list[ImageRec
     for annotation in data.get("annotations", []):
         name = categories.get(annotation["category_id"])
         if name is None:
-            raise RecordError(f"{instances}: annotation {annotation.get('id')}: field 'category_id': "
-                              f"{annotation['category_id']} is not in categories")  # fmt: skip
+            raise RecordError(
+                f"{instances}: annotation {annotation.get('id')}: field 'category_id': "
+                f"{annotation['category_id']} is not in categories"
+            )
         objects[annotation["image_id"]].append(ObjectAnnotation(name=name, box=annotation["bbox"]))
     image_ids = {image["id"] for image in data.get("images", [])}
     for unknown in sorted(set(objects) - image_ids, key=str):
@@ -168,7 +200,7 @@ def _load_coco(instances, image_dir, min_objects, ledger) -> tuple[list[ImageRec
             height=image["height"],
             objects=objects.get(image["id"], []),
             source="coco",
-        )  # fmt: skip
+        )
         for image in data.get("images", [])
         if len(objects.get(image["id"], [])) >= min_objects
     ]
@@ -204,9 +236,7 @@ def _image_size(path: Path) -> tuple[int, int] | None:
         return None
 
 
-def validate_images(
-    records: Iterable[ImageRecord], ledger: Ledger, stage: str = "sources"
-) -> list[ImageRecord]:
+def validate_images(records: Iterable[ImageRecord], ledger: Ledger, stage: str = "sources") -> list[ImageRecord]:
     """The records whose image file exists, decodes, has the size the record states, and whose boxes lie on it;
     the others are skipped and counted, one line each. Duplicate image ids keep the first record."""
     kept, seen = [], set()
@@ -227,8 +257,12 @@ def validate_images(
             continue
         if size != (record.width, record.height):
             # Boxes are pixels of the stated size: against another size every position claim is misread.
-            ledger.skip(stage, record.image_id, "size_mismatch",
-                        f"{path} is {size[0]}x{size[1]}, the record says {record.width}x{record.height}")
+            ledger.skip(
+                stage,
+                record.image_id,
+                "size_mismatch",
+                f"{path} is {size[0]}x{size[1]}, the record says {record.width}x{record.height}",
+            )
             continue
         bad_box = box_problem(record)
         if bad_box:
@@ -245,7 +279,13 @@ def box_problem(record: ImageRecord) -> str:
     boxes = [(f"objects[{i}] ({o.name})", o.box) for i, o in enumerate(record.objects)]
     boxes += [(f"regions[{i}]", r.box) for i, r in enumerate(record.regions)]
     for where, (x, y, w, h) in boxes:
-        if (w < 0 or h < 0 or x < -BOX_SLACK * width or y < -BOX_SLACK * height
-                or x + w > (1 + BOX_SLACK) * width or y + h > (1 + BOX_SLACK) * height):  # fmt: skip
+        if (
+            w < 0
+            or h < 0
+            or x < -BOX_SLACK * width
+            or y < -BOX_SLACK * height
+            or x + w > (1 + BOX_SLACK) * width
+            or y + h > (1 + BOX_SLACK) * height
+        ):
             return f"{where}: box [x, y, w, h] = {[x, y, w, h]} does not lie on the {width}x{height} image"
     return ""

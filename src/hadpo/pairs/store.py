@@ -86,11 +86,20 @@ class BuildFiles:
         """Make the folder's append-only files safe to resume from: a last line cut by a kill is dropped (its
         record is redone), and a record id written twice is an error naming both lines (a stage that looks
         records up by id would pair the image of one with the text of the other)."""
-        for path in (self.descriptions, self.judgements, self.rewrites, self.events, self.describe_answers,
-                     self.qa_answers):  # fmt: skip
+        for path in (
+            self.descriptions,
+            self.judgements,
+            self.rewrites,
+            self.events,
+            self.describe_answers,
+            self.qa_answers,
+        ):
             drop_torn_tail(path)
-        for path, model in ((self.descriptions, Description), (self.judgements, Judgement),
-                            (self.rewrites, RewriteSet)):  # fmt: skip
+        for path, model in (
+            (self.descriptions, Description),
+            (self.judgements, Judgement),
+            (self.rewrites, RewriteSet),
+        ):
             if path.exists():
                 read_keyed(path, model, "description_id")
 
@@ -101,18 +110,18 @@ class Ledger:
     def __init__(self, path: Path):
         self.path = path
 
-    def record(self, stage: str, record_id: str, kind: str, reason: str, message: str = "",
-               already_logged: bool = False) -> None:  # fmt: skip
+    def record(
+        self, stage: str, record_id: str, kind: str, reason: str, message: str = "", already_logged: bool = False
+    ) -> None:
         # Bad input is worth a warning (once: the LLM judge warns about its own failures); a dropped candidate
         # pair is the checks doing their job.
         level = logging.WARNING if kind == "skipped" and not already_logged else logging.DEBUG
         log.log(level, "%s: %s %s (%s)%s", stage, kind, record_id, reason, f": {message}" if message else "")
-        write_jsonl(self.path, [Event(stage=stage, record_id=record_id, kind=kind, reason=reason,
-                                      message=message)], append=True)  # fmt: skip
+        write_jsonl(
+            self.path, [Event(stage=stage, record_id=record_id, kind=kind, reason=reason, message=message)], append=True
+        )
 
-    def skip(
-        self, stage: str, record_id: str, reason: str, message: str = "", already_logged: bool = False
-    ) -> None:
+    def skip(self, stage: str, record_id: str, reason: str, message: str = "", already_logged: bool = False) -> None:
         self.record(stage, record_id, "skipped", reason, message, already_logged)
 
     def drop(self, stage: str, record_id: str, reason: str, message: str = "") -> None:

@@ -33,13 +33,10 @@ class HADPOConfig(TrainingArguments):
     model_name_or_path: str = _opt("", "Base VLM: a hub id or a local folder (AutoModelForImageTextToText).")
     family: str = _opt(
         "auto",
-        "Model family adapter: auto (from config.model_type), llava15, llava_next, qwen2_vl, instructblip, "
-        "minigpt4.",
+        "Model family adapter: auto (from config.model_type), llava15, llava_next, qwen2_vl, instructblip, minigpt4.",
     )
     model_dtype: str = _opt("float32", "dtype the weights are loaded in: float32, bfloat16 or float16.")
-    finetuning: str = _opt(
-        "lora", "lora (PEFT adapters), qlora (4-bit base, needs bitsandbytes + GPU) or full."
-    )
+    finetuning: str = _opt("lora", "lora (PEFT adapters), qlora (4-bit base, needs bitsandbytes + GPU) or full.")
     lora_r: int = _opt(16, "LoRA rank (the paper's LLaVA-1.5 recipe: 128).")
     lora_alpha: int = _opt(32, "LoRA alpha (the paper's LLaVA-1.5 recipe: 256).")
     lora_dropout: float = _opt(0.0, "LoRA dropout (the paper disables dropout).")
@@ -51,20 +48,14 @@ class HADPOConfig(TrainingArguments):
     freeze_vision_tower: bool = _opt(True, "Keep the vision encoder frozen (the paper does).")
     freeze_projector: bool = _opt(True, "Keep the vision-to-language projector frozen (the paper does).")
     disable_dropout: bool = _opt(True, "Set every dropout probability of the model to 0 (the paper does).")
-    merge_adapter: bool = _opt(
-        False, "Also save the base model with the LoRA adapter merged in (output_dir/merged)."
-    )
+    merge_adapter: bool = _opt(False, "Also save the base model with the LoRA adapter merged in (output_dir/merged).")
     # --- data ---
     pairs: str = _opt("", "Preference pairs JSONL written by `hadpo pairs` (PreferencePair rows).")
-    eval_pairs: str | None = _opt(
-        None, "Held-out pairs evaluated every eval_steps (set eval_strategy: steps)."
-    )
+    eval_pairs: str | None = _opt(None, "Held-out pairs evaluated every eval_steps (set eval_strategy: steps).")
     data_mix: str = _opt("1:1", "Per-epoch repeats of desc:QA groups, e.g. 2:1 (LLaVA-1.5 release) or 1:2.")
     shuffle_pairs: bool = _opt(True, "Shuffle the pair order each epoch (seeded by `seed` and the epoch).")
     max_length: int | None = _opt(None, "Longest prompt (image tokens included) + response; none = no limit.")
-    too_long: str = _opt(
-        "drop", "Pairs over max_length: drop (counted and logged) or error. Never truncated."
-    )
+    too_long: str = _opt("drop", "Pairs over max_length: drop (counted and logged) or error. Never truncated.")
     shared_prefix: bool = _opt(
         True,
         "Encode image + prompt once per pair and score chosen and rejected from it (one packed row with a "
@@ -75,36 +66,22 @@ class HADPOConfig(TrainingArguments):
     beta: float = _opt(0.1, "DPO temperature beta (paper: 0.1).")
     loss_type: str = _opt("sigmoid", f"Preference loss: {', '.join(LOSS_TYPES)}.")
     label_smoothing: float = _opt(0.0, "Label smoothing eps for sigmoid (cDPO) and robust losses.")
-    logps_reduction: str = _opt(
-        "sum", "Response log-probs summed over tokens (paper) or averaged: sum or mean."
-    )
+    logps_reduction: str = _opt("sum", "Response log-probs summed over tokens (paper) or averaged: sum or mean.")
     reference: str = _opt(
         "adapters",
         "Reference model: adapters (policy with LoRA disabled), copy (frozen copy), precomputed (log-probs "
         "computed once before training and cached on disk).",
     )
-    ref_model_name_or_path: str | None = _opt(
-        None, "Reference weights for copy/precomputed; default the base model."
-    )
-    reference_cache_dir: str | None = _opt(
-        None, "Where precomputed reference log-probs live; default output_dir."
-    )
-    gamma: float = _opt(
-        0.0, "Weight of the auxiliary SFT loss: total = L_dpo + gamma * L_sft (MiniGPT-4: 0.5)."
-    )
+    ref_model_name_or_path: str | None = _opt(None, "Reference weights for copy/precomputed; default the base model.")
+    reference_cache_dir: str | None = _opt(None, "Where precomputed reference log-probs live; default output_dir.")
+    gamma: float = _opt(0.0, "Weight of the auxiliary SFT loss: total = L_dpo + gamma * L_sft (MiniGPT-4: 0.5).")
     sft_data: str | None = _opt(
         None, "Auxiliary SFT JSONL: {images, prompt, response} rows or ImageRecords with captions."
     )
     sft_ratio: float = _opt(1.0, "Auxiliary batches per DPO batch (1 = one each; 0.5 = every other).")
-    sft_batch_size: int | None = _opt(
-        None, "Auxiliary batch size per device; default per_device_train_batch_size."
-    )
-    sft_caption_prompt: str = _opt(
-        "Describe this image briefly.", "Prompt for ImageRecord captions used as SFT data."
-    )
-    chosen_sft_weight: float = _opt(
-        0.0, "Weight of an extra language-modelling loss on the chosen responses."
-    )
+    sft_batch_size: int | None = _opt(None, "Auxiliary batch size per device; default per_device_train_batch_size.")
+    sft_caption_prompt: str = _opt("Describe this image briefly.", "Prompt for ImageRecord captions used as SFT data.")
+    chosen_sft_weight: float = _opt(0.0, "Weight of an extra language-modelling loss on the chosen responses.")
     # --- TrainingArguments defaults that differ for HA-DPO ---
     remove_unused_columns: bool = _opt(False, "Kept False: the collator needs every column.")
     logging_steps: float = _opt(1, "Log every N optimizer steps.")
@@ -121,9 +98,7 @@ class HADPOConfig(TrainingArguments):
         }
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise ValueError(
-                    f"config key '{name}': '{getattr(self, name)}' is not one of {', '.join(allowed)}"
-                )
+                raise ValueError(f"config key '{name}': '{getattr(self, name)}' is not one of {', '.join(allowed)}")
         for name in ("model_name_or_path", "pairs"):
             if not getattr(self, name):
                 raise ValueError(f"config key '{name}' is required")
@@ -139,9 +114,7 @@ class HADPOConfig(TrainingArguments):
         parse_mix(self.data_mix)
         if self.dataloader_persistent_workers:
             # Persistent workers keep the first epoch's copy of the dataset: rewrites would never change.
-            raise ValueError(
-                "config key 'dataloader_persistent_workers' must stay false (per-epoch rewrites)"
-            )
+            raise ValueError("config key 'dataloader_persistent_workers' must stay false (per-epoch rewrites)")
 
     def _check_numbers(self) -> None:
         """Every number finite (NaN passes every `<=` test: `beta: .nan` would train on NaN and exit 0) and each
@@ -150,16 +123,30 @@ class HADPOConfig(TrainingArguments):
             value = getattr(self, item.name, None)
             if isinstance(value, float) and not math.isfinite(value):
                 raise ValueError(f"config key '{item.name}' must be a finite number, got {value}")
-        ranges = {"beta": "> 0", "learning_rate": "> 0", "label_smoothing": "[0, 0.5)", "lora_dropout": "[0, 1)",
-                  "lora_r": ">= 1", "lora_alpha": "> 0", "gamma": ">= 0", "sft_ratio": ">= 0",
-                  "chosen_sft_weight": ">= 0", "weight_decay": ">= 0", "max_grad_norm": ">= 0", "adam_beta1": "[0, 1)",
-                  "adam_beta2": "[0, 1)", "adam_epsilon": "> 0", "warmup_steps": ">= 0",
-                  "num_train_epochs": "> 0"}  # fmt: skip
+        ranges = {
+            "beta": "> 0",
+            "learning_rate": "> 0",
+            "label_smoothing": "[0, 0.5)",
+            "lora_dropout": "[0, 1)",
+            "lora_r": ">= 1",
+            "lora_alpha": "> 0",
+            "gamma": ">= 0",
+            "sft_ratio": ">= 0",
+            "chosen_sft_weight": ">= 0",
+            "weight_decay": ">= 0",
+            "max_grad_norm": ">= 0",
+            "adam_beta1": "[0, 1)",
+            "adam_beta2": "[0, 1)",
+            "adam_epsilon": "> 0",
+            "warmup_steps": ">= 0",
+            "num_train_epochs": "> 0",
+        }
         for name, allowed in ranges.items():
             value = getattr(self, name)
             if not _within(value, allowed):
-                raise ValueError(f"config key '{name}' must be {'in ' if allowed[0] == '[' else ''}{allowed}, "
-                                 f"got {value}")
+                raise ValueError(
+                    f"config key '{name}' must be {'in ' if allowed[0] == '[' else ''}{allowed}, got {value}"
+                )
 
     @classmethod
     def help_lines(cls) -> list[str]:

@@ -72,9 +72,7 @@ def load_pairs(path: str | Path) -> list[PreferencePair]:
     return pairs
 
 
-def check_prompts(
-    pairs: Sequence[PreferencePair], family: VLMFamily, processor, source: str = "pairs"
-) -> None:
+def check_prompts(pairs: Sequence[PreferencePair], family: VLMFamily, processor, source: str = "pairs") -> None:
     """Every prompt templates to exactly one image placeholder per image (else the model cannot see them)."""
     for pair in pairs:
         try:
@@ -91,9 +89,7 @@ def load_sft_examples(path: str | Path, caption_prompt: str) -> list[SFTExample]
         first = next((line for line in handle if line.strip()), "")
     if '"captions"' in first:
         examples = [
-            SFTExample(
-                images=[str(resolve_image_path(record, path))], prompt=caption_prompt, response=caption
-            )
+            SFTExample(images=[str(resolve_image_path(record, path))], prompt=caption_prompt, response=caption)
             for record in read_jsonl(path, ImageRecord)
             for caption in record.captions
             if caption.strip()
@@ -158,9 +154,7 @@ class PreferenceDataset(torch.utils.data.Dataset):
     order, and which rewrite of each. The plan depends only on (seed, epoch), so it is the same on every
     process and after a resume; the trainer reads it sequentially."""
 
-    def __init__(
-        self, groups: list[list[PreferencePair]], mix: str = "1:1", seed: int = 0, shuffle: bool = True
-    ):
+    def __init__(self, groups: list[list[PreferencePair]], mix: str = "1:1", seed: int = 0, shuffle: bool = True):
         self.groups = groups
         self.repeats = dict(zip(("desc", "qa"), parse_mix(mix)))
         self.seed = seed
@@ -240,9 +234,7 @@ class Encoder:
         return ids, {key: encoded[key] for key in self.family.image_keys if key in encoded}
 
     def response(self, text: str) -> torch.Tensor:
-        ids = self.tokenizer(self.family.response_text(self.processor, text), add_special_tokens=False)[
-            "input_ids"
-        ]
+        ids = self.tokenizer(self.family.response_text(self.processor, text), add_special_tokens=False)["input_ids"]
         return torch.tensor(ids, dtype=torch.long)
 
     def pad(self, prompts: list[torch.Tensor], responses: list[torch.Tensor]) -> dict:
@@ -302,8 +294,13 @@ class Encoder:
         decoder_input_ids, decoder_attention_mask = _right_padded(decoder, self.pad_id)
         labels = decoder_input_ids.masked_fill(decoder_attention_mask == 0, IGNORE_INDEX)
         labels[:, 0] = IGNORE_INDEX  # the start token is given, not predicted
-        return {"input_ids": input_ids, "attention_mask": attention_mask, "decoder_input_ids": decoder_input_ids,
-                "decoder_attention_mask": decoder_attention_mask, "labels": labels}  # fmt: skip
+        return {
+            "input_ids": input_ids,
+            "attention_mask": attention_mask,
+            "decoder_input_ids": decoder_input_ids,
+            "decoder_attention_mask": decoder_attention_mask,
+            "labels": labels,
+        }
 
 
 def _right_padded(rows: list[torch.Tensor], pad_id: int) -> tuple[torch.Tensor, torch.Tensor]:

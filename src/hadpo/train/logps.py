@@ -9,9 +9,10 @@ the tests) goes through `response_logps(model, batch) -> ResponseLogps`, which r
   attention mask and position ids of `hadpo.inference.packing` let a branch see the prompt and its own earlier
   tokens only, numbered as if it followed the prompt alone. So each branch computes exactly what its own
   two-sequence row `[prompt, response]` would, while the vision tower and the image + prompt tokens run once per
-  pair instead of twice (LLaVA-1.5: 576 image tokens before a ~100-token answer). `p` opens each branch (rather than being shared) because its logits
-  predict the branch's first token: a shared `p` would give the rejected branch's first token to the chosen
-  branch's last one. Gradients reach the prompt from both branches, as they do through two sequences.
+  pair instead of twice (LLaVA-1.5: 576 image tokens before a ~100-token answer). `p` opens each branch (rather
+  than being shared) because its logits predict the branch's first token: a shared `p` would give the rejected
+  branch's first token to the chosen branch's last one. Gradients reach the prompt from both branches, as they
+  do through two sequences.
 - **sequences**: one row per (prompt, response), the prompt repeated (`PreferenceCollator(shared_prefix=False)`
   and every SFT batch). Models that cannot read packed rows use it (`packing_unsupported`: a flash-attention
   language model, an encoder-decoder one). With an encoder-decoder language model (InstructBLIP-FlanT5) the

@@ -81,9 +81,7 @@ def precompute_reference(
     missing = list({keys[pair.pair_id]: pair for pair in pairs if keys[pair.pair_id] not in entries}.values())
     if not missing:
         return {pair.pair_id: tuple(entries[keys[pair.pair_id]]) for pair in pairs}
-    scored = _score(
-        model, missing[rank::world_size], keys, collator, batch_size, device, autocast_dtype, logps_fn
-    )
+    scored = _score(model, missing[rank::world_size], keys, collator, batch_size, device, autocast_dtype, logps_fn)
     if world_size == 1:
         _write(path, fingerprint, {**entries, **scored})
     else:
@@ -100,15 +98,11 @@ def precompute_reference(
     return {pair.pair_id: tuple(entries[keys[pair.pair_id]]) for pair in pairs}
 
 
-def _score(
-    model, pairs, keys, collator, batch_size, device, autocast_dtype, logps_fn
-) -> dict[str, list[float]]:
+def _score(model, pairs, keys, collator, batch_size, device, autocast_dtype, logps_fn) -> dict[str, list[float]]:
     was_training = model.training
     model.eval()
     autocast = (
-        torch.autocast(torch.device(device).type, dtype=autocast_dtype)
-        if autocast_dtype
-        else contextlib.nullcontext()
+        torch.autocast(torch.device(device).type, dtype=autocast_dtype) if autocast_dtype else contextlib.nullcontext()
     )
     scored: dict[str, list[float]] = {}
     for start in range(0, len(pairs), batch_size):

@@ -46,9 +46,7 @@ def load_model(name_or_path: str, config: HADPOConfig, family: VLMFamily | None 
             raise ValueError("finetuning=qlora needs bitsandbytes and a CUDA GPU; use lora or full here")
         from transformers import BitsAndBytesConfig
 
-        skip = list((family.vision_tower_prefixes + family.projector_prefixes) if family else ()) + [
-            "lm_head"
-        ]
+        skip = list((family.vision_tower_prefixes + family.projector_prefixes) if family else ()) + ["lm_head"]
         kwargs["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",
@@ -81,9 +79,7 @@ def prepare_policy(model: torch.nn.Module, config: HADPOConfig, family: VLMFamil
     unfrozen = [] if config.freeze_projector else list(family.projector_prefixes)
     if not config.freeze_vision_tower:
         unfrozen = list(family.vision_tower_prefixes)  # the tower prefix holds the projector in Qwen2-VL
-        unfrozen += (
-            [] if config.freeze_projector else [p for p in family.projector_prefixes if p not in unfrozen]
-        )
+        unfrozen += [] if config.freeze_projector else [p for p in family.projector_prefixes if p not in unfrozen]
     modules = [name for name in unfrozen if _is_module(model, name)]
     lora = LoraConfig(
         r=config.lora_r,
@@ -99,9 +95,7 @@ def prepare_policy(model: torch.nn.Module, config: HADPOConfig, family: VLMFamil
     adapted = [name for name, module in peft_model.named_modules() if hasattr(module, "lora_A")]
     outside = [name for name in adapted if family.is_vision_tower(name) or family.is_projector(name)]
     if outside:
-        raise ValueError(
-            f"config key 'lora_target' matches vision modules (e.g. {outside[0]}); LoRA is for the LM"
-        )
+        raise ValueError(f"config key 'lora_target' matches vision modules (e.g. {outside[0]}); LoRA is for the LM")
     return peft_model
 
 
@@ -130,18 +124,14 @@ def build_trainer(config: HADPOConfig, callbacks=None, processor=None) -> HADPOT
     decoder_start = decoder_start_token_id(model_config)  # None unless the LM is an encoder-decoder
     # Data first: bad input fails here, before a model is loaded.
     collator = PreferenceCollator(processor, family, config.max_length, decoder_start)
-    dataset, dropped = _pairs_dataset(
-        config.pairs, family, collator, config, config.data_mix, config.shuffle_pairs
-    )
+    dataset, dropped = _pairs_dataset(config.pairs, family, collator, config, config.data_mix, config.shuffle_pairs)
     eval_dataset = None
     if config.eval_pairs:
         eval_dataset, _ = _pairs_dataset(config.eval_pairs, family, collator, config, "1:1", False)
     sft_stream = sft_collator = None
     if config.gamma > 0:
         examples = load_sft_examples(config.sft_data, config.sft_caption_prompt)
-        sft_stream = AuxStream(
-            examples, config.sft_batch_size or config.per_device_train_batch_size, config.seed
-        )
+        sft_stream = AuxStream(examples, config.sft_batch_size or config.per_device_train_batch_size, config.seed)
         sft_collator = SFTCollator(processor, family, None, decoder_start)
     if config.process_index == 0:
         save_config(config, Path(config.output_dir) / "hadpo_config.yaml", sort_keys=True)
@@ -235,9 +225,15 @@ def last_complete_checkpoint(output_dir: str | Path) -> Path:
     """The newest checkpoint-N of `output_dir` whose save finished. The Trainer writes trainer_state.json last,
     so a run killed inside a save leaves a folder without it (or with it cut short): that folder is passed over
     (logged) and left for the next save of step N to overwrite."""
-    folders = sorted((p for p in Path(output_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*") if p.is_dir()
-                      and p.name.rpartition("-")[2].isdigit()), key=lambda p: int(p.name.rpartition("-")[2]),
-                     reverse=True)  # fmt: skip
+    folders = sorted(
+        (
+            p
+            for p in Path(output_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*")
+            if p.is_dir() and p.name.rpartition("-")[2].isdigit()
+        ),
+        key=lambda p: int(p.name.rpartition("-")[2]),
+        reverse=True,
+    )
     for folder in folders:
         try:
             state = json.loads((folder / TRAINER_STATE_NAME).read_text(encoding="utf-8"))
@@ -247,8 +243,10 @@ def last_complete_checkpoint(output_dir: str | Path) -> Path:
         if complete:
             return folder
         log.warning("%s: incomplete checkpoint (the save was interrupted); resuming from an earlier one", folder)
-    raise RecordError(f"--resume: no complete checkpoint in output_dir {output_dir}"
-                      f"{f' ({len(folders)} incomplete)' if folders else ''}; run without --resume to start over")
+    raise RecordError(
+        f"--resume: no complete checkpoint in output_dir {output_dir}"
+        f"{f' ({len(folders)} incomplete)' if folders else ''}; run without --resume to start over"
+    )
 
 
 def save_outputs(trainer: HADPOTrainer) -> None:
@@ -272,8 +270,7 @@ def model_card(trainer: HADPOTrainer) -> str:
     info = getattr(trainer, "hadpo_info", {})
     last = next((entry for entry in reversed(trainer.state.log_history) if "loss" in entry), {})
     tuning = (
-        f"LoRA r {config.lora_r} / alpha {config.lora_alpha} "
-        f"on `{info.get('lora_target', config.lora_target)}`"
+        f"LoRA r {config.lora_r} / alpha {config.lora_alpha} on `{info.get('lora_target', config.lora_target)}`"
         if config.finetuning != "full"
         else "full fine-tuning"
     )

@@ -80,14 +80,17 @@ class _StopOnNonFiniteGradients(TrainerCallback):
     def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
         if args.fp16 or model is None:
             return
-        names = [name for name, p in model.named_parameters() if p.grad is not None
-                 and not torch.isfinite(p.grad).all()]  # fmt: skip
+        names = [
+            name for name, p in model.named_parameters() if p.grad is not None and not torch.isfinite(p.grad).all()
+        ]
         flag = torch.tensor([float(len(names))], device=args.device)
         if self.trainer.accelerator.reduce(flag, reduction="sum").item():  # every process stops together
             where = f"e.g. {names[0]}" if names else "on another process"
-            raise RunFailed(f"step {state.global_step + 1}: non-finite gradients ({len(names)} parameters here, "
-                            f"{where}) on pairs {self.trainer.step_pair_ids()}; stopped before the optimizer step "
-                            "(lower learning_rate, set max_grad_norm, or check these pairs)")
+            raise RunFailed(
+                f"step {state.global_step + 1}: non-finite gradients ({len(names)} parameters here, "
+                f"{where}) on pairs {self.trainer.step_pair_ids()}; stopped before the optimizer step "
+                "(lower learning_rate, set max_grad_norm, or check these pairs)"
+            )
 
     def on_step_end(self, args, state, control, **kwargs):
         self.trainer.pair_ids_this_step.clear()
@@ -194,9 +197,7 @@ class HADPOTrainer(Trainer):
             ref_logps[:n].to(policy_logps.dtype),
             ref_logps[n:].to(policy_logps.dtype),
         ]
-        self._record(
-            model.training, terms, torch.stack(pair_values, dim=1), n, inputs["attention_mask"].sum()
-        )
+        self._record(model.training, terms, torch.stack(pair_values, dim=1), n, inputs["attention_mask"].sum())
         if return_outputs:
             return loss, {"chosen_rewards": chosen_rewards, "rejected_rewards": rejected_rewards}
         return loss
@@ -233,9 +234,11 @@ class HADPOTrainer(Trainer):
         bad = [f"{name} = {value}" for name, value in values.items() if not math.isfinite(value)]
         if bad:  # gathered: every process sees the same values and stops together, before any backward
             what = "training step" if training else "evaluation at step"
-            raise RunFailed(f"{what} {self.state.global_step + int(training)}: non-finite {', '.join(bad[:3])} on "
-                            f"pairs {self.step_pair_ids()}; stopped before the update (lower learning_rate, or check "
-                            "these pairs)")
+            raise RunFailed(
+                f"{what} {self.state.global_step + int(training)}: non-finite {', '.join(bad[:3])} on "
+                f"pairs {self.step_pair_ids()}; stopped before the update (lower learning_rate, or check "
+                "these pairs)"
+            )
         for name, value in values.items():
             self._metrics[prefix + name].append(value)
         if training:

@@ -15,16 +15,27 @@ def register(subparsers) -> None:
 
 def register_demo(subparsers) -> None:
     demo = subparsers.add_parser("demo", help="HA-DPO end to end on the synthetic scene world, with a report")
-    demo.add_argument("--config", help="demo YAML, e.g. configs/demo.yaml (default: the defaults, whose recipes are "
-                      "configs/pairs/world.yaml and configs/world_hadpo.yaml under the working folder)")
+    demo.add_argument(
+        "--config",
+        help="demo YAML, e.g. configs/demo.yaml (default: the defaults, whose recipes are "
+        "configs/pairs/world.yaml and configs/world_hadpo.yaml under the working folder)",
+    )
     demo.add_argument("--seed", type=int, help="seed of the world and of training")
     demo.add_argument("--runs-dir", default="runs", help="where worlds, models and reports go")
-    demo.add_argument("--ablate", action="store_true",
-                      help="also train without the auxiliary SFT loss, without QA pairs and without rewrites")
-    demo.add_argument("overrides", nargs="*", metavar="key=value",
-                      help="demo config keys on top of --config, e.g. train.logps_reduction=sum eval.pope_images=200")
-    demo.set_defaults(func=lambda args: run_demo(args.config, args.seed, args.runs_dir, args.ablate,
-                                                 args.overrides) and 0)
+    demo.add_argument(
+        "--ablate",
+        action="store_true",
+        help="also train without the auxiliary SFT loss, without QA pairs and without rewrites",
+    )
+    demo.add_argument(
+        "overrides",
+        nargs="*",
+        metavar="key=value",
+        help="demo config keys on top of --config, e.g. train.logps_reduction=sum eval.pope_images=200",
+    )
+    demo.set_defaults(
+        func=lambda args: run_demo(args.config, args.seed, args.runs_dir, args.ablate, args.overrides) and 0
+    )
 
 
 def register_world(subparsers) -> None:

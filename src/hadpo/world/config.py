@@ -32,10 +32,14 @@ class Family(Config):
 class BiasConfig(Config):
     caption_noise_scale: float = Field(1.0, ge=0.0, description="multiplies every family's caption_noise")
     qa_from_captions: bool = Field(
-        True, description="web-like (from_caption) stages' questions are written from noisy captions, not images")
+        True, description="web-like (from_caption) stages' questions are written from noisy captions, not images"
+    )
     yes_bias: float = Field(
-        0.85, ge=0.0, le=1.0,
-        description="share of questions written from captions that ask about named objects (a stage may set its own)")
+        0.85,
+        ge=0.0,
+        le=1.0,
+        description="share of questions written from captions that ask about named objects (a stage may set its own)",
+    )
 
 
 class SplitSizes(Config):

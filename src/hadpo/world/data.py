@@ -129,8 +129,14 @@ def count_question(name: str, asked: int) -> str:
     return f"Are there {NUMBER_WORDS[asked]} {plural(name)} in the image?"
 
 
-def existence_qa(claims: list[Claim], config: WorldConfig, rng: random.Random, yes_bias: float, asked: set[str],
-                 partner_share: float = 0.0) -> tuple[str, str] | None:
+def existence_qa(
+    claims: list[Claim],
+    config: WorldConfig,
+    rng: random.Random,
+    yes_bias: float,
+    asked: set[str],
+    partner_share: float = 0.0,
+) -> tuple[str, str] | None:
     """With probability `yes_bias` an object the claims name ("Yes."), else one they do not ("No."): with
     probability `partner_share` an unnamed member of a named object's family (a hard negative), else any."""
     names = {c.name for c in claims}
@@ -177,8 +183,15 @@ def position_qa(claims: list[Claim], config: WorldConfig, rng: random.Random) ->
     return f"Is the {claim.name} in the {asked}?", YES if asked == claim.position else NO
 
 
-def questions(claims: list[Claim], config: WorldConfig, rng: random.Random, turns: int, yes_bias: float,
-              existence_share: float = 1.0, partner_share: float = 0.0) -> list[tuple[str, str]]:
+def questions(
+    claims: list[Claim],
+    config: WorldConfig,
+    rng: random.Random,
+    turns: int,
+    yes_bias: float,
+    existence_share: float = 1.0,
+    partner_share: float = 0.0,
+) -> list[tuple[str, str]]:
     """Up to `turns` distinct yes/no questions about `claims`: existence with probability `existence_share`,
     else a colour, count or position question."""
     asked: set[str] = set()
@@ -198,8 +211,9 @@ def questions(claims: list[Claim], config: WorldConfig, rng: random.Random, turn
 # --- one turn or conversation of each kind -------------------------------------------------------------------
 
 
-def caption_turn(image: ImageRecord, config: WorldConfig, rng: random.Random, brief: bool = False,
-                 noisy: bool = True) -> tuple[str, str]:
+def caption_turn(
+    image: ImageRecord, config: WorldConfig, rng: random.Random, brief: bool = False, noisy: bool = True
+) -> tuple[str, str]:
     """(prompt, text): a brief caption or a detailed description, with the caption noise unless `noisy` is off."""
     claims = noisy_claims(image, config, rng) if noisy else scene_claims(image)
     if brief:
@@ -207,9 +221,16 @@ def caption_turn(image: ImageRecord, config: WorldConfig, rng: random.Random, br
     return rng.choice(DESCRIBE_PROMPTS), describe(claims, rng)
 
 
-def question_turns(image: ImageRecord, config: WorldConfig, rng: random.Random, turns: int, from_caption: bool,
-                   yes_bias: float, existence_share: float = 1.0, partner_share: float = 0.0
-                   ) -> list[tuple[str, str]]:
+def question_turns(
+    image: ImageRecord,
+    config: WorldConfig,
+    rng: random.Random,
+    turns: int,
+    from_caption: bool,
+    yes_bias: float,
+    existence_share: float = 1.0,
+    partner_share: float = 0.0,
+) -> list[tuple[str, str]]:
     """Yes/no questions answered from the image, or (`from_caption`) written from a noisy caption of it."""
     claims = noisy_claims(image, config, rng) if from_caption else scene_claims(image)
     return questions(claims, config, rng, turns, yes_bias, existence_share, partner_share)

@@ -119,8 +119,16 @@ def eval_sets(files: WorldFiles, world: WorldConfig, settings: EvalSettings, out
 
     eval_file = files.images("eval")
     eval_images = read_jsonl(eval_file, ImageRecord)
-    pope_files = list(build_pope_files(eval_file, out, num_images=settings.pope_images,
-                                       per_image=settings.pope_per_image, seed=world.seed, protocol="hadpo").values())
+    pope_files = list(
+        build_pope_files(
+            eval_file,
+            out,
+            num_images=settings.pope_images,
+            per_image=settings.pope_per_image,
+            seed=world.seed,
+            protocol="hadpo",
+        ).values()
+    )
     heldout_files = list(write_heldout_questions(eval_images, eval_file, world, out, world.seed).values())
     judge = AnnotationJudge.from_records(eval_images, extra_names=world.categories)
     return EvalSets(eval_file, pope_files, heldout_files, judge)
@@ -175,8 +183,9 @@ def evaluate_model(model_dir: Path, out: Path, sets: EvalSets, settings: EvalSet
 # --- 3: pairs ------------------------------------------------------------------------------------------------
 
 
-def build_pairs(model_dir: Path, images_file: Path, world: WorldConfig, out: Path, recipe: str | Path,
-                overrides: dict) -> dict:
+def build_pairs(
+    model_dir: Path, images_file: Path, world: WorldConfig, out: Path, recipe: str | Path, overrides: dict
+) -> dict:
     """HA-DPO pairs from the base model's descriptions of the pairs split (an ordinary `hadpo pairs build`
     with the world's pairs split as a folder source)."""
     from hadpo.pairs.build import run_build
@@ -206,20 +215,29 @@ def training_runs(demo: DemoConfig, pairs_file: Path, out: Path, ablate: bool) -
     runs = {"hadpo": (pairs_file, demo.train)}
     if ablate:
         for name, change in ABLATIONS.items():
-            source = pairs_file if change.get("rewrites", True) else without_rewrites(
-                pairs_file, out / "pairs_no_rewrites.jsonl")
+            source = (
+                pairs_file
+                if change.get("rewrites", True)
+                else without_rewrites(pairs_file, out / "pairs_no_rewrites.jsonl")
+            )
             runs[name] = (source, merge(demo.train, change.get("train", {})))
     return runs
 
 
-def train(model_dir: Path, pairs_file: Path, sft_file: Path, out: Path, seed: int, recipe: str | Path,
-          overrides: dict) -> tuple[Path, list]:
+def train(
+    model_dir: Path, pairs_file: Path, sft_file: Path, out: Path, seed: int, recipe: str | Path, overrides: dict
+) -> tuple[Path, list]:
     """HA-DPO on the base model; returns the merged model's folder and the trainer's log history."""
     from hadpo.train.config import HADPOConfig
     from hadpo.train.run import run_training
 
-    paths = {"model_name_or_path": str(model_dir), "pairs": str(pairs_file), "sft_data": str(sft_file),
-             "output_dir": str(out), "seed": seed}
+    paths = {
+        "model_name_or_path": str(model_dir),
+        "pairs": str(pairs_file),
+        "sft_data": str(sft_file),
+        "output_dir": str(out),
+        "seed": seed,
+    }
     config = load_config(HADPOConfig, recipe, paths, overrides, source=f"demo train ({recipe})")
     trainer = run_training(config)
     merged = out / "merged"  # LoRA runs merge the adapter there; full fine-tuning saves the model itself
@@ -229,8 +247,13 @@ def train(model_dir: Path, pairs_file: Path, sft_file: Path, out: Path, seed: in
 # --- the demo ------------------------------------------------------------------------------------------------
 
 
-def run_demo(config_path: str | Path | None = None, seed: int | None = None, runs_dir: str | Path = "runs",
-             ablate: bool = False, overrides: Sequence[str] = ()) -> dict:
+def run_demo(
+    config_path: str | Path | None = None,
+    seed: int | None = None,
+    runs_dir: str | Path = "runs",
+    ablate: bool = False,
+    overrides: Sequence[str] = (),
+) -> dict:
     from hadpo.world.evalsets import write_sft_descriptions
     from hadpo.world.pretrain import pretrain_base
     from hadpo.world.scenes import build_world
@@ -253,18 +276,22 @@ def run_demo(config_path: str | Path | None = None, seed: int | None = None, run
         print_models(models)
 
     with stages.stage("pairs", "HA-DPO pairs from the base model's descriptions of the pairs split"):
-        pair_stats = build_pairs(base_dir, files.images("pairs"), world, out / "pairs", demo.pairs_recipe,
-                                 demo.pairs)
+        pair_stats = build_pairs(base_dir, files.images("pairs"), world, out / "pairs", demo.pairs_recipe, demo.pairs)
         print_pair_stats(pair_stats)
 
     with stages.stage("train", "HA-DPO training (DPO + gamma * SFT, the recipe in train_recipe)"):
-        sft_file = write_sft_descriptions(read_jsonl(files.images("pretrain"), ImageRecord)[:2000],
-                                          files.images("pretrain"), out / "sft_descriptions.jsonl", world.seed)
+        sft_file = write_sft_descriptions(
+            read_jsonl(files.images("pretrain"), ImageRecord)[:2000],
+            files.images("pretrain"),
+            out / "sft_descriptions.jsonl",
+            world.seed,
+        )
         trained, histories = {}, {}
         for name, (pairs, overrides) in training_runs(demo, out / "pairs" / "pairs.jsonl", out, ablate).items():
             console.print(f"   training [bold]{name}[/bold]")
-            trained[name], histories[name] = train(base_dir, pairs, sft_file, out / "train" / name, world.seed,
-                                                   demo.train_recipe, overrides)
+            trained[name], histories[name] = train(
+                base_dir, pairs, sft_file, out / "train" / name, world.seed, demo.train_recipe, overrides
+            )
 
     with stages.stage("evaluate_trained", "evaluate the trained model(s), report"):
         for name, model_dir in trained.items():
@@ -280,17 +307,21 @@ def run_demo(config_path: str | Path | None = None, seed: int | None = None, run
     return results
 
 
-def summary(world: WorldConfig, pair_stats: dict, models: dict, histories: dict, base_dir: Path,
-            timings: dict, started: float) -> dict:
+def summary(
+    world: WorldConfig, pair_stats: dict, models: dict, histories: dict, base_dir: Path, timings: dict, started: float
+) -> dict:
     """results.json: the world's knobs, the pairs' numbers, every model's suite, the checks, training."""
     return {
         "seed": world.seed,
         "world": world.knobs(),
-        "pairs": {**pair_stats["pairs"], "images": pair_stats["images"],
-                  "description_hallucination_rate": pair_stats.get("description_hallucination_rate"),
-                  "sentence_hallucination_rate": pair_stats.get("sentence_hallucination_rate"),
-                  "rewrite": pair_stats.get("rewrite"),
-                  "judge_agreement_with_world_truth": pair_stats.get("ground_truth_agreement")},
+        "pairs": {
+            **pair_stats["pairs"],
+            "images": pair_stats["images"],
+            "description_hallucination_rate": pair_stats.get("description_hallucination_rate"),
+            "sentence_hallucination_rate": pair_stats.get("sentence_hallucination_rate"),
+            "rewrite": pair_stats.get("rewrite"),
+            "judge_agreement_with_world_truth": pair_stats.get("ground_truth_agreement"),
+        },
         "models": models,
         "checks": {**signature_checks(models["base"], models["hadpo"]), **ablation_checks(models)},
         "training": {name: final_metrics(history) for name, history in histories.items()},
@@ -329,7 +360,8 @@ def signature_checks(base: dict, hadpo: dict) -> dict[str, bool]:
         "HA-DPO: words per description within -15 % of the base": words_after >= 0.85 * words,
         "HA-DPO: object coverage within -3 points": hadpo["coverage"] >= base["coverage"] - 0.03,
         "HA-DPO: held-out colour and count accuracy at most 2 points below the base": all(
-            hadpo["heldout"][k] >= base["heldout"][k] - 0.02 for k in base["heldout"]),
+            hadpo["heldout"][k] >= base["heldout"][k] - 0.02 for k in base["heldout"]
+        ),
     }
 
 
@@ -342,10 +374,12 @@ def ablation_checks(models: dict[str, dict]) -> dict[str, bool]:
         run = models["no_sft"]
         checks["ablation no_sft: descriptions collapse"] = (
             run["shr"]["words_per_image"] <= 0.5 * base["shr"]["words_per_image"]
-            or run["coverage"] <= base["coverage"] - 0.20)
+            or run["coverage"] <= base["coverage"] - 0.20
+        )
     if "no_qa" in models:
         checks["ablation no_qa: POPE adversarial accuracy stays <= 65 %"] = (
-            models["no_qa"]["pope"]["adversarial"]["accuracy"] <= 0.65)
+            models["no_qa"]["pope"]["adversarial"]["accuracy"] <= 0.65
+        )
     return checks
 
 
@@ -355,11 +389,15 @@ def final_metrics(history: list[dict]) -> dict:
     last = logged[-1] if logged else {}
     summary = next((entry for entry in reversed(history) if "train_runtime" in entry), {})
     keys = ("loss/dpo", "loss/sft", "rewards/accuracies", "rewards/margins", "rewards/chosen", "rewards/rejected")
-    return {**{k: last[k] for k in keys if k in last}, "steps": last.get("step"),
-            "runtime_s": summary.get("train_runtime")}
+    return {
+        **{k: last[k] for k in keys if k in last},
+        "steps": last.get("step"),
+        "runtime_s": summary.get("train_runtime"),
+    }
 
 
 # --- console output ------------------------------------------------------------------------------------------
+
 
 def print_models(models: dict[str, dict]) -> None:
     table = Table(title="Evaluation suite (world eval split)")
@@ -367,12 +405,16 @@ def print_models(models: dict[str, dict]) -> None:
     for name in models:
         table.add_column(name, justify="right")
     for label, path, percent in ROWS:
-        table.add_row(label + (" %" if percent else ""), *[format_cell(lookup(m, path), percent) for m in models.values()])
+        table.add_row(
+            label + (" %" if percent else ""), *[format_cell(lookup(m, path), percent) for m in models.values()]
+        )
     console.print(table)
 
 
 def print_pair_stats(stats: dict) -> None:
     pairs = stats["pairs"]
     rate = stats.get("description_hallucination_rate")
-    console.print(f"   {stats['images']} images, descriptions with a hallucination: "
-                  f"{'-' if rate is None else f'{rate:.1%}'}; pairs: {pairs['desc']} description + {pairs['qa']} QA")
+    console.print(
+        f"   {stats['images']} images, descriptions with a hallucination: "
+        f"{'-' if rate is None else f'{rate:.1%}'}; pairs: {pairs['desc']} description + {pairs['qa']} QA"
+    )

@@ -105,8 +105,16 @@ def _sun(draw: ImageDraw.ImageDraw, box: Box, fill) -> None:
     for i in range(8):  # eight rays with a gap to the core, so the sun never reads as a star or a circle
         angle = i * math.pi / 4
         inner = core + max(1.0, outer * 0.15)
-        draw.line((cx + inner * math.cos(angle), cy + inner * math.sin(angle),
-                   cx + outer * math.cos(angle), cy + outer * math.sin(angle)), fill=fill, width=1)
+        draw.line(
+            (
+                cx + inner * math.cos(angle),
+                cy + inner * math.sin(angle),
+                cx + outer * math.cos(angle),
+                cy + outer * math.sin(angle),
+            ),
+            fill=fill,
+            width=1,
+        )
 
 
 def _cloud(draw: ImageDraw.ImageDraw, box: Box, fill) -> None:
@@ -126,8 +134,7 @@ def _club(draw: ImageDraw.ImageDraw, box: Box, fill) -> None:
     cx = (x0 + x1) / 2
     for lx, ly in ((cx, y0 + r), (x0 + r, y0 + w * 0.5), (x1 - r, y0 + w * 0.5)):  # three leaves
         draw.ellipse((lx - r, ly - r, lx + r, ly + r), fill=fill)
-    draw.polygon([(cx - 1, y0 + w * 0.45), (cx + 1, y0 + w * 0.45), (cx + w * 0.2, y1), (cx - w * 0.2, y1)],
-                 fill=fill)
+    draw.polygon([(cx - 1, y0 + w * 0.45), (cx + 1, y0 + w * 0.45), (cx + w * 0.2, y1), (cx - w * 0.2, y1)], fill=fill)
 
 
 def _spade(draw: ImageDraw.ImageDraw, box: Box, fill) -> None:
@@ -145,9 +152,18 @@ def _spade(draw: ImageDraw.ImageDraw, box: Box, fill) -> None:
 def _bolt(draw: ImageDraw.ImageDraw, box: Box, fill) -> None:
     x0, y0, x1, y1 = box
     w, h = x1 - x0, y1 - y0
-    draw.polygon([(x0 + w * 0.55, y0), (x0 + w * 0.1, y0 + h * 0.58), (x0 + w * 0.48, y0 + h * 0.58),
-                  (x0 + w * 0.3, y1), (x1 - w * 0.1, y0 + h * 0.4), (x0 + w * 0.55, y0 + h * 0.4),
-                  (x1 - w * 0.15, y0)], fill=fill)
+    draw.polygon(
+        [
+            (x0 + w * 0.55, y0),
+            (x0 + w * 0.1, y0 + h * 0.58),
+            (x0 + w * 0.48, y0 + h * 0.58),
+            (x0 + w * 0.3, y1),
+            (x1 - w * 0.1, y0 + h * 0.4),
+            (x0 + w * 0.55, y0 + h * 0.4),
+            (x1 - w * 0.15, y0),
+        ],
+        fill=fill,
+    )
 
 
 def _flag(draw: ImageDraw.ImageDraw, box: Box, fill) -> None:

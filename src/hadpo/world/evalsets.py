@@ -38,8 +38,11 @@ def write_sft_descriptions(images: list[ImageRecord], records_file: Path, out: P
     """One faithful description per image as {images, prompt, response} rows (hadpo's SFT format)."""
     rng = random.Random(seed)
     rows = [
-        SFTExample(images=[str(resolve_image_path(image, records_file).resolve())],
-                   prompt=rng.choice(DESCRIBE_PROMPTS), response=describe(scene_claims(image), rng))
+        SFTExample(
+            images=[str(resolve_image_path(image, records_file).resolve())],
+            prompt=rng.choice(DESCRIBE_PROMPTS),
+            response=describe(scene_claims(image), rng),
+        )
         for image in images
     ]
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -68,8 +71,9 @@ def count_item(image: ImageRecord, rng: random.Random) -> tuple[str, str, str]:
     return name, count_question(name, asked), "yes" if asked == count else "no"
 
 
-def write_heldout_questions(images: list[ImageRecord], records_file: Path, world: WorldConfig, out_dir: Path,
-                            seed: int = 0) -> dict[str, Path]:
+def write_heldout_questions(
+    images: list[ImageRecord], records_file: Path, world: WorldConfig, out_dir: Path, seed: int = 0
+) -> dict[str, Path]:
     """`out_dir/heldout_color.jsonl` and `heldout_count.jsonl`: one question per image each, POPE format,
     image paths relative to `out_dir`."""
     rng = random.Random(seed)
@@ -84,16 +88,20 @@ def write_heldout_questions(images: list[ImageRecord], records_file: Path, world
             if item is not None:
                 name, text, label = item
                 number = len(questions[split])
-                questions[split].append(PopeQuestion(question_id=f"{split}-{number}", image=path, text=text, label=label,
-                                                     object=name, split=split))
+                questions[split].append(
+                    PopeQuestion(
+                        question_id=f"{split}-{number}", image=path, text=text, label=label, object=name, split=split
+                    )
+                )
     paths = {split: out_dir / f"heldout_{split}.jsonl" for split in questions}
     for split, path in paths.items():
         write_questions(path, questions[split])
     return paths
 
 
-def write_existence_questions(images: list[ImageRecord], records_file: Path, world: WorldConfig, out: Path,
-                              seed: int = 0) -> Path:
+def write_existence_questions(
+    images: list[ImageRecord], records_file: Path, world: WorldConfig, out: Path, seed: int = 0
+) -> Path:
     """`out`: for each image its present categories (split "positive"), one absent category outside the present
     objects' families ("random") and one absent member of a present object's family ("adversarial"), POPE
     format, image paths relative to `out`."""
@@ -109,9 +117,17 @@ def write_existence_questions(images: list[ImageRecord], records_file: Path, wor
             asked.append(("random", rng.choice(unrelated)))
         if partners:
             asked.append(("adversarial", rng.choice(partners)))
-        questions += [PopeQuestion(question_id=f"{image.image_id}-{kind}-{name}", image=path,
-                                   text=existence_question(name), label="yes" if kind == "positive" else "no",
-                                   object=name, split=kind) for kind, name in asked]
+        questions += [
+            PopeQuestion(
+                question_id=f"{image.image_id}-{kind}-{name}",
+                image=path,
+                text=existence_question(name),
+                label="yes" if kind == "positive" else "no",
+                object=name,
+                split=kind,
+            )
+            for kind, name in asked
+        ]
     write_questions(out, questions)
     return out
 
@@ -124,8 +140,11 @@ def existence_metrics(questions: list[PopeQuestion], said_yes: dict[str, bool]) 
     result = {}
     for kind in ("random", "adversarial"):
         images = {q.image for q in questions if q.split == kind}
-        chosen = [(said_yes[q.question_id], q.label == "yes") for q in questions
-                  if q.image in images and q.split in ("positive", kind)]
+        chosen = [
+            (said_yes[q.question_id], q.label == "yes")
+            for q in questions
+            if q.image in images and q.split in ("positive", kind)
+        ]
         positive = [yes for yes, present in chosen if present]
         negative = [not yes for yes, present in chosen if not present]
         result[kind] = {

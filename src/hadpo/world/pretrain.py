@@ -60,18 +60,29 @@ class InstructionStage(Config):
     qa_turns: int = Field(4, ge=1, description="yes/no questions in a question conversation")
     from_caption: bool = Field(False, description="questions written from a noisy caption (web-like), not the image")
     yes_bias: float | None = Field(
-        None, ge=0.0, le=1.0, description="share of existence questions about named objects (default 0.5, or the "
-                                          "world's bias.yes_bias for questions written from captions)")
-    partner_share: float = Field(0.0, ge=0.0, le=1.0,
-                                 description="share of 'no' questions about an absent family member (hard negatives)")
+        None,
+        ge=0.0,
+        le=1.0,
+        description="share of existence questions about named objects (default 0.5, or the "
+        "world's bias.yes_bias for questions written from captions)",
+    )
+    partner_share: float = Field(
+        0.0, ge=0.0, le=1.0, description="share of 'no' questions about an absent family member (hard negatives)"
+    )
     existence_share: float = Field(1.0, ge=0.0, le=1.0, description="else colour / count / position questions")
     answer_weight: float = Field(1.0, gt=0.0, description="loss weight of question answers (captions weigh 1)")
     until_existence: float | None = Field(
-        None, ge=0.0, le=1.0, description="after `steps`, go on (checked every 100 steps, up to max_steps) until "
-                                          "held-out existence questions are answered this well")
+        None,
+        ge=0.0,
+        le=1.0,
+        description="after `steps`, go on (checked every 100 steps, up to max_steps) until "
+        "held-out existence questions are answered this well",
+    )
     until_kind: Literal["mixed", "family", "min"] = Field(
-        "mixed", description="which held-out accuracy until_existence reads: alternately present and any absent "
-                             "object, absent family members, or the lowest of present / random / family")
+        "mixed",
+        description="which held-out accuracy until_existence reads: alternately present and any absent "
+        "object, absent family members, or the lowest of present / random / family",
+    )
     max_steps: int | None = Field(None, ge=0)
 
 
@@ -81,12 +92,22 @@ class InstructionStage(Config):
 # absent family member it can tell apart, a model that sees yet says yes (the hallucination HA-DPO targets).
 DEFAULT_STAGES = [
     InstructionStage(name="captions", steps=1000, brief_share=1.0, qa_turns=1, yes_bias=0.85),
-    InstructionStage(name="grounded", steps=600, describe_probability=0.0, existence_share=0.7,
-                     until_existence=0.9, max_steps=2000),
-    InstructionStage(name="hard", steps=600, describe_probability=0.0, existence_share=0.7, partner_share=0.5,
-                     until_existence=0.9, until_kind="min", max_steps=2500),
-    InstructionStage(name="web", steps=1400, describe_probability=0.5, from_caption=True, existence_share=0.85,
-                     answer_weight=2.0),
+    InstructionStage(
+        name="grounded", steps=600, describe_probability=0.0, existence_share=0.7, until_existence=0.9, max_steps=2000
+    ),
+    InstructionStage(
+        name="hard",
+        steps=600,
+        describe_probability=0.0,
+        existence_share=0.7,
+        partner_share=0.5,
+        until_existence=0.9,
+        until_kind="min",
+        max_steps=2500,
+    ),
+    InstructionStage(
+        name="web", steps=1400, describe_probability=0.5, from_caption=True, existence_share=0.85, answer_weight=2.0
+    ),
 ]
 
 
@@ -118,8 +139,7 @@ class PretrainConfig(Config):
 
     def digest(self, world: WorldConfig) -> str:
         settings = self.model_dump(exclude={"device", "threads"})
-        payload = json.dumps({"world": world.digest(), "pretrain": settings, "recipe": RECIPE_VERSION},
-                             sort_keys=True)
+        payload = json.dumps({"world": world.digest(), "pretrain": settings, "recipe": RECIPE_VERSION}, sort_keys=True)
         return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
@@ -171,8 +191,7 @@ def train_vision(model, pixels, targets, world: WorldConfig, config: PretrainCon
     targets = targets.to(pixels.device)
     held_back = min(512, len(pixels) // 10)
     train_count = len(pixels) - held_back
-    optimizer = torch.optim.AdamW([*vision.parameters(), *heads.parameters()], lr=config.vision_lr,
-                                  weight_decay=0.01)
+    optimizer = torch.optim.AdamW([*vision.parameters(), *heads.parameters()], lr=config.vision_lr, weight_decay=0.01)
     generator = torch.Generator().manual_seed(config.seed)
     vision.train()
     loss = torch.tensor(float("nan"))
@@ -200,8 +219,9 @@ def train_vision(model, pixels, targets, world: WorldConfig, config: PretrainCon
 # --- conversations as tensors ---------------------------------------------------------------------------------
 
 
-def encode_conversation(turns: list[tuple[str, str]], tokenizer, image_tokens: int, answer_weight: float = 1.0
-                        ) -> tuple[list[int], list[int], list[float]]:
+def encode_conversation(
+    turns: list[tuple[str, str]], tokenizer, image_tokens: int, answer_weight: float = 1.0
+) -> tuple[list[int], list[int], list[float]]:
     """Token ids, labels and loss weights of a multi-turn conversation in the processor's chat format (as the
     tokenizer encodes it: <s> first); only the assistant's answers (with their end-of-turn token) are trained
     on. The first user turn carries the image tokens."""
@@ -218,13 +238,17 @@ def encode_conversation(turns: list[tuple[str, str]], tokenizer, image_tokens: i
     return input_ids, labels, weights
 
 
-def collate(encoded: list[tuple[list[int], list[int], list[float]]], pad_id: int, left: bool = False
-            ) -> dict[str, torch.Tensor]:
+def collate(
+    encoded: list[tuple[list[int], list[int], list[float]]], pad_id: int, left: bool = False
+) -> dict[str, torch.Tensor]:
     """Pad to one batch (right-padded for training; `left` for asking the next token)."""
     length = max(len(ids) for ids, _, _ in encoded)
-    batch = {"input_ids": torch.full((len(encoded), length), pad_id), "labels": torch.full((len(encoded), length), IGNORE),
-             "weights": torch.zeros((len(encoded), length)),
-             "attention_mask": torch.zeros((len(encoded), length), dtype=torch.long)}
+    batch = {
+        "input_ids": torch.full((len(encoded), length), pad_id),
+        "labels": torch.full((len(encoded), length), IGNORE),
+        "weights": torch.zeros((len(encoded), length)),
+        "attention_mask": torch.zeros((len(encoded), length), dtype=torch.long),
+    }
     for row, (ids, target, weight) in enumerate(encoded):
         span = slice(length - len(ids), length) if left else slice(0, len(ids))
         batch["input_ids"][row, span] = torch.tensor(ids)
@@ -236,11 +260,13 @@ def collate(encoded: list[tuple[list[int], list[int], list[float]]], pad_id: int
 
 def weighted_loss(model, batch: dict, pixel_values) -> torch.Tensor:
     """Cross-entropy of the answer tokens, each weighted (question answers may weigh more than captions)."""
-    logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
-                   pixel_values=pixel_values).logits[:, :-1]
+    logits = model(
+        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], pixel_values=pixel_values
+    ).logits[:, :-1]
     labels, weights = batch["labels"][:, 1:], batch["weights"][:, 1:]
-    losses = nn.functional.cross_entropy(logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE,
-                                         reduction="none").view_as(weights)
+    losses = nn.functional.cross_entropy(
+        logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE, reduction="none"
+    ).view_as(weights)
     return (losses * weights).sum() / weights.sum().clamp(min=1e-6)
 
 
@@ -248,8 +274,9 @@ ProbeKind = Literal["mixed", "present", "random", "family"]
 PROBE_KINDS = ("present", "random", "family")  # what every stage's report records
 
 
-def existence_probes(images: list[ImageRecord], world: WorldConfig, kind: ProbeKind, seed: int = 0
-                     ) -> list[tuple[int, str, bool]]:
+def existence_probes(
+    images: list[ImageRecord], world: WorldConfig, kind: ProbeKind, seed: int = 0
+) -> list[tuple[int, str, bool]]:
     """(image index, asked category, is it present) for one existence question per image: "present" asks a
     present object; "random" an absent one outside the present objects' families; "family" an absent member of a
     present object's family (what a co-occurrence-biased model says "yes" to); "mixed" alternately a present
@@ -269,8 +296,9 @@ def existence_probes(images: list[ImageRecord], world: WorldConfig, kind: ProbeK
 
 
 @torch.no_grad()
-def existence_accuracy(model, tokenizer, images: list[ImageRecord], pixels, world: WorldConfig, seed: int = 0,
-                       kind: ProbeKind = "mixed") -> float | None:
+def existence_accuracy(
+    model, tokenizer, images: list[ImageRecord], pixels, world: WorldConfig, seed: int = 0, kind: ProbeKind = "mixed"
+) -> float | None:
     """First-answer-token accuracy ("Yes" vs "No") on the `kind` probes of `images` (existence_probes); None
     when no image has a question of that kind."""
     probes = existence_probes(images, world, kind, seed)
@@ -284,8 +312,12 @@ def existence_accuracy(model, tokenizer, images: list[ImageRecord], pixels, worl
         encoded.append((ids[:-answer_length], labels[:-answer_length], weights[:-answer_length]))
     batch = collate(encoded, tokenizer.pad_token_id, left=True)
     rows = torch.tensor([number for number, _, _ in probes], device=pixels.device)
-    logits = model(input_ids=batch["input_ids"].to(pixels.device), pixel_values=pixels[rows],
-                   attention_mask=batch["attention_mask"].to(pixels.device), logits_to_keep=1).logits[:, -1]
+    logits = model(
+        input_ids=batch["input_ids"].to(pixels.device),
+        pixel_values=pixels[rows],
+        attention_mask=batch["attention_mask"].to(pixels.device),
+        logits_to_keep=1,
+    ).logits[:, -1]
     said_yes = (logits[:, yes] > logits[:, no]).cpu()
     return (said_yes == torch.tensor([present for _, _, present in probes])).float().mean().item()
 
@@ -301,26 +333,35 @@ def until_measure(accuracy: Callable[[str], float | None], until_kind: str) -> f
 # --- the language stages -------------------------------------------------------------------------------------
 
 
-def stage_conversation(image: ImageRecord, world: WorldConfig, stage: InstructionStage, rng: random.Random
-                       ) -> tuple[list[tuple[str, str]], float]:
+def stage_conversation(
+    image: ImageRecord, world: WorldConfig, stage: InstructionStage, rng: random.Random
+) -> tuple[list[tuple[str, str]], float]:
     """One training conversation of `stage` and the weight of its answers."""
     if rng.random() < stage.describe_probability:
         return [caption_turn(image, world, rng, brief=rng.random() < stage.brief_share)], 1.0
     from_caption = stage.from_caption and world.bias.qa_from_captions
     default_bias = world.bias.yes_bias if stage.from_caption else 0.5
     yes_bias = stage.yes_bias if stage.yes_bias is not None else default_bias
-    turns = question_turns(image, world, rng, stage.qa_turns, from_caption, yes_bias, stage.existence_share,
-                           stage.partner_share)
+    turns = question_turns(
+        image, world, rng, stage.qa_turns, from_caption, yes_bias, stage.existence_share, stage.partner_share
+    )
     return turns, stage.answer_weight
 
 
-def run_stage(model, trainable, make_batch, stage: InstructionStage, config: PretrainConfig,
-              accuracy: Callable[[str], float | None]) -> dict:
+def run_stage(
+    model,
+    trainable,
+    make_batch,
+    stage: InstructionStage,
+    config: PretrainConfig,
+    accuracy: Callable[[str], float | None],
+) -> dict:
     """The stage's optimizer steps on batches from `make_batch()` -> (batch, pixel values), with a fresh AdamW,
     warm-up and cosine decay (over max_steps when the stage waits for its existence criterion). `accuracy(kind)`
     is the held-out existence accuracy of a probe kind; the report has each kind's after the stage."""
-    optimizer = torch.optim.AdamW(trainable, lr=config.lm_lr, betas=config.lm_betas,
-                                  weight_decay=config.lm_weight_decay)
+    optimizer = torch.optim.AdamW(
+        trainable, lr=config.lm_lr, betas=config.lm_betas, weight_decay=config.lm_weight_decay
+    )
     waits = stage.until_existence is not None
     total = max(stage.steps, stage.max_steps or 0) if waits else stage.steps
     losses, checks = [], []
@@ -345,9 +386,13 @@ def run_stage(model, trainable, make_batch, stage: InstructionStage, config: Pre
         progress.set_postfix(loss=f"{loss.item():.3f}")
     model.eval()
     after = {kind: accuracy(kind) for kind in PROBE_KINDS}
-    return {"steps": len(losses), "seconds": round(time.perf_counter() - started, 1), "losses": losses,
-            "existence_checks": checks,
-            "existence_after": {kind: None if a is None else round(a, 3) for kind, a in after.items()}}
+    return {
+        "steps": len(losses),
+        "seconds": round(time.perf_counter() - started, 1),
+        "losses": losses,
+        "existence_checks": checks,
+        "existence_after": {kind: None if a is None else round(a, 3) for kind, a in after.items()},
+    }
 
 
 def train_language(model, tokenizer, images, pixels, world: WorldConfig, config: PretrainConfig) -> dict:
@@ -364,6 +409,7 @@ def train_language(model, tokenizer, images, pixels, world: WorldConfig, config:
 
     report = {}
     for stage in config.stages:
+
         def make_batch(stage=stage):
             index = [rng.randrange(len(images)) for _ in range(config.lm_batch)]
             encoded = []

@@ -47,11 +47,17 @@ def suite_shape(model: dict) -> dict:
 def plot_coverage(models: dict[str, dict], folder: Path) -> Path:
     """Object coverage and held-out colour / count accuracy per model (the skills HA-DPO must not cost)."""
     paths = ["coverage", "heldout.color", "heldout.count"]
-    series = {name: [None if (v := lookup(model, p)) is None else 100 * v for p in paths]
-              for name, model in models.items()}
+    series = {
+        name: [None if (v := lookup(model, p)) is None else 100 * v for p in paths] for name, model in models.items()
+    }
     figure, ax = plt.subplots(figsize=(6, 4))
-    grouped_bars(ax, ["object coverage", "held-out colour", "held-out count"], series,
-                 "Coverage and held-out questions (higher is better)", "%")
+    grouped_bars(
+        ax,
+        ["object coverage", "held-out colour", "held-out count"],
+        series,
+        "Coverage and held-out questions (higher is better)",
+        "%",
+    )
     ax.set_ylim(0, 100)
     return save_figure(figure, folder / "coverage_heldout.png")
 
@@ -101,7 +107,8 @@ def write_report(folder: Path, results: dict, histories: dict[str, list[dict]]) 
     checks = "\n".join(f"- {'met' if ok else '**not met**'}: {name}" for name, ok in results["checks"].items())
     training = "\n".join(
         f"- {name}: " + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in m.items())
-        for name, m in results["training"].items())
+        for name, m in results["training"].items()
+    )
     lines = [
         f"# HA-DPO on the scene world (seed {results['seed']})",
         "",

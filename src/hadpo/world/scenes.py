@@ -133,13 +133,25 @@ def coco_instances(records: list[ImageRecord], config: WorldConfig) -> dict:
     images, annotations = [], []
     for image_index, record in enumerate(records, start=1):
         images.append(
-            {"id": image_index, "file_name": record.path, "width": record.width, "height": record.height,
-             "hadpo_image_id": record.image_id}
+            {
+                "id": image_index,
+                "file_name": record.path,
+                "width": record.width,
+                "height": record.height,
+                "hadpo_image_id": record.image_id,
+            }
         )
         for obj in record.objects:
             annotations.append(
-                {"id": len(annotations) + 1, "image_id": image_index, "category_id": category_ids[obj.name],
-                 "bbox": obj.box, "area": obj.box[2] * obj.box[3], "iscrowd": 0, "attributes": obj.attributes}
+                {
+                    "id": len(annotations) + 1,
+                    "image_id": image_index,
+                    "category_id": category_ids[obj.name],
+                    "bbox": obj.box,
+                    "area": obj.box[2] * obj.box[3],
+                    "iscrowd": 0,
+                    "attributes": obj.attributes,
+                }
             )
     categories = [
         {"id": i, "name": name, "supercategory": "+".join(config.family_of(name).members)}

@@ -64,7 +64,8 @@ def train_tokenizer(texts: Iterable[str], vocab_size: int = 512, bos: bool = Tru
     tokenizer.train_from_iterator(texts, trainer=trainer)
     if bos:  # the processor's and the world's pretraining encodings then agree: <s> first
         tokenizer.post_processor = processors.TemplateProcessing(
-            single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", tokenizer.token_to_id("<s>"))])
+            single="<s> $A", pair="<s> $A $B", special_tokens=[("<s>", tokenizer.token_to_id("<s>"))]
+        )
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,
         bos_token="<s>",

@@ -16,8 +16,12 @@ from collections import Counter
 from hadpo.records import ImageRecord
 from hadpo.world.data import OBJECT_TEMPLATES, OPENINGS
 
-_FIELDS = {"size": r"(?P<size>\w+)", "colour": r"(?P<colour>\w+)", "name": r"(?P<name>\w+)",
-           "position": r"(?P<position>[a-z ]+?)"}  # fmt: skip
+_FIELDS = {
+    "size": r"(?P<size>\w+)",
+    "colour": r"(?P<colour>\w+)",
+    "name": r"(?P<name>\w+)",
+    "position": r"(?P<position>[a-z ]+?)",
+}
 
 
 def _pattern(template: str) -> re.Pattern:
@@ -42,13 +46,14 @@ def sentence_label(image: ImageRecord, sentence: str) -> str | None:
         if match:
             claim = {k: v.lower() for k, v in match.groupdict().items()}
             found = any(
-                o.name == claim["name"] and o.attributes[:2] == [claim["colour"], claim["size"]]
+                o.name == claim["name"]
+                and o.attributes[:2] == [claim["colour"], claim["size"]]
                 and o.position == claim["position"]
                 for o in image.objects
             )
             return "correct" if found else "hallucination"
     if BRIEF_CAPTION.match(text):
-        body = text[len("there is "):]
+        body = text[len("there is ") :]
         listed = Counter(tuple(part.lower().split()[1:]) for part in re.split(r", | and ", body))  # (colour, name)
         there = Counter((o.attributes[0], o.name) for o in image.objects)
         return "correct" if all(there[item] >= count for item, count in listed.items()) else "hallucination"

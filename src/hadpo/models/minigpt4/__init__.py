@@ -31,5 +31,4 @@ MINIGPT4 = VLMFamily(
     separate_answer_tokens=True,
 )
 
-__all__ = ["MINIGPT4", "MiniGPT4Config", "MiniGPT4ForConditionalGeneration", "MiniGPT4Processor",
-           "minigpt4_processor"]  # fmt: skip
+__all__ = ["MINIGPT4", "MiniGPT4Config", "MiniGPT4ForConditionalGeneration", "MiniGPT4Processor", "minigpt4_processor"]

@@ -31,8 +31,15 @@ from hadpo.models.minigpt4.modeling import VARIANTS, MiniGPT4Config, MiniGPT4For
 from hadpo.models.minigpt4.processing import minigpt4_processor
 
 # Placeholders of the key templates below and what each matches.
-FIELDS = {"layer": r"\d+", "kind": r"weight|bias", "fc": r"fc1|fc2", "block": r"attention|crossattention",
-          "qkv": r"query|key|value", "part": r"dense|LayerNorm", "rest": r".+"}  # fmt: skip
+FIELDS = {
+    "layer": r"\d+",
+    "kind": r"weight|bias",
+    "fc": r"fc1|fc2",
+    "block": r"attention|crossattention",
+    "qkv": r"query|key|value",
+    "part": r"dense|LayerNorm",
+    "rest": r".+",
+}
 # (original key, hadpo key): every key of the release's files that MiniGPT-4 loads. `#q` / `#v` mark a third of
 # a fused tensor: EVA has query and value biases but no key bias, transformers one qkv bias [q_bias, 0, v_bias].
 KEY_RULES: list[tuple[str, str]] = [
@@ -43,21 +50,31 @@ KEY_RULES: list[tuple[str, str]] = [
     ("visual_encoder.blocks.{layer}.attn.qkv.weight", "vision_model.encoder.layers.{layer}.self_attn.qkv.weight"),
     ("visual_encoder.blocks.{layer}.attn.q_bias", "vision_model.encoder.layers.{layer}.self_attn.qkv.bias#q"),
     ("visual_encoder.blocks.{layer}.attn.v_bias", "vision_model.encoder.layers.{layer}.self_attn.qkv.bias#v"),
-    ("visual_encoder.blocks.{layer}.attn.proj.{kind}",
-     "vision_model.encoder.layers.{layer}.self_attn.projection.{kind}"),
+    (
+        "visual_encoder.blocks.{layer}.attn.proj.{kind}",
+        "vision_model.encoder.layers.{layer}.self_attn.projection.{kind}",
+    ),
     ("visual_encoder.blocks.{layer}.norm2.{kind}", "vision_model.encoder.layers.{layer}.layer_norm2.{kind}"),
     ("visual_encoder.blocks.{layer}.mlp.{fc}.{kind}", "vision_model.encoder.layers.{layer}.mlp.{fc}.{kind}"),
     ("ln_vision.{kind}", "vision_model.post_layernorm.{kind}"),
     ("query_tokens", "query_tokens"),
     ("Qformer.bert.embeddings.LayerNorm.{kind}", "qformer.layernorm.{kind}"),
-    ("Qformer.bert.encoder.layer.{layer}.{block}.self.{qkv}.{kind}",
-     "qformer.encoder.layer.{layer}.{block}.attention.{qkv}.{kind}"),
-    ("Qformer.bert.encoder.layer.{layer}.{block}.output.{part}.{kind}",
-     "qformer.encoder.layer.{layer}.{block}.output.{part}.{kind}"),
-    ("Qformer.bert.encoder.layer.{layer}.intermediate_query.dense.{kind}",
-     "qformer.encoder.layer.{layer}.intermediate_query.dense.{kind}"),
-    ("Qformer.bert.encoder.layer.{layer}.output_query.{part}.{kind}",
-     "qformer.encoder.layer.{layer}.output_query.{part}.{kind}"),
+    (
+        "Qformer.bert.encoder.layer.{layer}.{block}.self.{qkv}.{kind}",
+        "qformer.encoder.layer.{layer}.{block}.attention.{qkv}.{kind}",
+    ),
+    (
+        "Qformer.bert.encoder.layer.{layer}.{block}.output.{part}.{kind}",
+        "qformer.encoder.layer.{layer}.{block}.output.{part}.{kind}",
+    ),
+    (
+        "Qformer.bert.encoder.layer.{layer}.intermediate_query.dense.{kind}",
+        "qformer.encoder.layer.{layer}.intermediate_query.dense.{kind}",
+    ),
+    (
+        "Qformer.bert.encoder.layer.{layer}.output_query.{part}.{kind}",
+        "qformer.encoder.layer.{layer}.output_query.{part}.{kind}",
+    ),
     ("llama_proj.{kind}", "language_projection.{kind}"),
     ("llama_model.{rest}", "language_model.{rest}"),
 ]
@@ -65,12 +82,19 @@ KEY_RULES: list[tuple[str, str]] = [
 UNUSED_RULES: list[tuple[str, str]] = [
     ("Qformer.cls.{rest}", "the Q-Former's masked-LM head (BLIP-2 stage 1)"),
     ("Qformer.bert.embeddings.word_embeddings.{kind}", "the Q-Former's text embeddings: MiniGPT-4 feeds queries only"),
-    ("Qformer.bert.embeddings.position_embeddings.{kind}", "the Q-Former's text embeddings: MiniGPT-4 feeds queries only"),
+    (
+        "Qformer.bert.embeddings.position_embeddings.{kind}",
+        "the Q-Former's text embeddings: MiniGPT-4 feeds queries only",
+    ),
     ("Qformer.bert.embeddings.position_ids", "the Q-Former's text position buffer"),
-    ("Qformer.bert.encoder.layer.{layer}.intermediate.dense.{kind}",
-     "the Q-Former's text feed-forward (queries use intermediate_query / output_query)"),
-    ("Qformer.bert.encoder.layer.{layer}.output.{part}.{kind}",
-     "the Q-Former's text feed-forward (queries use intermediate_query / output_query)"),
+    (
+        "Qformer.bert.encoder.layer.{layer}.intermediate.dense.{kind}",
+        "the Q-Former's text feed-forward (queries use intermediate_query / output_query)",
+    ),
+    (
+        "Qformer.bert.encoder.layer.{layer}.output.{part}.{kind}",
+        "the Q-Former's text feed-forward (queries use intermediate_query / output_query)",
+    ),
     ("t5_proj.{kind}", "the projection into BLIP-2's own language model (FlanT5)"),
     ("opt_proj.{kind}", "the projection into BLIP-2's own language model (OPT)"),
 ]
@@ -79,8 +103,9 @@ UNUSED_RULES: list[tuple[str, str]] = [
 def _pattern(template: str) -> re.Pattern:
     """A key template ("blocks.{layer}.norm1.{kind}") as a full-match regex with one named group per field."""
     parts = re.split(r"\{(\w+)\}", template)
-    return re.compile("".join(re.escape(part) if i % 2 == 0 else f"(?P<{part}>{FIELDS[part]})"
-                              for i, part in enumerate(parts)))  # fmt: skip
+    return re.compile(
+        "".join(re.escape(part) if i % 2 == 0 else f"(?P<{part}>{FIELDS[part]})" for i, part in enumerate(parts))
+    )
 
 
 _FORWARD = [(_pattern(original), target) for original, target in KEY_RULES]
@@ -100,8 +125,7 @@ class ConversionReport:
     initialised: list[str] = field(default_factory=list)  # weights written as the release creates them
 
     def as_dict(self) -> dict:
-        return {"variant": self.variant, "mapped": self.mapped, "unused": self.unused,
-                "initialised": self.initialised}  # fmt: skip
+        return {"variant": self.variant, "mapped": self.mapped, "unused": self.unused, "initialised": self.initialised}
 
 
 def map_key(key: str) -> tuple[str | None, str]:
@@ -152,8 +176,12 @@ def release_config(variant: str, text_config, image_token_index: int, overrides:
     Vicuna; 4 patches per token for Llama-2) around `text_config`; `overrides` replaces any of its keys."""
     if variant not in VARIANTS:
         raise ConversionError(f"unknown MiniGPT-4 variant '{variant}'; expected one of {', '.join(VARIANTS)}")
-    values = {"vision_config": {}, "qformer_config": {} if variant == "vicuna" else None,
-              "num_query_tokens": 32, "patches_per_token": 4} | dict(overrides or {})  # fmt: skip
+    values = {
+        "vision_config": {},
+        "qformer_config": {} if variant == "vicuna" else None,
+        "num_query_tokens": 32,
+        "patches_per_token": 4,
+    } | dict(overrides or {})
     if (values["qformer_config"] is None) != (variant == "llama2"):
         raise ConversionError(f"the {variant} variant {'has no' if variant == 'llama2' else 'needs a'} Q-Former")
     return MiniGPT4Config(text_config=text_config.to_dict(), image_token_index=image_token_index, **values)
@@ -213,14 +241,16 @@ def convert_minigpt4(
     missing = [name for name in expected if name not in weights]
     if missing:
         wanted = " or ".join(f"'{key}'" for key in original_keys(missing[0])) or "a key"
-        raise ConversionError(f"missing key: no file has {wanted} (for '{missing[0]}'; {len(missing)} weight(s) "
-                              "missing in all)")  # fmt: skip
+        raise ConversionError(
+            f"missing key: no file has {wanted} (for '{missing[0]}'; {len(missing)} weight(s) missing in all)"
+        )
     state = {name: tensor.to(getattr(torch, dtype)) for name, tensor in weights.items()}
     model.load_state_dict(state, strict=True, assign=True)
     model.generation_config = GenerationConfig(
-        bos_token_id=tokenizer.bos_token_id, pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
         eos_token_id=end_token_ids(tokenizer, processor.end_symbol),
-    )  # fmt: skip
+    )
     output = Path(output)
     model.save_pretrained(output)
     processor.save_pretrained(output)
@@ -229,8 +259,9 @@ def convert_minigpt4(
     return report
 
 
-def map_sources(sources: dict[str, tuple[str, dict[str, torch.Tensor]]], expected: dict[str, torch.Size],
-                report: ConversionReport) -> dict[str, torch.Tensor]:  # fmt: skip
+def map_sources(
+    sources: dict[str, tuple[str, dict[str, torch.Tensor]]], expected: dict[str, torch.Size], report: ConversionReport
+) -> dict[str, torch.Tensor]:
     """Every key of every source through the rules; errors name the file and the key. A target `name#part` is
     one third of a fused qkv bias, joined once both parts are read."""
     weights: dict[str, torch.Tensor] = {}
@@ -243,15 +274,17 @@ def map_sources(sources: dict[str, tuple[str, dict[str, torch.Tensor]]], expecte
             try:
                 target, reason = map_key(key)
             except ConversionError as error:
-                raise ConversionError(f"{where} is not in the MiniGPT-4 release layout hadpo knows "
-                                      "(docs/models.md)") from error  # fmt: skip
+                raise ConversionError(
+                    f"{where} is not in the MiniGPT-4 release layout hadpo knows (docs/models.md)"
+                ) from error
             if target is None:
                 report.unused[reason] = report.unused.get(reason, 0) + 1
                 continue
             fused, _, part = target.partition("#")
             if fused not in expected:
-                raise ConversionError(f"{where} maps to '{fused}', which a {report.variant} MiniGPT-4 of this "
-                                      "configuration does not have")  # fmt: skip
+                raise ConversionError(
+                    f"{where} maps to '{fused}', which a {report.variant} MiniGPT-4 of this configuration does not have"
+                )
             shape = (expected[fused][0] // 3,) if part else tuple(expected[fused])
             if tuple(tensor.shape) != shape:
                 raise ConversionError(f"{where} has shape {tuple(tensor.shape)}, '{target}' needs {shape}")

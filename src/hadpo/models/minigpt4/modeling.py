@@ -115,9 +115,7 @@ class MiniGPT4ForConditionalGeneration(MiniGPT4PreTrainedModel, GenerationMixin)
         super().__init__(config)
         self.vision_model = Blip2VisionModel._from_config(config.vision_config)
         if config.qformer_config is not None:
-            self.query_tokens = nn.Parameter(
-                torch.zeros(1, config.num_query_tokens, config.qformer_config.hidden_size)
-            )
+            self.query_tokens = nn.Parameter(torch.zeros(1, config.num_query_tokens, config.qformer_config.hidden_size))
             self.qformer = Blip2QFormerModel._from_config(config.qformer_config)
         else:
             self.query_tokens = None
@@ -150,8 +148,9 @@ class MiniGPT4ForConditionalGeneration(MiniGPT4PreTrainedModel, GenerationMixin)
         else:
             patches = patch_features[:, 1:, :]  # the CLS feature is dropped
             batch, count, width = patches.shape
-            features = patches.reshape(batch, count // self.config.patches_per_token,
-                                       width * self.config.patches_per_token)  # fmt: skip
+            features = patches.reshape(
+                batch, count // self.config.patches_per_token, width * self.config.patches_per_token
+            )
         features = features.to(self.language_projection.weight.dtype)
         return self.language_projection(features)
 

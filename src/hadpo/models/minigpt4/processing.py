@@ -29,10 +29,16 @@ _TURN_CONTENT = (
     "{% endif %}{% endfor %}{% endif %}"
 )
 CHAT_TEMPLATES = {
-    "vicuna": "{% for message in messages %}{% if message['role'] == 'user' %}###Human: " + _TURN_CONTENT
-    + " ###Assistant: {% else %}" + _TURN_CONTENT + "###{% endif %}{% endfor %}",
-    "llama2": "{% for message in messages %}{% if message['role'] == 'user' %}[INST] " + _TURN_CONTENT
-    + " [/INST] {% else %}" + _TURN_CONTENT + "</s>{% endif %}{% endfor %}",
+    "vicuna": "{% for message in messages %}{% if message['role'] == 'user' %}###Human: "
+    + _TURN_CONTENT
+    + " ###Assistant: {% else %}"
+    + _TURN_CONTENT
+    + "###{% endif %}{% endfor %}",
+    "llama2": "{% for message in messages %}{% if message['role'] == 'user' %}[INST] "
+    + _TURN_CONTENT
+    + " [/INST] {% else %}"
+    + _TURN_CONTENT
+    + "</s>{% endif %}{% endfor %}",
 }
 END_SYMBOLS = {"vicuna": "###", "llama2": "</s>"}
 
@@ -41,8 +47,15 @@ class MiniGPT4Processor(ProcessorMixin):
     """Images -> `pixel_values`; text -> `input_ids` with `num_image_tokens` image tokens per `<ImageHere>`.
     `batch_decode` cuts an answer at the variant's end symbol, as the release's chat does."""
 
-    def __init__(self, image_processor=None, tokenizer=None, chat_template=None, num_image_tokens: int = 32,
-                 end_symbol: str = "###", **kwargs):  # fmt: skip
+    def __init__(
+        self,
+        image_processor=None,
+        tokenizer=None,
+        chat_template=None,
+        num_image_tokens: int = 32,
+        end_symbol: str = "###",
+        **kwargs,
+    ):
         self.num_image_tokens = num_image_tokens
         self.end_symbol = end_symbol
         self.image_token = IMAGE_PLACEHOLDER
@@ -57,9 +70,8 @@ class MiniGPT4Processor(ProcessorMixin):
             texts = [text] if isinstance(text, str) else list(text)
             placeholders = sum(t.count(IMAGE_PLACEHOLDER) for t in texts)
             if images is not None and placeholders != len(_as_list(images)):
-                raise ValueError(
-                    f"MiniGPT-4: {placeholders} '{IMAGE_PLACEHOLDER}' placeholder(s) for {len(_as_list(images))} image(s)"
-                )
+                count = len(_as_list(images))
+                raise ValueError(f"MiniGPT-4: {placeholders} '{IMAGE_PLACEHOLDER}' placeholder(s) for {count} image(s)")
             rows = {"input_ids": [self._token_ids(t) for t in texts]}
             data.update(self.tokenizer.pad(rows, padding=True, return_tensors=return_tensors))
         if images is not None:
@@ -99,5 +111,10 @@ def minigpt4_processor(tokenizer, variant: str, num_image_tokens: int, image_siz
     image_processor = BlipImageProcessorPil(
         size={"height": image_size, "width": image_size}, image_mean=CLIP_MEAN, image_std=CLIP_STD
     )
-    return MiniGPT4Processor(image_processor, tokenizer, chat_template=CHAT_TEMPLATES[variant],
-                             num_image_tokens=num_image_tokens, end_symbol=END_SYMBOLS[variant])  # fmt: skip
+    return MiniGPT4Processor(
+        image_processor,
+        tokenizer,
+        chat_template=CHAT_TEMPLATES[variant],
+        num_image_tokens=num_image_tokens,
+        end_symbol=END_SYMBOLS[variant],
+    )
