@@ -54,7 +54,7 @@ def pope_queries(images: list[Path], seed: int = 0) -> list[Query]:
 def bias_head(model, processor, queries: list[Query], margin: float = 5.0) -> None:
     """Give " yes" and " no" head rows +-s*w (w the main direction of the last hidden states over the queries)
     and biases splitting the queries at the median, scaled so the median |log P(yes) - log P(no)| is `margin`."""
-    from hadpo.train.data import load_image
+    from hadpo.train.collate import load_image
 
     [yes_id], [no_id] = answer_token_ids(processor, ["yes", "no"])
     processor.tokenizer.padding_side = "left"

@@ -11,8 +11,9 @@ import tempfile
 from pathlib import Path
 
 from hadpo.evaluate.pope import build_pope_files
-from hadpo.world.demo import family_share, load_demo_config
+from hadpo.world.demo import load_demo_config
 from hadpo.world.scenes import build_world
+from hadpo.world.suite import family_share
 
 
 def main() -> None:

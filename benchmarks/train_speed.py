@@ -120,8 +120,9 @@ def training_args(args, out: str) -> dict:
 
 
 def hadpo_trainer(model, processor, pairs_path, args, out, callbacks=(), shared_prefix=True):
+    from hadpo.train.collate import PreferenceCollator
     from hadpo.train.config import HADPOConfig
-    from hadpo.train.data import PreferenceCollator, PreferenceDataset, group_rewrites, load_pairs
+    from hadpo.train.data import PreferenceDataset, group_rewrites, load_pairs
     from hadpo.train.run import prepare_policy
     from hadpo.train.trainer import HADPOTrainer
 
@@ -148,7 +149,8 @@ def trl_trainer(model, processor, pairs_path, args, out, callbacks=()):
     from peft import LoraConfig
     from trl import DPOConfig, DPOTrainer
 
-    from hadpo.train.data import load_image, load_pairs
+    from hadpo.train.collate import load_image
+    from hadpo.train.data import load_pairs
 
     rows = [
         {
@@ -220,7 +222,7 @@ def child_timing(args) -> dict:
 def child_loss(args) -> dict:
     """Each side's loss on one batch of the same pairs, with the same LoRA weights moved off zero (hadpo alone
     when TRL is not installed)."""
-    from hadpo.train.data import load_image
+    from hadpo.train.collate import load_image
 
     set_threads(args.threads)
     dtype = getattr(torch, args.dtype)

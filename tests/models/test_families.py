@@ -13,8 +13,9 @@ from hadpo.inference import answer_token_ids
 from hadpo.inference.image_prefix import prefix_answer_log_probs, split_prefix
 from hadpo.inference.packing import packing_unsupported
 from hadpo.models import decoder_start_token_id, get_family
+from hadpo.train.collate import PreferenceCollator
 from hadpo.train.config import HADPOConfig
-from hadpo.train.data import PreferenceCollator, load_pairs
+from hadpo.train.data import load_pairs
 from hadpo.train.logps import response_logps
 from hadpo.train.run import build_trainer, prepare_policy, save_outputs
 

@@ -13,7 +13,7 @@ from hadpo.inference import load_model as load_for_inference
 from hadpo.inference.yes_no import answer_log_probs, decoder_answer_log_probs
 from hadpo.models import decoder_start_token_id
 from hadpo.records import SFTExample
-from hadpo.train.data import SFTCollator
+from hadpo.train.collate import SFTCollator
 from hadpo.train.logps import token_logps
 
 

@@ -10,17 +10,8 @@ from transformers import AutoProcessor
 
 from hadpo.models import get_family
 from hadpo.records import PreferencePair, RecordError, write_jsonl
-from hadpo.train.data import (
-    AuxStream,
-    PreferenceCollator,
-    PreferenceDataset,
-    SFTCollator,
-    check_prompts,
-    drop_too_long,
-    group_rewrites,
-    load_pairs,
-    load_sft_examples,
-)
+from hadpo.train.collate import PreferenceCollator, SFTCollator, drop_too_long
+from hadpo.train.data import AuxStream, PreferenceDataset, check_prompts, group_rewrites, load_pairs, load_sft_examples
 
 FAMILY = get_family("llava15")
 

@@ -42,7 +42,7 @@ def tiny(tiny_model_dir, pairs_file):
 
 
 def test_response_logps_keeps_only_the_logits_it_needs(tiny):
-    from hadpo.train.data import PreferenceCollator
+    from hadpo.train.collate import PreferenceCollator
     from hadpo.train.logps import model_inputs, response_logps
 
     model, processor, family, pairs = tiny
@@ -61,7 +61,7 @@ def test_shared_prefix_gives_the_log_probs_and_gradients_of_two_sequences(tiny, 
     from peft import LoraConfig, get_peft_model
 
     from hadpo.inference.packing import attention_implementation
-    from hadpo.train.data import PreferenceCollator
+    from hadpo.train.collate import PreferenceCollator
 
     model, processor, family, pairs = tiny
     base = copy.deepcopy(model)

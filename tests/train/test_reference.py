@@ -9,7 +9,8 @@ from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from hadpo.models import get_family
-from hadpo.train.data import PreferenceCollator, load_pairs
+from hadpo.train.collate import PreferenceCollator
+from hadpo.train.data import load_pairs
 from hadpo.train.reference import example_key, model_fingerprint, precompute_reference
 from hadpo.train.run import build_trainer
 

@@ -10,8 +10,8 @@ from peft import PeftModel
 from transformers import AutoModelForImageTextToText
 
 from hadpo.config import load_config
+from hadpo.train.collate import PreferenceCollator
 from hadpo.train.config import HADPOConfig
-from hadpo.train.data import PreferenceCollator
 from hadpo.train.run import build_trainer, run_training
 
 

@@ -4,8 +4,9 @@ absent family members, words of chosen vs rejected texts, and the issue's checks
 from __future__ import annotations
 
 from hadpo.records import ImageRecord, ObjectAnnotation, PopeQuestion, PreferencePair, write_jsonl
+from hadpo.world.checks import ablation_checks, signature_checks
 from hadpo.world.config import WorldConfig
-from hadpo.world.demo import ablation_checks, family_share, signature_checks, words_per_text
+from hadpo.world.suite import family_share, words_per_text
 
 
 def image(number: int, *names: str) -> ImageRecord:

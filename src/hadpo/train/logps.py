@@ -89,7 +89,7 @@ def response_logps(model: torch.nn.Module, batch: dict) -> ResponseLogps:
         inputs.update(packed_inputs(model, batch))
     outputs = model(**inputs, use_cache=False, logits_to_keep=keep)
     # An encoder-decoder (InstructBLIP-FlanT5) ignores logits_to_keep: its labels line up with the decoder's
-    # logits (see hadpo.train.data.Encoder), of which the same last `keep` are read.
+    # logits (see hadpo.train.collate.Encoder), of which the same last `keep` are read.
     logps, mask = token_logps(outputs.logits[:, -keep:], labels[:, width - keep :])
     if "branch_ids" not in batch:
         return ResponseLogps(sums=logps.sum(-1), counts=mask.sum(-1))

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from hadpo.records import PreferencePair
-from hadpo.train.data import PreferenceCollator
+from hadpo.train.collate import PreferenceCollator
 from hadpo.train.logps import LogpsFn, response_logps
 
 

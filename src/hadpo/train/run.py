@@ -21,18 +21,9 @@ from hadpo.inference.packing import packing_unsupported
 from hadpo.models import VLMFamily, decoder_start_token_id, disable_dropout, get_family
 from hadpo.models.base import model_location_problem
 from hadpo.records import RecordError, check_dir
+from hadpo.train.collate import PreferenceCollator, SFTCollator, drop_too_long
 from hadpo.train.config import HADPOConfig
-from hadpo.train.data import (
-    AuxStream,
-    PreferenceCollator,
-    PreferenceDataset,
-    SFTCollator,
-    check_prompts,
-    drop_too_long,
-    group_rewrites,
-    load_pairs,
-    load_sft_examples,
-)
+from hadpo.train.data import AuxStream, PreferenceDataset, check_prompts, group_rewrites, load_pairs, load_sft_examples
 from hadpo.train.reference import model_fingerprint, precompute_reference
 from hadpo.train.trainer import HADPOTrainer
 

@@ -27,8 +27,9 @@ from torch.utils.data import SequentialSampler
 from transformers import Trainer, TrainerCallback
 
 from hadpo.errors import RunFailed
+from hadpo.train.collate import SFTCollator
 from hadpo.train.config import HADPOConfig
-from hadpo.train.data import AuxStream, SFTCollator
+from hadpo.train.data import AuxStream
 from hadpo.train.logps import LogpsFn, ResponseLogps, response_logps
 from hadpo.train.loss import dpo_loss
 

@@ -6,7 +6,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from rich.console import Console
+from rich.table import Table
+
 from hadpo.evaluate.report import grouped_bars, plot_comparison, plt, save_figure
+
+console = Console()
 
 ROWS = [
     ("POPE random accuracy", "pope.random.accuracy", True),
@@ -162,3 +167,27 @@ def _share(counts: dict | None) -> str:
 
 def _percent(value) -> str:
     return "-" if value is None else f"{100 * value:.1f} %"
+
+
+# --- console output ------------------------------------------------------------------------------------------
+
+
+def print_models(models: dict[str, dict]) -> None:
+    table = Table(title="Evaluation suite (world eval split)")
+    table.add_column("metric")
+    for name in models:
+        table.add_column(name, justify="right")
+    for label, path, percent in ROWS:
+        table.add_row(
+            label + (" %" if percent else ""), *[format_cell(lookup(m, path), percent) for m in models.values()]
+        )
+    console.print(table)
+
+
+def print_pair_stats(stats: dict) -> None:
+    pairs = stats["pairs"]
+    rate = stats.get("description_hallucination_rate")
+    console.print(
+        f"   {stats['images']} images, descriptions with a hallucination: "
+        f"{'-' if rate is None else f'{rate:.1%}'}; pairs: {pairs['desc']} description + {pairs['qa']} QA"
+    )
