@@ -6,6 +6,7 @@ VENV       ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 PY         := $(VENV)/bin/python
 STAMP      := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 
 .PHONY: install demo test lint bench clean
 
@@ -30,8 +31,15 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	$(VENV)/bin/pytest -q
 
-bench: $(STAMP)
+$(BENCH_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e ".[dev,bench]"
+	touch $(BENCH_STAMP)
+
+# The speed benchmarks (docs/benchmarks.md) on the CPU, one torch thread per process, ~6 min in all; TRL (plain
+# `trl`) is their baseline. They print figures; nothing here passes or fails on a number.
+bench: $(BENCH_STAMP)
+	OMP_NUM_THREADS=1 $(PY) -m benchmarks.speed.train_speed
+	OMP_NUM_THREADS=1 $(PY) -m benchmarks.speed.eval_speed
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

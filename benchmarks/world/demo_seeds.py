@@ -1,9 +1,9 @@
 """The demo's signature across seeds: run `hadpo demo` for each seed (or read finished runs) and print one
 markdown table of base -> HA-DPO figures and the checks met.
 
-    python benchmarks/demo_seeds.py --seeds 0 1 2              # runs the demos (base models cached)
-    python benchmarks/demo_seeds.py --seeds 0 1 2 --jobs 2     # two at a time, one torch thread each
-    python benchmarks/demo_seeds.py --seeds 0 1 2 --summarize  # only reads runs/demo/seed*/results.json
+    python -m benchmarks.world.demo_seeds --seeds 0 1 2              # runs the demos (base models cached)
+    python -m benchmarks.world.demo_seeds --seeds 0 1 2 --jobs 2     # two at a time, one torch thread each
+    python -m benchmarks.world.demo_seeds --seeds 0 1 2 --summarize  # only reads runs/demo/seed*/results.json
 
 The last column is the spread of the change over the seeds (smallest and largest HA-DPO - base).
 """
