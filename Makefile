@@ -35,10 +35,11 @@ $(BENCH_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e ".[dev,bench]"
 	touch $(BENCH_STAMP)
 
-# The speed benchmarks (docs/benchmarks.md) on the CPU, one torch thread per process, ~6 min in all; TRL (plain
+# The speed benchmarks (docs/benchmarks.md) on the CPU, one torch thread per process, ~10 min in all; TRL (plain
 # `trl`) is their baseline. They print figures; nothing here passes or fails on a number.
 bench: $(BENCH_STAMP)
 	OMP_NUM_THREADS=1 $(PY) -m benchmarks.speed.train_speed
+	OMP_NUM_THREADS=1 $(PY) -m benchmarks.speed.train_epochs
 	OMP_NUM_THREADS=1 $(PY) -m benchmarks.speed.eval_speed
 
 clean:

@@ -11,7 +11,7 @@ the same batch size and threads, through `hadpo.inference.run_queries`, in runs 
 the figure is questions per second, median over runs with min-max. Agreement: the share of questions whose
 generated answer starts with yes/no where the logits mode gives the same word (`hadpo.inference.mode_agreement`).
 
-    python -m benchmarks.speed.eval_speed                    # CPU, tiny-576, ~2 min
+    python -m benchmarks.speed.eval_speed                    # CPU, tiny-576; ~3 min at load 7 on 2 cores
     python -m benchmarks.speed.eval_speed --images 80 --runs 5 --json
 
 Absolute times depend on the machine and its load; the ratio of one invocation is the figure.

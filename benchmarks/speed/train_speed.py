@@ -2,14 +2,15 @@
 
 Both train the same random-init LLaVA (harness.py: LLaVA-1.5's proportions, image tokens 5x the response
 tokens) with the same LoRA (rank r, alpha 2r, every language-model linear layer), the reference as the policy
-with its adapters disabled, the same pairs (trainers.py), batch, steps, precision and threads. Every run is a
-fresh process (so peak memory is its own); runs alternate between the sides (hadpo, trl, trl, hadpo, ...). A step
-is timed whole, from one optimizer step's end to the next (loading and collating the batch, both forwards,
-backward, optimizer, logging); the first `--warmup` steps of a run are left out. The figure per run is its
+with its adapters disabled, the same pairs and token sequences (trainers.py: the BOS on both sides), batch,
+steps, precision and threads. Every run is a fresh process (so peak memory is its own); runs alternate between
+the sides (hadpo, trl, trl, hadpo, ...). A step is timed whole, from one optimizer step's end to the next
+(loading and collating the batch, both forwards, backward, optimizer, logging); the first `--warmup` steps of a
+run are left out. The figure per run is its
 median step; the table gives the median over runs and the min-max spread. A last process computes both losses
 on one batch with LoRA weights moved off zero (so the reference differs from the policy).
 
-    python -m benchmarks.speed.train_speed                                   # CPU, tiny, ~3.5 min
+    python -m benchmarks.speed.train_speed              # CPU, tiny; ~6 min on a 2-core machine at load 7
     python -m benchmarks.speed.train_speed --sides hadpo hadpo-two-sequences trl
     python -m benchmarks.speed.train_speed --model llava15-7b --device cuda --dtype bfloat16 --batch-size 4
 

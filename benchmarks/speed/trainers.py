@@ -1,5 +1,12 @@
 """The two trainers the training benchmarks compare, on the same model, pairs and settings: hadpo's `HADPOTrainer`
 and TRL's `DPOTrainer`; and the pairs they train on.
+
+Both sides see the same tokens. The benchmark models' tokenizer adds a BOS token when it encodes text (as Llama's
+and Vicuna's do) and their chat template does not write one. hadpo encodes the prompt with the tokenizer's own
+special tokens, as inference does and as LLaVA-1.5 was trained, so its sequences start with BOS. TRL's vision
+collator encodes with `add_special_tokens=False` (it expects the chat template to write any BOS), so the TRL
+side's prompt text gets the BOS written in front (`prompt_with_bos`); without it TRL scores every pair in a
+context one token shorter and the two losses differ (docs/training.md, "Comparing with TRL").
 """
 
 from __future__ import annotations
@@ -86,6 +93,15 @@ def hadpo_trainer(model, processor, pairs_path, args, out, callbacks=(), shared_
     )
 
 
+def prompt_with_bos(tokenizer, text: str) -> str:
+    """`text` with the BOS token written in front where the tokenizer adds one on its own and the text (the chat
+    template's output) does not start with it: what TRL's `add_special_tokens=False` encoding then needs to see
+    the sequence hadpo and inference see."""
+    bos = tokenizer.bos_token
+    adds_bos = bos is not None and tokenizer("")["input_ids"][:1] == [tokenizer.bos_token_id]
+    return bos + text if adds_bos and not text.startswith(bos) else text
+
+
 def trl_trainer(model, processor, pairs_path, args, out, callbacks=(), **schedule):
     """TRL's DPOTrainer on the same pairs as chat-templated strings and images, with `peft_config` (so the
     reference is the policy with adapters disabled, as hadpo's default)."""
@@ -99,7 +115,7 @@ def trl_trainer(model, processor, pairs_path, args, out, callbacks=(), **schedul
     rows = [
         {
             "images": [load_image(pair.images[0])],
-            "prompt": FAMILY.prompt_text(processor, pair.prompt, 1),
+            "prompt": prompt_with_bos(processor.tokenizer, FAMILY.prompt_text(processor, pair.prompt, 1)),
             "chosen": FAMILY.response_text(processor, pair.chosen),
             "rejected": FAMILY.response_text(processor, pair.rejected),
         }
