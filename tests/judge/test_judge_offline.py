@@ -130,7 +130,10 @@ def test_a_correction_never_restates_a_fact(judge):
     object (fill_absent on a complete record), or dropped; a sentence the description repeats is kept once."""
     from hadpo.judge.corrections import restated_sentences
 
-    text = "The top left has a small red star. There is a small blue star in the top left. A large blue moon is at the center."
+    text = (
+        "The top left has a small red star. There is a small blue star in the top left. "
+        "A large blue moon is at the center."
+    )
     corrected = judge.judge(SCENE, "r1", text).corrected
     # the wrong star is not made the red star again: it becomes the unmentioned green star, in its place
     assert corrected == (
