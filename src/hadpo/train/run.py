@@ -5,101 +5,39 @@ trainer; then save the adapter (and optionally the merged model), the resolved c
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import logging
 from pathlib import Path
 
 import torch
 from accelerate import PartialState
-from transformers import AutoConfig, AutoModelForImageTextToText, set_seed
+from transformers import AutoConfig, set_seed
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from hadpo.config import save_config
 from hadpo.inference.packing import packing_unsupported
-from hadpo.models import VLMFamily, decoder_start_token_id, disable_dropout, get_family
+from hadpo.models import decoder_start_token_id, get_family
 from hadpo.models.base import model_location_problem
 from hadpo.records import RecordError, check_dir
 from hadpo.train.collate import PreferenceCollator, SFTCollator, drop_too_long
 from hadpo.train.config import HADPOConfig
-from hadpo.train.data import AuxStream, PreferenceDataset, check_prompts, group_rewrites, load_pairs, load_sft_examples
+from hadpo.train.corruption import ImageCorruption
+from hadpo.train.data import (
+    AuxStream,
+    PreferenceDataset,
+    check_pair_options,
+    check_prompts,
+    group_rewrites,
+    load_pairs,
+    load_sft_examples,
+)
+from hadpo.train.model import load_model, prepare_policy
 from hadpo.train.reference import model_fingerprint, precompute_reference
 from hadpo.train.trainer import HADPOTrainer
+from hadpo.train.warmup import warm_start
 
 log = logging.getLogger(__name__)
-
-
-def load_model(name_or_path: str, config: HADPOConfig, family: VLMFamily | None = None) -> torch.nn.Module:
-    kwargs: dict = {"dtype": getattr(torch, config.model_dtype)}
-    if config.finetuning == "qlora":
-        if importlib.util.find_spec("bitsandbytes") is None or not torch.cuda.is_available():
-            raise ValueError("finetuning=qlora needs bitsandbytes and a CUDA GPU; use lora or full here")
-        from transformers import BitsAndBytesConfig
-
-        skip = list((family.vision_tower_prefixes + family.projector_prefixes) if family else ()) + ["lm_head"]
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type="nf4",
-            bnb_4bit_compute_dtype=torch.bfloat16,
-            llm_int8_skip_modules=skip,
-        )
-    model = AutoModelForImageTextToText.from_pretrained(name_or_path, **kwargs)
-    if config.disable_dropout:
-        disable_dropout(model)
-    return model
-
-
-def prepare_policy(model: torch.nn.Module, config: HADPOConfig, family: VLMFamily) -> torch.nn.Module:
-    """Full fine-tuning: freeze vision tower / projector per flags. LoRA: adapters on the language model's
-    linear layers only; an unfrozen projector or tower is trained in full as a PEFT `modules_to_save`."""
-
-    def frozen(name: str) -> bool:
-        return (config.freeze_vision_tower and family.is_vision_tower(name)) or (
-            config.freeze_projector and family.is_projector(name)
-        )
-
-    if config.finetuning == "full":
-        for name, param in model.named_parameters():
-            param.requires_grad_(not frozen(name))
-        return model
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-
-    if config.finetuning == "qlora":
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=_checkpointing(config))
-    unfrozen = [] if config.freeze_projector else list(family.projector_prefixes)
-    if not config.freeze_vision_tower:
-        unfrozen = list(family.vision_tower_prefixes)  # the tower prefix holds the projector in Qwen2-VL
-        unfrozen += [] if config.freeze_projector else [p for p in family.projector_prefixes if p not in unfrozen]
-    modules = [name for name in unfrozen if _is_module(model, name)]
-    lora = LoraConfig(
-        r=config.lora_r,
-        lora_alpha=config.lora_alpha,
-        lora_dropout=config.lora_dropout,
-        target_modules=config.lora_target or family.lora_target_regex,
-        modules_to_save=modules or None,
-        bias="none",
-    )
-    if _checkpointing(config):
-        model.enable_input_require_grads()  # frozen embeddings: checkpointed LoRA layers still need grads
-    peft_model = get_peft_model(model, lora)
-    adapted = [name for name, module in peft_model.named_modules() if hasattr(module, "lora_A")]
-    outside = [name for name in adapted if family.is_vision_tower(name) or family.is_projector(name)]
-    if outside:
-        raise ValueError(f"config key 'lora_target' matches vision modules (e.g. {outside[0]}); LoRA is for the LM")
-    return peft_model
-
-
-def _checkpointing(config: HADPOConfig) -> bool:
-    return bool(config.gradient_checkpointing or getattr(config, "activation_checkpointing", False))
-
-
-def _is_module(model: torch.nn.Module, name: str) -> bool:
-    try:
-        model.get_submodule(name)
-        return True
-    except AttributeError:
-        return False
 
 
 def build_trainer(config: HADPOConfig, callbacks=None, processor=None) -> HADPOTrainer:
@@ -114,49 +52,30 @@ def build_trainer(config: HADPOConfig, callbacks=None, processor=None) -> HADPOT
     processor = processor or family.load_processor(config.model_name_or_path)
     decoder_start = decoder_start_token_id(model_config)  # None unless the LM is an encoder-decoder
     # Data first: bad input fails here, before a model is loaded.
-    collator = PreferenceCollator(processor, family, config.max_length, decoder_start)
+    collator = pair_collator(processor, family, config, decoder_start)
     dataset, dropped = _pairs_dataset(config.pairs, family, collator, config, config.data_mix, config.shuffle_pairs)
     eval_dataset = None
     if config.eval_pairs:
         eval_dataset, _ = _pairs_dataset(config.eval_pairs, family, collator, config, "1:1", False)
-    sft_stream = sft_collator = None
+    sft_collator = SFTCollator(processor, family, None, decoder_start)
+    sft_stream = None
     if config.gamma > 0:
         examples = load_sft_examples(config.sft_data, config.sft_caption_prompt)
         sft_stream = AuxStream(examples, config.sft_batch_size or config.per_device_train_batch_size, config.seed)
-        sft_collator = SFTCollator(processor, family, None, decoder_start)
     if config.process_index == 0:
         save_config(config, Path(config.output_dir) / "hadpo_config.yaml", sort_keys=True)
 
     model = load_model(config.model_name_or_path, config, family)
-    ref_model = None
-    if config.reference in ("copy", "precomputed"):
-        if config.ref_model_name_or_path:
-            ref_model = load_model(config.ref_model_name_or_path, config, family)
-        else:
-            ref_model = copy.deepcopy(model) if config.reference == "copy" else model
+    warmup = None
+    if config.warmup_sft_steps:
+        model, warmup = warm_start(model, config, family, sft_collator, dataset.pairs())
+    ref_model = reference_model(config, model, family)
     collator.shared_prefix = _shared_prefix(config, model, ref_model)
     if config.reference == "precomputed":
-        ref_name = config.ref_model_name_or_path or config.model_name_or_path
-        fingerprint = model_fingerprint(ref_model, ref_name)
-        for data in filter(None, (dataset, eval_dataset)):
-            # Every process scores its share of what the cache lacks; rank 0 merges (a collective).
-            data.reference = precompute_reference(
-                ref_model.to(config.device),
-                [pair for group in data.groups for pair in group],
-                collator,
-                config.reference_cache_dir or config.output_dir,
-                fingerprint=fingerprint,
-                batch_size=config.per_device_eval_batch_size,
-                device=config.device,
-                autocast_dtype=torch.bfloat16 if config.bf16 else torch.float16 if config.fp16 else None,
-                rank=config.process_index,
-                world_size=config.world_size,
-                barrier=PartialState().wait_for_everyone,
-            )
+        _precompute(config, ref_model, collator, dataset, eval_dataset, warmed=warmup is not None)
         ref_model = None
-    policy = prepare_policy(model, config, family)
     trainer = HADPOTrainer(
-        model=policy,
+        model=prepare_policy(model, config, family),
         args=config,
         train_dataset=dataset,
         eval_dataset=eval_dataset,
@@ -164,7 +83,7 @@ def build_trainer(config: HADPOConfig, callbacks=None, processor=None) -> HADPOT
         processing_class=processor,
         ref_model=ref_model,
         sft_stream=sft_stream,
-        sft_collator=sft_collator,
+        sft_collator=sft_collator if sft_stream else None,
         callbacks=callbacks,
     )
     trainer.hadpo_info = {
@@ -172,8 +91,57 @@ def build_trainer(config: HADPOConfig, callbacks=None, processor=None) -> HADPOT
         "lora_target": config.lora_target or family.lora_target_regex,
         "pair_forward": "shared prefix" if collator.shared_prefix else "two sequences",
         "data": {**dataset.stats(), "dropped_too_long": dropped},
+        **({"warmup": warmup} if warmup else {}),
     }
     return trainer
+
+
+def pair_collator(processor, family, config: HADPOConfig, decoder_start: int | None) -> PreferenceCollator:
+    """The pairs' collator with the run's token weights, pair weights and corrupted images."""
+    corruption = None
+    if config.uses_corrupted_images:
+        corruption = ImageCorruption(config.image_corruption, tuple(config.image_corruption_scale), config.seed)
+    return PreferenceCollator(
+        processor,
+        family,
+        config.max_length,
+        decoder_start,
+        token_weighting=config.token_weighting,
+        token_weight=config.token_weight,
+        pair_weighting=config.pair_weighting,
+        corruption=corruption,
+    )
+
+
+def reference_model(config: HADPOConfig, model, family) -> torch.nn.Module | None:
+    """The reference of `copy` and `precomputed`: the weights of ref_model_name_or_path, else the model itself
+    (a frozen copy for `copy`). None for `adapters` (the policy with its adapters disabled)."""
+    if config.reference == "adapters":
+        return None
+    if config.ref_model_name_or_path:
+        return load_model(config.ref_model_name_or_path, config, family)
+    return copy.deepcopy(model) if config.reference == "copy" else model
+
+
+def _precompute(config: HADPOConfig, ref_model, collator, dataset, eval_dataset, warmed: bool) -> None:
+    """Reference log-probs of every pair, computed once; every process scores its share of what the cache lacks and
+    rank 0 merges (a collective)."""
+    ref_name = config.ref_model_name_or_path or config.model_name_or_path
+    fingerprint = model_fingerprint(ref_model, ref_name + (" after the warm start" if warmed else ""))
+    for data in filter(None, (dataset, eval_dataset)):
+        data.reference = precompute_reference(
+            ref_model.to(config.device),
+            data.pairs(),
+            collator,
+            config.reference_cache_dir or config.output_dir,
+            fingerprint=fingerprint,
+            batch_size=config.per_device_eval_batch_size,
+            device=config.device,
+            autocast_dtype=torch.bfloat16 if config.bf16 else torch.float16 if config.fp16 else None,
+            rank=config.process_index,
+            world_size=config.world_size,
+            barrier=PartialState().wait_for_everyone,
+        )
 
 
 def _shared_prefix(config: HADPOConfig, model, ref_model) -> bool:
@@ -193,6 +161,10 @@ def _shared_prefix(config: HADPOConfig, model, ref_model) -> bool:
 def _pairs_dataset(path, family, collator, config: HADPOConfig, mix: str, shuffle: bool):
     pairs = load_pairs(path)
     check_prompts(pairs, family, collator.processor, path)
+    try:
+        check_pair_options(pairs, config.token_weighting, config.pair_weighting)
+    except RecordError as error:
+        raise RecordError(f"{path}: {error}") from None
     try:
         groups, dropped = drop_too_long(group_rewrites(pairs), collator, config.too_long)
     except RecordError as error:
