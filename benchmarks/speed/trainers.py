@@ -79,7 +79,7 @@ def hadpo_trainer(model, processor, pairs_path, args, out, callbacks=(), shared_
     """HADPOTrainer around a model already in memory (the reference: the policy with adapters disabled)."""
     from hadpo.train.collate import PreferenceCollator
     from hadpo.train.data import PreferenceDataset, group_rewrites, load_pairs
-    from hadpo.train.run import prepare_policy
+    from hadpo.train.model import prepare_policy
     from hadpo.train.trainer import HADPOTrainer
 
     config = hadpo_config(pairs_path, args, out, shared_prefix=shared_prefix, **schedule)
