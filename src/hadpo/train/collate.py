@@ -49,7 +49,8 @@ class Encoder:
         """Prompt ids per row (unpadded) and the image tensors of the batch, from one processor call."""
         texts = [self.family.prompt_text(self.processor, prompt, len(images)) for images, prompt in rows]
         images = [load_image(path) for paths, _ in rows for path in paths]
-        encoded = self.processor(images=images, text=texts, padding=True, return_tensors="pt")
+        # No image in the batch (text-only SFT rows): None, as `images=[]` gives an empty pixel_values tensor.
+        encoded = self.processor(images=images or None, text=texts, padding=True, return_tensors="pt")
         ids = [row[mask.bool()] for row, mask in zip(encoded["input_ids"], encoded["attention_mask"])]
         return ids, {key: encoded[key] for key in self.family.image_keys if key in encoded}
 

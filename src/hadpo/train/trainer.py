@@ -30,6 +30,8 @@ from hadpo.errors import RunFailed
 from hadpo.train.collate import SFTCollator
 from hadpo.train.config import HADPOConfig
 from hadpo.train.data import AuxStream
+from hadpo.train.distributed import prepare_reference
+from hadpo.train.engines import Engine
 from hadpo.train.logps import LogpsFn, ResponseLogps, response_logps
 from hadpo.train.loss import dpo_loss
 
@@ -105,6 +107,7 @@ class HADPOTrainer(Trainer):
         sft_stream: AuxStream | None = None,
         sft_collator: SFTCollator | None = None,
         logps_fn: LogpsFn = response_logps,
+        engine: Engine | None = None,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
@@ -115,9 +118,9 @@ class HADPOTrainer(Trainer):
         # Our loss is a per-batch mean; the Trainer then divides it by the accumulation steps itself.
         self.model_accepts_loss_kwargs = False
         self.logps_fn = logps_fn
-        self.ref_model = ref_model
-        if ref_model is not None:
-            self.ref_model = ref_model.to(self.args.device).eval().requires_grad_(False)
+        self.engine = engine  # hadpo.train.engines: set by run.build_trainer; None = unsharded
+        # Sharded by the same engine as the policy under FSDP2 / DeepSpeed, else whole on the device (issue 21).
+        self.ref_model = None if ref_model is None else prepare_reference(self, ref_model, engine)
         self.sft_stream, self.sft_collator = sft_stream, sft_collator
         self._metrics: dict[str, list[float]] = defaultdict(list)
         self._seen = {"pairs": 0.0, "tokens": 0.0, "since": time.perf_counter()}
