@@ -121,12 +121,19 @@ def assert_same_losses(sharded: list[dict], single: list[dict]) -> None:
     assert single[-1]["loss"] < single[0]["loss"]
 
 
-def assert_same_weights(saved: Path, single: Path, name: str) -> None:
-    sharded_weights, single_weights = load_file(saved / name), load_file(single / name)
+def assert_same_weights(saved: Path, single: Path, name: str, tolerance: float = 1e-5) -> None:
+    if name == "model.safetensors":  # a full model: compared as from_pretrained loads it (key names may differ)
+        from transformers import AutoModelForImageTextToText
+
+        sharded_weights, single_weights = (
+            AutoModelForImageTextToText.from_pretrained(folder).state_dict() for folder in (saved, single)
+        )
+    else:
+        sharded_weights, single_weights = load_file(saved / name), load_file(single / name)
     assert sorted(sharded_weights) == sorted(single_weights)
     for key, value in single_weights.items():
         assert sharded_weights[key].shape == value.shape, key  # whole, not a shard
-        assert (sharded_weights[key].float() - value.float()).abs().max() < 1e-5, key
+        assert (sharded_weights[key].float() - value.float()).abs().max() < tolerance, key
 
 
 @pytest.fixture(scope="module")
@@ -186,7 +193,10 @@ def test_deepspeed_trains_sharded_like_one_process(accelerate_config, tiny_model
         assert_same_losses(result["losses"], [e for e in single.state.log_history if "loss" in e])
         full = scenario["config"].get("finetuning") == "full"
         weights = "model.safetensors" if full else "adapter_model.safetensors"
-        assert_same_weights(Path(scenario["config"]["output_dir"]), tmp_path / f"one-{name}", weights)
+        # DeepSpeed's partitioned fp32 optimizer sees LoRA A's gradient, exactly 0 in the first step (B = 0), as
+        # ~1e-12 noise, which Adam scales up to an lr-sized step: weights agree to 1e-4 (6e-5 measured) of the
+        # ~6e-2 they moved, while the losses agree to 1e-5.
+        assert_same_weights(Path(scenario["config"]["output_dir"]), tmp_path / f"one-{name}", weights, 1e-4)
         if scenario["config"].get("reference") == "precomputed":  # ZeRO-3 partitions fingerprinted as whole weights
             caches = [
                 sorted(p.name for p in Path(d).glob("reference_logps-*.json"))

@@ -192,14 +192,13 @@ def gathered_state_dict(trainer, engine: Engine, trainable_only: bool) -> dict[s
     rank0 = trainer.args.process_index == 0
     state: dict[str, torch.Tensor] = {}
     with torch.no_grad():
-        for name, param in model.named_parameters():
-            if trainable_only and not param.requires_grad:
+        # state_dict's own keys (persistent buffers, tied weights) with each ZeRO-3 partition gathered in turn
+        for name, value in model.state_dict(keep_vars=True).items():
+            if trainable_only and not value.requires_grad:
                 continue
-            with deepspeed.zero.GatheredParameters([param]):  # a no-op for a parameter that is not partitioned
+            with deepspeed.zero.GatheredParameters([value] if hasattr(value, "ds_id") else []):
                 if rank0:
-                    state[name] = param.detach().cpu().clone()
-        if not trainable_only and rank0:
-            state.update({name: buffer.detach().cpu().clone() for name, buffer in model.named_buffers()})
+                    state[name] = value.detach().cpu().clone()
     return state
 
 
