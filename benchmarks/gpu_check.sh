@@ -65,6 +65,7 @@ work = Path(os.environ["WORK"])
 model, processor = build_model("tiny", "cpu", torch.float32)
 model.save_pretrained(work / "model"); processor.save_pretrained(work / "model")
 generator = torch.Generator().manual_seed(0)
+(work / "data").mkdir(parents=True, exist_ok=True)
 images = write_images(work / "data", 16, model.config.vision_config.image_size)
 pairs = [PreferencePair(images=[p.name], prompt="Describe this image in detail.", kind="desc", image_id=str(i),
                         pair_id=str(i), chosen=words(processor.tokenizer, 20, generator),
@@ -74,7 +75,7 @@ EOF
 cat > "$WORK/recipe.yaml" <<EOF
 model_name_or_path: $WORK/model
 pairs: $WORK/data/pairs.jsonl
-per_device_train_batch_size: $((4 / PROCESSES))
+per_device_train_batch_size: 4
 max_steps: $ENGINE_STEPS
 learning_rate: 1.0e-3
 lora_r: 8
@@ -101,12 +102,11 @@ run_engine() {  # name, accelerate config or "" for the plain run
     else
         engine_config "$config" "$WORK/$name.accelerate.yaml"
         "$ACCELERATE" launch --config_file "$WORK/$name.accelerate.yaml" "$HADPO" train "$WORK/recipe.yaml" \
-            "output_dir=$WORK/$name" > "$WORK/$name.log" 2>&1 || true
+            "output_dir=$WORK/$name" "per_device_train_batch_size=$((4 / PROCESSES))" > "$WORK/$name.log" 2>&1 || true
     fi
     echo $((SECONDS - started)) > "$WORK/$name.seconds"
 }
-run_engine plain ""
-[[ $DRY_RUN == 1 ]] && PROCESSES=2  # the engines need two gloo processes on a CPU; the plain run keeps 4 pairs/step
+run_engine plain ""  # 4 pairs per step; each engine run keeps 4 over its processes (2 gloo ones on a CPU)
 run_engine fsdp2 "$ACCELERATE_CONFIGS/fsdp2.yaml"
 if has deepspeed; then run_engine zero3 "$ACCELERATE_CONFIGS/zero3.yaml"; fi
 
