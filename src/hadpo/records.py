@@ -155,9 +155,10 @@ class Answer(Record):
 
 
 class SFTExample(Record):
-    """One auxiliary SFT example: images, a plain user prompt and the target response (training's SFT data)."""
+    """One auxiliary SFT example: images (none for a text-only example), a plain user prompt and the target
+    response (training's SFT data)."""
 
-    images: list[str] = Field(min_length=1)
+    images: list[str] = Field(default_factory=list)
     prompt: str = Field(min_length=1)
     response: str = Field(min_length=1)
 

@@ -52,7 +52,8 @@ class Encoder:
         images are file paths or PIL images."""
         texts = [self.family.prompt_text(self.processor, prompt, len(images)) for images, prompt in rows]
         images = [load_image(image) if isinstance(image, str) else image for images, _ in rows for image in images]
-        encoded = self.processor(images=images, text=texts, padding=True, return_tensors="pt")
+        # No image in the batch (text-only SFT rows): None, as `images=[]` gives an empty pixel_values tensor.
+        encoded = self.processor(images=images or None, text=texts, padding=True, return_tensors="pt")
         ids = [row[mask.bool()] for row, mask in zip(encoded["input_ids"], encoded["attention_mask"])]
         return ids, {key: encoded[key] for key in self.family.image_keys if key in encoded}
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 import importlib.util
 
 import torch
-from transformers import AutoModelForImageTextToText
+from transformers import AutoModelForImageTextToText, set_seed
 
 from hadpo.models import VLMFamily, disable_dropout
 from hadpo.train.config import HADPOConfig
+from hadpo.train.distributed import import_model_classes
+from hadpo.train.engines import Engine
 
 
 def load_model(name_or_path: str, config: HADPOConfig, family: VLMFamily | None = None) -> torch.nn.Module:
@@ -26,15 +28,20 @@ def load_model(name_or_path: str, config: HADPOConfig, family: VLMFamily | None 
             bnb_4bit_compute_dtype=torch.bfloat16,
             llm_int8_skip_modules=skip,
         )
+    import_model_classes(name_or_path)  # outside any DeepSpeed zero.Init (see there)
     model = AutoModelForImageTextToText.from_pretrained(name_or_path, **kwargs)
     if config.disable_dropout:
         disable_dropout(model)
     return model
 
 
-def prepare_policy(model: torch.nn.Module, config: HADPOConfig, family: VLMFamily) -> torch.nn.Module:
+def prepare_policy(
+    model: torch.nn.Module, config: HADPOConfig, family: VLMFamily, engine: Engine | None = None
+) -> torch.nn.Module:
     """Full fine-tuning: freeze vision tower / projector per flags. LoRA: adapters on the language model's
-    linear layers only; an unfrozen projector or tower is trained in full as a PEFT `modules_to_save`."""
+    linear layers only; an unfrozen projector or tower is trained in full as a PEFT `modules_to_save`. Under
+    ZeRO-3 the adapters keep the base weights' dtype: PEFT's fp32 adapters beside bf16 weights break ZeRO-3's
+    all-gather (TRL #6089, DeepSpeed #8072)."""
 
     def frozen(name: str) -> bool:
         return (config.freeze_vision_tower and family.is_vision_tower(name)) or (
@@ -64,7 +71,9 @@ def prepare_policy(model: torch.nn.Module, config: HADPOConfig, family: VLMFamil
     )
     if _checkpointing(config):
         model.enable_input_require_grads()  # frozen embeddings: checkpointed LoRA layers still need grads
-    peft_model = get_peft_model(model, lora)
+    zero3 = engine is not None and engine.kind == "deepspeed" and engine.shards_parameters
+    set_seed(config.seed)  # the adapters' initial weights: the same whatever was loaded or drawn before
+    peft_model = get_peft_model(model, lora, autocast_adapter_dtype=not zero3)
     adapted = [name for name, module in peft_model.named_modules() if hasattr(module, "lora_A")]
     outside = [name for name in adapted if family.is_vision_tower(name) or family.is_projector(name)]
     if outside:

@@ -93,7 +93,11 @@ def precompute_reference(
     missing = list({keys[pair.pair_id]: pair for pair in pairs if keys[pair.pair_id] not in entries}.values())
     if not missing:
         return {pair.pair_id: tuple(entries[keys[pair.pair_id]]) for pair in pairs}
-    scored = _score(model, missing[rank::world_size], keys, collator, batch_size, device, autocast_dtype, logps_fn)
+    share = missing[rank::world_size]
+    # Every rank scores as many examples (a short share repeats the first ones): under FSDP / ZeRO-3 each forward
+    # is a collective, so a rank with one batch fewer would leave the others waiting (issue 21).
+    share += missing[: -(-len(missing) // world_size) - len(share)]
+    scored = _score(model, share, keys, collator, batch_size, device, autocast_dtype, logps_fn)
     if world_size == 1:
         _write(path, fingerprint, {**entries, **scored})
     else:

@@ -30,6 +30,8 @@ from hadpo.errors import RunFailed
 from hadpo.train.collate import SFTCollator
 from hadpo.train.config import HADPOConfig
 from hadpo.train.data import AuxStream
+from hadpo.train.distributed import prepare_reference
+from hadpo.train.engines import Engine
 from hadpo.train.logps import LogpsFn, ResponseLogps, response_logps
 from hadpo.train.loss import anchor_loss, image_conditional_loss, preference_losses
 
@@ -105,6 +107,7 @@ class HADPOTrainer(Trainer):
         sft_stream: AuxStream | None = None,
         sft_collator: SFTCollator | None = None,
         logps_fn: LogpsFn = response_logps,
+        engine: Engine | None = None,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
@@ -115,9 +118,9 @@ class HADPOTrainer(Trainer):
         # Our loss is a per-batch mean; the Trainer then divides it by the accumulation steps itself.
         self.model_accepts_loss_kwargs = False
         self.logps_fn = logps_fn
-        self.ref_model = ref_model
-        if ref_model is not None:
-            self.ref_model = ref_model.to(self.args.device).eval().requires_grad_(False)
+        self.engine = engine  # hadpo.train.engines: set by run.build_trainer; None = unsharded
+        # Sharded by the same engine as the policy under FSDP2 / DeepSpeed, else whole on the device (issue 21).
+        self.ref_model = None if ref_model is None else prepare_reference(self, ref_model, engine)
         self.sft_stream, self.sft_collator = sft_stream, sft_collator
         self._metrics: dict[str, list[float]] = defaultdict(list)
         self._seen = {"pairs": 0.0, "tokens": 0.0, "since": time.perf_counter()}
@@ -180,7 +183,7 @@ class HADPOTrainer(Trainer):
             loss_weights=args.loss_weights,
             label_smoothing=args.label_smoothing,
             rejected_weights=inputs.get("pair_severity"),
-            sft_loss=-policy.sums[:n].sum() / policy.counts[:n].sum().clamp(min=1) if "sft" in types else None,
+            sft_loss=self.chosen_token_nll(policy, n) if "sft" in types else None,
         )
         loss = preference.losses.mean()
         terms = {"loss/dpo": loss.detach()}
@@ -211,6 +214,15 @@ class HADPOTrainer(Trainer):
         if return_outputs:
             return loss, {"chosen_rewards": chosen_rewards, "rejected_rewards": rejected_rewards}
         return loss
+
+    def chosen_token_nll(self, policy: ResponseLogps, n: int) -> torch.Tensor:
+        """MPO's `sft` term as TRL defines it: the NLL of every chosen token of the batch, averaged over tokens.
+        Over several processes the tokens are counted globally (the gradient is averaged over processes), so the
+        term does not depend on how the batch is split."""
+        tokens = policy.counts[:n].sum().float()
+        if self.args.world_size > 1:
+            tokens = self.accelerator.reduce(tokens.detach().clone(), reduction="sum") / self.args.world_size
+        return -policy.sums[:n].sum() / tokens.clamp(min=1)
 
     def multimodal_terms(self, model, inputs: dict, policy_chosen, ref_chosen, terms: dict) -> torch.Tensor | float:
         """mDPO's terms (arXiv 2406.11839): image_conditional_weight * L_conditional (one more forward of the
