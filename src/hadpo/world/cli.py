@@ -28,13 +28,23 @@ def register_demo(subparsers) -> None:
         help="also train without the auxiliary SFT loss, without QA pairs and without rewrites",
     )
     demo.add_argument(
+        "--methods",
+        nargs="+",
+        default=[],
+        metavar="NAME",
+        help="also train these methods of the config's `methods` section (or `all`) from the same base and pairs, "
+        "each evaluated (docs/methods.md)",
+    )
+    demo.add_argument(
         "overrides",
         nargs="*",
         metavar="key=value",
         help="demo config keys on top of --config, e.g. train.logps_reduction=sum eval.pope_images=200",
     )
     demo.set_defaults(
-        func=lambda args: run_demo(args.config, args.seed, args.runs_dir, args.ablate, args.overrides) and 0
+        func=lambda args: (
+            run_demo(args.config, args.seed, args.runs_dir, args.ablate, args.overrides, args.methods) and 0
+        )
     )
 
 
