@@ -374,6 +374,12 @@ CASES = [
         "no description to judge: all 1 skipped (unknown images or empty texts)",
     ),
     Case(
+        "shr-judge-unknown-key",
+        "a misspelt judge config key in `--judge-set`",
+        lambda ctx: [*_shr(_lines([{"image_id": "0", "text": "A dog."}]))(ctx), "--judge-set", "llm.modle=x"],
+        "the --judge options: llm: unknown key 'modle' (did you mean 'model'?)",
+    ),
+    Case(
         "shr-vg-not-json",
         "a truncated Visual Genome image_data.json",
         _shr_vg('[{"image_id": 1, ', "[]"),

@@ -8,8 +8,9 @@ import time
 
 import pytest
 
+from hadpo.judge.config import JudgeConfig
 from hadpo.pairs.build import run_build
-from hadpo.pairs.config import JudgeConfig, PairsConfig, SourceConfig
+from hadpo.pairs.config import PairsConfig, SourceConfig
 from hadpo.pairs.store import BuildFiles
 from hadpo.records import Description, ImageRecord, read_jsonl, write_jsonl
 from hadpo.text import split_sentences

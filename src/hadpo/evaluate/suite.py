@@ -11,6 +11,7 @@ from hadpo.errors import RunFailed
 from hadpo.evaluate import chair, mme, pope, report, shr
 from hadpo.inference import DecodingConfig, Query, load_model, mode_agreement, run_queries
 from hadpo.judge.base import Judge
+from hadpo.judge.config import JudgeConfig, make_judge
 from hadpo.records import Answer, ImageRecord, read_jsonl, write_jsonl
 
 log = logging.getLogger(__name__)
@@ -155,13 +156,17 @@ def run_chair(
 def run_shr(
     descriptions: str | Path,
     images_file: str | Path,
-    judge: Judge,
+    judge: Judge | JudgeConfig,
     out_dir: str | Path,
     model: str = "",
     progress: bool = True,
 ) -> dict:
+    """Judge the descriptions with `judge` (a judge, or the config `hadpo.judge.config.make_judge` builds one
+    from, over these images) and write shr_judgements.jsonl."""
     triples, unreadable = shr.read_descriptions(descriptions)
     images = {r.image_id: r for r in read_jsonl(images_file, ImageRecord)}
+    if isinstance(judge, JudgeConfig):
+        judge = make_judge(judge, images.values())
     result, judgements = shr.evaluate_shr(triples, images, judge, progress=progress)
     result.skipped += unreadable
     write_jsonl(Path(out_dir) / "shr_judgements.jsonl", judgements)
