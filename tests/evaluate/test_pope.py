@@ -202,6 +202,19 @@ def test_score_reads_both_answer_formats_and_counts_bad_records(tmp_path, caplog
     assert (result["accuracy"], result["precision"], result["recall"], result["yes_ratio"]) == (0.75, 1.0, 0.5, 0.25)
 
 
+def test_a_file_of_which_nothing_is_scored_is_no_result(tmp_path):
+    """Metrics over no answer read 0.00: `hadpo eval pope score` refuses the file instead of printing them."""
+    from hadpo.evaluate.suite import score_pope_answers
+
+    rows = [{"question_id": i, "image": "0.png", "text": "Is there a dog?", "label": "yes"} for i in range(2)]
+    questions = _write_lines(tmp_path / "pope_random.jsonl", rows)
+    empty = _write_lines(tmp_path / "empty.jsonl", [{"question_id": 0, "text": ""}, {"question_id": 1, "text": " "}])
+    # The reference reads an empty answer as "yes" and scores it; the hadpo protocol leaves it out: nothing left.
+    assert score_pope_answers(questions, empty)["n"] == 2
+    with pytest.raises(RecordError, match=r"empty.jsonl: no answer could be scored \(2 skipped: empty, left out"):
+        score_pope_answers(questions, empty, protocol="hadpo")
+
+
 def test_build_from_image_records_and_coco_and_round_trip(image_records, tmp_path):
     images = load_annotations(image_records, image_root=tmp_path)
     # Fixture images 0 and 2 have 3 objects each; 1 and 3 have fewer.

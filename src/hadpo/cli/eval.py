@@ -91,6 +91,12 @@ def _register_chair(chair) -> None:
     chair.add_argument("--images", help="images.jsonl to describe with --model (default: --annotations)")
     chair.add_argument("--prompt", default="Describe this image in detail.")
     chair.add_argument("--synonyms", help="object vocabulary in place of the COCO list: lines 'name, synonym, ...'")
+    chair.add_argument(
+        "--several-per-image",
+        action="store_true",
+        help="score every caption of an image, as the reference code does (default: a second caption of an "
+        "image_id is an error, CHAIR scores one caption per image)",
+    )
     protocol_argument(
         chair,
         "reference: LisaAnne/Hallucination utils/chair.py (NLTK tokens, pattern singulars, its "
@@ -227,6 +233,7 @@ def _chair(args) -> int:
             model=args.model or "",
             protocol=args.protocol,
             synonyms=args.synonyms,
+            several_per_image=args.several_per_image,
         )
     )
     export(args)

@@ -186,10 +186,12 @@ def load_ground_truth(
     return truth, words
 
 
-def read_captions(path: str | Path) -> tuple[list[tuple[str, str]], list[str], int]:
+def read_captions(path: str | Path, several_per_image: bool = False) -> tuple[list[tuple[str, str]], list[str], int]:
     """(image_id, caption) pairs and where each came from. JSON lines (hadpo `Answer`/`Description` records or
     `{"image_id", "caption"|"text"}`), or a JSON list in the COCO results format. Bad entries are logged and
-    counted; returns (pairs, locations, skipped)."""
+    counted; returns (pairs, locations, skipped). CHAIR scores one caption per image: a second caption of an
+    image_id is an error (two runs in one file would be scored as one), unless `several_per_image` (the
+    reference code scores every caption it is given)."""
     path = Path(path)
     text = path.read_text(encoding="utf-8")
     entries: list[tuple[str, object]] = []
@@ -207,6 +209,7 @@ def read_captions(path: str | Path) -> tuple[list[tuple[str, str]], list[str], i
                     entries.append((f"{path}:{number}", f"not valid JSON ({error.msg})"))
     pairs, locations, skipped = [], [], 0
     first: dict[str, str] = {}
+    first_of_image: dict[str, str] = {}
     for where, entry in entries:
         caption = entry.get("caption", entry.get("text")) if isinstance(entry, dict) else None
         if not isinstance(entry, dict) or "image_id" not in entry or not isinstance(caption, str):
@@ -221,6 +224,12 @@ def read_captions(path: str | Path) -> tuple[list[tuple[str, str]], list[str], i
         if key in first:
             raise RecordError(f"{where}: caption of image {image_id} repeats {first[key]}")
         first[key] = where
+        if image_id in first_of_image and not several_per_image:
+            raise RecordError(
+                f"{where}: a second caption of image {image_id} (the first: {first_of_image[image_id]}); CHAIR "
+                "scores one caption per image (--several-per-image scores each, as the reference code does)"
+            )
+        first_of_image.setdefault(image_id, where)
         pairs.append((image_id, caption))
         locations.append(where)
     if not pairs:
@@ -234,9 +243,10 @@ def evaluate_chair(
     reference_captions: str | Path | None = None,
     protocol: str = "reference",
     synonyms: str | Path | Mapping[str, Iterable[str]] | None = None,
+    several_per_image: bool = False,
 ) -> ChairResult:
     truth, words = load_ground_truth(annotations, reference_captions, protocol, synonyms)
-    pairs, locations, unreadable = read_captions(captions)
+    pairs, locations, unreadable = read_captions(captions, several_per_image)
     result = score_captions(pairs, truth, words, locations)
     result.skipped += unreadable
     if not result.captions:
