@@ -18,6 +18,9 @@ yields "Yes." to it, and descriptions learn to name one after a family member.
 The result is cached under runs/base/<digest>/ as an ordinary hub-style folder (model + processor), with
 pretrain.json: per stage its steps, seconds, losses, until_existence checks, and the held-out existence accuracy
 after it for each probe kind (a present object, a random absent one, an absent member of a present family).
+
+The recipe is `pretrain_config.PretrainConfig`; conversations become tensors in `batches`; the held-out existence
+questions are `probes`.
 """
 
 from __future__ import annotations
