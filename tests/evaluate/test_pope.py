@@ -7,9 +7,7 @@ import json
 import pytest
 
 from hadpo.evaluate.pope import (
-    AnnotatedImage,
     build_pope,
-    load_annotations,
     mean_over_splits,
     pope_metrics,
     question_text,
@@ -17,6 +15,7 @@ from hadpo.evaluate.pope import (
     score_pope,
     write_questions,
 )
+from hadpo.evaluate.pope_annotations import AnnotatedImage, load_annotations
 from hadpo.inference import parse_answer
 from hadpo.records import RecordError
 

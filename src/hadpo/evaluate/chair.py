@@ -136,35 +136,8 @@ def load_ground_truth(
     world), annotated attribute words leave it. `reference_captions`: COCO captions JSON (`annotations` with
     `image_id` and `caption`), whose objects join the ground truth."""
     annotations = Path(annotations)
-    names_per_image: dict[str, list[str]] = {}
-    captions_per_image: dict[str, list[str]] = {}
-    attributes: set[str] = set()
-    if annotations.suffix == ".jsonl":
-        for record in read_jsonl(annotations, ImageRecord):
-            names_per_image[record.image_id] = [o.name for o in record.objects]
-            captions_per_image[record.image_id] = list(record.captions)
-            attributes |= {a for o in record.objects for a in o.attributes}
-        extra = sorted({name for names in names_per_image.values() for name in names})
-    else:
-        coco = read_json(annotations)
-        if not (isinstance(coco, dict) and "categories" in coco and "annotations" in coco):
-            raise RecordError(f"{annotations}: not COCO instances JSON nor an images.jsonl of ImageRecords")
-        with file_format(annotations, "COCO instances JSON (images, annotations, categories)"):
-            categories = {c["id"]: c["name"] for c in coco["categories"]}
-            for image in coco.get("images", []):
-                names_per_image.setdefault(str(image["id"]), [])
-            for index, annotation in enumerate(coco["annotations"]):
-                if annotation["category_id"] not in categories:
-                    raise RecordError(
-                        f"{annotations}: annotations[{index}]: field 'category_id': "
-                        f"{annotation['category_id']} is not in categories"
-                    )
-                names_per_image.setdefault(str(annotation["image_id"]), []).append(
-                    categories[annotation["category_id"]]
-                )
-                attributes |= set(annotation.get("attributes", []))  # hadpo's world export keeps them
-        # Categories outside the 80 COCO classes (a custom dataset in COCO format) are objects of their own.
-        extra = sorted(set(categories.values()))
+    read = _records_annotations if annotations.suffix == ".jsonl" else _coco_annotations
+    names_per_image, captions_per_image, attributes, extra, aliases = read(annotations)
     words = object_words(protocol, synonyms, extra, attributes)
     if reference_captions is not None:
         data = read_json(reference_captions)
@@ -177,13 +150,53 @@ def load_ground_truth(
         for caption in captions_per_image.get(image_id, []):
             objects |= {obj for _, obj in words.find(caption)}
         truth[image_id] = objects
-    if annotations.suffix != ".jsonl":
-        # Captions may name a COCO image by its file name, its stem, or hadpo's own id instead of the number.
-        for image in coco.get("images", []):
-            aliases = [image.get("file_name"), Path(image.get("file_name", "")).stem, image.get("hadpo_image_id")]
-            for alias in filter(None, aliases):
-                truth.setdefault(str(alias), truth.get(str(image["id"]), set()))
+    for alias, image_id in aliases.items():
+        truth.setdefault(alias, truth.get(image_id, set()))
     return truth, words
+
+
+# (object names per image, reference captions per image, attribute words, names the vocabulary must cover,
+# other names of an image id -> the id)
+Annotations = tuple[dict[str, list[str]], dict[str, list[str]], set[str], list[str], dict[str, str]]
+
+
+def _records_annotations(path: Path) -> Annotations:
+    names_per_image: dict[str, list[str]] = {}
+    captions_per_image: dict[str, list[str]] = {}
+    attributes: set[str] = set()
+    for record in read_jsonl(path, ImageRecord):
+        names_per_image[record.image_id] = [o.name for o in record.objects]
+        captions_per_image[record.image_id] = list(record.captions)
+        attributes |= {a for o in record.objects for a in o.attributes}
+    extra = sorted({name for names in names_per_image.values() for name in names})
+    return names_per_image, captions_per_image, attributes, extra, {}
+
+
+def _coco_annotations(path: Path) -> Annotations:
+    coco = read_json(path)
+    if not (isinstance(coco, dict) and "categories" in coco and "annotations" in coco):
+        raise RecordError(f"{path}: not COCO instances JSON nor an images.jsonl of ImageRecords")
+    names_per_image: dict[str, list[str]] = {}
+    attributes: set[str] = set()
+    aliases: dict[str, str] = {}
+    with file_format(path, "COCO instances JSON (images, annotations, categories)"):
+        categories = {c["id"]: c["name"] for c in coco["categories"]}
+        for image in coco.get("images", []):
+            names_per_image.setdefault(str(image["id"]), [])
+            # Captions may name a COCO image by its file name, its stem, or hadpo's own id instead of the number.
+            names = [image.get("file_name"), Path(image.get("file_name", "")).stem, image.get("hadpo_image_id")]
+            for alias in filter(None, names):
+                aliases.setdefault(str(alias), str(image["id"]))
+        for index, annotation in enumerate(coco["annotations"]):
+            if annotation["category_id"] not in categories:
+                raise RecordError(
+                    f"{path}: annotations[{index}]: field 'category_id': "
+                    f"{annotation['category_id']} is not in categories"
+                )
+            names_per_image.setdefault(str(annotation["image_id"]), []).append(categories[annotation["category_id"]])
+            attributes |= set(annotation.get("attributes", []))  # hadpo's world export keeps them
+    # Categories outside the 80 COCO classes (a custom dataset in COCO format) are objects of their own.
+    return names_per_image, {}, attributes, sorted(set(categories.values())), aliases
 
 
 def read_captions(path: str | Path, several_per_image: bool = False) -> tuple[list[tuple[str, str]], list[str], int]:

@@ -185,6 +185,29 @@ def _percent(value: float | None) -> float | None:
     return _scaled(value, 100)
 
 
+# (file, title, y label, [(section, key path, label)], scale): the plots beside POPE's.
+SUMMARY_PLOTS = [
+    (
+        "hallucination.png",
+        "Hallucination (lower is better)",
+        "%",
+        [("shr", "shr", "SHR"), ("chair", "chair_s", "CHAIRs"), ("chair", "chair_i", "CHAIRi")],
+        100,
+    ),
+    (
+        "length.png",
+        "Description length",
+        "words / sentences",
+        [
+            ("shr", "words_per_image", "words / image"),
+            ("shr", "sentences_per_image", "sentences / image"),
+            ("chair", "avg_length", "caption words"),
+        ],
+        1,
+    ),
+]
+
+
 def plot_comparison(results: dict[str, dict], folder: str | Path) -> list[Path]:
     """PNG plots comparing named results ({"before": ..., "after": ...}): POPE metrics per split, yes-ratio,
     SHR / CHAIR, and description length. A plot is drawn only when some result has its data."""
@@ -213,26 +236,7 @@ def plot_comparison(results: dict[str, dict], folder: str | Path) -> list[Path]:
         grouped_bars(ax, splits, series, "POPE yes-ratio (50 % = balanced)", "% answered yes")
         ax.axhline(50, color="grey", linestyle="--", linewidth=1)
         save(figure, "pope_yes_ratio.png")
-    for filename, title, ylabel, wanted, scale in [
-        (
-            "hallucination.png",
-            "Hallucination (lower is better)",
-            "%",
-            [("shr", "shr", "SHR"), ("chair", "chair_s", "CHAIRs"), ("chair", "chair_i", "CHAIRi")],
-            100,
-        ),
-        (
-            "length.png",
-            "Description length",
-            "words / sentences",
-            [
-                ("shr", "words_per_image", "words / image"),
-                ("shr", "sentences_per_image", "sentences / image"),
-                ("chair", "avg_length", "caption words"),
-            ],
-            1,
-        ),
-    ]:
+    for filename, title, ylabel, wanted, scale in SUMMARY_PLOTS:
         present = [
             (s, p, label)
             for s, p, label in wanted
