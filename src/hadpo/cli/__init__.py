@@ -11,6 +11,7 @@ from importlib.metadata import entry_points
 
 from hadpo.cli import eval, models, pairs, report, train
 from hadpo.errors import RedactingFilter, RunFailed, one_line, os_error_line, redact
+from hadpo.inference import parallel, serve_if_worker
 
 WINGS = [pairs, train, eval, report, models]
 ENTRY_POINTS = "hadpo.cli"  # each entry point names a `register(subparsers)` function
@@ -43,8 +44,6 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("httpx", "httpx2", "httpcore", "openai"):  # an INFO line per HTTP request buries the warnings
         logging.getLogger(name).setLevel(logging.NOTSET if args.verbose else logging.WARNING)
     if getattr(args, "command", None) in DATA_PARALLEL_INFERENCE:
-        from hadpo.inference import parallel, serve_if_worker
-
         if serve_if_worker():
             return 0
         try:

@@ -2,8 +2,9 @@
 (one option per `DecodingConfig` key), the scoring protocol, the export layouts, and SHR's judge (a
 `JudgeConfig`: `--judge-config`, the `--judge-*` flags, `--judge-set key=value`).
 
-The benchmark, judge and export modules are imported where they are used: the parser is built on every `hadpo`
-call, which then need not import the model families, the benchmarks or the openai SDK (seconds of imports).
+The judge and export modules are imported where they are used: the parser is built on every `hadpo` call, which
+then need not import the openai SDK or the export layouts (the parser itself needs `DecodingConfig`, so
+`hadpo.inference` and torch are imported anyway).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 import typing
 
 from hadpo.config import load_config, validate_config
+from hadpo.inference import DecodingConfig
 from hadpo.records import check_dir
 
 # SHR's judge flags, kept from the releases before --judge-config: each sets one key of the judge config.
@@ -58,8 +60,6 @@ def protocol_argument(parser: argparse.ArgumentParser, help_text: str) -> None:
 
 def model_arguments(parser: argparse.ArgumentParser, max_new_tokens: int, num_beams: int, required=True) -> None:
     """--model, --out, and one option per `DecodingConfig` key (its help text and default, or this verb's)."""
-    from hadpo.inference import DecodingConfig
-
     parser.add_argument("--model", required=required, help="model folder or hub id (AutoModelForImageTextToText)")
     parser.add_argument("--out", required=True, help="output folder: answers, detail, results.json, results.md")
     defaults = {"max_new_tokens": max_new_tokens, "num_beams": num_beams}
@@ -81,8 +81,6 @@ def model_arguments(parser: argparse.ArgumentParser, max_new_tokens: int, num_be
 
 def decoding(args):
     """The `DecodingConfig` of the model options."""
-    from hadpo.inference import DecodingConfig
-
     return validate_config(
         DecodingConfig, {name: getattr(args, name) for name in DecodingConfig.model_fields}, "command line"
     )
