@@ -24,10 +24,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from hadpo.errors import RunFailed
 from hadpo.judge.base import Judge
+from hadpo.progress import progress_bar
 from hadpo.records import (
     ImageRecord,
     Judgement,
@@ -158,7 +157,7 @@ def evaluate_shr(
     workers = max(1, int(getattr(judge, "max_concurrency", 1)))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(_judge_one, judge, images[i], d, t) for d, i, t in todo]
-        judgements = [f.result() for f in tqdm(futures, desc=f"SHR {judge.name}", disable=not progress)]
+        judgements = [f.result() for f in progress_bar(futures, desc=f"SHR {judge.name}", disable=not progress)]
     texts = {d: t for d, _, t in todo}
     return shr_metrics(judgements, texts, judge.name, skipped), judgements
 

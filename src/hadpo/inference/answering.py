@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING
 
 import torch
 from PIL import Image
-from tqdm.auto import tqdm
 
 from hadpo.inference.decoding import DecodingConfig
 from hadpo.inference.yes_no import ANSWER_VARIANTS, answer_token_ids, yes_no_answers
+from hadpo.progress import progress_bar
 from hadpo.records import Answer, drop_torn_tail, iter_jsonl, write_jsonl
 
 if TYPE_CHECKING:
@@ -121,7 +121,7 @@ def answer_queries(
     answer_batch = BatchAnswerer(model, processor, config, model_name)
     output.parent.mkdir(parents=True, exist_ok=True)
     output.touch()
-    bar = tqdm(total=len(todo), desc=f"{config.mode} {output.name}", disable=not progress)
+    bar = progress_bar(total=len(todo), desc=f"{config.mode} {output.name}", disable=not progress)
     for chunk in _chunks(todo, config.batch_size, by_image=config.mode == "logits"):
         batch, images = _readable(chunk, summary)
         if batch:

@@ -36,8 +36,8 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
-from tqdm import tqdm
 
+from hadpo.progress import progress_bar
 from hadpo.records import ImageRecord, read_jsonl, resolve_image_path
 from hadpo.world.batches import collate, encode_conversation, weighted_loss
 from hadpo.world.config import WorldConfig
@@ -102,7 +102,7 @@ def train_vision(model, pixels, targets, world: WorldConfig, config: PretrainCon
     generator = torch.Generator().manual_seed(config.seed)
     vision.train()
     loss = torch.tensor(float("nan"))
-    for step in tqdm(range(config.vision_steps), desc="base: vision stage", leave=False):
+    for step in progress_bar(range(config.vision_steps), desc="base: vision stage", leave=False):
         for group in optimizer.param_groups:
             group["lr"] = cosine_rate(step, config.vision_steps, config.vision_lr, max(1, config.vision_steps // 10))
         index = torch.randint(train_count, (config.vision_batch,), generator=generator).to(pixels.device)
@@ -159,7 +159,7 @@ def run_stage(
     total = max(stage.steps, stage.max_steps or 0) if waits else stage.steps
     losses, checks = [], []
     started = time.perf_counter()
-    progress = tqdm(range(total), desc=f"base: {stage.name} stage", leave=False)
+    progress = progress_bar(range(total), desc=f"base: {stage.name} stage", leave=False)
     for step in progress:
         if waits and step >= stage.steps and step % 100 == 0:
             measured = until_measure(accuracy, stage.until_kind)
@@ -177,6 +177,7 @@ def run_stage(
         optimizer.step()
         losses.append(round(loss.item(), 4))
         progress.set_postfix(loss=f"{loss.item():.3f}")
+    progress.close()
     model.eval()
     after = {kind: accuracy(kind) for kind in PROBE_KINDS}
     return {
