@@ -46,7 +46,7 @@ def _lines(run) -> list[str]:
 
 def test_plain_lines_every_tenth_and_at_the_end():
     def loop(stream):
-        bar = PlainProgress(range(250), desc="base: web stage", stream=stream)
+        bar = PlainProgress(range(250), desc="base: web stage", stream=stream, min_seconds=0)
         for step in bar:
             bar.set_postfix(loss=f"{1 / (step + 1):.3f}")
 
@@ -59,12 +59,14 @@ def test_plain_lines_every_tenth_and_at_the_end():
 
 def test_a_loop_left_early_says_how_far_it_got_and_small_loops_stay_short():
     def early(stream):
-        for step in PlainProgress(range(100), desc="hard", stream=stream):
+        for step in PlainProgress(range(100), desc="hard", stream=stream, min_seconds=0):
             if step == 40:
                 break
 
     assert _lines(early)[-1].startswith("hard: done, 40/100 in ")
-    assert len(_lines(lambda s: list(PlainProgress(range(3), desc="x", stream=s)))) == 3  # 33 %, 66 %, done
+    assert len(_lines(lambda s: list(PlainProgress(range(3), desc="x", stream=s, min_seconds=0)))) == 3
+    # A loop faster than MIN_SECONDS between lines writes its end only.
+    assert len(_lines(lambda s: list(PlainProgress(range(1000), desc="fast", stream=s)))) == 1
     assert _lines(lambda s: PlainProgress(total=0, desc="nothing", stream=s).close()) == []
     with_updates = _lines(lambda s: [bar.update(7) for bar in [PlainProgress(total=None, desc="u", stream=s)]])
     assert with_updates == []  # no total, not closed: nothing yet
@@ -116,6 +118,7 @@ def test_the_trainer_writes_plain_lines_in_place_of_its_bar(tiny_model_dir, pair
     from hadpo.train.run import build_trainer
 
     monkeypatch.setenv("HADPO_PROGRESS", "lines")
+    monkeypatch.setattr(progress, "MIN_SECONDS", 0.0)  # a line per step of 10 %, however fast the steps
     values = {
         "model_name_or_path": str(tiny_model_dir),
         "pairs": str(pairs_file),

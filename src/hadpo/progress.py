@@ -1,6 +1,6 @@
 """Progress that fits where it goes (issue 22): a live tqdm bar on a terminal or in a notebook; where stderr is a
-file, a pipe or CI, a few plain lines instead (one per ~10 % of a loop and one when it ends), so that a log read
-later holds what ran and how long it took, not thousands of carriage-return redraws.
+file, a pipe or CI, a few plain lines instead (one per ~10 % of a loop, at most one per 5 s, and one when it
+ends), so that a log read later holds what ran and how long it took, not thousands of carriage-return redraws.
 
 - `progress_bar(...)`: every loop of hadpo and the world that shows progress goes through it;
 - `quiet_library_bars()`: away from a terminal, turns off the bars transformers and the hub draw while loading
@@ -22,7 +22,8 @@ from tqdm.auto import tqdm
 
 MODE_VARIABLE = "HADPO_PROGRESS"
 MODES = ("bars", "lines", "off")
-STEPS = 10  # plain lines per loop (one per 10 %), besides the closing one
+STEPS = 10  # plain lines per loop at most (one per 10 %), besides the closing one
+MIN_SECONDS = 5.0  # and none sooner than this after the previous one: a loop of a few seconds writes its end only
 SHOWN_METRICS = ("loss", "loss/dpo", "loss/sft", "rewards/accuracies", "rewards/margins", "eval_loss")
 
 
@@ -59,17 +60,25 @@ def progress_bar(
 
 
 class PlainProgress:
-    """A loop's progress as plain lines on stderr: "DESC: 140/1400 (10 %), 12 s, loss 0.412" at every tenth of
-    `total` and "DESC: done, 1400 in 120 s, loss 0.312" at the end (a loop left early says how far it got). A loop
-    without a known total writes the last line only."""
+    """A loop's progress as plain lines on stderr: "DESC: 140/1400 (10 %), 12 s, loss 0.412" at a tenth of `total`
+    (at most one per `min_seconds`) and "DESC: done, 1400 in 120 s, loss 0.312" at the end (a loop left early says
+    how far it got). A loop without a known total writes the last line only."""
 
-    def __init__(self, iterable: Iterable | None = None, total: int | None = None, desc: str = "", stream=None):
+    def __init__(
+        self,
+        iterable: Iterable | None = None,
+        total: int | None = None,
+        desc: str = "",
+        stream=None,
+        min_seconds: float | None = None,
+    ):
         self.iterable = iterable
         if total is None and iterable is not None and hasattr(iterable, "__len__"):
             total = len(iterable)
         self.total, self.desc, self.stream = total, desc, stream
         self.n, self.shown, self.postfix, self.closed = 0, 0, "", False
-        self.started = time.perf_counter()
+        self.min_seconds = MIN_SECONDS if min_seconds is None else min_seconds
+        self.started = self.written = time.perf_counter()
 
     def __iter__(self):
         try:
@@ -89,7 +98,7 @@ class PlainProgress:
         self.n += n
         if self.total and self.n < self.total:
             step = self.n * STEPS // self.total
-            if step > self.shown:
+            if step > self.shown and time.perf_counter() - self.written >= self.min_seconds:
                 self.shown = step
                 self._write(f"{self.n}/{self.total} ({100 * self.n // self.total} %)")
 
@@ -105,7 +114,8 @@ class PlainProgress:
             self._write(f"done, {reached}", final=True)
 
     def _write(self, where: str, final: bool = False) -> None:
-        seconds = time.perf_counter() - self.started
+        self.written = time.perf_counter()
+        seconds = self.written - self.started
         timing = f" in {seconds:.0f} s" if final else f", {seconds:.0f} s"
         line = f"{self.desc}: {where}{timing}" + (f", {self.postfix}" if self.postfix else "")
         print(line, file=self.stream or sys.stderr, flush=True)

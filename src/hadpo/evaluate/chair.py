@@ -75,6 +75,7 @@ def score_captions(
     """Score (image_id, caption) pairs against ground-truth object classes per image."""
     details: list[CaptionDetail] = []
     skipped = without_objects = empty = 0
+    first_without_objects = ""
     for index, (image_id, caption) in enumerate(captions):
         name = where[index] if where else f"caption {index + 1}"
         if image_id not in ground_truth:
@@ -96,11 +97,13 @@ def score_captions(
         found = words.find(caption)
         if not found:
             # Kept in the metrics (it hallucinates nothing), as the original CHAIR does; reported all the same.
-            log.warning("%s: caption for image %s names no object", name, image_id)
+            first_without_objects = first_without_objects or f"{name}, image {image_id}"
             without_objects += 1
         mentions = [CaptionMention(w, obj, obj not in truth) for w, obj in found]
         covered = sorted({m.object for m in mentions if not m.hallucinated})
         details.append(CaptionDetail(image_id, caption, mentions, sorted(truth), covered))
+    if without_objects:  # one line, not one per caption: a weak model's log would hold little else
+        log.warning("%d captions name no object (the first: %s)", without_objects, first_without_objects)
     mention_count = sum(len(d.mentions) for d in details)
     hallucinated = sum(len(d.hallucinated) for d in details)
     truth_total = sum(len(d.ground_truth) for d in details)
