@@ -105,11 +105,12 @@ def judge_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def judge_config(args):
-    """The `JudgeConfig` of the judge options: --judge-config (or the llm judge), then the flags, then
-    --judge-set; a bad key or value is one line naming it."""
+    """The `JudgeConfig` of the judge options: --judge-config (or the llm judge with SHR's prompt, judge_v1),
+    then the flags, then --judge-set; a bad key or value is one line naming it."""
     from hadpo.judge.config import JudgeConfig
 
-    flags: dict = {} if args.judge_config else {"kind": "llm"}
+    # Without a config: the LLM judge with judge_v1, the prompt SHR's published numbers were judged with.
+    flags: dict = {} if args.judge_config else {"kind": "llm", "template": "judge_v1"}
     for flag, (key, _) in JUDGE_FLAGS.items():
         value = getattr(args, flag.removeprefix("--").replace("-", "_"))
         if value is not None:
