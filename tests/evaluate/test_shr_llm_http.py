@@ -155,11 +155,24 @@ def test_shr_judges_with_the_pair_build_s_judge_config(server, image_records, tm
         assert metrics["shr"] == 0.5
         return metrics["judge"]
 
-    assert judge_name("--judge-config", str(build)).startswith("llm:other-model@judge_v1")
+    # A pair build's judge, with its prompt (judge_v2 by default); SHR's own default prompt is judge_v1.
+    assert judge_name("--judge-config", str(build)).startswith("llm:other-model@judge_v2")
+    assert judge_name("--judge", "llm", "--base-url", server, "--api-key-env", "HADPO_TEST_KEY").startswith(
+        "llm:gpt-4o@judge_v1"
+    )
     assert judge_name("--judge-config", str(build), "--judge-model", "scripted-judge").startswith("llm:scripted-judge@")
     chosen = judge_name("--judge-config", str(build), "--judge-model", "ignored", "--judge-set", "llm.model=last")
     assert chosen.startswith("llm:last@")
-    flags_only = ["--judge", "llm", "--base-url", server, "--api-key-env", "HADPO_TEST_KEY"]
+    flags_only = [
+        "--judge",
+        "llm",
+        "--base-url",
+        server,
+        "--api-key-env",
+        "HADPO_TEST_KEY",
+        "--judge-prompt",
+        "judge_v2",
+    ]
     assert judge_name(*flags_only, "--judge-model", "other-model") == judge_name("--judge-config", str(build))
 
     assert main([*common, "--judge-config", str(build), "--judge-set", "llm.modle=x", "--out", str(tmp_path)]) == 2
