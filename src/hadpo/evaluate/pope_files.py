@@ -126,8 +126,8 @@ def read_answers(
         if where is None:
             answers.append(None)
         elif value is not None and not isinstance(value, str):
-            # A number or a list is a file written by another tool than the model's answers: the official rule
-            # would read 1 as "yes" and [] as nothing; every answer of such a file is suspect.
+            # A number or a list is not a model's answer text (a file another tool wrote): skipping each one
+            # would score what is left, or nothing, as if the model had answered that way.
             raise RecordError(f"{where}: field '{key}': {value!r} is not an answer text (a JSON string)")
         elif value is None:
             log.warning("%s (question %s): no '%s' field; skipped", where, question.question_id, key)
