@@ -6,8 +6,9 @@ VENV       ?= .venv
 TORCH_SPEC ?= torch==2.13.0
 PY         := $(VENV)/bin/python
 STAMP      := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: install demo test lint bench deepspeed clean
+.PHONY: install install-bench demo test lint bench deepspeed clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -36,8 +37,19 @@ test: $(STAMP) lint
 test-slow: $(STAMP)
 	$(VENV)/bin/pytest -q -m slow
 
-bench: $(STAMP)
+$(BENCH_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e ".[dev,bench]"
+	touch $(BENCH_STAMP)
+
+# TRL (plain `trl`), the benchmarks' baseline, without running them (e.g. before benchmarks/speed/gpu_check.sh).
+install-bench: $(BENCH_STAMP)
+
+# The speed benchmarks (docs/benchmarks.md) on the CPU, one torch thread per process, ~15 min on a busy 2-core
+# machine. They print figures; nothing here passes or fails on a number.
+bench: $(BENCH_STAMP)
+	OMP_NUM_THREADS=1 $(PY) -m benchmarks.speed.train_speed
+	OMP_NUM_THREADS=1 $(PY) -m benchmarks.speed.train_epochs
+	OMP_NUM_THREADS=1 $(PY) -m benchmarks.speed.eval_speed
 
 # DeepSpeed built against the venv's torch (never an isolated build, which would fetch a CUDA torch).
 deepspeed: $(STAMP)

@@ -94,3 +94,13 @@ def test_the_resolved_config_loads_again(tmp_path):
     config = load_config(Outer, None, ["inner.kind=b", "name=z"])
     again = load_config(Outer, save_config(config, tmp_path / "resolved.yaml"))
     assert again == config
+
+
+def test_a_colon_pair_is_a_string_not_yaml_1_1s_base_60_number(tmp_path):
+    """`data_mix=1:3` on a command line (where the shell drops any quotes) or unquoted in a file: YAML 1.1 reads
+    it as 63; hadpo's loader keeps it the string it is, and every other number as YAML reads it."""
+    from hadpo.config import load_yaml, parse_overrides
+
+    values = parse_overrides(["data_mix=1:3", "a=12", "b=0x1f", "c=2.0e-4", "e=12:30:00"])
+    assert values == {"data_mix": "1:3", "a": 12, "b": 31, "c": 0.0002, "e": "12:30:00"}
+    assert load_yaml("data_mix: 2:1\nsteps: 1_000\nlr: 3.5") == {"data_mix": "2:1", "steps": 1000, "lr": 3.5}

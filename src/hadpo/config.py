@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import typing
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -59,6 +60,36 @@ def unknown_key(name: str, known: Iterable[str], value: Any, nested: bool) -> st
 # --- reading ------------------------------------------------------------------------------------------------
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 without its base-60 numbers: `data_mix: 1:3` is the string "1:3", not the integer 63 (a silent trap
+    that quoting cannot avoid on a command line, where the shell removes the quotes)."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if not tag.endswith((":int", ":float"))]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+# YAML 1.1's int and float patterns (PyYAML's resolver) less their base-60 alternatives
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:int",
+    re.compile(r"^(?:[-+]?0b[0-1_]+|[-+]?0[0-7_]+|[-+]?(?:0|[1-9][0-9_]*)|[-+]?0x[0-9a-fA-F_]+)$"),
+    list("-+0123456789"),
+)
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+][0-9]+)?|\.[0-9][0-9_]*(?:[eE][-+][0-9]+)?"
+        r"|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"
+    ),
+    list("-+0123456789."),
+)
+
+
+def load_yaml(text: str):
+    """YAML text as data, read by the loader every hadpo config goes through."""
+    return yaml.load(text, Loader=_Loader)
+
+
 def read_yaml(path: str | Path) -> dict:
     """The mapping in a YAML file (an empty file is an empty mapping); a file that is not YAML is one line naming
     the line it breaks on."""
@@ -66,7 +97,7 @@ def read_yaml(path: str | Path) -> dict:
     if path.is_dir():
         raise ConfigError(f"{path}: is a folder, not a YAML config file")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = load_yaml(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
@@ -92,7 +123,7 @@ def parse_overrides(items: Iterable[str]) -> dict:
         for section in sections:
             node = node.setdefault(section, {})
         try:
-            node[leaf] = yaml.safe_load(raw) if raw.strip() else None
+            node[leaf] = load_yaml(raw) if raw.strip() else None
         except yaml.YAMLError:
             raise ConfigError(f"override '{item}': the value is not a YAML scalar") from None
     return values

@@ -15,7 +15,7 @@ from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from hadpo.cli import main
 from hadpo.models import get_family
-from hadpo.models.minigpt4.convert import KEY_RULES, UNUSED_RULES
+from hadpo.models.minigpt4.release_layout import DEPTH_RULE, KEY_RULES, UNUSED_RULES
 
 CORPUS = ["Describe this image in detail. There is a red square. Yes, there is a dog. No ###"] * 20
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "models.md"
@@ -135,15 +135,24 @@ def test_converted_release_files_give_the_same_model(tiny, tmp_path, capsys):
     inputs = loaded(images=[_image()], text=[prompt], return_tensors="pt")
     with torch.no_grad():
         assert torch.equal(converted(**inputs).logits, model(**inputs).logits)
-    if variant == "vicuna":  # BLIP-2's text branch, position buffer and FlanT5 projection are skipped, counted
-        assert report["unused"] == {
-            "the Q-Former's text position buffer": 1,
+    # the keys the release never loads, skipped rule by rule: one EVA block past the depth (13 keys), EVA-CLIP's
+    # final norm and head, the checkpoint's buffers (2 LM layers) and, for Vicuna, BLIP-2's unused parts
+    skipped = {
+        DEPTH_RULE: 13,
+        "EVA-CLIP's final norm: the release's ViT ends at its last block": 2,
+        "EVA-CLIP's projection head: the release's ViT has none": 2,
+        "a buffer: the Llama rotary embedding's frequencies, recomputed from the config": 2,
+    }
+    if variant == "vicuna":  # position ids in the MiniGPT-4 and the BLIP-2 checkpoints
+        skipped |= {
+            "a buffer: the Q-Former's text position ids": 2,
             "the projection into BLIP-2's own language model (FlanT5)": 2,
             "the Q-Former's text feed-forward (queries use intermediate_query / output_query)": 2,
         }
         assert report["initialised"] == []
     else:  # the release builds ln_vision fresh (1, 0) for Llama-2 and never trains it
         assert report["initialised"] == ["vision_model.post_layernorm.weight", "vision_model.post_layernorm.bias"]
+    assert report["unused"] == skipped
 
 
 @pytest.mark.parametrize(
@@ -154,6 +163,18 @@ def test_converted_release_files_give_the_same_model(tiny, tmp_path, capsys):
             lambda s: s.update({"blocks.0.attn.relative_position_bias_table": torch.zeros(3)}),
             "key 'blocks.0.attn.relative_position_bias_table' (read as 'visual_encoder.blocks.0.attn.relative_position_"
             "bias_table') is not in the MiniGPT-4 release layout",
+        ),
+        (  # a block past the depth is skipped, an unknown key in it is not
+            "vision",
+            lambda s: s.update({"blocks.2.attn.relative_position_bias_table": torch.zeros(3)}),
+            "key 'blocks.2.attn.relative_position_bias_table' (read as 'visual_encoder.blocks.2.attn.relative_position_"
+            "bias_table') is not in the MiniGPT-4 release layout",
+        ),
+        (  # a known key for a part this model lacks, other than an EVA block past the depth
+            "checkpoint",
+            lambda s: s.update({"Qformer.bert.encoder.layer.7.attention.self.query.bias": torch.zeros(32)}),
+            "key 'Qformer.bert.encoder.layer.7.attention.self.query.bias' maps to 'qformer.encoder.layer.7.attention."
+            "attention.query.bias', which a",
         ),
         (
             "vision",
@@ -210,3 +231,6 @@ def test_docs_table_the_release_layout_the_converter_maps():
     assert documented == rules
     for original, target in KEY_RULES:
         assert f"| `{original}` | `{target}` |" in text
+    for original, reason in UNUSED_RULES:
+        assert f"| `{original}` | {reason} |" in text
+    assert DEPTH_RULE in " ".join(text.split())

@@ -1,6 +1,11 @@
 """A tiny random MiniGPT-4 of either variant, and the same weights written as the release's files (the EVA ViT
 file, the BLIP-2 checkpoint, the MiniGPT-4 checkpoint and the language-model folder) under the key names LAVIS and
-MiniGPT-4 use, written here by hand from those codebases' module names, independently of the converter's table."""
+MiniGPT-4 use, written here by hand from those codebases' module names, independently of the converter's table.
+
+The files also hold what the real ones hold and the release never loads: the EVA file one block more than the
+model has (eva_vit_g.pth: 40, the release 39) and EVA-CLIP's final norm and head; the MiniGPT-4 checkpoint the
+buffers the release's runner saves beside the trained projection (it drops frozen parameters only): the Llama
+rotary frequencies of the release's own modeling_llama.py and, for Vicuna, the Q-Former's position ids."""
 
 from __future__ import annotations
 
@@ -87,18 +92,10 @@ def write_release_files(model: MiniGPT4ForConditionalGeneration, processor, fold
             f"{ours}self_attn.qkv.bias"
         ].chunk(3)
         assert not key_bias.any()
+    eva |= _unloaded_eva_keys(eva, model.config.vision_config.num_hidden_layers)
     files = {"vision": folder / "eva_vit_g.pth", "checkpoint": folder / "pretrained_minigpt4.pth"}
     torch.save(eva, files["vision"])
-    torch.save(
-        {
-            "model": {
-                "llama_proj.weight": state["language_projection.weight"],
-                "llama_proj.bias": state["language_projection.bias"],
-            },
-            "epoch": 4,
-        },
-        files["checkpoint"],
-    )
+    torch.save({"model": _stage2_state(model, state), "epoch": 4}, files["checkpoint"])
     if model.qformer is not None:
         files["qformer"] = folder / "blip2_pretrained_flant5xxl.pth"
         torch.save({"model": _blip2_state(model, state)}, files["qformer"])
@@ -111,6 +108,38 @@ def write_release_files(model: MiniGPT4ForConditionalGeneration, processor, fold
     tokenizer = processor.tokenizer
     tokenizer.save_pretrained(files["language_model"])
     return files
+
+
+def _unloaded_eva_keys(eva: dict, depth: int) -> dict:
+    """A block past the model's depth (random, the shapes of block 0) and EVA-CLIP's final norm and head."""
+    extra = {
+        key.replace("blocks.0.", f"blocks.{depth}.", 1): torch.randn(tensor.shape)
+        for key, tensor in eva.items()
+        if key.startswith("blocks.0.")
+    }
+    width = eva["cls_token"].shape[-1]
+    return extra | {
+        "norm.weight": torch.ones(width),
+        "norm.bias": torch.zeros(width),
+        "head.weight": torch.randn(16, width),
+        "head.bias": torch.zeros(16),
+    }
+
+
+def _stage2_state(model: MiniGPT4ForConditionalGeneration, state: dict) -> dict:
+    """The release runner's checkpoint: the trained projection and every buffer of the model."""
+    text = model.config.text_config
+    head_dim = text.hidden_size // text.num_attention_heads
+    frequencies = 1.0 / (10000 ** (torch.arange(0, head_dim, 2).float() / head_dim))
+    stage2 = {
+        "llama_proj.weight": state["language_projection.weight"],
+        "llama_proj.bias": state["language_projection.bias"],
+    }
+    for i in range(text.num_hidden_layers):
+        stage2[f"llama_model.model.layers.{i}.self_attn.rotary_emb.inv_freq"] = frequencies
+    if model.qformer is not None:
+        stage2["Qformer.bert.embeddings.position_ids"] = torch.arange(512).unsqueeze(0)
+    return stage2
 
 
 def _blip2_state(model: MiniGPT4ForConditionalGeneration, state: dict) -> dict:

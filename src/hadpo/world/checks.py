@@ -3,6 +3,8 @@ what each ablation must show. Each check is computed from the measured figures, 
 
 from __future__ import annotations
 
+from hadpo.world.report import lookup
+
 
 def signature_checks(base: dict, hadpo: dict) -> dict[str, bool]:
     """The paper's signature in miniature: each check is computed from the measured numbers, never tuned."""
@@ -51,3 +53,20 @@ def ablation_checks(models: dict[str, dict]) -> dict[str, bool]:
             models["no_qa"]["pope"]["adversarial"]["accuracy"] <= 0.65
         )
     return checks
+
+
+def recipe_targets(base: dict, model: dict) -> dict[str, bool]:
+    """Issue 19's bar for a recipe that fixes the co-occurrence "yes" without learning to say "No.": adversarial
+    accuracy at 90 % while recall (POPE's three questions per image, every object of a scene asked) stays within 5
+    points of the base, random accuracy at most 1 point lower, held-out count within 3 points, and CHAIRs down to
+    40 % of the base's."""
+    recall = (lookup(base, "pope_3.adversarial.recall"), lookup(model, "pope_3.adversarial.recall"))
+    return {
+        "POPE adversarial accuracy >= 90 %": model["pope"]["adversarial"]["accuracy"] >= 0.90,
+        "recall (3 questions per image) within 5 points of the base": None not in recall
+        and recall[1] >= recall[0] - 0.05,
+        "POPE random accuracy >= the base's - 1 point": model["pope"]["random"]["accuracy"]
+        >= base["pope"]["random"]["accuracy"] - 0.01,
+        "held-out count accuracy within 3 points": model["heldout"]["count"] >= base["heldout"]["count"] - 0.03,
+        "CHAIRs <= 40 % of the base's": model["chair"]["chair_s"] <= 0.40 * base["chair"]["chair_s"],
+    }

@@ -28,6 +28,14 @@ def register_demo(subparsers) -> None:
         help="also train without the auxiliary SFT loss, without QA pairs and without rewrites",
     )
     demo.add_argument(
+        "--methods",
+        nargs="+",
+        default=[],
+        metavar="NAME",
+        help="also train these methods of the config's `methods` section (or `all`) from the same base and pairs, "
+        "each evaluated (docs/methods.md)",
+    )
+    demo.add_argument(
         "overrides",
         nargs="*",
         metavar="key=value",
@@ -53,7 +61,7 @@ def register_world(subparsers) -> None:
 def _demo(args) -> int:
     from hadpo.world.demo import run_demo  # deferred: see the module docstring
 
-    run_demo(args.config, args.seed, args.runs_dir, args.ablate, args.overrides)
+    run_demo(args.config, args.seed, args.runs_dir, args.ablate, args.overrides, args.methods)
     return 0
 
 

@@ -27,7 +27,7 @@ from pydantic import Field
 from hadpo.config import Config, load_config, merge
 from hadpo.pairs.config import PairsConfig
 from hadpo.records import ImageRecord, PreferencePair, read_jsonl, write_jsonl
-from hadpo.world.checks import ablation_checks, signature_checks
+from hadpo.world.checks import ablation_checks, recipe_targets, signature_checks
 from hadpo.world.config import WorldConfig
 from hadpo.world.evalsets import write_sft_descriptions
 from hadpo.world.pretrain import PretrainConfig, pretrain_base
@@ -54,6 +54,11 @@ class DemoConfig(Config):
     train_recipe: str = Field("configs/world_hadpo.yaml", description="the training config (YAML)")
     pairs: dict[str, Any] = Field(default_factory=dict, description="on top of pairs_recipe")
     train: dict[str, Any] = Field(default_factory=dict, description="HADPOConfig keys on top of train_recipe")
+    methods: dict[str, dict[str, Any]] = Field(
+        default_factory=dict,
+        description="named training variants (HADPOConfig keys on top of `train`) that `--methods` trains beside "
+        "HA-DPO from the same base and pairs (docs/methods.md)",
+    )
     eval: EvalSettings = Field(default_factory=EvalSettings)
 
 
@@ -109,9 +114,14 @@ def without_rewrites(pairs_file: Path, out: Path) -> Path:
 # --- 4: training ---------------------------------------------------------------------------------------------
 
 
-def training_runs(demo: DemoConfig, pairs_file: Path, out: Path, ablate: bool) -> dict[str, tuple[Path, dict]]:
-    """{run name: (pairs file, training overrides)}: HA-DPO, and with `ablate` each ablation."""
+def training_runs(
+    demo: DemoConfig, pairs_file: Path, out: Path, ablate: bool, methods: Sequence[str] = ()
+) -> dict[str, tuple[Path, dict]]:
+    """{run name: (pairs file, training overrides)}: HA-DPO, each of `methods` (named in the config's `methods`),
+    and with `ablate` each ablation."""
     runs = {"hadpo": (pairs_file, demo.train)}
+    for name in methods:
+        runs[name] = (pairs_file, merge(demo.train, demo.methods[name]))
     if ablate:
         for name, change in ABLATIONS.items():
             source = (
@@ -153,9 +163,11 @@ def run_demo(
     runs_dir: str | Path = "runs",
     ablate: bool = False,
     overrides: Sequence[str] = (),
+    methods: Sequence[str] = (),
 ) -> dict:
     started = time.perf_counter()
     demo = load_demo_config(config_path, seed, overrides)
+    methods = check_methods(demo, methods)
     world = demo.world
     out = Path(runs_dir) / "demo" / f"seed{world.seed}"
     if out.exists():  # a run's answers, pairs and adapters belong to one base model: start afresh
@@ -176,18 +188,8 @@ def run_demo(
         print_pair_stats(pair_stats)
 
     with stages.stage("train", "HA-DPO training (DPO + gamma * SFT, the recipe in train_recipe)"):
-        sft_file = write_sft_descriptions(
-            read_jsonl(files.images("pretrain"), ImageRecord)[:2000],
-            files.images("pretrain"),
-            out / "sft_descriptions.jsonl",
-            world.seed,
-        )
-        trained, histories = {}, {}
-        for name, (pairs, overrides) in training_runs(demo, out / "pairs" / "pairs.jsonl", out, ablate).items():
-            console.print(f"   training [bold]{name}[/bold]")
-            trained[name], histories[name] = train(
-                base_dir, pairs, sft_file, out / "train" / name, world.seed, demo.train_recipe, overrides
-            )
+        runs = training_runs(demo, out / "pairs" / "pairs.jsonl", out, ablate, methods)
+        trained, histories, seconds = train_runs(demo, files, base_dir, out, runs)
 
     with stages.stage("evaluate_trained", "evaluate the trained model(s), report"):
         for name, model_dir in trained.items():
@@ -195,12 +197,44 @@ def run_demo(
     print_models(models)
 
     results = summary(world, pair_stats, models, histories, base_dir, stages.timings, started)
+    for name, spent in seconds.items():
+        results["training"][name]["seconds"] = spent
     results["pairs"]["words"] = words_per_text(out / "pairs" / "pairs.jsonl")
     adversarial = next(path for path in sets.pope_files if path.stem.endswith("adversarial"))
     results["pope_adversarial_negatives"] = family_share(adversarial, sets.images_file, world)
     write_report(out, results, histories)
     console.print(f"wrote {out / 'report.md'} and {out / 'results.json'} ({results['seconds']} s)")
     return results
+
+
+def check_methods(demo: DemoConfig, methods: Sequence[str]) -> list[str]:
+    """The named methods to train beside HA-DPO ("all": every one the config names), in the config's order."""
+    names = list(demo.methods) if "all" in methods else list(dict.fromkeys(methods))
+    unknown = [name for name in names if name not in demo.methods]
+    if unknown:
+        known = ", ".join(demo.methods) or "none: the config has no `methods` section"
+        raise ValueError(f"--methods: unknown method '{unknown[0]}' (the config names {known})")
+    return [name for name in names if name != "hadpo"]
+
+
+def train_runs(demo: DemoConfig, files, base_dir: Path, out: Path, runs: dict) -> tuple[dict, dict, dict]:
+    """Train every run from the base model; (model folders, log histories, wall seconds per run, set-up, reference
+    log-probs and warm start included)."""
+    sft_file = write_sft_descriptions(
+        read_jsonl(files.images("pretrain"), ImageRecord)[:2000],
+        files.images("pretrain"),
+        out / "sft_descriptions.jsonl",
+        demo.world.seed,
+    )
+    trained, histories, seconds = {}, {}, {}
+    for name, (pairs, overrides) in runs.items():
+        console.print(f"   training [bold]{name}[/bold]")
+        began = time.perf_counter()
+        trained[name], histories[name] = train(
+            base_dir, pairs, sft_file, out / "train" / name, demo.world.seed, demo.train_recipe, overrides
+        )
+        seconds[name] = round(time.perf_counter() - began, 1)
+    return trained, histories, seconds
 
 
 def summary(
@@ -220,6 +254,11 @@ def summary(
         },
         "models": models,
         "checks": {**signature_checks(models["base"], models["hadpo"]), **ablation_checks(models)},
+        "targets": {
+            name: recipe_targets(models["base"], model)
+            for name, model in models.items()
+            if name != "base" and name not in ABLATIONS
+        },
         "training": {name: final_metrics(history) for name, history in histories.items()},
         "base_model": str(base_dir),
         "timings_s": timings,

@@ -7,7 +7,7 @@ model's existence questions.
   file format so the POPE scorer reads them. The base model learned these question types, worded exactly so
   (`hadpo.world.data`) and answered "Yes." / "No.", in its grounded instruction stages; the demo keeps them out
   of the preference pairs (existence QA only), so they measure whether HA-DPO costs the model other skills.
-- Existence questions and description measures (the base-model recipe's figures, benchmarks/world_recipe.py):
+- Existence questions and description measures (the base-model recipe's figures, benchmarks/world/world_recipe.py):
   per image, every present category ("yes"), one absent category outside the present objects' families
   (random) and one absent member of a present object's family (adversarial); accuracy, balanced accuracy and
   *predicted* yes-ratio per negative kind; the share of annotated objects descriptions name (recall) and of

@@ -18,8 +18,15 @@ ROWS = [
     ("POPE popular accuracy", "pope.popular.accuracy", True),
     ("POPE adversarial accuracy", "pope.adversarial.accuracy", True),
     ("POPE adversarial F1", "pope.adversarial.f1", True),
+    ("POPE adversarial precision", "pope.adversarial.precision", True),
+    ("POPE adversarial recall", "pope.adversarial.recall", True),
     ("POPE random yes-ratio", "pope.random.yes_ratio", True),
     ("POPE adversarial yes-ratio", "pope.adversarial.yes_ratio", True),
+    ("POPE 3/image random accuracy", "pope_3.random.accuracy", True),
+    ("POPE 3/image adversarial accuracy", "pope_3.adversarial.accuracy", True),
+    ("POPE 3/image adversarial precision", "pope_3.adversarial.precision", True),
+    ("POPE 3/image recall", "pope_3.adversarial.recall", True),
+    ("POPE 3/image adversarial yes-ratio", "pope_3.adversarial.yes_ratio", True),
     ("CHAIRs", "chair.chair_s", True),
     ("CHAIRi", "chair.chair_i", True),
     ("SHR", "shr.shr", True),
@@ -98,6 +105,19 @@ def models_table(models: dict[str, dict]) -> str:
     return "\n".join(lines)
 
 
+def targets_section(targets: dict[str, dict[str, bool]]) -> list[str]:
+    """Which trained model meets which of issue 19's targets (world/checks.py `recipe_targets`)."""
+    if not targets:
+        return []
+    names = list(next(iter(targets.values())))
+    lines = ["## Recipe targets (issue 19)", "", "| target | " + " | ".join(targets) + " |"]
+    lines.append("|---" * (len(targets) + 1) + "|")
+    lines += [
+        f"| {name} | " + " | ".join("met" if met[name] else "no" for met in targets.values()) + " |" for name in names
+    ]
+    return [*lines, ""]
+
+
 def write_report(folder: Path, results: dict, histories: dict[str, list[dict]]) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
@@ -128,6 +148,7 @@ def write_report(folder: Path, results: dict, histories: dict[str, list[dict]]) 
         "## Checks (computed from the numbers above)",
         checks,
         "",
+        *targets_section(results.get("targets", {})),
         f"POPE adversarial negatives that are an absent member of a present object's family (the co-occurrence "
         f"the split tests): {_share(results.get('pope_adversarial_negatives'))}.",
         "",

@@ -4,7 +4,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
@@ -30,6 +30,11 @@ class EvalSettings(DecodingConfig):
     # POPE's default is 3; a world scene holds 3 objects, usually 3 of a family's 4 members, so the one negative
     # the adversarial sampler takes first is that family's absent member: the co-occurrence it must test.
     pope_per_image: int = Field(1, ge=1, description="positive questions per image (as many negatives)")
+    # POPE's usual three pairs per image ask about every object of a scene: their recall shows what a model that
+    # learned to say "No." loses, which one pair per image hides (issue 19). None: not asked.
+    pope_recall_per_image: int | None = Field(
+        3, ge=1, description="also POPE with this many question pairs per image (POPE's usual 3): pope_<n> results"
+    )
     mode: Literal["generate"] = "generate"
     batch_size: int = Field(64, ge=1)
     max_new_tokens: int = Field(96, ge=1, description="description length limit")
@@ -43,6 +48,7 @@ class EvalSets:
     pope_files: list[Path]
     heldout_files: list[Path]
     judge: Judge
+    pope_recall_files: list[Path] = field(default_factory=list)  # POPE at pope_recall_per_image pairs per image
 
 
 def eval_sets(files: WorldFiles, world: WorldConfig, settings: EvalSettings, out: Path) -> EvalSets:
@@ -51,19 +57,18 @@ def eval_sets(files: WorldFiles, world: WorldConfig, settings: EvalSettings, out
 
     eval_file = files.images("eval")
     eval_images = read_jsonl(eval_file, ImageRecord)
-    pope_files = list(
-        build_pope_files(
-            eval_file,
-            out,
-            num_images=settings.pope_images,
-            per_image=settings.pope_per_image,
-            seed=world.seed,
-            protocol="hadpo",
-        ).values()
-    )
+
+    def pope_files(per_image: int, folder: Path) -> list[Path]:
+        built = build_pope_files(
+            eval_file, folder, num_images=settings.pope_images, per_image=per_image, seed=world.seed, protocol="hadpo"
+        )
+        return list(built.values())
+
     heldout_files = list(write_heldout_questions(eval_images, eval_file, world, out, world.seed).values())
     judge = AnnotationJudge.from_records(eval_images, extra_names=world.categories)
-    return EvalSets(eval_file, pope_files, heldout_files, judge)
+    recall = settings.pope_recall_per_image
+    recall_files = pope_files(recall, out / f"pope_{recall}") if recall else []
+    return EvalSets(eval_file, pope_files(settings.pope_per_image, out), heldout_files, judge, recall_files)
 
 
 def family_share(pope_file: Path, images_file: Path, world: WorldConfig) -> dict:
@@ -99,10 +104,17 @@ def evaluate_model(model_dir: Path, out: Path, sets: EvalSets, settings: EvalSet
     descriptions = describe_images(str(model_dir), sets.images_file, out / "descriptions.jsonl", generate)
     chair = run_chair(descriptions, sets.images_file, out, model=str(model_dir), protocol="hadpo")
     shr = run_shr(descriptions, sets.images_file, sets.judge, out, model=str(model_dir))
-    return {
+    summary = {
         "pope": {split: {k: metrics[k] for k in POPE_METRICS} for split, metrics in pope["splits"].items()},
         "chair": {k: chair[k] for k in ("chair_s", "chair_i", "recall")},
         "shr": {k: shr[k] for k in ("shr", "words_per_image", "sentences_per_image")},
         "coverage": chair["recall"],
         "heldout": {split: metrics["accuracy"] for split, metrics in heldout["splits"].items()},
     }
+    if sets.pope_recall_files:
+        per_image = settings.pope_recall_per_image
+        usual = run_pope(str(model_dir), sets.pope_recall_files, out / f"pope_{per_image}", logits)
+        summary[f"pope_{per_image}"] = {
+            split: {k: metrics[k] for k in POPE_METRICS} for split, metrics in usual["splits"].items()
+        }
+    return summary

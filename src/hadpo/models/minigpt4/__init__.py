@@ -1,5 +1,6 @@
 """MiniGPT-4 in hadpo: a transformers-style model (`modeling`), its processor and prompt formats (`processing`),
-the converter from the release's files (`convert`), and the family adapter.
+the converter from the release's files (`convert`, with their key layout in `release_layout`), and the family
+adapter.
 
 Importing this package registers `minigpt4` with `AutoConfig`, `AutoModelForImageTextToText` and
 `AutoProcessor`, so a converted folder loads like any hub checkpoint once hadpo is imported (`hadpo.models` does

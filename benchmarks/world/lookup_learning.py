@@ -2,9 +2,9 @@
 existence questions need (docs/world.md, "Lessons from earlier recipes"). Prints accuracy on the yes/no token
 every 150 steps; no hadpo code involved, only transformers.
 
-    python benchmarks/lookup_learning.py --layout list --heads 8      # objects as a list of tokens
-    python benchmarks/lookup_learning.py --layout slots --heads 8     # objects in 9 mostly empty slots
-    python benchmarks/lookup_learning.py --layout list --heads 4 --question-tail 0   # object right before the answer
+    python -m benchmarks.world.lookup_learning --layout list --heads 8      # objects as a list of tokens
+    python -m benchmarks.world.lookup_learning --layout slots --heads 8     # objects in 9 mostly empty slots
+    python -m benchmarks.world.lookup_learning --layout list --heads 4 --question-tail 0  # object last, then answer
 """
 
 from __future__ import annotations

@@ -1,17 +1,18 @@
 """Training speed: hadpo's HADPOTrainer in its default configuration against TRL's DPOTrainer, side by side.
 
-Both train the same random-init LLaVA (speed_setup.py: LLaVA-1.5's proportions, image tokens 5x the response
+Both train the same random-init LLaVA (harness.py: LLaVA-1.5's proportions, image tokens 5x the response
 tokens) with the same LoRA (rank r, alpha 2r, every language-model linear layer), the reference as the policy
-with its adapters disabled, the same pairs, batch, steps, precision and threads. Every run is a fresh process
-(so peak memory is its own); runs alternate between the sides (hadpo, trl, trl, hadpo, ...). A step is timed
-whole, from one optimizer step's end to the next (loading and collating the batch, both forwards, backward,
-optimizer, logging); the first `--warmup` steps of a run are left out. The figure per run is its median step;
-the table gives the median over runs and the min-max spread. A last process computes both losses on one batch
-with LoRA weights moved off zero (so the reference differs from the policy).
+with its adapters disabled, the same pairs and token sequences (trainers.py: the BOS on both sides), batch,
+steps, precision and threads. Every run is a fresh process (so peak memory is its own); runs alternate between
+the sides (hadpo, trl, trl, hadpo, ...). A step is timed whole, from one optimizer step's end to the next
+(loading and collating the batch, both forwards, backward, optimizer, logging); the first `--warmup` steps of a
+run are left out. The figure per run is its
+median step; the table gives the median over runs and the min-max spread. A last process computes both losses
+on one batch with LoRA weights moved off zero (so the reference differs from the policy).
 
-    python benchmarks/train_speed.py                                   # CPU, tiny, ~3 min
-    python benchmarks/train_speed.py --sides hadpo hadpo-two-sequences trl
-    python benchmarks/train_speed.py --model llava15-7b --device cuda --dtype bfloat16 --batch-size 4
+    python -m benchmarks.speed.train_speed              # CPU, tiny; ~6 min on a 2-core machine at load 7
+    python -m benchmarks.speed.train_speed --sides hadpo hadpo-two-sequences trl
+    python -m benchmarks.speed.train_speed --model llava15-7b --device cuda --dtype bfloat16 --batch-size 4
 
 Absolute times depend on the machine and its load; the ratio of one invocation is the figure. With `--json` the
 last line is one JSON object. On a GPU (or with --peak-tflops) it also gives model FLOPs utilisation: the FLOPs
@@ -30,7 +31,9 @@ import zlib
 from pathlib import Path
 
 import torch
-from speed_setup import (
+from transformers import TrainerCallback
+
+from benchmarks.speed.harness import (
     PROMPT,
     SHAPES,
     build_model,
@@ -42,15 +45,9 @@ from speed_setup import (
     run_child,
     set_threads,
     spread,
-    words,
-    write_images,
 )
-from transformers import TrainerCallback
+from benchmarks.speed.trainers import FAMILY, hadpo_trainer, has_trl, make_pairs, trl_trainer
 
-from hadpo.models import get_family
-from hadpo.records import PreferencePair, write_jsonl
-
-FAMILY = get_family("llava15")
 SIDES = ("hadpo", "hadpo-two-sequences", "trl")
 
 
@@ -82,102 +79,11 @@ class StepTimer(TrainerCallback):
         return [b[1] - a[1] for a, b in zip(self.marks, self.marks[1:])]
 
 
-def make_pairs(folder: Path, processor, n: int, image_size: int, response_tokens: int) -> Path:
-    generator = torch.Generator().manual_seed(0)
-    pairs = [
-        PreferencePair(
-            images=[path.name],
-            prompt=PROMPT,
-            chosen=words(processor.tokenizer, response_tokens, generator),
-            rejected=words(processor.tokenizer, response_tokens, generator),
-            kind="desc",
-            image_id=str(i),
-            pair_id=str(i),
-        )
-        for i, path in enumerate(write_images(folder, n, image_size))
-    ]
-    write_jsonl(folder / "pairs.jsonl", pairs)
-    return folder / "pairs.jsonl"
-
-
-def training_args(args, out: str) -> dict:
-    return dict(
-        output_dir=out,
-        per_device_train_batch_size=args.batch_size,
-        max_steps=args.warmup + args.steps,
-        learning_rate=1e-5,
-        report_to="none",
-        save_strategy="no",
-        logging_steps=1,
-        disable_tqdm=True,
-        use_cpu=not args.device.startswith("cuda"),
-        bf16=args.dtype == "bfloat16",
-        gradient_checkpointing=args.gradient_checkpointing,  # TRL's own default is True: set for both
-        dataloader_num_workers=0,
-        seed=0,
-        beta=0.1,
-    )
-
-
-def hadpo_trainer(model, processor, pairs_path, args, out, callbacks=(), shared_prefix=True):
-    from hadpo.train.collate import PreferenceCollator
-    from hadpo.train.config import HADPOConfig
-    from hadpo.train.data import PreferenceDataset, group_rewrites, load_pairs
-    from hadpo.train.run import prepare_policy
-    from hadpo.train.trainer import HADPOTrainer
-
-    config = HADPOConfig(
-        model_name_or_path="random-init",
-        pairs=str(pairs_path),
-        lora_r=args.lora_r,
-        lora_alpha=2 * args.lora_r,
-        shared_prefix=shared_prefix,
-        **training_args(args, out),
-    )
-    return HADPOTrainer(
-        model=prepare_policy(model, config, FAMILY),
-        args=config,
-        train_dataset=PreferenceDataset(group_rewrites(load_pairs(pairs_path)), seed=0),
-        data_collator=PreferenceCollator(processor, FAMILY, shared_prefix=shared_prefix),
-        processing_class=processor,
-        callbacks=list(callbacks),
-    )
-
-
-def trl_trainer(model, processor, pairs_path, args, out, callbacks=()):
-    from datasets import Dataset
-    from peft import LoraConfig
-    from trl import DPOConfig, DPOTrainer
-
-    from hadpo.train.collate import load_image
-    from hadpo.train.data import load_pairs
-
-    rows = [
-        {
-            "images": [load_image(pair.images[0])],
-            "prompt": FAMILY.prompt_text(processor, pair.prompt, 1),
-            "chosen": FAMILY.response_text(processor, pair.chosen),
-            "rejected": FAMILY.response_text(processor, pair.rejected),
-        }
-        for pair in load_pairs(pairs_path)
-    ]
-    lora = LoraConfig(
-        r=args.lora_r, lora_alpha=2 * args.lora_r, lora_dropout=0.0, target_modules=FAMILY.lora_target_regex
-    )
-    return DPOTrainer(
-        model=model,
-        args=DPOConfig(max_length=None, **training_args(args, out)),
-        train_dataset=Dataset.from_list(rows),
-        processing_class=processor,
-        peft_config=lora,
-        callbacks=list(callbacks),
-    )
-
-
 def make_trainer(side: str, model, processor, pairs_path, args, out, callbacks=()):
+    max_steps = args.warmup + args.steps
     if side == "trl":
-        return trl_trainer(model, processor, pairs_path, args, out, callbacks)
-    return hadpo_trainer(model, processor, pairs_path, args, out, callbacks, side == "hadpo")
+        return trl_trainer(model, processor, pairs_path, args, out, callbacks, max_steps=max_steps)
+    return hadpo_trainer(model, processor, pairs_path, args, out, callbacks, side == "hadpo", max_steps=max_steps)
 
 
 def step_flops(trainer) -> float:
@@ -239,7 +145,7 @@ def child_loss(args) -> dict:
             return_tensors="pt",
         )
         prompt_tokens = prompt["input_ids"].shape[1]
-        for side in ("hadpo", "trl") if _has_trl() else ("hadpo",):
+        for side in ("hadpo", "trl") if has_trl() else ("hadpo",):
             model, processor = build_model(args.model, args.device, dtype)
             trainer = make_trainer(side, model, processor, pairs_path, args, str(Path(folder) / side))
             _set_lora(trainer.model)
@@ -248,11 +154,16 @@ def child_loss(args) -> dict:
                 examples = [trainer.train_dataset[i] for i in range(args.batch_size)]
             else:
                 examples = [{"pair": pair} for pair in sorted(trainer.train_dataset.plan, key=_pair_number)]
-            inputs = trainer._prepare_inputs(trainer.data_collator(examples))
+            inputs = on_device(trainer.data_collator(examples), args.device)
             with torch.no_grad():
                 losses[side] = float(trainer.compute_loss(trainer.model, inputs))
             shapes[side] = list(inputs["input_ids"].shape)
     return {"losses": losses, "input_shapes": shapes, "parameter_shares": shares, "prompt_tokens": prompt_tokens}
+
+
+def on_device(batch: dict, device: str) -> dict:
+    """The collated batch's tensors on `device` (what the Trainer does to a batch before compute_loss)."""
+    return {key: value.to(device) if torch.is_tensor(value) else value for key, value in batch.items()}
 
 
 def _pair_number(pair) -> int:
@@ -296,13 +207,13 @@ def main(argv=None) -> int:
     if args.child:
         report(child_loss(args) if args.child == "loss" else child_timing(args))
         return 0
-    if "trl" in args.sides and not _has_trl():
-        parser.error("trl is not installed: `make bench` (plain trl, never trl[vlm])")
+    if "trl" in args.sides and not has_trl():
+        parser.error("trl is not installed: `make bench` installs it (plain trl, never trl[vlm])")
     passed = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--json"]
     results: dict[str, list[dict]] = {side: [] for side in args.sides}
     for side in interleaved(args.sides, args.runs):
-        results[side].append(run_child(__file__, [*passed, "--child", side]))
-    loss = run_child(__file__, [*passed, "--child", "loss"])
+        results[side].append(run_child(__spec__.name, [*passed, "--child", side]))
+    loss = run_child(__spec__.name, [*passed, "--child", "loss"])
     summary = summarise(args, results, loss)
     print_table(args, summary, loss)
     if args.json:
@@ -380,12 +291,6 @@ def print_table(args, summary: dict, loss: dict) -> None:
             f"loss on one batch, LoRA moved off zero: hadpo {summary['hadpo_loss']:.6f}, "
             f"trl {summary['trl_loss']:.6f} (|diff| {abs(summary['hadpo_loss'] - summary['trl_loss']):.1e})"
         )
-
-
-def _has_trl() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("trl") is not None
 
 
 if __name__ == "__main__":

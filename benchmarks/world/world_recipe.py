@@ -3,10 +3,10 @@ and how it hallucinates (the existence questions and description measures of had
 through hadpo.inference; and pretrain.json's held-out existence accuracy per probe kind after each stage).
 Prints one JSON line per run, a table of the figures and a table of the stages.
 
-    python benchmarks/world_recipe.py --seeds 0 1 2
-    python benchmarks/world_recipe.py --seeds 0 --variant short stages.web.steps=800 \
+    python -m benchmarks.world.world_recipe --seeds 0 1 2
+    python -m benchmarks.world.world_recipe --seeds 0 --variant short stages.web.steps=800 \
         --variant hard stages.hard.partner_share=1.0
-    python benchmarks/world_recipe.py --device auto --jobs 4      # on a machine with a GPU / more cores
+    python -m benchmarks.world.world_recipe --device auto --jobs 4      # on a machine with a GPU / more cores
 
 A variant is NAME followed by pretrain (`key=value`, `stages.STAGE.key=value`) or world (`world.key=value`)
 overrides.
@@ -126,7 +126,7 @@ def run(job: dict) -> dict:
                 ("adversarial", "yes_ratio"),
             ]
         },
-        # held-out pretrain images, one question each, first answer token (hadpo.world.pretrain.existence_accuracy)
+        # held-out pretrain images, one question each, first answer token (hadpo.world.probes.existence_accuracy)
         "stages": {
             name: {"steps": stage["steps"], "seconds": stage["seconds"], **stage["existence_after"]}
             for name, stage in report["stages"].items()

@@ -1,9 +1,9 @@
 """The demo's signature across seeds: run `hadpo demo` for each seed (or read finished runs) and print one
 markdown table of base -> HA-DPO figures and the checks met.
 
-    python benchmarks/demo_seeds.py --seeds 0 1 2              # runs the demos (base models cached)
-    python benchmarks/demo_seeds.py --seeds 0 1 2 --jobs 2     # two at a time, one torch thread each
-    python benchmarks/demo_seeds.py --seeds 0 1 2 --summarize  # only reads runs/demo/seed*/results.json
+    python -m benchmarks.world.demo_seeds --seeds 0 1 2              # runs the demos (base models cached)
+    python -m benchmarks.world.demo_seeds --seeds 0 1 2 --jobs 2     # two at a time, one torch thread each
+    python -m benchmarks.world.demo_seeds --seeds 0 1 2 --summarize  # only reads runs/demo/seed*/results.json
 
 The last column is the spread of the change over the seeds (smallest and largest HA-DPO - base).
 """
@@ -18,7 +18,6 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from hadpo.world.demo import run_demo
 from hadpo.world.report import ROWS, format_cell, lookup
 
 # The rows of the demo report that tell the signature, by their path in results.json.
@@ -94,25 +93,30 @@ def main() -> None:
     )
     args = parser.parse_args()
     if not args.summarize:
-        if args.jobs > 1:
-            with ThreadPoolExecutor(args.jobs) as pool:
-                codes = list(pool.map(lambda seed: run_process(args, seed), args.seeds))
-            if any(codes):
-                sys.exit(f"demo_seeds: a demo failed (exit codes {dict(zip(args.seeds, codes))}); see its log")
-        else:
-            for seed in args.seeds:
-                run_demo(args.config, seed, args.runs_dir)
-    results = [
-        json.loads((Path(args.runs_dir) / "demo" / f"seed{seed}" / "results.json").read_text()) for seed in args.seeds
-    ]
-    print(table(results))
+        run_seeds(args)
+    print(table(read_results(args.runs_dir, args.seeds)))
 
 
-def run_process(args, seed: int) -> int:
-    """One seed's demo as its own process (its console output in runs_dir/demo/seed<N>.log)."""
-    log = Path(args.runs_dir) / "demo" / f"seed{seed}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    command = [
+def run_seeds(args, extra: list[str] = ()) -> None:
+    """One demo per seed (`extra`: more `hadpo demo` arguments), `args.jobs` at a time, each in its own process
+    with one torch thread; in this process when jobs is 1."""
+    if args.jobs > 1:
+        with ThreadPoolExecutor(args.jobs) as pool:
+            codes = list(pool.map(lambda seed: run_process(args, seed, extra), args.seeds))
+        if any(codes):
+            sys.exit(f"a demo failed (exit codes {dict(zip(args.seeds, codes))}); see runs_dir/demo/seed<N>.log")
+        return
+    for seed in args.seeds:
+        if subprocess.call(demo_command(args, seed, extra)):
+            sys.exit(f"the demo of seed {seed} failed")
+
+
+def read_results(runs_dir: str, seeds: list[int]) -> list[dict]:
+    return [json.loads((Path(runs_dir) / "demo" / f"seed{seed}" / "results.json").read_text()) for seed in seeds]
+
+
+def demo_command(args, seed: int, extra: list[str] = ()) -> list[str]:
+    return [
         sys.executable,
         "-c",
         "import sys; from hadpo.cli import main; sys.exit(main())",
@@ -123,10 +127,20 @@ def run_process(args, seed: int) -> int:
         str(seed),
         "--runs-dir",
         args.runs_dir,
+        *extra,
     ]
+
+
+def run_process(args, seed: int, extra: list[str] = ()) -> int:
+    """One seed's demo as its own process (its console output in runs_dir/demo/seed<N>.log)."""
+    log = Path(args.runs_dir) / "demo" / f"seed{seed}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as handle:
         return subprocess.call(
-            command, stdout=handle, stderr=subprocess.STDOUT, env={**os.environ, "OMP_NUM_THREADS": "1"}
+            demo_command(args, seed, extra),
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "OMP_NUM_THREADS": "1"},
         )
 
 

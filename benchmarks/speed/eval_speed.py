@@ -1,7 +1,7 @@
 """Yes/no evaluation speed: POPE-shaped questions answered from next-token probabilities (`--mode logits`, each
 image encoded once, its questions continued from that encoding) against generate mode, on the same model.
 
-The model is speed_setup.py's random-init LLaVA with LLaVA-1.5's proportions, its head made to answer: the rows
+The model is harness.py's random-init LLaVA with LLaVA-1.5's proportions, its head made to answer: the rows
 of " yes" and " no" point along the main direction of the last hidden states over the questions, with a bias
 that splits them about in half, so greedy decoding starts with yes or no for some questions and the other for
 the rest (a random head would answer neither, and agreement would be vacuous). Generate mode decodes
@@ -11,8 +11,8 @@ the same batch size and threads, through `hadpo.inference.run_queries`, in runs 
 the figure is questions per second, median over runs with min-max. Agreement: the share of questions whose
 generated answer starts with yes/no where the logits mode gives the same word (`hadpo.inference.mode_agreement`).
 
-    python benchmarks/eval_speed.py                    # CPU, tiny, ~2 min
-    python benchmarks/eval_speed.py --images 80 --runs 5 --json
+    python -m benchmarks.speed.eval_speed                    # CPU, tiny-576; ~3 min at load 7 on 2 cores
+    python -m benchmarks.speed.eval_speed --images 80 --runs 5 --json
 
 Absolute times depend on the machine and its load; the ratio of one invocation is the figure.
 """
@@ -27,9 +27,9 @@ import time
 from pathlib import Path
 
 import torch
-from speed_setup import SHAPES, build_model, interleaved, set_threads, spread, write_images
 from torch import nn
 
+from benchmarks.speed.harness import SHAPES, build_model, interleaved, set_threads, spread, write_images
 from hadpo.inference import DecodingConfig, Query, answer_token_ids, chat_prompt, mode_agreement, run_queries
 from hadpo.records import Answer, read_jsonl
 

@@ -1,7 +1,7 @@
 """How many POPE negatives ask about an absent member of a present object's family, per split and questions per
 image, on the world's eval split (no model needed): why the demo asks one question pair per image.
 
-    python benchmarks/pope_family_share.py --seeds 0 1 2 --per-image 1 2 3
+    python -m benchmarks.world.pope_family_share --seeds 0 1 2 --per-image 1 2 3
 """
 
 from __future__ import annotations

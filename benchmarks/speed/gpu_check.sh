@@ -8,15 +8,16 @@
 #      (configs/accelerate/fsdp2.yaml, zero3.yaml on one process), each engine's losses compared with the plain
 #      run's (needs `make deepspeed` for ZeRO-3; without it that part says so).
 #
-#   bash benchmarks/gpu_check.sh              # on a GPU machine
-#   bash benchmarks/gpu_check.sh --dry-run    # its own plumbing on a CPU: tiny models, 2 gloo processes with
-#                                             # HADPO_CPU_SHARDING=1 for the engines; figures mean nothing
-# The benchmark scripts it calls are the variables below (override them from the environment if they move).
+#   bash benchmarks/speed/gpu_check.sh              # on a GPU machine
+#   bash benchmarks/speed/gpu_check.sh --dry-run    # its own plumbing on a CPU: tiny models, 2 gloo processes
+#                                                   # with HADPO_CPU_SHARDING=1 for the engines; figures mean nothing
+# It runs from the repository root whatever the working directory; the benchmark modules it calls are the
+# variables below (override them from the environment if they move).
 set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 
-TRAIN_SPEED="${TRAIN_SPEED:-benchmarks/train_speed.py}"
-EVAL_SPEED="${EVAL_SPEED:-benchmarks/eval_speed.py}"
-SPEED_SETUP_DIR="${SPEED_SETUP_DIR:-$(dirname "$TRAIN_SPEED")}"  # where speed_setup.py lives
+TRAIN_SPEED="${TRAIN_SPEED:-benchmarks.speed.train_speed}"
+EVAL_SPEED="${EVAL_SPEED:-benchmarks.speed.eval_speed}"
 ACCELERATE_CONFIGS="${ACCELERATE_CONFIGS:-configs/accelerate}"
 PYTHON="${PYTHON:-.venv/bin/python}"
 ACCELERATE="${ACCELERATE:-$(dirname "$PYTHON")/accelerate}"
@@ -48,17 +49,16 @@ else
 fi
 
 # 1 and 2: the speed benchmarks, their JSON lines kept.
-"$PYTHON" "$TRAIN_SPEED" "${TRAIN_ARGS[@]}" --sides $SIDES --json > "$WORK/train_speed.log" 2>&1 \
+"$PYTHON" -m "$TRAIN_SPEED" "${TRAIN_ARGS[@]}" --sides $SIDES --json > "$WORK/train_speed.log" 2>&1 \
     || echo '{"error": "train speed failed, see its log"}' >> "$WORK/train_speed.log"
-"$PYTHON" "$EVAL_SPEED" "${EVAL_ARGS[@]}" --json > "$WORK/eval_speed.log" 2>&1 \
+"$PYTHON" -m "$EVAL_SPEED" "${EVAL_ARGS[@]}" --json > "$WORK/eval_speed.log" 2>&1 \
     || echo '{"error": "eval speed failed, see its log"}' >> "$WORK/eval_speed.log"
 
 # 3: a small random LLaVA and pairs on disk, then the same recipe plain and under each engine.
-SPEED_SETUP_DIR="$SPEED_SETUP_DIR" WORK="$WORK" "$PYTHON" - <<'EOF'
-import os, sys
+WORK="$WORK" "$PYTHON" - <<'EOF'
+import os
 from pathlib import Path
-sys.path.insert(0, os.environ["SPEED_SETUP_DIR"])
-from speed_setup import build_model, write_images, words
+from benchmarks.speed.harness import build_model, write_images, words
 import torch
 from hadpo.records import PreferencePair, write_jsonl
 work = Path(os.environ["WORK"])

@@ -1,6 +1,6 @@
-"""What the speed benchmarks (train_speed.py, eval_speed.py) share: random-init LLaVA models with LLaVA-1.5's
-proportions, their data, runs in child processes (each side its own process, so its peak memory is its own),
-interleaved, and the median / spread summary.
+"""What the speed benchmarks (train_speed, train_epochs, eval_speed) share: random-init LLaVA models with
+LLaVA-1.5's proportions, their data, runs in child processes (each side its own process, so its peak memory is
+its own), interleaved, and the median / spread summary.
 
 Shapes (built from config, no download):
 - `tiny`: 144 image tokens (192-pixel images, 16-pixel patches), a 4-layer Llama of width 256 and a 2-layer CLIP
@@ -145,9 +145,10 @@ def peak_tflops(device: str, given: float | None) -> float | None:
     return next((value for key, value in PEAK_TFLOPS.items() if key in name), None)
 
 
-def run_child(script: str, argv: list[str]) -> dict:
-    """Run `script argv --child ...` in a fresh process; its last 'RESULT {json}' line."""
-    done = subprocess.run([sys.executable, script, *argv], capture_output=True, text=True, env=os.environ)
+def run_child(module: str, argv: list[str]) -> dict:
+    """Run `python -m module argv` in a fresh process (same working directory and environment, so `benchmarks`
+    imports there as it did here); its last 'RESULT {json}' line."""
+    done = subprocess.run([sys.executable, "-m", module, *argv], capture_output=True, text=True, env=os.environ)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode or not lines:
         raise RuntimeError(f"{' '.join(argv)} failed:\n{done.stderr[-4000:]}")
