@@ -31,6 +31,12 @@ lint: $(STAMP)
 test: $(STAMP) lint
 	$(VENV)/bin/pytest -q
 
+# The slow end-to-end runs `make test` leaves out (pretraining world base models, the demo's ablations, DDP with
+# precomputed references); worlds and base models are cached under runs/ and reused by later runs.
+.PHONY: test-slow
+test-slow: $(STAMP)
+	$(VENV)/bin/pytest -q -m slow
+
 $(BENCH_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e ".[dev,bench]"
 	touch $(BENCH_STAMP)

@@ -1,4 +1,5 @@
-"""Shared fixtures: a tiny random LLaVA saved like a hub checkpoint, and a small annotated image set.
+"""Shared fixtures: a tiny random LLaVA saved like a hub checkpoint, a small annotated image set, and a small
+pairs file (`train_helpers.make_pairs`: desc + QA, with rewrites, over solid-colour images).
 
 Neither depends on the scene world's data, so every wing's tests run on generic data; the random LLaVA is
 built by the world's tiny-model builder (`hadpo.world.tiny`), the one place hadpo builds models from scratch."""
@@ -11,6 +12,7 @@ from PIL import Image, ImageDraw
 
 from hadpo.records import ImageRecord, ObjectAnnotation, Region, write_jsonl
 from hadpo.world.tiny import TinyLlavaSpec, build_tiny_llava, train_tokenizer
+from train_helpers import make_pairs
 
 CORPUS = [
     "USER: Describe this image in detail. ASSISTANT: There is a red square on the left.",
@@ -40,6 +42,13 @@ def tiny_model_dir(tmp_path_factory):
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def pairs_file(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pairs")
+    make_pairs(folder)
+    return folder / "pairs.jsonl"
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "hadpo"
 WORLD = "hadpo.world"
 TOOLKIT = (
+    "hadpo.progress",
     "hadpo.records",
     "hadpo.errors",
     "hadpo.text",
@@ -32,6 +33,7 @@ TOOLKIT = (
 )
 WINGS = ("hadpo.pairs", "hadpo.train", "hadpo.evaluate")
 SHARED = (
+    "hadpo.progress",
     "hadpo.records",
     "hadpo.errors",
     "hadpo.text",

@@ -126,7 +126,7 @@ def run(job: dict) -> dict:
                 ("adversarial", "yes_ratio"),
             ]
         },
-        # held-out pretrain images, one question each, first answer token (hadpo.world.pretrain.existence_accuracy)
+        # held-out pretrain images, one question each, first answer token (hadpo.world.probes.existence_accuracy)
         "stages": {
             name: {"steps": stage["steps"], "seconds": stage["seconds"], **stage["existence_after"]}
             for name, stage in report["stages"].items()

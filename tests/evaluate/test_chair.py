@@ -137,3 +137,14 @@ def test_files_coco_instances_plus_reference_captions_and_world_records(image_re
         "object": "square",
         "hallucinated": False,
     }
+
+
+def test_one_caption_per_image_unless_several_are_asked_for(image_records, tmp_path):
+    captions = tmp_path / "captions.jsonl"
+    rows = [{"image_id": "0", "caption": "A red square."}, {"image_id": "0", "caption": "A dog and a square."}]
+    captions.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    with pytest.raises(ValueError, match=r"captions.jsonl:2: a second caption of image 0 \(the first: .*:1\)"):
+        evaluate_chair(captions, image_records, protocol="hadpo")
+    both = evaluate_chair(captions, image_records, protocol="hadpo", several_per_image=True)
+    # The reference code's way: each caption scored, the dog hallucinated in the second only.
+    assert (both.captions, both.chair_s, both.hallucinated_mentions) == (2, 0.5, 1)

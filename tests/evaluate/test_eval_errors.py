@@ -251,6 +251,18 @@ CASES = [
         "answer to match them by id)",
     ),
     Case(
+        "pope-answers-numbers",
+        "answers whose text is a number (another tool's file?)",
+        _score(answers=_answers(1, 0, 1, 0)),
+        "{answers}:1: field 'text': 1 is not an answer text (a JSON string)",
+    ),
+    Case(
+        "pope-answers-none-scored",
+        "answers none of which has a text (each skipped with a warning)",
+        _score(answers=[{"question_id": q["question_id"], "answer_text": "yes"} for q in QUESTIONS]),
+        "{answers}: no answer could be scored (4 skipped: without an answer text)",
+    ),
+    Case(
         "pope-build-per-image-zero",
         "`pope build --per-image 0`",
         _pope_build("--per-image", "0"),
@@ -349,6 +361,13 @@ CASES = [
         "{captions}:2: caption of image 1 repeats {captions}:1",
     ),
     Case(
+        "chair-image-twice",
+        "two captions for one image_id (two runs in one file?)",
+        _chair(_lines([{"image_id": 0, "caption": "A dog."}, {"image_id": 0, "caption": "A cat on a bench."}])),
+        "{captions}:2: a second caption of image 0 (the first: {captions}:1); CHAIR scores one caption per image "
+        "(--several-per-image scores each, as the reference code does)",
+    ),
+    Case(
         "chair-unknown-images",
         "captions whose image_ids are not in the annotations",
         _chair(_lines([{"image_id": 7, "caption": "A dog."}, {"image_id": 8, "caption": "A cat."}])),
@@ -374,6 +393,12 @@ CASES = [
         "no description to judge: all 1 skipped (unknown images or empty texts)",
     ),
     Case(
+        "shr-judge-unknown-key",
+        "a misspelt judge config key in `--judge-set`",
+        lambda ctx: [*_shr(_lines([{"image_id": "0", "text": "A dog."}]))(ctx), "--judge-set", "llm.modle=x"],
+        "the --judge options: llm: unknown key 'modle' (did you mean 'model'?)",
+    ),
+    Case(
         "shr-vg-not-json",
         "a truncated Visual Genome image_data.json",
         _shr_vg('[{"image_id": 1, ', "[]"),
@@ -390,6 +415,13 @@ CASES = [
         "`hadpo report` on `{}`",
         _report("{}"),
         "{before}: no benchmark results in it (sections pope, chair, shr, mme): nothing to compare",
+        absent=("tuned/comparison",),
+    ),
+    Case(
+        "report-metric-not-a-number",
+        'a metric whose value is "high" (it would show as "-")',
+        _report(RESULTS, json.dumps({"model": "m", "shr": {"shr": "high"}})),
+        "{after}: shr.shr: 'high' is not a number (a metric is a number, or null)",
         absent=("tuned/comparison",),
     ),
     Case(

@@ -35,6 +35,7 @@ def results_folder(tmp_path):
         DATA / "chair" / "instances.json",
         out,
         DATA / "chair" / "reference_captions.json",
+        several_per_image=True,  # the reference test's captions: some images have two
     )
     return out
 

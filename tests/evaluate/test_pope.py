@@ -7,9 +7,7 @@ import json
 import pytest
 
 from hadpo.evaluate.pope import (
-    AnnotatedImage,
     build_pope,
-    load_annotations,
     mean_over_splits,
     pope_metrics,
     question_text,
@@ -17,6 +15,7 @@ from hadpo.evaluate.pope import (
     score_pope,
     write_questions,
 )
+from hadpo.evaluate.pope_annotations import AnnotatedImage, load_annotations
 from hadpo.inference import parse_answer
 from hadpo.records import RecordError
 
@@ -200,6 +199,19 @@ def test_score_reads_both_answer_formats_and_counts_bad_records(tmp_path, caplog
         score_pope(questions, swapped)
     # TP (q1), TN (q2), FN (q5), TN (q6): accuracy 3/4, precision 1, recall 1/2, yes_ratio 1/4.
     assert (result["accuracy"], result["precision"], result["recall"], result["yes_ratio"]) == (0.75, 1.0, 0.5, 0.25)
+
+
+def test_a_file_of_which_nothing_is_scored_is_no_result(tmp_path):
+    """Metrics over no answer read 0.00: `hadpo eval pope score` refuses the file instead of printing them."""
+    from hadpo.evaluate.suite import score_pope_answers
+
+    rows = [{"question_id": i, "image": "0.png", "text": "Is there a dog?", "label": "yes"} for i in range(2)]
+    questions = _write_lines(tmp_path / "pope_random.jsonl", rows)
+    empty = _write_lines(tmp_path / "empty.jsonl", [{"question_id": 0, "text": ""}, {"question_id": 1, "text": " "}])
+    # The reference reads an empty answer as "yes" and scores it; the hadpo protocol leaves it out: nothing left.
+    assert score_pope_answers(questions, empty)["n"] == 2
+    with pytest.raises(RecordError, match=r"empty.jsonl: no answer could be scored \(2 skipped: empty, left out"):
+        score_pope_answers(questions, empty, protocol="hadpo")
 
 
 def test_build_from_image_records_and_coco_and_round_trip(image_records, tmp_path):

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from hadpo.evaluate.shr import evaluate_shr, ngram_unique_ratio, read_descriptions
-from hadpo.judge.llm import render_annotations
+from hadpo.judge.llm_answers import render_annotations
 from hadpo.records import ImageRecord, Judgement, Region, read_jsonl
 from hadpo.text import split_sentences
 

@@ -132,3 +132,48 @@ def test_hadpo_eval_shr_with_the_llm_judge(server, image_records, tmp_path, caps
     assert (metrics["shr"], metrics["failed_judgements"]) == (0.5, 1)
     assert metrics["judge"].startswith("llm:scripted-judge@judge_v1")
     assert len((tmp_path / "out" / "shr_judgements.jsonl").read_text().splitlines()) == 2
+
+
+def test_shr_judges_with_the_pair_build_s_judge_config(server, image_records, tmp_path, capsys, monkeypatch):
+    """`--judge-config` reads a pair build's config (its judge: section); the --judge-* flags and --judge-set
+    override its keys, in that order; the judge that results is the one the flags alone describe."""
+    from hadpo.cli import main
+
+    monkeypatch.setenv("HADPO_TEST_KEY", "not-a-real-key")
+    descriptions = tmp_path / "descriptions.jsonl"
+    descriptions.write_text(json.dumps({"image_id": "1", "text": "A red dog. It wears a hat."}) + "\n")
+    build = tmp_path / "build.yaml"
+    build.write_text(
+        "source: {kind: folder, images: images.jsonl}\n"
+        f"judge:\n  kind: llm\n  llm: {{base_url: '{server}', model: other-model, api_key_env: HADPO_TEST_KEY}}\n"
+    )
+    common = ["eval", "shr", "--descriptions", str(descriptions), "--images", str(image_records), "--no-progress"]
+
+    def judge_name(*options: str) -> str:
+        assert main([*common, *options, "--out", str(tmp_path / "out")]) == 0
+        metrics = json.loads(capsys.readouterr().out)
+        assert metrics["shr"] == 0.5
+        return metrics["judge"]
+
+    # A pair build's judge, with its prompt (judge_v2 by default); SHR's own default prompt is judge_v1.
+    assert judge_name("--judge-config", str(build)).startswith("llm:other-model@judge_v2")
+    assert judge_name("--judge", "llm", "--base-url", server, "--api-key-env", "HADPO_TEST_KEY").startswith(
+        "llm:gpt-4o@judge_v1"
+    )
+    assert judge_name("--judge-config", str(build), "--judge-model", "scripted-judge").startswith("llm:scripted-judge@")
+    chosen = judge_name("--judge-config", str(build), "--judge-model", "ignored", "--judge-set", "llm.model=last")
+    assert chosen.startswith("llm:last@")
+    flags_only = [
+        "--judge",
+        "llm",
+        "--base-url",
+        server,
+        "--api-key-env",
+        "HADPO_TEST_KEY",
+        "--judge-prompt",
+        "judge_v2",
+    ]
+    assert judge_name(*flags_only, "--judge-model", "other-model") == judge_name("--judge-config", str(build))
+
+    assert main([*common, "--judge-config", str(build), "--judge-set", "llm.modle=x", "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err.strip() == f"hadpo: error: {build}: llm: unknown key 'modle' (did you mean 'model'?)"

@@ -9,7 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 from fake_llm import FakeChatServer, valid_judge_answer
 
-from hadpo.judge.llm import InvalidAnswer, LLMJudge, LLMRewriter, parse_judge_answer
+from hadpo.judge.llm import LLMJudge, LLMRewriter
+from hadpo.judge.llm_answers import InvalidAnswer, parse_judge_answer
 from hadpo.judge.llm_client import LLMConfig
 from hadpo.records import ImageRecord, ObjectAnnotation
 
@@ -179,7 +180,7 @@ def test_request_key_is_a_content_hash():
 
 
 def test_custom_prompt_template_is_versioned_by_name_and_hash(tmp_path):
-    from hadpo.judge.llm import PromptTemplate, render_annotations
+    from hadpo.judge.llm_answers import PromptTemplate, render_annotations
 
     path = tmp_path / "strict_judge.txt"
     path.write_text("=== user ===\nFacts:\n$annotations\nSentences:\n$sentences\n($count)\n")

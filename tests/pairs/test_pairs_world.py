@@ -8,8 +8,9 @@ import time
 
 import pytest
 
+from hadpo.judge.config import JudgeConfig
 from hadpo.pairs.build import run_build
-from hadpo.pairs.config import JudgeConfig, PairsConfig, SourceConfig
+from hadpo.pairs.config import PairsConfig, SourceConfig
 from hadpo.pairs.store import BuildFiles
 from hadpo.records import Description, ImageRecord, read_jsonl, write_jsonl
 from hadpo.text import split_sentences
@@ -83,6 +84,7 @@ def test_offline_judge_agrees_with_world_truth_and_builds_both_kinds(world_yaml,
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(3600)  # without a cached base model it pretrains one first: ~10 min on one CPU thread
 def test_full_world_build_on_the_cpu(tmp_path):
     """The issue's must-show: `hadpo pairs build` on >= 500 world images, both kinds, under 5 CPU minutes (the
     base model is pretrained first when the runs folder has none; that time is not counted)."""

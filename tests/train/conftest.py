@@ -1,20 +1,12 @@
-"""Fixtures for the training wing: a small pairs file (desc + QA, with rewrites) over solid-colour images, and
-a config builder for fast CPU runs on the session's tiny LLaVA."""
+"""Fixtures for the training wing: a config builder for fast CPU runs on the session's tiny LLaVA and the shared
+pairs file (tests/conftest.py)."""
 
 from __future__ import annotations
 
 import pytest
-from train_helpers import make_pairs
 
 from hadpo.config import load_config
 from hadpo.train.config import HADPOConfig
-
-
-@pytest.fixture(scope="session")
-def pairs_file(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("pairs")
-    make_pairs(folder)
-    return folder / "pairs.jsonl"
 
 
 @pytest.fixture

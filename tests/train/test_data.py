@@ -5,13 +5,13 @@ import json
 import pytest
 import torch
 from PIL import Image
-from train_helpers import make_pairs
 from transformers import AutoProcessor
 
 from hadpo.models import get_family
 from hadpo.records import PreferencePair, RecordError, write_jsonl
 from hadpo.train.collate import PreferenceCollator, SFTCollator, drop_too_long
 from hadpo.train.data import AuxStream, PreferenceDataset, check_prompts, group_rewrites, load_pairs, load_sft_examples
+from train_helpers import make_pairs
 
 FAMILY = get_family("llava15")
 

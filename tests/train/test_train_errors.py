@@ -13,12 +13,12 @@ import textwrap
 import pytest
 import torch
 import yaml
-from train_helpers import make_pairs
 
 from catalogue import Case, Context, check_documented, run_case, truncated_png
 from hadpo.cli import main
 from hadpo.errors import RunFailed
 from hadpo.records import PreferencePair, read_jsonl, write_jsonl
+from train_helpers import make_pairs
 
 
 def _recipe(ctx: Context, *overrides: str, resume: bool = False, **changes) -> list[str]:

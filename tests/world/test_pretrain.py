@@ -16,16 +16,10 @@ from torch import nn
 from hadpo.config import load_config
 from hadpo.records import ImageRecord, read_jsonl
 from hadpo.world import pretrain
+from hadpo.world.batches import IGNORE, collate, encode_conversation
 from hadpo.world.config import WorldConfig
 from hadpo.world.data import BRIEF_PROMPTS, DESCRIBE_PROMPTS, NO, YES, corpus
 from hadpo.world.pretrain import (
-    IGNORE,
-    InstructionStage,
-    PretrainConfig,
-    collate,
-    encode_conversation,
-    existence_accuracy,
-    existence_probes,
     patch_targets,
     pixel_tensor,
     run_stage,
@@ -33,6 +27,8 @@ from hadpo.world.pretrain import (
     train_language,
     train_vision,
 )
+from hadpo.world.pretrain_config import InstructionStage, PretrainConfig
+from hadpo.world.probes import existence_accuracy, existence_probes
 from hadpo.world.scenes import SceneObject, annotate, build_world, sample_scene
 from hadpo.world.tiny import IMAGE_TOKEN, build_tiny_llava, train_tokenizer
 

@@ -11,6 +11,8 @@ from importlib.metadata import entry_points
 
 from hadpo.cli import eval, models, pairs, report, train
 from hadpo.errors import RedactingFilter, RunFailed, one_line, os_error_line, redact
+from hadpo.inference import parallel, serve_if_worker
+from hadpo.progress import quiet_library_bars
 
 WINGS = [pairs, train, eval, report, models]
 ENTRY_POINTS = "hadpo.cli"  # each entry point names a `register(subparsers)` function
@@ -34,6 +36,10 @@ DATA_PARALLEL_INFERENCE = ("eval", "pairs")
 
 def main(argv: list[str] | None = None) -> int:
     """Run one verb; every failure ends in one line on stderr and an exit code (hadpo.errors, docs/errors.md)."""
+    try:
+        quiet_library_bars()  # before the world's verbs import transformers with the parser
+    except ValueError as error:  # a HADPO_PROGRESS that is not bars, lines or off
+        return _fail(str(error), 2)
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(message)s")
@@ -43,8 +49,6 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("httpx", "httpx2", "httpcore", "openai"):  # an INFO line per HTTP request buries the warnings
         logging.getLogger(name).setLevel(logging.NOTSET if args.verbose else logging.WARNING)
     if getattr(args, "command", None) in DATA_PARALLEL_INFERENCE:
-        from hadpo.inference import parallel, serve_if_worker
-
         if serve_if_worker():
             return 0
         try:

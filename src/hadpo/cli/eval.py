@@ -1,13 +1,22 @@
 """`hadpo eval`: POPE (build / run / score / agreement), CHAIR, SHR and MME. Parses arguments and calls
-`hadpo.evaluate`; protocols are described in docs/evaluation.md."""
+`hadpo.evaluate`; protocols are described in docs/evaluation.md. The options several verbs share are in
+`hadpo.cli.options`; each verb imports its benchmark when it runs (the parser is built on every `hadpo` call)."""
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
-import typing
 from pathlib import Path
+
+from hadpo.cli.options import (
+    check_out,
+    decoding,
+    export,
+    export_argument,
+    judge_arguments,
+    judge_config,
+    model_arguments,
+    print_json,
+    protocol_argument,
+)
 
 POPE_SCORING = "reference: an empty answer is read as 'yes' as evaluate.py does; hadpo: it is left out"
 
@@ -15,8 +24,14 @@ POPE_SCORING = "reference: an empty answer is read as 'yes' as evaluate.py does;
 def register(subparsers) -> None:
     parser = subparsers.add_parser("eval", help="evaluate a model: POPE, CHAIR, SHR, MME")
     verbs = parser.add_subparsers(dest="benchmark", required=True)
+    _register_pope(verbs.add_parser("pope", help="POPE yes/no object probing"))
+    _register_chair(verbs.add_parser("chair", help="CHAIR object hallucination in captions"))
+    _register_shr(verbs.add_parser("shr", help="SHR sentence-level hallucination ratio with a judge"))
+    _register_mme(verbs.add_parser("mme", help="MME perception and cognition scores"))
 
-    pope = verbs.add_parser("pope", help="POPE yes/no object probing").add_subparsers(dest="pope_verb", required=True)
+
+def _register_pope(parser) -> None:
+    pope = parser.add_subparsers(dest="pope_verb", required=True)
     build = pope.add_parser("build", help="build random/popular/adversarial question files from object annotations")
     build.add_argument(
         "--annotations",
@@ -29,7 +44,7 @@ def register(subparsers) -> None:
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--splits", nargs="+", default=["random", "popular", "adversarial"])
     build.add_argument("--prefix", default="pope")
-    _protocol_argument(
+    protocol_argument(
         build,
         "reference: RUCAIBox/POPE utils.py (input order, one random stream, ties in order of "
         "appearance); hadpo: images in id order, a stream per split, ties alphabetical",
@@ -43,9 +58,9 @@ def register(subparsers) -> None:
         help="folder the question files' image paths are relative to (default: each question file's folder)",
     )
     run.add_argument("--strict", action="store_true", help="strict parsing: only a leading yes/no counts")
-    _protocol_argument(run, POPE_SCORING)
-    _export_argument(run)
-    _model_arguments(run, max_new_tokens=16, num_beams=1)
+    protocol_argument(run, POPE_SCORING)
+    export_argument(run)
+    model_arguments(run, max_new_tokens=16, num_beams=1)
     run.set_defaults(func=_pope_run)
 
     score = pope.add_parser("score", help="score answers you already have")
@@ -57,10 +72,10 @@ def register(subparsers) -> None:
     )
     score.add_argument("--strict", action="store_true", help="strict parsing: only a leading yes/no counts")
     score.add_argument("--json", action="store_true", help="print the metrics as JSON (fractions)")
-    _protocol_argument(score, POPE_SCORING)
+    protocol_argument(score, POPE_SCORING)
     score.add_argument("--out", help="merge the split into OUT/results.json (needed by --export)")
     score.add_argument("--model", default="", help="the model's name in results.json and exports")
-    _export_argument(score)
+    export_argument(score)
     score.set_defaults(func=_pope_score)
 
     agreement = pope.add_parser("agreement", help="generate vs logits mode agreement on the same questions")
@@ -68,23 +83,31 @@ def register(subparsers) -> None:
     agreement.add_argument("--logits", required=True, help="answers written in logits mode")
     agreement.set_defaults(func=_pope_agreement)
 
-    chair = verbs.add_parser("chair", help="CHAIR object hallucination in captions")
+
+def _register_chair(chair) -> None:
     chair.add_argument("--captions", help="captions: JSON lines with image_id + text/caption, or COCO results JSON")
     chair.add_argument("--annotations", required=True, help="COCO instances JSON or an images.jsonl of ImageRecords")
     chair.add_argument("--reference-captions", help="COCO captions JSON whose objects join the ground truth")
     chair.add_argument("--images", help="images.jsonl to describe with --model (default: --annotations)")
     chair.add_argument("--prompt", default="Describe this image in detail.")
     chair.add_argument("--synonyms", help="object vocabulary in place of the COCO list: lines 'name, synonym, ...'")
-    _protocol_argument(
+    chair.add_argument(
+        "--several-per-image",
+        action="store_true",
+        help="score every caption of an image, as the reference code does (default: a second caption of an "
+        "image_id is an error, CHAIR scores one caption per image)",
+    )
+    protocol_argument(
         chair,
         "reference: LisaAnne/Hallucination utils/chair.py (NLTK tokens, pattern singulars, its "
         "synonym list and rules); hadpo: hadpo's reviewed list and lemminflect singulars",
     )
-    _export_argument(chair)
-    _model_arguments(chair, max_new_tokens=512, num_beams=1, required=False)
+    export_argument(chair)
+    model_arguments(chair, max_new_tokens=512, num_beams=1, required=False)
     chair.set_defaults(func=_chair)
 
-    shr = verbs.add_parser("shr", help="SHR sentence-level hallucination ratio with a judge")
+
+def _register_shr(shr) -> None:
     shr.add_argument("--descriptions", help="descriptions: JSON lines with image_id + text, or {image_id: text} JSON")
     shr.add_argument("--images", help="images.jsonl of ImageRecords (regions, objects, notes)")
     shr.add_argument("--vg-image-data", help="instead of --images: Visual Genome image_data.json ...")
@@ -93,108 +116,28 @@ def register(subparsers) -> None:
     shr.add_argument("--shr-images", help="... the SHR image list (val_images_final.json)")
     shr.add_argument("--vg-root", help="... and the folder holding VG_100K/ and VG_100K_2/ (to describe images)")
     shr.add_argument("--prompt", default="Describe this image in detail.")
-    shr.add_argument(
-        "--judge",
-        choices=["annotations", "llm"],
-        default="llm",
-        help="annotations: offline, for complete annotations (the world); llm: a chat endpoint",
-    )
-    shr.add_argument("--base-url", default="https://api.openai.com/v1", help="OpenAI-compatible endpoint")
-    shr.add_argument("--judge-model", default="gpt-4o")
-    shr.add_argument("--api-key-env", default="OPENAI_API_KEY", help="environment variable holding the API key")
-    shr.add_argument("--judge-prompt", default="judge_v1", help="prompt template name or file")
-    shr.add_argument("--judge-temperature", type=float, default=0.0)
-    shr.add_argument("--judge-cache", help="folder caching the judge's answers")
-    shr.add_argument("--judge-concurrency", type=int, default=4)
+    judge_arguments(shr)
     # The HA-DPO release decodes SHR descriptions with beam 5.
-    _model_arguments(shr, max_new_tokens=512, num_beams=5, required=False)
+    model_arguments(shr, max_new_tokens=512, num_beams=5, required=False)
     shr.set_defaults(func=_shr)
 
-    mme = verbs.add_parser("mme", help="MME perception and cognition scores")
+
+def _register_mme(mme) -> None:
     mme.add_argument("--root", help="MME benchmark folder (one folder per subtask)")
     mme.add_argument("--results", help="score existing per-subtask result files (image, question, gt, prediction)")
-    _protocol_argument(
+    protocol_argument(
         mme,
         "reference: calculation.py (consecutive lines pair, the prediction as written, a "
         "malformed line is an error); hadpo: stripped predictions, pairs by image name, bad lines "
         "skipped",
     )
-    _export_argument(mme)
-    _model_arguments(mme, max_new_tokens=16, num_beams=1, required=False)
+    export_argument(mme)
+    model_arguments(mme, max_new_tokens=16, num_beams=1, required=False)
     mme.set_defaults(func=_mme)
 
 
-def _export_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--export",
-        nargs="+",
-        choices=["lmms-eval", "vlmevalkit"],
-        default=[],
-        help="also write the results in lmms-eval's and/or VLMEvalKit's result layout under --out",
-    )
-
-
-def _export(args) -> None:
-    if args.export:
-        from hadpo.evaluate.export import write_exports
-
-        for path in write_exports(args.out, args.export):
-            print(f"exported {path}", file=sys.stderr)  # stdout may be JSON
-
-
-def _protocol_argument(parser: argparse.ArgumentParser, help_text: str) -> None:
-    parser.add_argument(
-        "--protocol",
-        choices=["reference", "hadpo"],
-        default="reference",
-        help=f"scoring rules (default reference, comparable with published numbers); {help_text}",
-    )
-
-
-def _model_arguments(parser: argparse.ArgumentParser, max_new_tokens: int, num_beams: int, required=True) -> None:
-    """--model, --out, and one option per `DecodingConfig` key (its help text and default, or this verb's)."""
-    from hadpo.inference import DecodingConfig
-
-    parser.add_argument("--model", required=required, help="model folder or hub id (AutoModelForImageTextToText)")
-    parser.add_argument("--out", required=True, help="output folder: answers, detail, results.json, results.md")
-    defaults = {"max_new_tokens": max_new_tokens, "num_beams": num_beams}
-    for name, field in DecodingConfig.model_fields.items():
-        flag = "--" + name.replace("_", "-")
-        if field.annotation is bool:
-            parser.add_argument(flag, action="store_true", help=field.description)
-            continue
-        choices = typing.get_args(field.annotation) or None
-        parser.add_argument(
-            flag,
-            type=None if choices else field.annotation,
-            choices=choices,
-            default=defaults.get(name, field.default),
-            help=field.description,
-        )
-    parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-
-
-def _check_out(args) -> None:
-    from hadpo.records import check_dir
-
-    check_dir(args.out, "--out")  # a file in its place fails now, not after the model has run
-
-
-def _decoding(args):
-    from hadpo.config import validate_config
-    from hadpo.inference import DecodingConfig
-
-    return validate_config(
-        DecodingConfig, {name: getattr(args, name) for name in DecodingConfig.model_fields}, "command line"
-    )
-
-
-def _print_json(data) -> None:
-    print(json.dumps(data, indent=2, default=str))
-
-
 def _pope_build(args) -> int:
-    _check_out(args)
+    check_out(args)
     from hadpo.evaluate.pope import build_pope_files
 
     paths = build_pope_files(
@@ -213,7 +156,7 @@ def _pope_build(args) -> int:
 
 
 def _pope_run(args) -> int:
-    _check_out(args)
+    check_out(args)
     from hadpo.evaluate.report import results_markdown
     from hadpo.evaluate.suite import run_pope
 
@@ -221,20 +164,20 @@ def _pope_run(args) -> int:
         args.model,
         args.questions,
         args.out,
-        _decoding(args),
+        decoding(args),
         image_root=args.image_root,
         strict=args.strict,
         progress=not args.no_progress,
         protocol=args.protocol,
     )
     print(results_markdown({"model": args.model, "pope": result}), end="")
-    _export(args)
+    export(args)
     return 0
 
 
 def _pope_score(args) -> int:
     if args.out:
-        _check_out(args)
+        check_out(args)
     from hadpo.evaluate.pope import METRIC_NAMES
     from hadpo.evaluate.suite import score_pope_answers
 
@@ -244,7 +187,7 @@ def _pope_score(args) -> int:
         args.questions, args.answers, args.out, strict=args.strict, protocol=args.protocol, model=args.model
     )
     if args.json:
-        _print_json(metrics)
+        print_json(metrics)
     else:
         for name in METRIC_NAMES:
             print(f"{name:<10} {100 * metrics[name]:6.2f}")
@@ -253,19 +196,19 @@ def _pope_score(args) -> int:
             f"{metrics['skipped_questions']}, skipped answers {metrics['skipped_answers']} ({metrics['parsing']} "
             f"parsing, {metrics['protocol']} protocol)"
         )
-    _export(args)
+    export(args)
     return 0
 
 
 def _pope_agreement(args) -> int:
     from hadpo.evaluate.suite import pope_mode_agreement
 
-    _print_json(pope_mode_agreement(args.generated, args.logits))
+    print_json(pope_mode_agreement(args.generated, args.logits))
     return 0
 
 
 def _chair(args) -> int:
-    _check_out(args)
+    check_out(args)
     from hadpo.evaluate.suite import run_chair
     from hadpo.inference import describe_images
 
@@ -277,11 +220,11 @@ def _chair(args) -> int:
             args.model,
             args.images or args.annotations,
             Path(args.out) / f"captions_{args.mode}.jsonl",
-            _decoding(args),
+            decoding(args),
             prompt=args.prompt,
             progress=not args.no_progress,
         )
-    _print_json(
+    print_json(
         run_chair(
             captions,
             args.annotations,
@@ -290,47 +233,29 @@ def _chair(args) -> int:
             model=args.model or "",
             protocol=args.protocol,
             synonyms=args.synonyms,
+            several_per_image=args.several_per_image,
         )
     )
-    _export(args)
+    export(args)
     return 0
 
 
-def _make_judge(args):
-    if args.judge == "annotations":
-        from hadpo.judge.offline import AnnotationJudge
-        from hadpo.records import ImageRecord, read_jsonl
-
-        return AnnotationJudge.from_records(read_jsonl(args.images, ImageRecord))
-    from hadpo.judge.llm import LLMJudge
-    from hadpo.judge.llm_client import LLMConfig
-
-    config = LLMConfig(
-        base_url=args.base_url,
-        model=args.judge_model,
-        api_key_env=args.api_key_env,
-        temperature=args.judge_temperature,
-        cache_dir=args.judge_cache,
-        max_concurrency=args.judge_concurrency,
-    )
-    return LLMJudge(config, template=args.judge_prompt)
-
-
 def _shr(args) -> int:
-    _check_out(args)
+    check_out(args)
+    judge = judge_config(args)  # a bad judge setting fails now, not after the model has described the images
+    from hadpo.evaluate.shr import write_visual_genome_images
     from hadpo.evaluate.suite import run_shr
     from hadpo.inference import describe_images
 
     if args.vg_image_data and args.vg_regions:
-        from hadpo.evaluate.shr import images_from_visual_genome
-        from hadpo.records import write_jsonl
-
-        records = images_from_visual_genome(args.vg_image_data, args.vg_regions, args.shr_factual, args.shr_images)
-        if args.vg_root:
-            for record in records:
-                record.path = str((Path(args.vg_root) / record.path).resolve())
-        args.images = str(Path(args.out) / "shr_images.jsonl")
-        write_jsonl(args.images, records)
+        args.images = write_visual_genome_images(
+            Path(args.out) / "shr_images.jsonl",
+            args.vg_image_data,
+            args.vg_regions,
+            args.shr_factual,
+            args.shr_images,
+            image_root=args.vg_root,
+        )
     if not args.images:
         raise ValueError("hadpo eval shr needs --images, or --vg-image-data with --vg-regions")
     descriptions = args.descriptions
@@ -341,32 +266,30 @@ def _shr(args) -> int:
             args.model,
             args.images,
             Path(args.out) / f"descriptions_{args.mode}.jsonl",
-            _decoding(args),
+            decoding(args),
             prompt=args.prompt,
             progress=not args.no_progress,
         )
-    metrics = run_shr(
-        descriptions, args.images, _make_judge(args), args.out, model=args.model or "", progress=not args.no_progress
-    )
-    _print_json(metrics)
+    metrics = run_shr(descriptions, args.images, judge, args.out, model=args.model or "", progress=not args.no_progress)
+    print_json(metrics)
     return 0
 
 
 def _mme(args) -> int:
-    _check_out(args)
+    check_out(args)
     from hadpo.evaluate.suite import run_mme, score_mme_folder
 
     if args.results:
         scores = score_mme_folder(args.results, args.out, model=args.model or "", protocol=args.protocol)
     elif args.root and args.model:
         scores = run_mme(
-            args.model, args.root, args.out, _decoding(args), progress=not args.no_progress, protocol=args.protocol
+            args.model, args.root, args.out, decoding(args), progress=not args.no_progress, protocol=args.protocol
         )
     else:
         raise ValueError("hadpo eval mme needs --results, or --root with --model")
-    _print_json(
+    print_json(
         {k: v for k, v in scores.items() if k != "subtasks"}
         | {"subtasks": {name: round(s["score"], 2) for name, s in scores["subtasks"].items()}}
     )
-    _export(args)
+    export(args)
     return 0

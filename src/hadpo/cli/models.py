@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+from hadpo.records import RecordError, check_dir, read_json
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("models", help="model conversion: MiniGPT-4's release files")
@@ -51,8 +53,7 @@ def register(subparsers) -> None:
 
 
 def _convert_minigpt4(args) -> int:
-    from hadpo.models.minigpt4.convert import convert_minigpt4
-    from hadpo.records import RecordError, check_dir, read_json
+    from hadpo.models.minigpt4.convert import convert_minigpt4  # deferred: the model families load transformers
 
     overrides = read_json(args.config) if args.config else None
     if overrides is not None and not isinstance(overrides, dict):

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import json
 
+from hadpo.config import load_config
+
 
 def _add_build_arguments(parser) -> None:
     parser.add_argument("config", help="build config (YAML), e.g. configs/pairs/world.yaml")
@@ -17,7 +19,7 @@ def _add_build_arguments(parser) -> None:
 
 
 def _run_stages(args) -> int:
-    from hadpo.config import load_config
+    # Deferred: the stages import torch (describe), the openai SDK (the LLM judge) and the model families.
     from hadpo.pairs.build import STAGES, run_build
     from hadpo.pairs.config import PairsConfig
 
@@ -30,7 +32,7 @@ def _run_stages(args) -> int:
 
 
 def _run_import(args) -> int:
-    from hadpo.pairs.importer import import_release
+    from hadpo.pairs.importer import import_release  # deferred with the stages (the pairs package imports them)
 
     stats = import_release(args.output, args.image_dir, args.desc_data, args.pope_data, args.seed)
     print(json.dumps(stats, indent=2))

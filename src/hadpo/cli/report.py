@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from hadpo.records import check_dir
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser("report", help="compare two evaluations (results.json): table with deltas + plots")
@@ -12,10 +16,7 @@ def register(subparsers) -> None:
 
 
 def _report(args) -> int:
-    from pathlib import Path
-
-    from hadpo.evaluate.suite import compare
-    from hadpo.records import check_dir
+    from hadpo.evaluate.suite import compare  # deferred: the evaluation suite imports torch and matplotlib
 
     after = Path(args.after)
     out = check_dir(args.out or (after if after.is_dir() else after.parent) / "comparison", "--out")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from hadpo.config import load_config
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -17,7 +19,8 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from hadpo.config import load_config
+    # Deferred: TrainingArguments and the trainer import transformers' training code and PEFT (seconds), which
+    # the parser, built on every `hadpo` call, does not need.
     from hadpo.train.config import HADPOConfig
 
     if args.help_config:

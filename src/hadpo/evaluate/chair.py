@@ -75,6 +75,7 @@ def score_captions(
     """Score (image_id, caption) pairs against ground-truth object classes per image."""
     details: list[CaptionDetail] = []
     skipped = without_objects = empty = 0
+    first_without_objects = ""
     for index, (image_id, caption) in enumerate(captions):
         name = where[index] if where else f"caption {index + 1}"
         if image_id not in ground_truth:
@@ -96,11 +97,13 @@ def score_captions(
         found = words.find(caption)
         if not found:
             # Kept in the metrics (it hallucinates nothing), as the original CHAIR does; reported all the same.
-            log.warning("%s: caption for image %s names no object", name, image_id)
+            first_without_objects = first_without_objects or f"{name}, image {image_id}"
             without_objects += 1
         mentions = [CaptionMention(w, obj, obj not in truth) for w, obj in found]
         covered = sorted({m.object for m in mentions if not m.hallucinated})
         details.append(CaptionDetail(image_id, caption, mentions, sorted(truth), covered))
+    if without_objects:  # one line, not one per caption: a weak model's log would hold little else
+        log.warning("%d captions name no object (the first: %s)", without_objects, first_without_objects)
     mention_count = sum(len(d.mentions) for d in details)
     hallucinated = sum(len(d.hallucinated) for d in details)
     truth_total = sum(len(d.ground_truth) for d in details)
@@ -136,35 +139,8 @@ def load_ground_truth(
     world), annotated attribute words leave it. `reference_captions`: COCO captions JSON (`annotations` with
     `image_id` and `caption`), whose objects join the ground truth."""
     annotations = Path(annotations)
-    names_per_image: dict[str, list[str]] = {}
-    captions_per_image: dict[str, list[str]] = {}
-    attributes: set[str] = set()
-    if annotations.suffix == ".jsonl":
-        for record in read_jsonl(annotations, ImageRecord):
-            names_per_image[record.image_id] = [o.name for o in record.objects]
-            captions_per_image[record.image_id] = list(record.captions)
-            attributes |= {a for o in record.objects for a in o.attributes}
-        extra = sorted({name for names in names_per_image.values() for name in names})
-    else:
-        coco = read_json(annotations)
-        if not (isinstance(coco, dict) and "categories" in coco and "annotations" in coco):
-            raise RecordError(f"{annotations}: not COCO instances JSON nor an images.jsonl of ImageRecords")
-        with file_format(annotations, "COCO instances JSON (images, annotations, categories)"):
-            categories = {c["id"]: c["name"] for c in coco["categories"]}
-            for image in coco.get("images", []):
-                names_per_image.setdefault(str(image["id"]), [])
-            for index, annotation in enumerate(coco["annotations"]):
-                if annotation["category_id"] not in categories:
-                    raise RecordError(
-                        f"{annotations}: annotations[{index}]: field 'category_id': "
-                        f"{annotation['category_id']} is not in categories"
-                    )
-                names_per_image.setdefault(str(annotation["image_id"]), []).append(
-                    categories[annotation["category_id"]]
-                )
-                attributes |= set(annotation.get("attributes", []))  # hadpo's world export keeps them
-        # Categories outside the 80 COCO classes (a custom dataset in COCO format) are objects of their own.
-        extra = sorted(set(categories.values()))
+    read = _records_annotations if annotations.suffix == ".jsonl" else _coco_annotations
+    names_per_image, captions_per_image, attributes, extra, aliases = read(annotations)
     words = object_words(protocol, synonyms, extra, attributes)
     if reference_captions is not None:
         data = read_json(reference_captions)
@@ -177,19 +153,61 @@ def load_ground_truth(
         for caption in captions_per_image.get(image_id, []):
             objects |= {obj for _, obj in words.find(caption)}
         truth[image_id] = objects
-    if annotations.suffix != ".jsonl":
-        # Captions may name a COCO image by its file name, its stem, or hadpo's own id instead of the number.
-        for image in coco.get("images", []):
-            aliases = [image.get("file_name"), Path(image.get("file_name", "")).stem, image.get("hadpo_image_id")]
-            for alias in filter(None, aliases):
-                truth.setdefault(str(alias), truth.get(str(image["id"]), set()))
+    for alias, image_id in aliases.items():
+        truth.setdefault(alias, truth.get(image_id, set()))
     return truth, words
 
 
-def read_captions(path: str | Path) -> tuple[list[tuple[str, str]], list[str], int]:
+# (object names per image, reference captions per image, attribute words, names the vocabulary must cover,
+# other names of an image id -> the id)
+Annotations = tuple[dict[str, list[str]], dict[str, list[str]], set[str], list[str], dict[str, str]]
+
+
+def _records_annotations(path: Path) -> Annotations:
+    names_per_image: dict[str, list[str]] = {}
+    captions_per_image: dict[str, list[str]] = {}
+    attributes: set[str] = set()
+    for record in read_jsonl(path, ImageRecord):
+        names_per_image[record.image_id] = [o.name for o in record.objects]
+        captions_per_image[record.image_id] = list(record.captions)
+        attributes |= {a for o in record.objects for a in o.attributes}
+    extra = sorted({name for names in names_per_image.values() for name in names})
+    return names_per_image, captions_per_image, attributes, extra, {}
+
+
+def _coco_annotations(path: Path) -> Annotations:
+    coco = read_json(path)
+    if not (isinstance(coco, dict) and "categories" in coco and "annotations" in coco):
+        raise RecordError(f"{path}: not COCO instances JSON nor an images.jsonl of ImageRecords")
+    names_per_image: dict[str, list[str]] = {}
+    attributes: set[str] = set()
+    aliases: dict[str, str] = {}
+    with file_format(path, "COCO instances JSON (images, annotations, categories)"):
+        categories = {c["id"]: c["name"] for c in coco["categories"]}
+        for image in coco.get("images", []):
+            names_per_image.setdefault(str(image["id"]), [])
+            # Captions may name a COCO image by its file name, its stem, or hadpo's own id instead of the number.
+            names = [image.get("file_name"), Path(image.get("file_name", "")).stem, image.get("hadpo_image_id")]
+            for alias in filter(None, names):
+                aliases.setdefault(str(alias), str(image["id"]))
+        for index, annotation in enumerate(coco["annotations"]):
+            if annotation["category_id"] not in categories:
+                raise RecordError(
+                    f"{path}: annotations[{index}]: field 'category_id': "
+                    f"{annotation['category_id']} is not in categories"
+                )
+            names_per_image.setdefault(str(annotation["image_id"]), []).append(categories[annotation["category_id"]])
+            attributes |= set(annotation.get("attributes", []))  # hadpo's world export keeps them
+    # Categories outside the 80 COCO classes (a custom dataset in COCO format) are objects of their own.
+    return names_per_image, {}, attributes, sorted(set(categories.values())), aliases
+
+
+def read_captions(path: str | Path, several_per_image: bool = False) -> tuple[list[tuple[str, str]], list[str], int]:
     """(image_id, caption) pairs and where each came from. JSON lines (hadpo `Answer`/`Description` records or
     `{"image_id", "caption"|"text"}`), or a JSON list in the COCO results format. Bad entries are logged and
-    counted; returns (pairs, locations, skipped)."""
+    counted; returns (pairs, locations, skipped). CHAIR scores one caption per image: a second caption of an
+    image_id is an error (two runs in one file would be scored as one), unless `several_per_image` (the
+    reference code scores every caption it is given)."""
     path = Path(path)
     text = path.read_text(encoding="utf-8")
     entries: list[tuple[str, object]] = []
@@ -207,6 +225,7 @@ def read_captions(path: str | Path) -> tuple[list[tuple[str, str]], list[str], i
                     entries.append((f"{path}:{number}", f"not valid JSON ({error.msg})"))
     pairs, locations, skipped = [], [], 0
     first: dict[str, str] = {}
+    first_of_image: dict[str, str] = {}
     for where, entry in entries:
         caption = entry.get("caption", entry.get("text")) if isinstance(entry, dict) else None
         if not isinstance(entry, dict) or "image_id" not in entry or not isinstance(caption, str):
@@ -221,6 +240,12 @@ def read_captions(path: str | Path) -> tuple[list[tuple[str, str]], list[str], i
         if key in first:
             raise RecordError(f"{where}: caption of image {image_id} repeats {first[key]}")
         first[key] = where
+        if image_id in first_of_image and not several_per_image:
+            raise RecordError(
+                f"{where}: a second caption of image {image_id} (the first: {first_of_image[image_id]}); CHAIR "
+                "scores one caption per image (--several-per-image scores each, as the reference code does)"
+            )
+        first_of_image.setdefault(image_id, where)
         pairs.append((image_id, caption))
         locations.append(where)
     if not pairs:
@@ -234,9 +259,10 @@ def evaluate_chair(
     reference_captions: str | Path | None = None,
     protocol: str = "reference",
     synonyms: str | Path | Mapping[str, Iterable[str]] | None = None,
+    several_per_image: bool = False,
 ) -> ChairResult:
     truth, words = load_ground_truth(annotations, reference_captions, protocol, synonyms)
-    pairs, locations, unreadable = read_captions(captions)
+    pairs, locations, unreadable = read_captions(captions, several_per_image)
     result = score_captions(pairs, truth, words, locations)
     result.skipped += unreadable
     if not result.captions:

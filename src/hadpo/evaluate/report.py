@@ -37,31 +37,61 @@ HEADLINE = [
 
 
 def _get(data: dict, path: str):
+    """The value at a dotted key path, as written (None where a key is missing)."""
     for key in path.split("."):
         if not isinstance(data, dict) or key not in data:
             return None
         data = data[key]
-    return data if isinstance(data, (int, float)) and not isinstance(data, bool) else None
+    return data
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _number(data: dict, path: str) -> float | None:
+    value = _get(data, path)
+    return value if _is_number(value) else None
+
+
+def metric_entries(results: dict) -> list[tuple[str, str, object, bool]]:
+    """(label, key path, value as written, is_percentage) of every headline metric results.json holds, in table
+    order."""
+    rows = []
+    pope = results.get("pope", {})
+    splits = pope.get("splits", {}) if isinstance(pope.get("splits"), dict) else {}
+    for split in [*splits, "mean"]:
+        where = "pope.mean" if split == "mean" else f"pope.splits.{split}"
+        source = _get(results, where)
+        for name in POPE_METRICS:
+            if isinstance(source, dict) and name in source:
+                rows.append((f"POPE {split} {name}", f"{where}.{name}", source[name], True))
+    for split, agreement in (pope.get("mode_agreement") or {}).items():
+        rate = agreement.get("rate") if isinstance(agreement, dict) else agreement
+        rows.append((f"POPE {split} generate/logits agreement", f"pope.mode_agreement.{split}.rate", rate, True))
+    for section, path, label, percent in HEADLINE:
+        value = _get(results.get(section, {}), path)
+        if value is not None:
+            rows.append((label, f"{section}.{path}", value, percent))
+    for subtask, scores in (results.get("mme", {}).get("subtasks") or {}).items():
+        score = scores.get("score") if isinstance(scores, dict) else scores
+        rows.append((f"MME {subtask}", f"mme.subtasks.{subtask}.score", score, False))
+    return rows
 
 
 def headline_metrics(results: dict) -> list[tuple[str, float | None, bool]]:
     """(label, value, is_percentage) rows of the metrics a reader compares, in table order."""
-    rows = []
-    pope = results.get("pope", {})
-    for split in [*pope.get("splits", {}), "mean"]:
-        source = pope.get("mean", {}) if split == "mean" else pope["splits"][split]
-        for name in POPE_METRICS:
-            if name in source:
-                rows.append((f"POPE {split} {name}", source[name], True))
-    for split, agreement in pope.get("mode_agreement", {}).items():
-        rows.append((f"POPE {split} generate/logits agreement", agreement.get("rate"), True))
-    for section, path, label, percent in HEADLINE:
-        value = _get(results.get(section, {}), path)
-        if value is not None:
-            rows.append((label, value, percent))
-    for subtask, scores in results.get("mme", {}).get("subtasks", {}).items():
-        rows.append((f"MME {subtask}", scores["score"], False))
-    return rows
+    return [
+        (label, value if _is_number(value) else None, percent) for label, _, value, percent in metric_entries(results)
+    ]
+
+
+def check_metrics(results: dict, source: str) -> None:
+    """Every headline metric is a number, or null where it has none: a value such as "high" would show as "-"
+    and compare as if the metric were missing."""
+    for _, path, value, _ in metric_entries(results):
+        if value is not None and not _is_number(value):
+            raise RecordError(f"{source}: {path}: {value!r} is not a number (a metric is a number, or null)")
 
 
 def _format(value: float | None, percent: bool) -> str:
@@ -109,6 +139,7 @@ def load_results(path: str | Path, with_results: bool = True) -> dict:
         raise RecordError(f"{path}: not a hadpo results.json (expected a JSON object)")
     if with_results and not set(data) & set(SECTIONS):
         raise RecordError(f"{path}: no benchmark results in it (sections {', '.join(SECTIONS)}): nothing to compare")
+    check_metrics(data, str(path))
     return data
 
 
@@ -154,6 +185,29 @@ def _percent(value: float | None) -> float | None:
     return _scaled(value, 100)
 
 
+# (file, title, y label, [(section, key path, label)], scale): the plots beside POPE's.
+SUMMARY_PLOTS = [
+    (
+        "hallucination.png",
+        "Hallucination (lower is better)",
+        "%",
+        [("shr", "shr", "SHR"), ("chair", "chair_s", "CHAIRs"), ("chair", "chair_i", "CHAIRi")],
+        100,
+    ),
+    (
+        "length.png",
+        "Description length",
+        "words / sentences",
+        [
+            ("shr", "words_per_image", "words / image"),
+            ("shr", "sentences_per_image", "sentences / image"),
+            ("chair", "avg_length", "caption words"),
+        ],
+        1,
+    ),
+]
+
+
 def plot_comparison(results: dict[str, dict], folder: str | Path) -> list[Path]:
     """PNG plots comparing named results ({"before": ..., "after": ...}): POPE metrics per split, yes-ratio,
     SHR / CHAIR, and description length. A plot is drawn only when some result has its data."""
@@ -169,46 +223,29 @@ def plot_comparison(results: dict[str, dict], folder: str | Path) -> list[Path]:
         figure, axes = plt.subplots(1, len(splits), figsize=(5 * len(splits), 4), squeeze=False)
         for ax, split in zip(axes[0], splits):
             series = {
-                name: [_percent(_get(r.get("pope", {}), f"splits.{split}.{m}")) for m in POPE_METRICS[:4]]
+                name: [_percent(_number(r.get("pope", {}), f"splits.{split}.{m}")) for m in POPE_METRICS[:4]]
                 for name, r in results.items()
             }
             grouped_bars(ax, list(POPE_METRICS[:4]), series, f"POPE {split}", "%")
         save(figure, "pope_metrics.png")
         figure, ax = plt.subplots(figsize=(6, 4))
         series = {
-            name: [_percent(_get(r.get("pope", {}), f"splits.{s}.yes_ratio")) for s in splits]
+            name: [_percent(_number(r.get("pope", {}), f"splits.{s}.yes_ratio")) for s in splits]
             for name, r in results.items()
         }
         grouped_bars(ax, splits, series, "POPE yes-ratio (50 % = balanced)", "% answered yes")
         ax.axhline(50, color="grey", linestyle="--", linewidth=1)
         save(figure, "pope_yes_ratio.png")
-    for filename, title, ylabel, wanted, scale in [
-        (
-            "hallucination.png",
-            "Hallucination (lower is better)",
-            "%",
-            [("shr", "shr", "SHR"), ("chair", "chair_s", "CHAIRs"), ("chair", "chair_i", "CHAIRi")],
-            100,
-        ),
-        (
-            "length.png",
-            "Description length",
-            "words / sentences",
-            [
-                ("shr", "words_per_image", "words / image"),
-                ("shr", "sentences_per_image", "sentences / image"),
-                ("chair", "avg_length", "caption words"),
-            ],
-            1,
-        ),
-    ]:
+    for filename, title, ylabel, wanted, scale in SUMMARY_PLOTS:
         present = [
-            (s, p, label) for s, p, label in wanted if any(_get(r.get(s, {}), p) is not None for r in results.values())
+            (s, p, label)
+            for s, p, label in wanted
+            if any(_number(r.get(s, {}), p) is not None for r in results.values())
         ]
         if present:
             figure, ax = plt.subplots(figsize=(6, 4))
             series = {
-                name: [_scaled(_get(r.get(s, {}), p), scale) for s, p, _ in present] for name, r in results.items()
+                name: [_scaled(_number(r.get(s, {}), p), scale) for s, p, _ in present] for name, r in results.items()
             }
             grouped_bars(ax, [label for _, _, label in present], series, title, ylabel)
             save(figure, filename)

@@ -24,11 +24,19 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from hadpo.errors import RunFailed
 from hadpo.judge.base import Judge
-from hadpo.records import ImageRecord, Judgement, RecordError, Region, file_format, json_objects, read_json
+from hadpo.progress import progress_bar
+from hadpo.records import (
+    ImageRecord,
+    Judgement,
+    RecordError,
+    Region,
+    file_format,
+    json_objects,
+    read_json,
+    write_jsonl,
+)
 from hadpo.text import split_sentences
 
 log = logging.getLogger(__name__)
@@ -149,7 +157,7 @@ def evaluate_shr(
     workers = max(1, int(getattr(judge, "max_concurrency", 1)))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         futures = [pool.submit(_judge_one, judge, images[i], d, t) for d, i, t in todo]
-        judgements = [f.result() for f in tqdm(futures, desc=f"SHR {judge.name}", disable=not progress)]
+        judgements = [f.result() for f in progress_bar(futures, desc=f"SHR {judge.name}", disable=not progress)]
     texts = {d: t for d, _, t in todo}
     return shr_metrics(judgements, texts, judge.name, skipped), judgements
 
@@ -223,6 +231,25 @@ def images_from_visual_genome(
                     regions.setdefault(image_id, []).append(Region(phrase=region["phrase"].strip(), box=box))
     with file_format(image_data, "Visual Genome image_data.json"):
         return _vg_records(read_json(image_data), wanted, regions, notes)
+
+
+def write_visual_genome_images(
+    out: str | Path,
+    image_data: str | Path,
+    region_descriptions: str | Path,
+    factual_notes: list[str | Path] = (),
+    image_ids: str | Path | None = None,
+    image_root: str | Path | None = None,
+) -> Path:
+    """The SHR images as an images.jsonl of `ImageRecord`s (`out`), converted from the release's inputs by
+    `images_from_visual_genome`; `image_root` is the folder holding VG_100K/ and VG_100K_2/, needed to describe
+    the images (paths are written absolute under it), not to judge descriptions already written."""
+    records = images_from_visual_genome(image_data, region_descriptions, factual_notes, image_ids)
+    if image_root:
+        for record in records:
+            record.path = str((Path(image_root) / record.path).resolve())
+    write_jsonl(out, records)
+    return Path(out)
 
 
 def _vg_records(

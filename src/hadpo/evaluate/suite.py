@@ -11,7 +11,8 @@ from hadpo.errors import RunFailed
 from hadpo.evaluate import chair, mme, pope, report, shr
 from hadpo.inference import DecodingConfig, Query, load_model, mode_agreement, run_queries
 from hadpo.judge.base import Judge
-from hadpo.records import Answer, ImageRecord, read_jsonl, write_jsonl
+from hadpo.judge.config import JudgeConfig, make_judge
+from hadpo.records import Answer, ImageRecord, RecordError, read_jsonl, write_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +110,9 @@ def score_pope_answers(
     """Score one split's answers you have; with `out_dir`, merge it into the pope section of results.json (as the
     split named in the question file) so that reports and exports see it."""
     metrics = pope.score_pope(questions, answers, strict=strict, protocol=protocol)
+    if not metrics["n"]:  # metrics of nothing read 0.00: a file that could not be scored is no result
+        why = "empty, left out by the hadpo protocol" if metrics["empty_answers"] else "without an answer text"
+        raise RecordError(f"{answers}: no answer could be scored ({metrics['skipped_answers']} skipped: {why})")
     if out_dir is not None:
         split = _split_name(Path(questions), pope.read_questions(questions)[0])
         section = (
@@ -142,10 +146,12 @@ def run_chair(
     model: str = "",
     protocol: str = "reference",
     synonyms: str | Path | dict | None = None,
+    several_per_image: bool = False,
 ) -> dict:
     """Score captions with CHAIR (`protocol`: "reference" or "hadpo"; `synonyms`: a vocabulary in place of the
-    protocol's COCO table, e.g. a dataset's own category names) and write chair_detail.jsonl."""
-    result = chair.evaluate_chair(captions, annotations, reference_captions, protocol, synonyms)
+    protocol's COCO table, e.g. a dataset's own category names; `several_per_image`: score every caption of an
+    image, else a second one is an error) and write chair_detail.jsonl."""
+    result = chair.evaluate_chair(captions, annotations, reference_captions, protocol, synonyms, several_per_image)
     chair.write_details(Path(out_dir) / "chair_detail.jsonl", result)
     metrics = result.metrics() | {"captions_file": str(captions)}
     report.update_results(out_dir, "chair", metrics, model=model)
@@ -155,13 +161,17 @@ def run_chair(
 def run_shr(
     descriptions: str | Path,
     images_file: str | Path,
-    judge: Judge,
+    judge: Judge | JudgeConfig,
     out_dir: str | Path,
     model: str = "",
     progress: bool = True,
 ) -> dict:
+    """Judge the descriptions with `judge` (a judge, or the config `hadpo.judge.config.make_judge` builds one
+    from, over these images) and write shr_judgements.jsonl."""
     triples, unreadable = shr.read_descriptions(descriptions)
     images = {r.image_id: r for r in read_jsonl(images_file, ImageRecord)}
+    if isinstance(judge, JudgeConfig):
+        judge = make_judge(judge, images.values())
     result, judgements = shr.evaluate_shr(triples, images, judge, progress=progress)
     result.skipped += unreadable
     write_jsonl(Path(out_dir) / "shr_judgements.jsonl", judgements)

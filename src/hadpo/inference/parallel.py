@@ -22,6 +22,7 @@ STOP = "stop"
 # with an LLM for hours between two model stages.
 WAIT = timedelta(days=3)
 _group = None  # the gloo process group that carries jobs (set up once per process)
+# torch.distributed and accelerate are imported in the functions below: only a multi-process launch calls them.
 
 
 @dataclass

@@ -3,7 +3,7 @@ server): bounded concurrency, a request-rate limit, retries on 429 / 5xx / timeo
 on-disk cache keyed by the content hash of the request, and token + cost accounting.
 
 HA-DPO (arXiv 2311.16839) runs thousands of GPT-4 calls to judge and rewrite descriptions; a rerun with the same
-inputs must cost nothing, so every successful answer is cached and a cache hit makes no request.
+inputs must cost nothing, so every successful answer is cached (`llm_cache`) and a cache hit makes no request.
 
 Retries are the openai SDK's own (`max_retries`; exponential backoff from 0.5 s with jitter, Retry-After
 honoured). Every HTTP attempt, the SDK's retries included, passes through this module's transport, which waits
@@ -22,21 +22,19 @@ exit 1) and the calls after it are not sent.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 import re
 import threading
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import openai
 from openai.types.chat import ChatCompletion
 
 from hadpo.config import Config
 from hadpo.errors import RunFailed, redact, register_secret
+from hadpo.judge.llm_cache import AnswerCache, Completion, request_key
 
 try:  # the HTTP library under the openai SDK: httpx, named httpx2 from the SDK's 3.x releases on
     import httpx2 as httpx
@@ -110,14 +108,6 @@ class Usage:
         return asdict(self)
 
 
-@dataclass
-class Completion:
-    text: str
-    prompt_tokens: int
-    completion_tokens: int
-    cached: bool = False
-
-
 class LLMError(RuntimeError):
     """The endpoint did not give an answer to this request after all retries; the record fails, the run goes on."""
 
@@ -177,12 +167,6 @@ class CountingTransport(httpx.HTTPTransport):
         return response
 
 
-def request_key(model: str, messages: list[dict], params: dict) -> str:
-    """Content hash of a request: the same model, messages and decoding settings give the same key."""
-    payload = json.dumps({"model": model, "messages": messages, "params": params}, sort_keys=True)
-    return hashlib.sha256(payload.encode()).hexdigest()
-
-
 class LLMClient:
     def __init__(self, config: LLMConfig):
         self.config = config
@@ -190,7 +174,7 @@ class LLMClient:
         self.lock = threading.Lock()
         self.slots = threading.BoundedSemaphore(max(1, config.max_concurrency))
         self.rate = RateLimiter(config.requests_per_minute)
-        self.cache_dir = Path(config.cache_dir) if config.cache_dir else None
+        self.cache = AnswerCache(config.cache_dir)
         self.attempts = threading.local()  # HTTP attempts of the call running on this thread
         self.refused: EndpointRefused | None = None
         self.client = openai.OpenAI(
@@ -200,37 +184,6 @@ class LLMClient:
             max_retries=config.max_retries,
             http_client=openai.DefaultHttpxClient(transport=CountingTransport(self)),
         )
-
-    # -- cache --
-
-    def _cache_path(self, key: str) -> Path | None:
-        return self.cache_dir / key[:2] / f"{key}.json" if self.cache_dir else None
-
-    def _cache_get(self, key: str) -> Completion | None:
-        path = self._cache_path(key)
-        if path is None or not path.exists():
-            return None
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            return Completion(data["text"], data["prompt_tokens"], data["completion_tokens"], cached=True)
-        except (OSError, ValueError, KeyError):
-            log.warning("ignoring unreadable cache entry %s", path)
-            return None
-
-    def _cache_put(self, key: str, completion: Completion) -> None:
-        path = self._cache_path(key)
-        if path is None:
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        data = {
-            "text": completion.text,
-            "prompt_tokens": completion.prompt_tokens,
-            "completion_tokens": completion.completion_tokens,
-        }
-        # Write then rename: a crash mid-write never leaves a half entry that a rerun would trust.
-        temporary = path.with_suffix(f".{threading.get_ident()}.tmp")
-        temporary.write_text(json.dumps(data), encoding="utf-8")
-        temporary.replace(path)
 
     # -- calls --
 
@@ -245,7 +198,7 @@ class LLMClient:
         again and the cache entry replaced). Raises LLMError."""
         params = self.params()
         key = request_key(self.config.model, messages, params)
-        cached = None if refresh else self._cache_get(key)
+        cached = None if refresh else self.cache.get(key)
         if cached is not None:
             with self.lock:
                 self.usage.cache_hits += 1
@@ -254,7 +207,7 @@ class LLMClient:
             return cached
         with self.slots:
             completion = self._call(messages, params)
-        self._cache_put(key, completion)
+        self.cache.put(key, completion)
         return completion
 
     def _call(self, messages: list[dict], params: dict) -> Completion:

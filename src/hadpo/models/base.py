@@ -71,6 +71,8 @@ class VLMFamily:
         return processor.tokenizer.convert_tokens_to_ids(self.image_token(processor))
 
     def load_processor(self, name_or_path: str):
+        # Deferred: the Auto classes load transformers' processing code; train/collate.py imports this module for
+        # the VLMFamily type alone.
         from transformers import AutoProcessor
 
         return AutoProcessor.from_pretrained(name_or_path)

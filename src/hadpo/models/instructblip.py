@@ -18,6 +18,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tokenizers import AddedToken
+from transformers import AutoProcessor
+
 from hadpo.models.base import LM_QKV_NAMES, VLMFamily
 
 
@@ -28,9 +31,6 @@ class InstructBlipFamily(VLMFamily):
         return getattr(token, "content", token)
 
     def load_processor(self, name_or_path: str):
-        from tokenizers import AddedToken
-        from transformers import AutoProcessor
-
         processor = AutoProcessor.from_pretrained(name_or_path)
         # transformers' processor needs an AddedToken here but takes a tokenizer's string image_token as is.
         if isinstance(processor.image_token, str):

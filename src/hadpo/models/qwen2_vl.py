@@ -14,8 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from transformers import Qwen2VLProcessor
+from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer, Qwen2VLProcessor
 from transformers.processing_utils import ProcessorMixin
+from transformers.utils import is_torchvision_available
 
 from hadpo.models.base import VLMFamily
 
@@ -32,9 +33,6 @@ class Qwen2VLImageOnlyProcessor(Qwen2VLProcessor):
 @dataclass(frozen=True)
 class Qwen2VLFamily(VLMFamily):
     def load_processor(self, name_or_path: str):
-        from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer
-        from transformers.utils import is_torchvision_available
-
         if is_torchvision_available():
             return AutoProcessor.from_pretrained(name_or_path)
         tokenizer = AutoTokenizer.from_pretrained(name_or_path)

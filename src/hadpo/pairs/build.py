@@ -21,14 +21,13 @@ from collections import Counter
 
 from hadpo.config import save_config
 from hadpo.errors import RunFailed
-from hadpo.judge.llm import LLMJudge, LLMRewriter
-from hadpo.judge.llm_client import LLMClient
+from hadpo.judge.config import make_judge, make_rewriter
 from hadpo.judge.offline import AnnotationJudge
 from hadpo.pairs.config import PairsConfig
 from hadpo.pairs.describe import sample_descriptions
 from hadpo.pairs.judging import judge_descriptions, judge_stats
 from hadpo.pairs.qa import co_occurrence_facts, collect_facts, qa_pairs, sample_answers
-from hadpo.pairs.rewrite import ParaphraseRewriter, description_pairs, rewrite_judged, rewrite_stats
+from hadpo.pairs.rewrite import description_pairs, rewrite_judged, rewrite_stats
 from hadpo.pairs.sources import load_coco, load_folder, load_visual_genome, validate_images
 from hadpo.pairs.spans import mark_spans, restated_counts
 from hadpo.pairs.store import BuildFiles, Ledger, update_stats, write_atomic
@@ -107,35 +106,6 @@ def _counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{reason} {count}" for reason, count in counts.items()) or "none counted"
 
 
-def make_judge(config: PairsConfig, records: list[ImageRecord], exhaustive: list[str], files: BuildFiles):
-    judge = config.judge
-    if judge.kind == "annotations":
-        return AnnotationJudge.from_records(
-            records,
-            judge.synonyms,
-            [*exhaustive, *judge.exhaustive_names],
-            judge.extra_names,
-            judge.fill_absent,
-        )
-    if judge.kind == "llm":
-        judge.llm.cache_dir = judge.llm.cache_dir or str(files.cache)
-        return LLMJudge(judge.llm, judge.template)
-    raise ValueError(f"unknown judge.kind {judge.kind!r} (annotations, llm)")
-
-
-def make_rewriter(config: PairsConfig, judge, files: BuildFiles):
-    rewrite = config.rewrite
-    if rewrite.kind == "offline":
-        return ParaphraseRewriter()
-    if rewrite.kind == "llm":
-        llm = rewrite.llm or config.judge.llm
-        llm.cache_dir = llm.cache_dir or str(files.cache)
-        # Share the judge's client when the endpoint is the same: one concurrency bound, one usage account.
-        client = judge.client if isinstance(judge, LLMJudge) and rewrite.llm is None else LLMClient(llm)
-        return LLMRewriter(llm, rewrite.template, client=client)
-    raise ValueError(f"unknown rewrite.kind {rewrite.kind!r} (offline, llm)")
-
-
 def ground_truth_agreement(spec: str, files: BuildFiles, images: dict[str, ImageRecord]) -> dict:
     """Share of sentences of the sampled descriptions where the judge's label equals `module:function`'s."""
     module, _, name = spec.partition(":")
@@ -207,8 +177,8 @@ def run_build(
     records, exhaustive = load_source(config, files, ledger)
     save_config(config, files.config)  # once the input is known good: a refused config never replaces it
     images = {r.image_id: r for r in records}
-    judge = make_judge(config, records, exhaustive, files)
-    rewriter = make_rewriter(config, judge, files)
+    judge = make_judge(config.judge, records, exhaustive, cache_dir=files.cache)
+    rewriter = make_rewriter(config.rewrite, config.judge, judge, cache_dir=files.cache)
     stats: dict = {}  # this run's numbers per stage
     if "describe" in stages:
         stats["describe"] = sample_descriptions(records, files, config.describe, ledger, model_and_processor, dry_run)

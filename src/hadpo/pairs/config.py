@@ -11,7 +11,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from hadpo.config import Config
-from hadpo.judge.llm_client import LLMConfig
+from hadpo.judge.config import JudgeConfig, RewriteConfig
 from hadpo.pairs.describe import DescribeConfig
 from hadpo.pairs.qa import QA_KINDS, AnswerSampling
 
@@ -29,27 +29,6 @@ class SourceConfig(Config):
     min_objects: int = 0  # HA-DPO keeps images with neither too few ...
     max_objects: int = 1000  # ... nor too many annotated objects
     limit: int | None = None  # first N images only
-
-
-class JudgeConfig(Config):
-    kind: Literal["annotations", "llm"] = "annotations"  # annotations (offline) | llm
-    synonyms: dict[str, list[str]] = {}  # annotations: canonical name -> synonyms
-    extra_names: list[str] = []  # annotations: object words to detect beyond annotations
-    exhaustive_names: list[str] = []  # annotations: classes annotated exhaustively
-    fill_absent: bool = True  # annotations: correct "an absent X" into an annotated object the text omits
-    # llm: bundled template name or a path to a template file; v2 adds: a correction never states a fact twice
-    template: str = "judge_v2"
-    llm: LLMConfig = Field(default_factory=LLMConfig)
-    retry_failed: bool = False  # redo judgements recorded as failed
-
-
-class RewriteConfig(Config):
-    k: int = Field(3, ge=0)  # rewrites per pair (the paper: 3)
-    kind: Literal["offline", "llm"] = (
-        "offline"  # offline (paraphrase) | llm (same endpoint as the judge unless llm is given)
-    )
-    template: str = "rewrite_v1"
-    llm: LLMConfig | None = None
 
 
 class ShortAnswers(Config):

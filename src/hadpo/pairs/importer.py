@@ -18,7 +18,6 @@ with one line naming it and counted. An import that keeps no pair fails and writ
 from __future__ import annotations
 
 import random
-from collections import Counter
 from pathlib import Path
 
 from hadpo.errors import RunFailed
@@ -64,39 +63,65 @@ def import_release(
     if output.is_dir():
         raise RecordError(f"--output {output}: is a folder; give the pairs.jsonl file to write")
     ensure_dir(output.parent, "--output's folder")
-    ledger = Ledger(output.parent / "events.jsonl")
-    image_dir = Path(image_dir).resolve()
-    pairs: list[PreferencePair] = []
-    counts: Counter = Counter()
+    images = _ReleaseImages(Path(image_dir).resolve(), Ledger(output.parent / "events.jsonl"))
+    described = _description_pairs(desc_entries, images, seed)
+    asked, marked_correct = _question_pairs(pope_entries, images)
+    pairs = described + asked
+    skipped = images.ledger.counts("skipped")
+    if not pairs:
+        raise RunFailed(
+            f"no pairs imported from {len(desc_entries)} desc_data and {len(pope_entries)} pope_data "
+            f"entries (skipped: {', '.join(f'{k} {v}' for k, v in skipped.items()) or 'none'}; "
+            f"{marked_correct} marked correct); {output} not written"
+        )
+    write_atomic(output, pairs)
+    stats = {
+        "pairs": {"desc": len(described), "qa": len(asked), "total": len(pairs)},
+        "qa_skipped_correct": marked_correct,
+        "skipped": skipped,
+    }
+    update_stats(output.parent / "stats.json", stats)
+    return stats
 
-    def image_path(entry_id: str, image_id) -> str | None:
-        path = image_dir / f"{image_id}.jpg"
+
+class _ReleaseImages:
+    """The release's images, `<image_dir>/<image_id>.jpg`; an entry without one is skipped in the ledger."""
+
+    def __init__(self, image_dir: Path, ledger: Ledger):
+        self.image_dir, self.ledger = image_dir, ledger
+
+    def path(self, entry_id: str, image_id) -> str | None:
         if image_id in (None, ""):
-            ledger.skip("import", entry_id, "missing_field", "image_id")
+            self.ledger.skip("import", entry_id, "missing_field", "image_id")
             return None
+        path = self.image_dir / f"{image_id}.jpg"
         if not path.exists():
-            ledger.skip("import", entry_id, "missing_image", str(path))
+            self.ledger.skip("import", entry_id, "missing_image", str(path))
             return None
         return str(path)
 
-    for index, entry in enumerate(desc_entries):
+
+def _description_pairs(entries: list[dict], images: _ReleaseImages, seed: int) -> list[PreferencePair]:
+    """desc_data: rewrite i of the chosen texts paired with rewrite i of the rejected ones."""
+    pairs = []
+    for index, entry in enumerate(entries):
         entry_id = f"desc_data[{index}] (image {entry.get('image_id')})"
-        path = image_path(entry_id, entry.get("image_id"))
+        path = images.path(entry_id, entry.get("image_id"))
         chosen, rejected = _text_list(entry.get("chosen")), _text_list(entry.get("rejected"))
         if path is None:
             continue
         if not chosen or not rejected:
-            ledger.skip("import", entry_id, "missing_field", "chosen/rejected empty")
+            images.ledger.skip("import", entry_id, "missing_field", "chosen/rejected empty")
             continue
         if len(chosen) != len(rejected):
             # Rewrite i of the chosen texts pairs with rewrite i of the rejected ones: unequal lists cannot pair.
-            ledger.skip("import", entry_id, "count_mismatch", f"{len(chosen)} chosen, {len(rejected)} rejected")
+            images.ledger.skip("import", entry_id, "count_mismatch", f"{len(chosen)} chosen, {len(rejected)} rejected")
             continue
         image_id = str(entry["image_id"])
         prompt = random.Random(f"{seed}:{image_id}").choice(DESCRIBE_PROMPTS)
         for rewrite, (good, bad) in enumerate(zip(chosen, rejected), start=1):
             if good == bad:
-                ledger.skip("import", f"{entry_id} rewrite {rewrite}", "identical_texts", "chosen == rejected")
+                images.ledger.skip("import", f"{entry_id} rewrite {rewrite}", "identical_texts", "chosen == rejected")
                 continue
             pairs.append(
                 PreferencePair(
@@ -111,24 +136,28 @@ def import_release(
                     rewrite_index=rewrite,
                 )
             )
-            counts["desc"] += 1
+    return pairs
 
-    for index, entry in enumerate(pope_entries):
+
+def _question_pairs(entries: list[dict], images: _ReleaseImages) -> tuple[list[PreferencePair], int]:
+    """pope_data: one QA pair per entry the release does not mark correct; returns the pairs and that count."""
+    pairs, marked_correct = [], 0
+    for index, entry in enumerate(entries):
         entry_id = f"pope_data[{index}] (image {entry.get('image_id')})"
         if entry.get("correct") is True:
-            counts["qa_skipped_correct"] += 1
+            marked_correct += 1
             continue
-        path = image_path(entry_id, entry.get("image_id"))
+        path = images.path(entry_id, entry.get("image_id"))
         question = entry.get("question", "")
         chosen = entry.get("chosen", "")
         rejected = entry.get("reject", entry.get("rejected", ""))
         if path is None:
             continue
         if not all(isinstance(t, str) and t.strip() for t in (question, chosen, rejected)):
-            ledger.skip("import", entry_id, "missing_field", "question/chosen/reject")
+            images.ledger.skip("import", entry_id, "missing_field", "question/chosen/reject")
             continue
         if chosen.strip() == rejected.strip():
-            ledger.skip("import", entry_id, "identical_texts", "chosen == reject")
+            images.ledger.skip("import", entry_id, "identical_texts", "chosen == reject")
             continue
         image_id = str(entry["image_id"])
         pairs.append(
@@ -143,20 +172,4 @@ def import_release(
                 judge="ha-dpo-release",
             )
         )
-        counts["qa"] += 1
-
-    skipped = ledger.counts("skipped")
-    if not pairs:
-        raise RunFailed(
-            f"no pairs imported from {len(desc_entries)} desc_data and {len(pope_entries)} pope_data "
-            f"entries (skipped: {', '.join(f'{k} {v}' for k, v in skipped.items()) or 'none'}; "
-            f"{counts['qa_skipped_correct']} marked correct); {output} not written"
-        )
-    write_atomic(output, pairs)
-    stats = {
-        "pairs": {"desc": counts["desc"], "qa": counts["qa"], "total": len(pairs)},
-        "qa_skipped_correct": counts["qa_skipped_correct"],
-        "skipped": skipped,
-    }
-    update_stats(output.parent / "stats.json", stats)
-    return stats
+    return pairs, marked_correct

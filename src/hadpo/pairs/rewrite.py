@@ -4,9 +4,9 @@ re-judged, and the description pairs themselves.
 HA-DPO (arXiv 2311.16839, section 3.2, "style-consistent data augmentation"): the positive (corrected text) and the
 negative (the model's own description) are both rewritten by GPT-4, keeping their polarity, 3 times, so that a
 pair differs in hallucination and not in style. Here a rewriter returns rewrite i of both texts in one style
-(`LLMRewriter` in one call; the offline `ParaphraseRewriter` by applying one set of phrasing choices and one
-sentence order to both). Every rewrite is re-judged: a positive that gained a hallucination or a negative that
-lost all of them is dropped and counted; so is a corrected positive that is not clean itself.
+(`hadpo.judge`: `LLMRewriter` in one call; the offline `ParaphraseRewriter` by applying one set of phrasing
+choices and one sentence order to both). Every rewrite is re-judged: a positive that gained a hallucination or a
+negative that lost all of them is dropped and counted; so is a corrected positive that is not clean itself.
 
 Output: `rewrites.jsonl`, one `RewriteSet` per hallucinated description (resumable by description id); the
 description pairs are derived from it by `description_pairs`.
@@ -14,8 +14,6 @@ description pairs are derived from it by `description_pairs`.
 
 from __future__ import annotations
 
-import random
-import re
 from concurrent.futures import ThreadPoolExecutor
 
 from hadpo.judge.base import Judge
@@ -30,66 +28,8 @@ from hadpo.records import (
     RewriteSet,
     iter_jsonl,
 )
-from hadpo.text import join_sentences, split_sentences
 
 CHUNK = 32
-
-# Phrasings with the same meaning; a style picks one member of each class for every sentence of both texts.
-# Classes are disjoint, and the determiner guards keep "there is" from meeting a plural.
-PHRASINGS = [
-    (["there is", "we can see", "one can see", "you can see"], r"(?=\s+(?:a|an|one)\b)"),
-    (
-        ["there are", "we can see", "one can see", "you can see"],
-        r"(?=\s+(?:two|three|four|five|several|some)\b)",
-    ),
-    (["sits at", "is at", "is located at", "is placed at"], ""),
-    (["sits in", "is in", "is located in", "appears in"], ""),
-    (["in the image", "in the picture", "in the scene"], ""),
-    (["the image shows", "the picture shows", "this image shows"], ""),
-]
-
-
-# --- offline paraphrase ---------------------------------------------------------------------------------------
-
-
-def rephrase(sentence: str, choices: list[int]) -> str:
-    """`sentence` with every phrasing of class c replaced by member choices[c]."""
-    for (members, guard), choice in zip(PHRASINGS, choices):
-        pattern = r"\b(" + "|".join(re.escape(m) for m in sorted(members, key=len, reverse=True)) + r")\b" + guard
-        sentence = re.sub(pattern, members[choice % len(members)], sentence, flags=re.IGNORECASE)
-    return sentence
-
-
-class ParaphraseRewriter:
-    """Meaning-preserving offline rewrites: equivalent phrasings and sentence order, one style per rewrite index
-    applied to both texts of a pair."""
-
-    name = "offline_paraphrase"
-    max_concurrency = 1
-
-    def rewrite_pair(self, positive: str, negative: str, k: int, key: str = "") -> list[tuple[str, str]]:
-        rewrites = []
-        for index in range(1, k + 1):
-            rng = random.Random(f"{key}:{index}")
-            choices = [rng.randrange(len(members)) for members, _ in PHRASINGS]
-            order = rng.choice(["reverse", "rotate", "shuffle"]) if index > 1 else "keep"
-            order_seed = rng.random()
-            rewrites.append(tuple(self._restyle(text, choices, order, order_seed) for text in (positive, negative)))
-        return rewrites
-
-    @staticmethod
-    def _restyle(text: str, choices: list[int], order: str, order_seed: float) -> str:
-        sentences = [rephrase(s, choices) for s in split_sentences(text)]
-        if order == "reverse":
-            sentences.reverse()
-        elif order == "rotate" and sentences:
-            sentences = sentences[1:] + sentences[:1]
-        elif order == "shuffle":
-            random.Random(order_seed).shuffle(sentences)
-        return join_sentences(sentences)
-
-
-# --- the stage --------------------------------------------------------------------------------------------------
 
 
 def rewrite_set(

@@ -104,31 +104,9 @@ def _load_visual_genome(
     if objects is None and attributes is None:
         raise ValueError("Visual Genome source: give objects.json or attributes.json")
     wanted = {str(i) for i in image_ids} if image_ids is not None else None
-    objects_by_image: dict[str, list[ObjectAnnotation]] = defaultdict(list)
-    for entry in read_json(attributes or objects):
-        key = _image_key(entry) if "image_id" in entry or "id" in entry else _image_key(entry.get("image", {}))
-        if wanted is not None and key not in wanted:
-            continue
-        for obj in entry.get("attributes" if attributes else "objects") or []:
-            name = _vg_name(obj)
-            if name:
-                attrs = [a.strip().lower() for a in obj.get("attributes") or [] if a.strip()]
-                objects_by_image[key].append(ObjectAnnotation(name=name, attributes=attrs, box=_box(obj)))
-    regions_by_image: dict[str, list[Region]] = defaultdict(list)
-    for entry in read_json(region_descriptions) if region_descriptions else []:
-        for region in entry.get("regions") or []:
-            key = str(region.get("image_id", _image_key(entry)))
-            if (wanted is None or key in wanted) and region.get("phrase", "").strip():
-                regions_by_image[key].append(Region(phrase=region["phrase"].strip(), box=_box(region)))
-    for entry in read_json(relationships) if relationships else []:
-        key = _image_key(entry)
-        for relation in entry.get("relationships") or [] if wanted is None or key in wanted else []:
-            subject, target = relation.get("subject", {}), relation.get("object", {})
-            phrase = f"{_vg_name(subject)} {relation.get('predicate', '').strip().lower()} {_vg_name(target)}"
-            if len(phrase.split()) >= 3:
-                regions_by_image[key].append(Region(phrase=phrase, box=_box(subject)))
+    objects_by_image = _vg_objects(attributes or objects, "attributes" if attributes else "objects", wanted)
+    regions_by_image = _vg_regions(region_descriptions, relationships, wanted)
     sizes = {_image_key(e): (e["width"], e["height"]) for e in read_json(image_data)} if image_data else {}
-
     records = []
     for key in sorted(objects_by_image, key=lambda k: (len(k), k)):
         if sizes and key not in sizes:
@@ -151,6 +129,40 @@ def _load_visual_genome(
             )
         )
     return records
+
+
+def _vg_objects(path, field: str, wanted: set[str] | None) -> dict[str, list[ObjectAnnotation]]:
+    """Objects per image from objects.json (`field` "objects") or attributes.json ("attributes", with their
+    attribute words)."""
+    objects_by_image: dict[str, list[ObjectAnnotation]] = defaultdict(list)
+    for entry in read_json(path):
+        key = _image_key(entry) if "image_id" in entry or "id" in entry else _image_key(entry.get("image", {}))
+        if wanted is not None and key not in wanted:
+            continue
+        for obj in entry.get(field) or []:
+            name = _vg_name(obj)
+            if name:
+                attrs = [a.strip().lower() for a in obj.get("attributes") or [] if a.strip()]
+                objects_by_image[key].append(ObjectAnnotation(name=name, attributes=attrs, box=_box(obj)))
+    return objects_by_image
+
+
+def _vg_regions(region_descriptions, relationships, wanted: set[str] | None) -> dict[str, list[Region]]:
+    """Region phrases per image: the region descriptions, and each relationship as "subject predicate object"."""
+    regions_by_image: dict[str, list[Region]] = defaultdict(list)
+    for entry in read_json(region_descriptions) if region_descriptions else []:
+        for region in entry.get("regions") or []:
+            key = str(region.get("image_id", _image_key(entry)))
+            if (wanted is None or key in wanted) and region.get("phrase", "").strip():
+                regions_by_image[key].append(Region(phrase=region["phrase"].strip(), box=_box(region)))
+    for entry in read_json(relationships) if relationships else []:
+        key = _image_key(entry)
+        for relation in entry.get("relationships") or [] if wanted is None or key in wanted else []:
+            subject, target = relation.get("subject", {}), relation.get("object", {})
+            phrase = f"{_vg_name(subject)} {relation.get('predicate', '').strip().lower()} {_vg_name(target)}"
+            if len(phrase.split()) >= 3:
+                regions_by_image[key].append(Region(phrase=phrase, box=_box(subject)))
+    return regions_by_image
 
 
 def load_coco(

@@ -1,11 +1,11 @@
 """The world's verbs, `hadpo world build | pretrain` and `hadpo demo`, found by `hadpo.cli` through the
-`hadpo.cli` entry-point group (pyproject.toml), so that the toolkit's command line never imports the world."""
+`hadpo.cli` entry-point group (pyproject.toml), so that the toolkit's command line never imports the world.
+
+`hadpo` builds its parser, and so calls `register` here, on every call: the world's modules (the tiny LLaVA's
+transformers classes, the demo's stages) are imported when a world verb runs, not by every other verb.
+"""
 
 from __future__ import annotations
-
-from hadpo.world.demo import load_demo_config, run_demo
-from hadpo.world.pretrain import pretrain_base
-from hadpo.world.scenes import build_world
 
 
 def register(subparsers) -> None:
@@ -41,11 +41,7 @@ def register_demo(subparsers) -> None:
         metavar="key=value",
         help="demo config keys on top of --config, e.g. train.logps_reduction=sum eval.pope_images=200",
     )
-    demo.set_defaults(
-        func=lambda args: (
-            run_demo(args.config, args.seed, args.runs_dir, args.ablate, args.overrides, args.methods) and 0
-        )
-    )
+    demo.set_defaults(func=_demo)
 
 
 def register_world(subparsers) -> None:
@@ -62,13 +58,27 @@ def register_world(subparsers) -> None:
         verb.set_defaults(func=func)
 
 
+def _demo(args) -> int:
+    from hadpo.world.demo import run_demo  # deferred: see the module docstring
+
+    run_demo(args.config, args.seed, args.runs_dir, args.ablate, args.overrides, args.methods)
+    return 0
+
+
 def _build(args) -> int:
+    from hadpo.world.demo import load_demo_config  # deferred: see the module docstring
+    from hadpo.world.scenes import build_world
+
     files = build_world(load_demo_config(args.config, args.seed).world, args.runs_dir)
     print(files.root)
     return 0
 
 
 def _pretrain(args) -> int:
+    from hadpo.world.demo import load_demo_config  # deferred: see the module docstring
+    from hadpo.world.pretrain import pretrain_base
+    from hadpo.world.scenes import build_world
+
     demo = load_demo_config(args.config, args.seed)
     model_dir = pretrain_base(demo.world, build_world(demo.world, args.runs_dir), demo.pretrain, args.runs_dir)
     print(model_dir)

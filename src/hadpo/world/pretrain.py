@@ -18,129 +18,36 @@ yields "Yes." to it, and descriptions learn to name one after a family member.
 The result is cached under runs/base/<digest>/ as an ordinary hub-style folder (model + processor), with
 pretrain.json: per stage its steps, seconds, losses, until_existence checks, and the held-out existence accuracy
 after it for each probe kind (a present object, a random absent one, an absent member of a present family).
+
+The recipe is `pretrain_config.PretrainConfig`; conversations become tensors in `batches`; the held-out existence
+questions are `probes`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import random
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
 from PIL import Image
-from pydantic import Field
 from torch import nn
-from tqdm import tqdm
 
-from hadpo.config import Config
+from hadpo.progress import progress_bar
 from hadpo.records import ImageRecord, read_jsonl, resolve_image_path
+from hadpo.world.batches import collate, encode_conversation, weighted_loss
 from hadpo.world.config import WorldConfig
-from hadpo.world.data import caption_turn, corpus, existence_question, question_turns
+from hadpo.world.data import caption_turn, corpus, question_turns
+from hadpo.world.pretrain_config import InstructionStage, PretrainConfig
+from hadpo.world.probes import PROBE_KINDS, existence_accuracy, until_measure
 from hadpo.world.scenes import WorldFiles
-from hadpo.world.tiny import IMAGE_TOKEN, TinyLlavaSpec, build_tiny_llava, train_tokenizer
+from hadpo.world.tiny import build_tiny_llava, train_tokenizer
 
-IGNORE = -100
-RECIPE_VERSION = 2  # part of the cache key: a code change that changes what is trained bumps it
 HELD_OUT = 256  # pretrain images the language stages never train on: they check existence answers
-
-
-class InstructionStage(Config):
-    """One phase of instruction tuning: what its conversations look like and how long it lasts."""
-
-    name: str
-    steps: int = Field(ge=0, description="optimizer steps (the minimum, with until_existence)")
-    describe_probability: float = Field(0.5, ge=0.0, le=1.0, description="share of conversations that are captions")
-    brief_share: float = Field(0.0, ge=0.0, le=1.0, description="share of those that are brief captions")
-    qa_turns: int = Field(4, ge=1, description="yes/no questions in a question conversation")
-    from_caption: bool = Field(False, description="questions written from a noisy caption (web-like), not the image")
-    yes_bias: float | None = Field(
-        None,
-        ge=0.0,
-        le=1.0,
-        description="share of existence questions about named objects (default 0.5, or the "
-        "world's bias.yes_bias for questions written from captions)",
-    )
-    partner_share: float = Field(
-        0.0, ge=0.0, le=1.0, description="share of 'no' questions about an absent family member (hard negatives)"
-    )
-    existence_share: float = Field(1.0, ge=0.0, le=1.0, description="else colour / count / position questions")
-    answer_weight: float = Field(1.0, gt=0.0, description="loss weight of question answers (captions weigh 1)")
-    until_existence: float | None = Field(
-        None,
-        ge=0.0,
-        le=1.0,
-        description="after `steps`, go on (checked every 100 steps, up to max_steps) until "
-        "held-out existence questions are answered this well",
-    )
-    until_kind: Literal["mixed", "family", "min"] = Field(
-        "mixed",
-        description="which held-out accuracy until_existence reads: alternately present and any absent "
-        "object, absent family members, or the lowest of present / random / family",
-    )
-    max_steps: int | None = Field(None, ge=0)
-
-
-# The curriculum: brief captions (objects and words aligned), grounded questions until existence is answered
-# from the image, hard negatives until absent family members are told apart from present ones too, then the
-# web-like stage whose questions are written from noisy captions: it teaches the model to say "yes" to the
-# absent family member it can tell apart, a model that sees yet says yes (the hallucination HA-DPO targets).
-DEFAULT_STAGES = [
-    InstructionStage(name="captions", steps=1000, brief_share=1.0, qa_turns=1, yes_bias=0.85),
-    InstructionStage(
-        name="grounded", steps=600, describe_probability=0.0, existence_share=0.7, until_existence=0.9, max_steps=2000
-    ),
-    InstructionStage(
-        name="hard",
-        steps=600,
-        describe_probability=0.0,
-        existence_share=0.7,
-        partner_share=0.5,
-        until_existence=0.9,
-        until_kind="min",
-        max_steps=2500,
-    ),
-    InstructionStage(
-        name="web", steps=1400, describe_probability=0.5, from_caption=True, existence_share=0.85, answer_weight=2.0
-    ),
-]
-
-
-class PretrainConfig(Config):
-    seed: int = 0
-    vocab_size: int = 512
-    vision_hidden: int = 96
-    vision_layers: int = 3
-    vision_heads: int = 3
-    text_hidden: int = 128
-    text_layers: int = 2
-    text_heads: int = 4
-    text_intermediate: int = 336
-    vision_steps: int = Field(400, ge=0)
-    vision_batch: int = Field(128, ge=1)
-    vision_lr: float = Field(2e-3, gt=0)
-    lm_lr: float = Field(1e-3, gt=0)
-    lm_betas: tuple[float, float] = (0.9, 0.98)
-    lm_weight_decay: float = Field(0.01, ge=0.0)
-    lm_batch: int = Field(32, ge=1)
-    warmup_steps: int = Field(50, ge=0)
-    stages: list[InstructionStage] = Field(default_factory=lambda: [s.model_copy() for s in DEFAULT_STAGES])
-    threads: int = Field(0, ge=0, description="torch threads (0 = torch's default)")
-    device: str = Field("cpu", description="'cpu', 'cuda' or 'auto'; not part of the cache key")
-
-    def spec(self, world: WorldConfig) -> TinyLlavaSpec:
-        shape = self.model_dump(include=set(TinyLlavaSpec.model_fields))  # the widths and depths set here
-        return TinyLlavaSpec(image_size=world.image_size, patch_size=world.patch_size, **shape)
-
-    def digest(self, world: WorldConfig) -> str:
-        settings = self.model_dump(exclude={"device", "threads"})
-        payload = json.dumps({"world": world.digest(), "pretrain": settings, "recipe": RECIPE_VERSION}, sort_keys=True)
-        return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 
 def cosine_rate(step: int, total: int, peak: float, warmup: int) -> float:
@@ -195,7 +102,7 @@ def train_vision(model, pixels, targets, world: WorldConfig, config: PretrainCon
     generator = torch.Generator().manual_seed(config.seed)
     vision.train()
     loss = torch.tensor(float("nan"))
-    for step in tqdm(range(config.vision_steps), desc="base: vision stage", leave=False):
+    for step in progress_bar(range(config.vision_steps), desc="base: vision stage", leave=False):
         for group in optimizer.param_groups:
             group["lr"] = cosine_rate(step, config.vision_steps, config.vision_lr, max(1, config.vision_steps // 10))
         index = torch.randint(train_count, (config.vision_batch,), generator=generator).to(pixels.device)
@@ -214,120 +121,6 @@ def train_vision(model, pixels, targets, world: WorldConfig, config: PretrainCon
         predicted = torch.stack([head(features).argmax(-1) for head in heads[:3]], dim=-1)
         patch_accuracy = (predicted == targets[index][..., :3]).all(-1).float().mean().item()
     return {"vision_loss": round(loss.item(), 4), "patch_accuracy": patch_accuracy}
-
-
-# --- conversations as tensors ---------------------------------------------------------------------------------
-
-
-def encode_conversation(
-    turns: list[tuple[str, str]], tokenizer, image_tokens: int, answer_weight: float = 1.0
-) -> tuple[list[int], list[int], list[float]]:
-    """Token ids, labels and loss weights of a multi-turn conversation in the processor's chat format (as the
-    tokenizer encodes it: <s> first); only the assistant's answers (with their end-of-turn token) are trained
-    on. The first user turn carries the image tokens."""
-    input_ids: list[int] = [tokenizer.bos_token_id]
-    labels: list[int] = [IGNORE]
-    weights: list[float] = [0.0]
-    for turn, (question, answer) in enumerate(turns):
-        user = ("USER: " + IMAGE_TOKEN * image_tokens + "\n" if turn == 0 else "USER: ") + question + " ASSISTANT:"
-        user_ids = tokenizer(user, add_special_tokens=False)["input_ids"]
-        reply_ids = tokenizer(" " + answer + tokenizer.eos_token, add_special_tokens=False)["input_ids"]
-        input_ids += user_ids + reply_ids
-        labels += [IGNORE] * len(user_ids) + reply_ids
-        weights += [0.0] * len(user_ids) + [answer_weight] * len(reply_ids)
-    return input_ids, labels, weights
-
-
-def collate(
-    encoded: list[tuple[list[int], list[int], list[float]]], pad_id: int, left: bool = False
-) -> dict[str, torch.Tensor]:
-    """Pad to one batch (right-padded for training; `left` for asking the next token)."""
-    length = max(len(ids) for ids, _, _ in encoded)
-    batch = {
-        "input_ids": torch.full((len(encoded), length), pad_id),
-        "labels": torch.full((len(encoded), length), IGNORE),
-        "weights": torch.zeros((len(encoded), length)),
-        "attention_mask": torch.zeros((len(encoded), length), dtype=torch.long),
-    }
-    for row, (ids, target, weight) in enumerate(encoded):
-        span = slice(length - len(ids), length) if left else slice(0, len(ids))
-        batch["input_ids"][row, span] = torch.tensor(ids)
-        batch["labels"][row, span] = torch.tensor(target)
-        batch["weights"][row, span] = torch.tensor(weight)
-        batch["attention_mask"][row, span] = 1
-    return batch
-
-
-def weighted_loss(model, batch: dict, pixel_values) -> torch.Tensor:
-    """Cross-entropy of the answer tokens, each weighted (question answers may weigh more than captions)."""
-    logits = model(
-        input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], pixel_values=pixel_values
-    ).logits[:, :-1]
-    labels, weights = batch["labels"][:, 1:], batch["weights"][:, 1:]
-    losses = nn.functional.cross_entropy(
-        logits.flatten(0, 1).float(), labels.flatten(), ignore_index=IGNORE, reduction="none"
-    ).view_as(weights)
-    return (losses * weights).sum() / weights.sum().clamp(min=1e-6)
-
-
-ProbeKind = Literal["mixed", "present", "random", "family"]
-PROBE_KINDS = ("present", "random", "family")  # what every stage's report records
-
-
-def existence_probes(
-    images: list[ImageRecord], world: WorldConfig, kind: ProbeKind, seed: int = 0
-) -> list[tuple[int, str, bool]]:
-    """(image index, asked category, is it present) for one existence question per image: "present" asks a
-    present object; "random" an absent one outside the present objects' families; "family" an absent member of a
-    present object's family (what a co-occurrence-biased model says "yes" to); "mixed" alternately a present
-    object and any absent one. An image without a category of the kind is skipped."""
-    rng = random.Random(seed)
-    probes = []
-    for number, image in enumerate(images):
-        present = sorted({o.name for o in image.objects})
-        absent = [n for n in world.categories if n not in present]
-        family = world.absent_partners(set(present))
-        asks_present = kind == "present" or (kind == "mixed" and number % 2 == 0)
-        absent_pools = {"random": [n for n in absent if n not in family], "family": family, "mixed": absent}
-        pool = present if asks_present else absent_pools[kind]
-        if pool:
-            probes.append((number, rng.choice(pool), asks_present))
-    return probes
-
-
-@torch.no_grad()
-def existence_accuracy(
-    model, tokenizer, images: list[ImageRecord], pixels, world: WorldConfig, seed: int = 0, kind: ProbeKind = "mixed"
-) -> float | None:
-    """First-answer-token accuracy ("Yes" vs "No") on the `kind` probes of `images` (existence_probes); None
-    when no image has a question of that kind."""
-    probes = existence_probes(images, world, kind, seed)
-    if not probes:
-        return None
-    yes, no = (tokenizer(" " + word, add_special_tokens=False)["input_ids"][0] for word in ("Yes", "No"))
-    answer_length = len(tokenizer(" " + tokenizer.eos_token, add_special_tokens=False)["input_ids"])
-    encoded = []
-    for _, name, _ in probes:
-        ids, labels, weights = encode_conversation([(existence_question(name), "")], tokenizer, world.grid**2)
-        encoded.append((ids[:-answer_length], labels[:-answer_length], weights[:-answer_length]))
-    batch = collate(encoded, tokenizer.pad_token_id, left=True)
-    rows = torch.tensor([number for number, _, _ in probes], device=pixels.device)
-    logits = model(
-        input_ids=batch["input_ids"].to(pixels.device),
-        pixel_values=pixels[rows],
-        attention_mask=batch["attention_mask"].to(pixels.device),
-        logits_to_keep=1,
-    ).logits[:, -1]
-    said_yes = (logits[:, yes] > logits[:, no]).cpu()
-    return (said_yes == torch.tensor([present for _, _, present in probes])).float().mean().item()
-
-
-def until_measure(accuracy: Callable[[str], float | None], until_kind: str) -> float | None:
-    """The accuracy a stage's until_existence compares: of one kind, or ("min") the lowest of the three."""
-    if until_kind != "min":
-        return accuracy(until_kind)
-    measured = [a for a in (accuracy(kind) for kind in PROBE_KINDS) if a is not None]
-    return min(measured) if measured else None
 
 
 # --- the language stages -------------------------------------------------------------------------------------
@@ -366,7 +159,7 @@ def run_stage(
     total = max(stage.steps, stage.max_steps or 0) if waits else stage.steps
     losses, checks = [], []
     started = time.perf_counter()
-    progress = tqdm(range(total), desc=f"base: {stage.name} stage", leave=False)
+    progress = progress_bar(range(total), desc=f"base: {stage.name} stage", leave=False)
     for step in progress:
         if waits and step >= stage.steps and step % 100 == 0:
             measured = until_measure(accuracy, stage.until_kind)
@@ -384,6 +177,7 @@ def run_stage(
         optimizer.step()
         losses.append(round(loss.item(), 4))
         progress.set_postfix(loss=f"{loss.item():.3f}")
+    progress.close()
     model.eval()
     after = {kind: accuracy(kind) for kind in PROBE_KINDS}
     return {

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from PIL import Image, ImageDraw
-from tqdm import tqdm
 
+from hadpo.progress import progress_bar
 from hadpo.records import ImageRecord, ObjectAnnotation, Region, write_jsonl
 from hadpo.world.config import WorldConfig
 from hadpo.world.drawing import BACKGROUND, COLOURS, SHAPES
@@ -109,7 +109,7 @@ def generate_split(config: WorldConfig, split: str, count: int, used: set, out_d
     image_dir = out_dir / "images" / split
     image_dir.mkdir(parents=True, exist_ok=True)
     attempt = 0
-    with tqdm(total=count, desc=f"world {split}", leave=False) as progress:
+    with progress_bar(total=count, desc=f"world {split}", leave=False) as progress:
         while len(records) < count:
             rng = random.Random(f"{config.seed}:{split}:{attempt}")
             attempt += 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import (
     CLIPVisionConfig,
@@ -96,6 +96,28 @@ class TinyLlavaSpec(Config):
     @property
     def num_patches(self) -> int:
         return (self.image_size // self.patch_size) ** 2
+
+    @model_validator(mode="after")
+    def _head_widths(self) -> TinyLlavaSpec:
+        check_head_widths(self)
+        return self
+
+
+def check_head_widths(shape) -> None:
+    """Attention splits a width into equal heads, and Llama's rotary embedding turns pairs of a head's dimensions:
+    a shape that breaks either would fail inside transformers when the model is built (exit 1, after the world is
+    drawn), so it is a config error."""
+    for width, heads in (("vision_hidden", "vision_heads"), ("text_hidden", "text_heads")):
+        if getattr(shape, width) % getattr(shape, heads):
+            raise ValueError(
+                f"{width} {getattr(shape, width)} is not a multiple of {heads} {getattr(shape, heads)} (each "
+                "attention head gets an equal share of the width)"
+            )
+    if (shape.text_hidden // shape.text_heads) % 2:
+        raise ValueError(
+            f"text_hidden {shape.text_hidden} / text_heads {shape.text_heads} is odd (the rotary embedding turns "
+            "pairs of a head's dimensions)"
+        )
 
 
 def build_processor(tokenizer: PreTrainedTokenizerFast, spec: TinyLlavaSpec) -> LlavaProcessor:

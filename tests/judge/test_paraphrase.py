@@ -1,11 +1,11 @@
-"""Offline style-consistent rewrites: one style per rewrite index for both texts, meaning kept."""
+"""The offline rewriter (hadpo.judge.paraphrase): one style per rewrite index for both texts, meaning kept."""
 
 from __future__ import annotations
 
 from collections import Counter
 
 from hadpo.judge.offline import AnnotationJudge
-from hadpo.pairs.rewrite import ParaphraseRewriter, rephrase
+from hadpo.judge.paraphrase import ParaphraseRewriter, rephrase
 from hadpo.records import ImageRecord, ObjectAnnotation
 
 SCENE = ImageRecord(

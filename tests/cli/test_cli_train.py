@@ -1,4 +1,5 @@
-"""`hadpo train`: bad input ends in one line before training, and a killed run resumes with --resume."""
+"""`hadpo train`: bad input ends in one line before training, and a killed run resumes with --resume (to the same
+steps and losses as a run that was never killed)."""
 
 import json
 import os
@@ -9,9 +10,9 @@ import textwrap
 import pytest
 import torch
 import yaml
-from train_helpers import make_pairs
 
 from hadpo.cli import main
+from train_helpers import make_pairs
 
 
 def _recipe(path, **values):

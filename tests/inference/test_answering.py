@@ -1,5 +1,6 @@
-"""hadpo.inference on the tiny random LLaVA: both modes, resume, bad images, and the logits/generate
-agreement rule on a model whose head is biased so that it answers yes for some questions and no for others."""
+"""hadpo.inference (the runner and its answering) on the tiny random LLaVA: both modes, resume, bad images, and
+the logits/generate agreement rule on a model whose head is biased so that it answers yes for some questions and
+no for others."""
 
 from __future__ import annotations
 
@@ -12,7 +13,6 @@ from hadpo.inference import (
     ANSWER_VARIANTS,
     DecodingConfig,
     Query,
-    _chunks,
     answer_token_ids,
     chat_prompt,
     leading_yes_no,
@@ -20,6 +20,7 @@ from hadpo.inference import (
     mode_agreement,
     run_queries,
 )
+from hadpo.inference.answering import _chunks
 from hadpo.records import Answer, read_jsonl
 from hadpo.world.tiny import TinyLlavaSpec, build_tiny_llava, train_tokenizer
 
