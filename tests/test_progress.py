@@ -131,8 +131,8 @@ def test_the_trainer_writes_plain_lines_in_place_of_its_bar(tiny_model_dir, pair
         "max_steps": 10,
         "logging_steps": 1,
     }
-    trainer = build_trainer(load_config(HADPOConfig, None, values))
-    fit_trainer_progress(trainer)
+    trainer = build_trainer(load_config(HADPOConfig, None, values))  # which calls fit_trainer_progress
+    fit_trainer_progress(trainer)  # a second call changes nothing
     kinds = [type(c).__name__ for c in trainer.callback_handler.callbacks]
     assert "PlainTrainerProgress" in kinds and not {ProgressCallback.__name__, PrinterCallback.__name__} & set(kinds)
     capfd.readouterr()

@@ -207,5 +207,7 @@ def fit_trainer_progress(trainer) -> None:
 
     trainer.remove_callback(ProgressCallback)
     trainer.remove_callback(PrinterCallback)
+    plain = __getattr__("PlainTrainerProgress")
+    trainer.remove_callback(plain)  # once, however often it is called (hadpo.train's build_trainer calls it)
     if chosen == "lines":
-        trainer.add_callback(__getattr__("PlainTrainerProgress"))
+        trainer.add_callback(plain)

@@ -74,14 +74,19 @@ def test_two_ranks_share_the_scoring_and_merge_one_cache(tiny_model_dir, pairs_f
     fingerprint = model_fingerprint(model, "tiny")
     single = precompute_reference(model, pairs, collator, tmp_path / "one", fingerprint=fingerprint)
 
-    barrier = threading.Barrier(2)
+    # A timeout: a rank that fails must not leave the other waiting at the barrier for ever.
+    barrier = threading.Barrier(2, timeout=120)
     results = {}
+    # One processor per rank, as each process has its own: a Rust tokenizer shared by two threads is not safe.
+    collators = [
+        PreferenceCollator(AutoProcessor.from_pretrained(tiny_model_dir), get_family("llava15")) for _ in (0, 1)
+    ]
 
     def rank(index):
         results[index] = precompute_reference(
             model,
             pairs,
-            collator,
+            collators[index],
             tmp_path / "two",
             fingerprint=fingerprint,
             rank=index,

@@ -18,6 +18,7 @@ from hadpo.config import save_config
 from hadpo.inference.packing import packing_unsupported
 from hadpo.models import VLMFamily, decoder_start_token_id, get_family
 from hadpo.models.base import model_location_problem
+from hadpo.progress import fit_trainer_progress
 from hadpo.records import RecordError, check_dir
 from hadpo.train.checkpoints import last_complete_checkpoint
 from hadpo.train.collate import PreferenceCollator, SFTCollator, drop_too_long
@@ -93,6 +94,7 @@ def build_trainer(config: HADPOConfig, callbacks=None, processor=None) -> HADPOT
             engine=engine,
         )
     verify_engine(trainer, engine)
+    fit_trainer_progress(trainer)  # plain lines instead of the Trainer's bar where output is a file or CI
     if config.reference == "precomputed" and engine.shards_parameters:
         # Scored by the engine's own sharded reference, every process in lockstep, then freed.
         fingerprint = _fingerprint(config, ref_model, warmup)  # of the weights, before they are sharded

@@ -21,6 +21,7 @@ import torch
 from transformers import Trainer
 
 from hadpo.models import VLMFamily
+from hadpo.progress import fit_trainer_progress
 from hadpo.records import PreferencePair, SFTExample
 from hadpo.train.collate import SFTCollator
 from hadpo.train.config import HADPOConfig
@@ -71,6 +72,7 @@ def warm_start(
     policy = prepare_policy(model, config, family)
     began = time.perf_counter()
     trainer = WarmupTrainer(model=policy, args=args, train_dataset=examples, data_collator=collator)
+    fit_trainer_progress(trainer)
     trainer.train()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
     info = {
