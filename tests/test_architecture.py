@@ -20,6 +20,7 @@ WORLD = "hadpo.world"
 TOOLKIT = (
     "hadpo.progress",
     "hadpo.records",
+    "hadpo.files",
     "hadpo.errors",
     "hadpo.text",
     "hadpo.config",
@@ -35,6 +36,7 @@ WINGS = ("hadpo.pairs", "hadpo.train", "hadpo.evaluate")
 SHARED = (
     "hadpo.progress",
     "hadpo.records",
+    "hadpo.files",
     "hadpo.errors",
     "hadpo.text",
     "hadpo.config",

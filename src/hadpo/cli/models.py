@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 
-from hadpo.records import RecordError, check_dir, read_json
+from hadpo.files import check_dir, read_json
+from hadpo.records import RecordError
 
 
 def register(subparsers) -> None:

@@ -15,8 +15,8 @@ import sys
 import typing
 
 from hadpo.config import load_config, validate_config
+from hadpo.files import check_dir
 from hadpo.inference import DecodingConfig
-from hadpo.records import check_dir
 
 # SHR's judge flags, kept from the releases before --judge-config: each sets one key of the judge config.
 JUDGE_FLAGS = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hadpo.records import check_dir
+from hadpo.files import check_dir
 
 
 def register(subparsers) -> None:

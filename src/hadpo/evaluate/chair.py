@@ -20,7 +20,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from hadpo.evaluate.chair_words import ObjectWords, object_words
-from hadpo.records import ImageRecord, RecordError, file_format, read_json, read_jsonl
+from hadpo.files import file_format, read_json
+from hadpo.records import ImageRecord, RecordError, read_jsonl
 
 log = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 
 from hadpo.evaluate import mme, pope
-from hadpo.records import read_json
+from hadpo.files import read_json
 
 FORMATS = ("lmms-eval", "vlmevalkit")
 LMMS_POPE_TASKS = {"random": "pope_random", "popular": "pope_pop", "adversarial": "pope_adv"}

@@ -12,7 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hadpo.records import ImageRecord, RecordError, file_format, read_jsonl, resolve_image_path
+from hadpo.files import file_format
+from hadpo.records import ImageRecord, RecordError, read_jsonl, resolve_image_path
 
 
 @dataclass

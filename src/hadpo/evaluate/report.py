@@ -15,7 +15,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only: no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 
-from hadpo.records import RecordError, read_json  # noqa: E402
+from hadpo.files import read_json
+from hadpo.records import RecordError  # noqa: E402
 
 POPE_METRICS = ("accuracy", "precision", "recall", "f1", "yes_ratio")
 SECTIONS = ("pope", "chair", "shr", "mme")  # what `hadpo eval` writes into results.json

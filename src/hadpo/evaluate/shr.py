@@ -25,18 +25,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from hadpo.errors import RunFailed
+from hadpo.files import file_format, read_json
 from hadpo.judge.base import Judge
 from hadpo.progress import progress_bar
-from hadpo.records import (
-    ImageRecord,
-    Judgement,
-    RecordError,
-    Region,
-    file_format,
-    json_objects,
-    read_json,
-    write_jsonl,
-)
+from hadpo.records import ImageRecord, Judgement, RecordError, Region, json_objects, write_jsonl
 from hadpo.text import split_sentences
 
 log = logging.getLogger(__name__)

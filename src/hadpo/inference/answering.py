@@ -16,10 +16,11 @@ from typing import TYPE_CHECKING
 import torch
 from PIL import Image
 
+from hadpo.files import drop_torn_tail
 from hadpo.inference.decoding import DecodingConfig
 from hadpo.inference.yes_no import ANSWER_VARIANTS, answer_token_ids, yes_no_answers
 from hadpo.progress import progress_bar
-from hadpo.records import Answer, drop_torn_tail, iter_jsonl, write_jsonl
+from hadpo.records import Answer, iter_jsonl, write_jsonl
 
 if TYPE_CHECKING:
     from hadpo.models import VLMFamily

@@ -21,6 +21,7 @@ from collections import Counter
 
 from hadpo.config import save_config
 from hadpo.errors import RunFailed
+from hadpo.files import ensure_dir
 from hadpo.judge.config import make_judge, make_rewriter
 from hadpo.judge.offline import AnnotationJudge
 from hadpo.pairs.config import PairsConfig
@@ -31,16 +32,7 @@ from hadpo.pairs.rewrite import description_pairs, rewrite_judged, rewrite_stats
 from hadpo.pairs.sources import load_coco, load_folder, load_visual_genome, validate_images
 from hadpo.pairs.spans import mark_spans, restated_counts
 from hadpo.pairs.store import BuildFiles, Ledger, update_stats, write_atomic
-from hadpo.records import (
-    ImageRecord,
-    Judgement,
-    PreferencePair,
-    RecordError,
-    ensure_dir,
-    iter_jsonl,
-    read_jsonl,
-    write_jsonl,
-)
+from hadpo.records import ImageRecord, Judgement, PreferencePair, RecordError, iter_jsonl, read_jsonl, write_jsonl
 
 log = logging.getLogger(__name__)
 

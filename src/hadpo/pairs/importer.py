@@ -21,9 +21,10 @@ import random
 from pathlib import Path
 
 from hadpo.errors import RunFailed
+from hadpo.files import ensure_dir, read_json
 from hadpo.pairs.describe import DESCRIBE_PROMPTS
 from hadpo.pairs.store import Ledger, update_stats, write_atomic
-from hadpo.records import PreferencePair, RecordError, ensure_dir, read_json
+from hadpo.records import PreferencePair, RecordError
 
 
 def _entries(path: str | Path) -> list[dict]:

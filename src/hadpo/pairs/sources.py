@@ -22,17 +22,9 @@ from pathlib import Path
 from PIL import Image
 from pydantic import ValidationError
 
+from hadpo.files import file_format, read_json
 from hadpo.pairs.store import Ledger
-from hadpo.records import (
-    ImageRecord,
-    ObjectAnnotation,
-    RecordError,
-    Region,
-    describe_error,
-    file_format,
-    read_json,
-    resolve_image_path,
-)
+from hadpo.records import ImageRecord, ObjectAnnotation, RecordError, Region, describe_error, resolve_image_path
 
 # A box may stick out of its image a little (Visual Genome's do, by a few pixels); one that reaches further than
 # half the image beyond an edge was drawn in another image's pixels or another box convention ([x1, y1, x2, y2],

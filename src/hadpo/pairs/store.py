@@ -18,16 +18,8 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from hadpo.records import (
-    Description,
-    Event,
-    Judgement,
-    RewriteSet,
-    drop_torn_tail,
-    iter_jsonl,
-    read_keyed,
-    write_jsonl,
-)
+from hadpo.files import drop_torn_tail
+from hadpo.records import Description, Event, Judgement, RewriteSet, iter_jsonl, read_keyed, write_jsonl
 
 log = logging.getLogger("hadpo.pairs")
 

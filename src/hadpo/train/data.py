@@ -20,16 +20,9 @@ from pathlib import Path
 
 import torch
 
+from hadpo.files import image_problem
 from hadpo.models.base import VLMFamily
-from hadpo.records import (
-    ImageRecord,
-    PreferencePair,
-    RecordError,
-    SFTExample,
-    image_problem,
-    read_jsonl,
-    resolve_image_path,
-)
+from hadpo.records import ImageRecord, PreferencePair, RecordError, SFTExample, read_jsonl, resolve_image_path
 from hadpo.train.weights import pair_severity
 
 # --- loading and checking -----------------------------------------------------------------------------------

@@ -15,7 +15,25 @@ without per-token weights (RLHF-V's dense DPO); these functions do not care whic
 
 `preference_losses` computes one or several loss types with weights (TRL's `loss_type` list and `loss_weights`:
 MPO is ["sigmoid", "bco_pair", "sft"] with [0.8, 0.2, 1.0]); `image_conditional_loss` and `anchor_loss` are mDPO's
-two extra terms (arXiv 2406.11839, eq. 5 and 6).
+two extra terms (arXiv 2406.11839, eq. 5 and 6). The loss types, names and formulas as TRL's (eps =
+label_smoothing):
+
+  sigmoid    -(1 - eps) log sigmoid(beta h) - eps log sigmoid(-beta h)    DPO, arXiv 2305.18290 eq. 7
+             (eps > 0 gives conservative DPO, "cDPO")
+  robust     (-(1 - eps) log sigmoid(beta h) + eps log sigmoid(-beta h)) / (1 - 2 eps)
+                                                               robust DPO, arXiv 2403.00409 eq. 8
+  hinge      max(0, 1 - beta h)                                SLiC-HF, arXiv 2305.10425 eq. 2
+  ipo        (h - 1 / (2 beta))^2                              IPO, arXiv 2310.12036 eq. 17 (TRL averages the
+             log-probs over tokens first: that is `logps_reduction: mean` here)
+  exo_pair   KL(q || p), q = (sigmoid(beta h), sigmoid(-beta h)), p = (1 - eps, eps), 0 < eps < 1
+                                                               EXO, arXiv 2402.00856 eq. 16
+  nca_pair   -log sigmoid(beta s_w) - 1/2 log sigmoid(-beta s_w) - 1/2 log sigmoid(-beta s_l)
+                                                               NCA, arXiv 2402.05369
+  bco_pair   -log sigmoid(beta s_w) - log sigmoid(-beta s_l)   BCO as TRL's pairwise form (MPO's quality term)
+  sppo_hard  (s_w - 1 / (2 beta))^2 + (s_l + 1 / (2 beta))^2   SPPO, arXiv 2405.00675 (hard probabilities)
+  apo_zero   1 - sigmoid(beta s_w) + sigmoid(beta s_l)          APO-zero, arXiv 2408.06266 eq. 7
+  apo_down   sigmoid(beta s_w) + 1 - sigmoid(beta h)           APO-down, arXiv 2408.06266 eq. 8
+  sft        the chosen responses' token-mean NLL over the batch (MPO's generation term), the same for every pair
 """
 
 from __future__ import annotations
@@ -62,63 +80,44 @@ def pair_loss(
     label_smoothing: float = 0.0,
     sft_loss: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Per-pair losses (B,) of one type from the scores s_w, s_l (h = s_w - s_l); names and formulas as TRL's:
-
-    sigmoid    -(1 - eps) log sigmoid(beta h) - eps log sigmoid(-beta h)    DPO, arXiv 2305.18290 eq. 7
-               (eps = label_smoothing > 0 gives conservative DPO, "cDPO")
-    robust     (-(1 - eps) log sigmoid(beta h) + eps log sigmoid(-beta h)) / (1 - 2 eps)
-                                                                 robust DPO, arXiv 2403.00409 eq. 8
-    hinge      max(0, 1 - beta h)                                SLiC-HF, arXiv 2305.10425 eq. 2
-    ipo        (h - 1 / (2 beta))^2                              IPO, arXiv 2310.12036 eq. 17 (TRL averages the
-               log-probs over tokens first: that is `logps_reduction: mean` here)
-    exo_pair   KL(q || p) with q = (sigmoid(beta h), sigmoid(-beta h)), p = (1 - eps, eps) (eps > 0)
-                                                                 EXO, arXiv 2402.00856 eq. 16
-    nca_pair   -log sigmoid(beta s_w) - 1/2 log sigmoid(-beta s_w) - 1/2 log sigmoid(-beta s_l)
-                                                                 NCA, arXiv 2402.05369
-    bco_pair   -log sigmoid(beta s_w) - log sigmoid(-beta s_l)   BCO as TRL's pairwise form (MPO's quality term)
-    sppo_hard  (s_w - 1 / (2 beta))^2 + (s_l + 1 / (2 beta))^2   SPPO, arXiv 2405.00675 (hard probabilities)
-    apo_zero   1 - sigmoid(beta s_w) + sigmoid(beta s_l)          APO-zero, arXiv 2408.06266 eq. 7
-    apo_down   sigmoid(beta s_w) + 1 - sigmoid(beta h)           APO-down, arXiv 2408.06266 eq. 8
-    sft        `sft_loss`: the chosen responses' token-mean NLL over the batch (MPO's generation term),
-               the same number for every pair
-    """
-    h = chosen_scores - rejected_scores
-    eps = label_smoothing
-    if loss_type == "sigmoid":
-        return -(1 - eps) * F.logsigmoid(beta * h) - eps * F.logsigmoid(-beta * h)
-    if loss_type == "robust":
-        if not 0 <= eps < 0.5:
-            raise ValueError(f"robust loss needs 0 <= label_smoothing < 0.5, got {eps}")
-        return (-(1 - eps) * F.logsigmoid(beta * h) + eps * F.logsigmoid(-beta * h)) / (1 - 2 * eps)
-    if loss_type == "hinge":
-        return torch.relu(1 - beta * h)
-    if loss_type == "ipo":
-        return (h - 1 / (2 * beta)) ** 2
-    if loss_type == "exo_pair":
-        if not 0 < eps < 1:
-            raise ValueError(f"exo_pair needs 0 < label_smoothing < 1 (the target's epsilon), got {eps}")
-        win, lose = torch.sigmoid(beta * h), torch.sigmoid(-beta * h)
-        log_win, log_lose = F.logsigmoid(beta * h), F.logsigmoid(-beta * h)
-        return win * (log_win - math.log1p(-eps)) + lose * (log_lose - math.log(eps))
-    if loss_type == "nca_pair":
-        return (
-            -F.logsigmoid(beta * chosen_scores)
-            - 0.5 * F.logsigmoid(-beta * chosen_scores)
-            - 0.5 * F.logsigmoid(-beta * rejected_scores)
-        )
-    if loss_type == "bco_pair":
-        return -F.logsigmoid(beta * chosen_scores) - F.logsigmoid(-beta * rejected_scores)
-    if loss_type == "sppo_hard":
-        return (chosen_scores - 0.5 / beta) ** 2 + (rejected_scores + 0.5 / beta) ** 2
-    if loss_type == "apo_zero":
-        return 1 - torch.sigmoid(beta * chosen_scores) + torch.sigmoid(beta * rejected_scores)
-    if loss_type == "apo_down":
-        return torch.sigmoid(beta * chosen_scores) + 1 - torch.sigmoid(beta * h)
+    """Per-pair losses (B,) of one type from the scores s_w, s_l (h = s_w - s_l); names and formulas as TRL's (the
+    table in the module docstring). `sft` returns `sft_loss` for every pair."""
+    if loss_type not in LOSS_TYPES:
+        raise ValueError(f"unknown loss_type '{loss_type}'; expected one of {', '.join(LOSS_TYPES)}")
     if loss_type == "sft":
         if sft_loss is None:
             raise ValueError("loss_type 'sft' needs the chosen responses' NLL (sft_loss)")
-        return sft_loss.expand_as(h)
-    raise ValueError(f"unknown loss_type '{loss_type}'; expected one of {', '.join(LOSS_TYPES)}")
+        return sft_loss.expand_as(chosen_scores)
+    eps = label_smoothing
+    if loss_type == "robust" and not 0 <= eps < 0.5:
+        raise ValueError(f"robust loss needs 0 <= label_smoothing < 0.5, got {eps}")
+    if loss_type == "exo_pair" and not 0 < eps < 1:
+        raise ValueError(f"exo_pair needs 0 < label_smoothing < 1 (the target's epsilon), got {eps}")
+    return _FORMULAS[loss_type](chosen_scores, rejected_scores, beta, eps)
+
+
+def _exo_pair(h: torch.Tensor, beta: float, eps: float) -> torch.Tensor:
+    win, lose = torch.sigmoid(beta * h), torch.sigmoid(-beta * h)
+    return win * (F.logsigmoid(beta * h) - math.log1p(-eps)) + lose * (F.logsigmoid(-beta * h) - math.log(eps))
+
+
+# (chosen score c = s_w, rejected score r = s_l, beta, eps) -> per-pair losses; h = c - r
+_FORMULAS = {
+    "sigmoid": lambda c, r, beta, eps: -(1 - eps) * F.logsigmoid(beta * (c - r)) - eps * F.logsigmoid(-beta * (c - r)),
+    "robust": lambda c, r, beta, eps: (
+        (-(1 - eps) * F.logsigmoid(beta * (c - r)) + eps * F.logsigmoid(-beta * (c - r))) / (1 - 2 * eps)
+    ),
+    "hinge": lambda c, r, beta, eps: torch.relu(1 - beta * (c - r)),
+    "ipo": lambda c, r, beta, eps: ((c - r) - 1 / (2 * beta)) ** 2,
+    "exo_pair": lambda c, r, beta, eps: _exo_pair(c - r, beta, eps),
+    "nca_pair": lambda c, r, beta, eps: (
+        -F.logsigmoid(beta * c) - 0.5 * F.logsigmoid(-beta * c) - 0.5 * F.logsigmoid(-beta * r)
+    ),
+    "bco_pair": lambda c, r, beta, eps: -F.logsigmoid(beta * c) - F.logsigmoid(-beta * r),
+    "sppo_hard": lambda c, r, beta, eps: (c - 0.5 / beta) ** 2 + (r + 0.5 / beta) ** 2,
+    "apo_zero": lambda c, r, beta, eps: 1 - torch.sigmoid(beta * c) + torch.sigmoid(beta * r),
+    "apo_down": lambda c, r, beta, eps: torch.sigmoid(beta * c) + 1 - torch.sigmoid(beta * (c - r)),
+}
 
 
 def preference_losses(

@@ -15,11 +15,12 @@ from accelerate import PartialState
 from transformers import AutoConfig, set_seed
 
 from hadpo.config import save_config
+from hadpo.files import check_dir
 from hadpo.inference.packing import packing_unsupported
 from hadpo.models import VLMFamily, decoder_start_token_id, get_family
 from hadpo.models.base import model_location_problem
 from hadpo.progress import fit_trainer_progress
-from hadpo.records import RecordError, check_dir
+from hadpo.records import RecordError
 from hadpo.train.checkpoints import last_complete_checkpoint
 from hadpo.train.collate import PreferenceCollator, SFTCollator, drop_too_long
 from hadpo.train.config import HADPOConfig
