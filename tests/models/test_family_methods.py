@@ -3,11 +3,10 @@ reference mode turning through adapters, copy and precomputed across the familie
 
 import pytest
 import torch
+from test_families import _config
 
-from hadpo.config import load_config
 from hadpo.records import PreferencePair, read_jsonl, write_jsonl
 from hadpo.text import sentence_spans, split_sentences
-from hadpo.train.config import HADPOConfig
 from hadpo.train.run import build_trainer
 
 REFERENCE = {
@@ -43,22 +42,12 @@ def judged_pairs(family_pairs, tmp_path_factory):
 
 def test_every_method_option_trains_on_every_family(family_model, judged_pairs, tmp_path):
     reference = REFERENCE[family_model.case]
-    values = dict(
-        model_name_or_path=str(family_model.folder),
-        pairs=str(judged_pairs),
-        output_dir=str(tmp_path / "run"),
-        use_cpu=True,
-        report_to="none",
-        save_strategy="no",
-        per_device_train_batch_size=3,
-        per_device_eval_batch_size=6,
+    config = _config(
+        family_model.folder,
+        judged_pairs,
+        tmp_path / "run",
         learning_rate=2e-2,
-        lora_r=8,
-        lora_alpha=16,
         max_steps=2,
-        seed=0,
-        disable_tqdm=True,
-        beta=0.5,
         reference=reference,
         finetuning="full" if reference == "precomputed" and family_model.case.startswith("minigpt") else "lora",
         token_weighting="labels",
@@ -70,7 +59,7 @@ def test_every_method_option_trains_on_every_family(family_model, judged_pairs, 
         loss_weights=[0.8, 0.2, 1.0],
         warmup_sft_steps=1,
     )
-    trainer = build_trainer(load_config(HADPOConfig, None, values))
+    trainer = build_trainer(config)
     assert trainer.hadpo_info["warmup"]["steps"] == 1
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters() if p.requires_grad}
     trainer.train()

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import hashlib
 import logging
 import tempfile
 from collections.abc import Callable
@@ -118,16 +117,7 @@ def reference_fingerprint(model: torch.nn.Module, name: str, fingerprint: Callab
         return fingerprint(model, name)
     import deepspeed
 
-    digest = hashlib.sha256(name.encode())
-    config = getattr(model, "config", None)
-    if config is not None:
-        digest.update(config.to_json_string(use_diff=False).encode())
-    with torch.no_grad():
-        for param_name, param in model.named_parameters():
-            with deepspeed.zero.GatheredParameters([param]):
-                digest.update(param_name.encode())
-                digest.update(param.detach().flatten()[:4096].float().cpu().numpy().tobytes())
-    return digest.hexdigest()
+    return fingerprint(model, name, gathered=lambda param: deepspeed.zero.GatheredParameters([param]))
 
 
 # --- the vision tower on every process in every step -------------------------------------------------------------

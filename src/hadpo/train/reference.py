@@ -31,16 +31,18 @@ def file_sha256(path: str) -> str:
     return digest.hexdigest()
 
 
-def model_fingerprint(model: torch.nn.Module, name: str = "") -> str:
-    """A cheap identity of a model: its name, config and a checksum of a slice of every parameter tensor."""
+def model_fingerprint(model: torch.nn.Module, name: str = "", gathered=None) -> str:
+    """A cheap identity of a model: its name, config and a checksum of a slice of every parameter tensor.
+    `gathered(param)`: a context in which a sharded parameter is whole (ZeRO-3's GatheredParameters)."""
     digest = hashlib.sha256(name.encode())
     config = getattr(model, "config", None)
     if config is not None:
         digest.update(config.to_json_string(use_diff=False).encode())
     with torch.no_grad():
         for param_name, param in model.named_parameters():
-            digest.update(param_name.encode())
-            digest.update(param.detach().flatten()[:4096].float().cpu().numpy().tobytes())
+            with gathered(param) if gathered else contextlib.nullcontext():
+                digest.update(param_name.encode())
+                digest.update(param.detach().flatten()[:4096].float().cpu().numpy().tobytes())
     return digest.hexdigest()
 
 
