@@ -9,10 +9,10 @@ import logging
 import sys
 from importlib.metadata import entry_points
 
-from hadpo.cli import eval, models, pairs, report, train
+from hadpo.cli import eval, models, pairs, report, rounds, train
 from hadpo.errors import RedactingFilter, RunFailed, one_line, os_error_line, redact
 
-WINGS = [pairs, train, eval, report, models]
+WINGS = [pairs, train, eval, report, models, rounds]
 ENTRY_POINTS = "hadpo.cli"  # each entry point names a `register(subparsers)` function
 
 
