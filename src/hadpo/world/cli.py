@@ -28,14 +28,31 @@ def register_demo(subparsers) -> None:
         help="also train without the auxiliary SFT loss, without QA pairs and without rewrites",
     )
     demo.add_argument(
+        "--rounds",
+        type=int,
+        metavar="N",
+        help="HA-DPO as N on-policy rounds, each describing with the model the round before trained, against "
+        "the same-steps baseline (runs/demo/seed<N>-rounds/; docs/rounds.md)",
+    )
+    demo.add_argument(
         "overrides",
         nargs="*",
         metavar="key=value",
         help="demo config keys on top of --config, e.g. train.logps_reduction=sum eval.pope_images=200",
     )
-    demo.set_defaults(
-        func=lambda args: run_demo(args.config, args.seed, args.runs_dir, args.ablate, args.overrides) and 0
-    )
+    demo.set_defaults(func=_demo)
+
+
+def _demo(args) -> int:
+    if args.rounds is None:
+        run_demo(args.config, args.seed, args.runs_dir, args.ablate, args.overrides)
+        return 0
+    if args.ablate or args.rounds < 1:
+        raise ValueError("--rounds N needs N >= 1 and runs without --ablate (the ablations are one-round runs)")
+    from hadpo.world.rounds import run_demo_rounds  # deferred: the pairs stage's LLM client is ~1 s of imports
+
+    run_demo_rounds(args.config, args.seed, args.runs_dir, args.rounds, args.overrides)
+    return 0
 
 
 def register_world(subparsers) -> None:
