@@ -7,7 +7,7 @@ TORCH_SPEC ?= torch==2.13.0
 PY         := $(VENV)/bin/python
 STAMP      := $(VENV)/.installed
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench deepspeed clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ test: $(STAMP) lint
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[dev,bench]"
+
+# DeepSpeed built against the venv's torch (never an isolated build, which would fetch a CUDA torch).
+deepspeed: $(STAMP)
+	$(PY) -m pip install --quiet --no-build-isolation -e ".[dev,deepspeed]"
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

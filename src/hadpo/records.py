@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from hadpo.errors import one_line
 
@@ -121,6 +121,23 @@ class PreferencePair(Record):
     judge: str = ""
     labels: list[SentenceLabel] = Field(default_factory=list)
     rewrite_index: int = 0  # 0 = the original texts; 1..k = style-consistent rewrites of the same pair
+    # What the judge marked, as character [start, end) spans: the corrected parts of `chosen` and the hallucinated
+    # parts of `rejected` (token_weighting: labels weighs their tokens). QA pairs mark the whole answers.
+    chosen_spans: list[tuple[int, int]] = Field(default_factory=list)
+    rejected_spans: list[tuple[int, int]] = Field(default_factory=list)
+    severity: float | None = Field(None, ge=0)  # of the rejected text (pair_weighting: severity); None: from labels
+    rejected_images: list[str] | None = None  # the rejected answer's own images (ms-swift's image-contrast pairs)
+
+    @model_validator(mode="after")
+    def _spans_inside_texts(self) -> PreferencePair:
+        for side in ("chosen", "rejected"):
+            length = len(getattr(self, side))
+            for start, end in getattr(self, f"{side}_spans"):
+                if not 0 <= start < end <= length:
+                    raise ValueError(f"{side}_spans: [{start}, {end}] is not inside the {length}-character {side} text")
+        if self.rejected_images is not None and len(self.rejected_images) != len(self.images):
+            raise ValueError(f"rejected_images: {len(self.rejected_images)} for {len(self.images)} images")
+        return self
 
 
 class Answer(Record):
@@ -138,9 +155,10 @@ class Answer(Record):
 
 
 class SFTExample(Record):
-    """One auxiliary SFT example: images, a plain user prompt and the target response (training's SFT data)."""
+    """One auxiliary SFT example: images (none for a text-only example), a plain user prompt and the target
+    response (training's SFT data)."""
 
-    images: list[str] = Field(min_length=1)
+    images: list[str] = Field(default_factory=list)
     prompt: str = Field(min_length=1)
     response: str = Field(min_length=1)
 

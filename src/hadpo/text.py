@@ -6,7 +6,7 @@ with a synonym table.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -29,6 +29,19 @@ def split_sentences(text: str) -> list[str]:
             continue
         kept.append(sentence)
     return kept
+
+
+def sentence_spans(text: str, sentences: Sequence[str], marked: Sequence[bool]) -> list[tuple[int, int]]:
+    """Character spans of the marked `sentences` in `text`, found in order (a sentence not found is skipped)."""
+    spans, cursor = [], 0
+    for sentence, is_marked in zip(sentences, marked):
+        start = text.find(sentence, cursor)
+        if start < 0:
+            continue
+        cursor = start + len(sentence)
+        if is_marked:
+            spans.append((start, cursor))
+    return spans
 
 
 def join_sentences(sentences: Iterable[str]) -> str:

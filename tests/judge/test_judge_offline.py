@@ -122,3 +122,36 @@ def test_absent_object_sentence_becomes_an_unmentioned_object(judge):
     # nothing left unmentioned: the sentence is dropped
     everything = "There are two stars. A moon is at the center. There is a heart."
     assert judge.judge(SCENE, "g", everything).corrected == "There are two stars. A moon is at the center."
+
+
+def test_a_correction_never_restates_a_fact(judge):
+    """The defect of issue 19: "a small blue star in the top left" fixed to the red star beside "The top left has a
+    small red star" said it twice. A fix that restates is unfixable: the sentence is rewritten about an unmentioned
+    object (fill_absent on a complete record), or dropped; a sentence the description repeats is kept once."""
+    from hadpo.judge.corrections import restated_sentences
+
+    text = (
+        "The top left has a small red star. There is a small blue star in the top left. "
+        "A large blue moon is at the center."
+    )
+    corrected = judge.judge(SCENE, "r1", text).corrected
+    # the wrong star is not made the red star again: it becomes the unmentioned green star, in its place
+    assert corrected == (
+        "The top left has a small red star. There is a large green star in the bottom right. "
+        "A large blue moon is at the center."
+    )
+    assert restated_sentences(judge, SCENE, corrected) == 0
+    plain = AnnotationJudge.from_records([SCENE], extra_names=["dog"], fill_absent=False)
+    assert (
+        plain.judge(SCENE, "r2", text).corrected
+        == "The top left has a small red star. A large blue moon is at the center."
+    )
+    # counted reworded or word for word: the same object with the same attributes and place
+    assert (
+        restated_sentences(
+            judge, SCENE, "A small red star is in the top left. In the top left, there is a small red star."
+        )
+        == 1
+    )
+    assert restated_sentences(judge, SCENE, "A red star. A red star. A blue moon.") == 1
+    assert restated_sentences(judge, SCENE, "A red star. A star in the top left. A small red star.") == 0

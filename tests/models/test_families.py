@@ -139,7 +139,8 @@ def test_full_finetuning_trains_the_language_model_and_freezes_vision_and_projec
 
 def test_shared_prefix_gives_the_log_probs_and_gradients_of_two_sequences(family_model, family_pairs):
     """The issue-13 criterion on every family, fp32, LoRA moved off its initialisation so the gradients are
-    not trivially those of the base: log-probs within 1e-5 per token, gradient relative difference <= 1e-4."""
+    not trivially those of the base: log-probs within 1e-5 per token, gradient relative difference <= 1e-4; and the
+    token-weighted log-probs of dense DPO (issue 19) equal too."""
     family, folder = family_model.family, family_model.folder
     processor = family.load_processor(str(folder))
     model = AutoModelForImageTextToText.from_pretrained(folder)
@@ -157,7 +158,7 @@ def test_shared_prefix_gives_the_log_probs_and_gradients_of_two_sequences(family
     weights = torch.linspace(-1.0, 1.5, 2 * len(examples))
     results = []
     for shared_prefix in (True, False):
-        batch = PreferenceCollator(processor, family, shared_prefix=shared_prefix)(examples)
+        batch = PreferenceCollator(processor, family, shared_prefix=shared_prefix, token_weighting="diff")(examples)
         policy.zero_grad()
         out = response_logps(policy, batch)
         (out.sums * weights).sum().backward()
@@ -167,6 +168,10 @@ def test_shared_prefix_gives_the_log_probs_and_gradients_of_two_sequences(family
     # Within 1e-5 per token (a sum of ~100 in fp32 is itself only exact to ~1e-5).
     per_token = (shared.sums - plain.sums).abs() / plain.counts
     assert (per_token <= 1e-5).all(), per_token.max()
+    # dense DPO's token weights reach the same tokens in both layouts (RLHF-V's diff marks the differing ones)
+    assert shared.weighted_counts.tolist() == plain.weighted_counts.tolist()
+    assert (shared.weighted_counts > plain.counts).all()  # every pair here has tokens that differ
+    assert ((shared.weighted_sums - plain.weighted_sums).abs() / plain.weighted_counts <= 1e-5).all()
     assert ((shared_grads - plain_grads).norm() / plain_grads.norm()).item() <= 1e-4
     assert plain_grads.norm() > 0
 

@@ -83,7 +83,7 @@ def test_llm_build_judges_rewrites_caches_and_estimates(image_records, tmp_path)
         stats = run_build(config, ("judge", "rewrite", "qa"))
         judgements = {j.description_id: j for j in read_jsonl(files.judgements, Judgement)}
         assert judgements["0#d0"].labels == ["correct", "hallucination"] and judgements["0#d0"].judge.startswith(
-            "llm:fake@judge_v1#"
+            "llm:fake@judge_v2#"
         )
         assert judgements["1#d0"].corrected == ""  # all hallucinated: no positive
         pairs = read_jsonl(files.pairs, PreferencePair)

@@ -228,6 +228,61 @@ CASES = [
         "--resume: no complete checkpoint in output_dir {out}; run without --resume to start over",
     ),
     Case(
+        "train-loss-type-unknown",
+        "a loss type hadpo does not have in the `loss_type` list",
+        lambda ctx: _recipe(ctx, "loss_type=[sigmoid,kto]"),
+        "{config}: config key 'loss_type': 'kto' is not one of sigmoid, ipo, hinge, robust, exo_pair, nca_pair, "
+        "bco_pair, sppo_hard, apo_zero, apo_down, sft",
+    ),
+    Case(
+        "train-loss-weights-count",
+        "`loss_weights` with another length than `loss_type`",
+        lambda ctx: _recipe(ctx, loss_type=["sigmoid", "bco_pair", "sft"], loss_weights=[0.8, 0.2]),
+        "{config}: config key 'loss_weights': [0.8, 0.2] must be a list of 3 numbers, one per loss_type "
+        "['sigmoid', 'bco_pair', 'sft']",
+    ),
+    Case(
+        "train-token-weighting-unknown",
+        "`token_weighting: dense` (not a mode)",
+        lambda ctx: _recipe(ctx, token_weighting="dense"),
+        "{config}: config key 'token_weighting': 'dense' is not one of none, diff, labels",
+    ),
+    Case(
+        "train-token-weighting-labels-without-spans",
+        "`token_weighting: labels` on pairs without the judge's spans",
+        _with_pairs(token_weighting="labels"),
+        "{pairs}: pair 'd0-0': no chosen_spans or rejected_spans; token_weighting=labels needs the spans the judge "
+        "marked (`hadpo pairs build` writes them), or use token_weighting=diff",
+        absent=("run",),
+    ),
+    Case(
+        "train-severity-without-labels",
+        "`pair_weighting: severity` on description pairs without labels or severity",
+        _with_pairs(pair_weighting="severity"),
+        "{pairs}: pair 'd0-0' has neither `severity` nor sentence `labels`; pair_weighting=severity needs one (pairs "
+        "from `hadpo pairs build` carry labels)",
+        absent=("run",),
+    ),
+    Case(
+        "train-corruption-scale",
+        "`image_corruption_scale: [0.5, 0.2]` (low above high)",
+        lambda ctx: _recipe(ctx, image_conditional_weight=1.0, image_corruption_scale=[0.5, 0.2]),
+        "{config}: config key 'image_corruption_scale': [0.5, 0.2] must be [low, high] with 0 < low <= high <= 1",
+    ),
+    Case(
+        "train-warmup-with-reference-weights",
+        "`warmup_sft_steps` with a `ref_model_name_or_path` (the reference is the warmed model)",
+        lambda ctx: _recipe(ctx, warmup_sft_steps=5, reference="copy", ref_model_name_or_path=str(ctx.model)),
+        "{config}: config key 'ref_model_name_or_path': with warmup_sft_steps the reference is the warmed model; "
+        "unset it",
+    ),
+    Case(
+        "train-rejected-images-missing",
+        "an image-contrast pair whose `rejected_images` file does not exist",
+        _with_pairs(_set(rejected_images=lambda pairs: ["gone.png"])),
+        "{pairs}: pair 'd0-0': image not found: {tmp}/data/gone.png",
+    ),
+    Case(
         "train-diverges",
         "a learning rate that makes the loss NaN (`learning_rate: 1e30`)",
         lambda ctx: _recipe(ctx, learning_rate=1e30, max_steps=4),

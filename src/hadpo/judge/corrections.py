@@ -5,6 +5,12 @@ cleanly, is dropped; every fixed sentence is checked again before it is kept.
 On a `complete` record (`fill_absent`), a sentence about one absent object is instead rewritten about an
 annotated object the text never mentions, with that object's colour, size and place: the positive then differs
 from the negative in the hallucination alone, and does not teach the model to say less.
+
+A correction never restates a fact (issue 19): a fixed sentence that would say what another sentence of the
+description already says (the same object with the same colour, size and place, word for word or reworded; e.g.
+"a small green cross in the bottom middle" fixed into "a small blue cross in the top middle" beside "The top middle
+has a small blue cross") is treated as unfixable: rewritten about an unmentioned object, or dropped. A sentence the
+description repeats is kept once. DPO would otherwise reward repeating.
 """
 
 from __future__ import annotations
@@ -20,6 +26,8 @@ from hadpo.judge.claims import (
     attribute_kind,
     grid_cell_phrase,
     grid_position,
+    normalise_attribute,
+    parse_position,
     position_tokens,
     tokenize,
 )
@@ -44,34 +52,110 @@ def fix_articles(sentence: str) -> str:
 
 
 def correct(judge: AnnotationJudge, image: ImageRecord, checks: list[SentenceCheck]) -> str:
-    """The description with wrong attributes/counts/positions fixed and unfixable sentences dropped. With
-    `fill_absent` on a complete record, a sentence about one absent object is turned into the same sentence
-    about an annotated object the text never mentions ("a yellow circle in the bottom right" -> "a red star
-    in the top left"): the positive then differs from the negative in the hallucination alone, and does not
-    teach the model to say less (a known weakness of training on SHR-style corrections)."""
-    mentioned = {c.name for check in checks for c in check.claims if c.kind == "existence" and c.verdict}
-    unmentioned = [o for o in image.objects if judge.canonical(o.name) not in mentioned]
-    kept = []
-    for check in checks:
+    """The description with wrong attributes/counts/positions fixed and unfixable sentences dropped; a fix that
+    would restate a fact of the description counts as unfixable. With `fill_absent` on a complete record, an
+    unfixable sentence about one object is turned into the same sentence about an annotated object the text does
+    not describe ("a yellow circle in the bottom right" -> "a red star in the top left"): the positive then differs
+    from the negative in the hallucination alone, and does not teach the model to say less (a known weakness of
+    training on SHR-style corrections)."""
+    # Facts the corrected text states: its true sentences', wherever they stand, then each kept fix's; the annotated
+    # objects none of them describes are the ones a sentence without a clean fix may be rewritten about.
+    stated = [fact for check in checks if check.label != "hallucination" for fact in sentence_facts(check)]
+    fixes: dict[int, str] = {}
+    for index, check in enumerate(checks):
+        fixed = fix(judge, check) if check.label == "hallucination" else None
+        if fixed is not None and (facts := clean_facts(judge, image, fixed, stated)) is not None:
+            fixes[index] = fixed
+            stated += facts
+    unmentioned = [o for o in image.objects if not any(describes(judge, fact, o, image) for fact in stated)]
+    kept, kept_facts = [], []
+    for index, check in enumerate(checks):
         if check.label != "hallucination":
-            kept.append(check.sentence)
+            facts = sentence_facts(check)
+            if not restates(facts, kept_facts):  # a sentence the description repeats is kept once
+                kept.append(check.sentence)
+                kept_facts += facts
             continue
-        fixed = fix(judge, check)
+        fixed = fixes.get(index)
         if fixed is None and judge.fill_absent and image.complete and unmentioned:
             fixed = substitute(judge, check, unmentioned[0], image)
-            if fixed is not None:
-                unmentioned = [
-                    o for o in unmentioned if judge.canonical(o.name) != judge.canonical(unmentioned[0].name)
-                ]
-        if fixed and all(c.label != "hallucination" for c in judge.check(image, fixed)):
+            facts = None if fixed is None else clean_facts(judge, image, fixed, stated)
+            if facts is None:
+                fixed = None
+            else:
+                unmentioned, stated = unmentioned[1:], stated + facts
+        if fixed:
             kept.append(fixed.rstrip("."))
+            kept_facts += [f for c in judge.check(image, fixed) for f in sentence_facts(c)]
     return join_sentences(kept)
 
 
+Fact = tuple[str, frozenset, tuple[str | None, str | None] | None]
+
+
+def sentence_facts(check: SentenceCheck) -> list[Fact]:
+    """(object, attribute words, grid place) of each object a sentence states to be there (negations are not
+    facts about a present object): "The top middle has a small blue cross" -> ("cross", {small, blue}, (top,
+    center))."""
+    facts: list[list] = []
+    for claim in check.claims:
+        if claim.kind in ("existence", "negation"):
+            facts.append([claim.name, set(), None] if claim.kind == "existence" else None)
+        elif facts and facts[-1] is not None:
+            if claim.kind == "attribute":
+                facts[-1][1].add(claim.claimed)
+            elif claim.kind == "position":
+                facts[-1][2] = parse_position(claim.claimed.split())
+    return [(name, frozenset(words), place) for name, words, place in filter(None, facts)]
+
+
+def clean_facts(judge: AnnotationJudge, image: ImageRecord, sentence: str, stated: list[Fact]) -> list[Fact] | None:
+    """The facts of a rewritten sentence, or None when it still hallucinates or says nothing but what `stated`
+    says already."""
+    checks = judge.check(image, sentence)
+    facts = [fact for check in checks for fact in sentence_facts(check)]
+    if any(check.label == "hallucination" for check in checks) or restates(facts, stated):
+        return None
+    return facts
+
+
+def describes(judge: AnnotationJudge, fact: Fact, obj: ObjectAnnotation, image: ImageRecord) -> bool:
+    """Whether a stated fact can be about `obj`: its name, attribute words it carries, its place (a place the
+    words leave open, as "on the left", matches either way)."""
+    name, words, place = fact
+    if judge.canonical(obj.name) != name or not words <= {normalise_attribute(a) for a in obj.attributes}:
+        return False
+    if place is None:
+        return True
+    row, column = grid_position(obj, image.width, image.height)
+    return place[0] in (None, row) and place[1] in (None, column)
+
+
+def restates(facts: list[Fact], known: list[Fact]) -> bool:
+    """Whether a sentence of `facts` says nothing but what `known` says: each of its objects stated there with the
+    same attribute words and place."""
+    return bool(facts) and all(fact in known for fact in facts)
+
+
+def restated_sentences(judge: AnnotationJudge, image: ImageRecord, text: str) -> int:
+    """How many sentences of `text` restate an earlier one (word for word or reworded: the same objects with the
+    same attributes and places). Word-for-word repeats are counted too, though the judge reads them once."""
+    raw = [" ".join(s.split()) for s in re.split(r"[.!?]+", text) if s.strip()]
+    seen: list[Fact] = []
+    count = 0
+    for sentence in raw:
+        facts = [f for check in judge.check(image, sentence) for f in sentence_facts(check)]
+        count += restates(facts, seen)
+        seen += facts
+    return count
+
+
 def substitute(judge: AnnotationJudge, check: SentenceCheck, obj: ObjectAnnotation, image: ImageRecord) -> str | None:
-    """The sentence about one absent object rewritten about `obj`: its name, its colour / size in place of
-    the claimed ones, its place in place of the claimed place. None when the sentence is not that simple."""
-    if len(check.claims) != 1 or check.claims[0].kind != "existence":
+    """The sentence about one object (absent, or present but not fixable without restating) rewritten about `obj`:
+    its name, its colour / size in place of the claimed ones, its place in place of the claimed place. None when
+    the sentence is not that simple (several objects, a count, a negation)."""
+    kinds = [claim.kind for claim in check.claims]
+    if kinds.count("existence") != 1 or kinds[0] != "existence" or {"count", "negation"} & set(kinds):
         return None
     sentence = check.sentence
     tokens = tokenize(sentence)

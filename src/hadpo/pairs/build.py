@@ -30,6 +30,7 @@ from hadpo.pairs.judging import judge_descriptions, judge_stats
 from hadpo.pairs.qa import co_occurrence_facts, collect_facts, qa_pairs, sample_answers
 from hadpo.pairs.rewrite import ParaphraseRewriter, description_pairs, rewrite_judged, rewrite_stats
 from hadpo.pairs.sources import load_coco, load_folder, load_visual_genome, validate_images
+from hadpo.pairs.spans import mark_spans, restated_counts
 from hadpo.pairs.store import BuildFiles, Ledger, update_stats, write_atomic
 from hadpo.records import (
     ImageRecord,
@@ -239,6 +240,7 @@ def run_build(
         stats["qa"] = {"facts": len(facts), "pairs": len(built)}
     elif files.pairs.exists():  # keep the QA pairs of an earlier run when this run skips the stage
         pairs += [p for p in read_jsonl(files.pairs, PreferencePair) if p.kind == "qa"]
+    pairs = [mark_spans(pair) for pair in pairs]
     if pairs or not {"rewrite", "qa"} & set(stages):
         write_atomic(files.pairs, pairs)
     stats = assemble_stats(config, files, ledger, images, pairs, own_answers, judge, rewriter, stats)
@@ -301,6 +303,8 @@ def assemble_stats(config, files, ledger, images, pairs, own_answers, judge, rew
         "llm_total": llm_total(files, llm_usage(judge, rewriter)),
         "this_run": stage_numbers,
     }
+    facts_judge = judge if isinstance(judge, AnnotationJudge) else AnnotationJudge.from_records(images.values())
+    stats["restated_facts"] = restated_counts(pairs, images, facts_judge)
     if config.ground_truth and files.judgements.exists():
         stats["ground_truth_agreement"] = ground_truth_agreement(config.ground_truth, files, images)
     update_stats(files.stats, stats)

@@ -37,7 +37,8 @@ class JudgeConfig(Config):
     extra_names: list[str] = []  # annotations: object words to detect beyond annotations
     exhaustive_names: list[str] = []  # annotations: classes annotated exhaustively
     fill_absent: bool = True  # annotations: correct "an absent X" into an annotated object the text omits
-    template: str = "judge_v1"  # llm: bundled template name or a path to a template file
+    # llm: bundled template name or a path to a template file; v2 adds: a correction never states a fact twice
+    template: str = "judge_v2"
     llm: LLMConfig = Field(default_factory=LLMConfig)
     retry_failed: bool = False  # redo judgements recorded as failed
 

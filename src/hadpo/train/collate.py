@@ -18,7 +18,9 @@ from PIL import Image
 from hadpo.inference.packing import PADDING, PREFIX
 from hadpo.models.base import VLMFamily
 from hadpo.records import PreferencePair, RecordError, SFTExample
+from hadpo.train.corruption import ImageCorruption
 from hadpo.train.logps import IGNORE_INDEX
+from hadpo.train.weights import diff_token_masks, pair_severity, span_token_mask
 
 
 def load_image(path: str) -> Image.Image:
@@ -45,17 +47,31 @@ class Encoder:
         pad = self.tokenizer.pad_token_id
         self.pad_id = pad if pad is not None else self.tokenizer.eos_token_id
 
-    def prompts(self, rows: Sequence[tuple[list[str], str]]) -> tuple[list[torch.Tensor], dict]:
-        """Prompt ids per row (unpadded) and the image tensors of the batch, from one processor call."""
+    def prompts(self, rows: Sequence[tuple[list, str]]) -> tuple[list[torch.Tensor], dict]:
+        """Prompt ids per row (unpadded) and the image tensors of the batch, from one processor call. A row's
+        images are file paths or PIL images."""
         texts = [self.family.prompt_text(self.processor, prompt, len(images)) for images, prompt in rows]
-        images = [load_image(path) for paths, _ in rows for path in paths]
-        encoded = self.processor(images=images, text=texts, padding=True, return_tensors="pt")
+        images = [load_image(image) if isinstance(image, str) else image for images, _ in rows for image in images]
+        # No image in the batch (text-only SFT rows): None, as `images=[]` gives an empty pixel_values tensor.
+        encoded = self.processor(images=images or None, text=texts, padding=True, return_tensors="pt")
         ids = [row[mask.bool()] for row, mask in zip(encoded["input_ids"], encoded["attention_mask"])]
         return ids, {key: encoded[key] for key in self.family.image_keys if key in encoded}
 
     def response(self, text: str) -> torch.Tensor:
         ids = self.tokenizer(self.family.response_text(self.processor, text), add_special_tokens=False)["input_ids"]
         return torch.tensor(ids, dtype=torch.long)
+
+    def response_offsets(self, text: str) -> tuple[torch.Tensor, list[tuple[int, int]]]:
+        """The response's token ids (as `response`) and each token's character offsets in `text` itself (the
+        template's additions, such as an end-of-turn token, fall outside it)."""
+        templated = self.family.response_text(self.processor, text)
+        start = templated.find(text)
+        if not getattr(self.tokenizer, "is_fast", False) or start < 0:
+            why = "its tokenizer gives no offsets" if start >= 0 else "its template changes the response text"
+            raise ValueError(f"token_weighting=labels cannot place spans on {self.family.name} responses: {why}")
+        encoded = self.tokenizer(templated, add_special_tokens=False, return_offsets_mapping=True)
+        offsets = [(begin - start, end - start) for begin, end in encoded["offset_mapping"]]
+        return torch.tensor(encoded["input_ids"], dtype=torch.long), offsets
 
     def pad(self, prompts: list[torch.Tensor], responses: list[torch.Tensor]) -> dict:
         """Concatenate prompt + response per sequence, pad right; labels are the response tokens only."""
@@ -136,7 +152,12 @@ def _right_padded(rows: list[torch.Tensor], pad_id: int) -> tuple[torch.Tensor, 
 
 class PreferenceCollator(Encoder):
     """B pairs -> B packed rows (`shared_prefix`, the default) or 2B sequences (chosen rows 0..B-1, rejected
-    rows B..2B-1). Either way `response_logps` returns chosen log-probs first, then rejected."""
+    rows B..2B-1). Either way `response_logps` returns chosen log-probs first, then rejected. A batch holding a
+    pair with `rejected_images` (an image-contrast pair) uses the sequences, the rejected rows reading those images.
+
+    Options of the newer methods (docs/methods.md): `token_weighting` adds `token_weights` (the marked tokens weigh
+    `token_weight`, the rest 1); `pair_weighting="severity"` adds `pair_severity` (B,); `corruption` adds a
+    `corrupted` batch, the chosen answers after the corrupted images (mDPO), in the sequences layout."""
 
     def __init__(
         self,
@@ -145,26 +166,87 @@ class PreferenceCollator(Encoder):
         max_length: int | None = None,
         decoder_start_token_id: int | None = None,
         shared_prefix: bool = True,
+        token_weighting: str = "none",
+        token_weight: float = 3.0,
+        pair_weighting: str = "none",
+        corruption: ImageCorruption | None = None,
     ):
         super().__init__(processor, family, max_length, decoder_start_token_id)
         # An encoder-decoder LM reads the prompt in its encoder: there is no prefix to share in the decoder.
         self.shared_prefix = shared_prefix and decoder_start_token_id is None
+        self.token_weighting, self.token_weight = token_weighting, token_weight
+        self.pair_weighting, self.corruption = pair_weighting, corruption
 
     def __call__(self, examples: list[dict]) -> dict:
         pairs = [example["pair"] for example in examples]
-        prompt_ids, image_inputs = self.prompts([(pair.images, pair.prompt) for pair in pairs])
-        chosen = [self.response(pair.chosen) for pair in pairs]
-        rejected = [self.response(pair.rejected) for pair in pairs]
-        if self.shared_prefix and self.decoder_start_token_id is None:
-            batch = self.pack(prompt_ids, [chosen, rejected])
-            batch.update(image_inputs)
+        contrast = any(pair.rejected_images for pair in pairs)
+        rows = [(pair.images, pair.prompt) for pair in pairs]
+        rows += [(pair.rejected_images or pair.images, pair.prompt) for pair in pairs] if contrast else []
+        prompt_ids, image_inputs = self.prompts(rows)
+        (chosen, rejected), weights = self.responses(pairs)
+        if self.shared_prefix and not contrast:
+            batch = self.pack(prompt_ids, [chosen, rejected]) | image_inputs
+            row_weights = None if weights is None else [torch.cat(w) for w in zip(*weights)]
         else:
-            batch = self.pad(prompt_ids + prompt_ids, chosen + rejected)
-            batch.update({key: torch.cat([value, value]) for key, value in image_inputs.items()})
-        if examples[0].get("ref") is not None:
-            refs = torch.tensor([example["ref"] for example in examples], dtype=torch.float64)
+            if not contrast:
+                prompt_ids = prompt_ids + prompt_ids
+                image_inputs = {key: torch.cat([value, value]) for key, value in image_inputs.items()}
+            batch = self.pad(prompt_ids, chosen + rejected) | image_inputs
+            row_weights = None if weights is None else weights[0] + weights[1]
+        if row_weights is not None:
+            batch["token_weights"] = place_weights(batch["labels"], row_weights)
+        if self.pair_weighting == "severity":
+            batch["pair_severity"] = torch.tensor([pair_severity(pair) for pair in pairs], dtype=torch.float32)
+        refs = [example.get("ref") for example in examples]
+        if refs[0] is not None:
+            refs = torch.tensor(refs, dtype=torch.float64)
             batch["ref_sums"] = torch.cat([refs[:, 0], refs[:, 2]]).float()
-            batch["ref_counts"] = torch.cat([refs[:, 1], refs[:, 3]]).long()
+            batch["ref_counts"] = torch.cat([refs[:, 1], refs[:, 3]]).float()  # token weights: not integral
+        if self.corruption is not None:
+            batch["corrupted"] = self.corrupted(pairs, chosen, None if weights is None else weights[0])
+            if refs[0] is not None:
+                batch["corrupted"] |= {"ref_sums": refs[:, 4].float(), "ref_counts": refs[:, 5].float()}
+        return batch
+
+    def responses(self, pairs: Sequence[PreferencePair]) -> tuple[tuple[list, list], tuple[list, list] | None]:
+        """((chosen ids, rejected ids), (chosen weights, rejected weights) or None), one tensor per pair."""
+        if self.token_weighting == "labels":
+            marked = []
+            for pair in pairs:
+                (chosen_ids, chosen_offsets), (rejected_ids, rejected_offsets) = (
+                    self.response_offsets(pair.chosen),
+                    self.response_offsets(pair.rejected),
+                )
+                masks = (
+                    span_token_mask(chosen_offsets, pair.chosen_spans),
+                    span_token_mask(rejected_offsets, pair.rejected_spans),
+                )
+                marked.append(((chosen_ids, rejected_ids), masks))
+            chosen, rejected = [ids[0] for ids, _ in marked], [ids[1] for ids, _ in marked]
+            masks = [mask for _, mask in marked]
+        else:
+            chosen, rejected = [self.response(p.chosen) for p in pairs], [self.response(p.rejected) for p in pairs]
+            if self.token_weighting == "none":
+                return (chosen, rejected), None
+            masks = [diff_token_masks(c.tolist(), r.tolist()) for c, r in zip(chosen, rejected)]
+        return (chosen, rejected), tuple([self.weights(mask[side]) for mask in masks] for side in (0, 1))
+
+    def weights(self, mask: list[bool]) -> torch.Tensor:
+        """`token_weight` on the marked tokens, 1 elsewhere."""
+        return 1 + (self.token_weight - 1) * torch.tensor(mask, dtype=torch.float32)
+
+    def corrupted(self, pairs: Sequence[PreferencePair], chosen: list, weights: list | None) -> dict:
+        """The chosen answers after the pairs' corrupted images (their `rejected_images` where they have them)."""
+        rows = []
+        for pair in pairs:
+            images = pair.rejected_images or [
+                self.corruption(load_image(path), f"{pair.pair_id}:{index}") for index, path in enumerate(pair.images)
+            ]
+            rows.append((images, pair.prompt))
+        prompt_ids, image_inputs = self.prompts(rows)
+        batch = self.pad(prompt_ids, chosen) | image_inputs
+        if weights is not None:
+            batch["token_weights"] = place_weights(batch["labels"], weights)
         return batch
 
     def lengths(self, pairs: Sequence[PreferencePair]) -> list[tuple[int, int, int]]:
@@ -174,6 +256,18 @@ class PreferenceCollator(Encoder):
             (len(ids), len(self.response(pair.chosen)), len(self.response(pair.rejected)))
             for ids, pair in zip(prompt_ids, pairs)
         ]
+
+
+def place_weights(labels: torch.Tensor, row_weights: list[torch.Tensor]) -> torch.Tensor:
+    """(N, T) weights aligned with `labels`: row i's response tokens (its labelled positions, in order) take
+    `row_weights[i]`, every other position 1."""
+    weights = torch.ones(labels.shape, dtype=torch.float32)
+    for row, row_weight in enumerate(row_weights):
+        positions = (labels[row] != IGNORE_INDEX).nonzero().squeeze(1)
+        if len(positions) != len(row_weight):
+            raise ValueError(f"{len(row_weight)} token weights for {len(positions)} response tokens")
+        weights[row, positions] = row_weight
+    return weights
 
 
 class SFTCollator(Encoder):

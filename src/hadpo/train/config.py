@@ -19,6 +19,9 @@ from hadpo.train.data import parse_mix
 from hadpo.train.loss import LOSS_TYPES
 
 REFERENCE_MODES = ("adapters", "copy", "precomputed")
+TOKEN_WEIGHTINGS = ("none", "diff", "labels")
+PAIR_WEIGHTINGS = ("none", "severity")
+IMAGE_CORRUPTIONS = ("crop", "black", "noise")
 FINETUNING = ("lora", "qlora", "full")
 DTYPES = ("float32", "bfloat16", "float16")
 
@@ -64,8 +67,56 @@ class HADPOConfig(TrainingArguments):
     )
     # --- objective ---
     beta: float = _opt(0.1, "DPO temperature beta (paper: 0.1).")
-    loss_type: str = _opt("sigmoid", f"Preference loss: {', '.join(LOSS_TYPES)}.")
-    label_smoothing: float = _opt(0.0, "Label smoothing eps for sigmoid (cDPO) and robust losses.")
+    loss_type: str | list[str] = _opt(
+        "sigmoid",
+        f"Preference loss, or a list of them summed with loss_weights (TRL's names; MPO: [sigmoid, bco_pair, "
+        f"sft]): {', '.join(LOSS_TYPES)}.",
+    )
+    loss_weights: list[float] | None = _opt(
+        None, "Weight of each loss_type in the list (MPO: [0.8, 0.2, 1.0]); default 1 each."
+    )
+    label_smoothing: float = _opt(
+        0.0, "Label smoothing eps for sigmoid (cDPO) and robust losses; the target's epsilon for exo_pair."
+    )
+    token_weighting: str = _opt(
+        "none",
+        "Per-token weights of the response log-probs (dense DPO, RLHF-V arXiv 2312.00849): none; diff (the "
+        "tokens where chosen and rejected differ, token-level matching as RLHF-V's code); labels (the tokens of "
+        "the spans the judge marked: pairs' chosen_spans / rejected_spans). Policy and reference use the same "
+        "weights.",
+    )
+    token_weight: float = _opt(3.0, "Weight of the marked tokens (the rest weigh 1); RLAIF-V's default 3.0.")
+    pair_weighting: str = _opt(
+        "none",
+        "Per-pair weights (HSA-DPO): none; severity (the rejected log-ratio weighted by the rejected text's "
+        "hallucination severity: the pair's `severity`, else the share of its sentences labelled hallucination; "
+        "1 for QA pairs).",
+    )
+    image_conditional_weight: float = _opt(
+        0.0,
+        "mDPO's conditional term (arXiv 2406.11839): the chosen answer with the real image preferred over the same "
+        "answer with a corrupted one (image_corruption). 0 = off; mDPO: 1.",
+    )
+    anchor_weight: float = _opt(
+        0.0, "mDPO's anchor: -log sigmoid(beta (pi_w - ref_w) - anchor_delta) keeps the chosen reward up; mDPO: 1."
+    )
+    anchor_delta: float = _opt(0.0, "The anchor's delta (mDPO: 0).")
+    image_corruption: str = _opt(
+        "crop",
+        "The corrupted image of the conditional term, made once per pair from a seed: crop (mDPO: a random crop "
+        "keeping image_corruption_scale of the area, resized back), black, or noise (uniform random pixels). A "
+        "pair's rejected_images are used instead where it has them.",
+    )
+    image_corruption_scale: list[float] = field(
+        default_factory=lambda: [0.01, 0.2],
+        metadata={"help": "The crop's share of the image area, low and high (mDPO: 0.01, 0.2)."},
+    )
+    warmup_sft_steps: int = _opt(
+        0,
+        "OPA-DPO's warm start (github.com/zhyang2226/OPA-DPO): this many SFT steps on the pairs' chosen answers "
+        "before the preference phase, whose reference is then the warmed model. 0 = off.",
+    )
+    warmup_sft_learning_rate: float | None = _opt(None, "Learning rate of the warm start; default learning_rate.")
     logps_reduction: str = _opt("sum", "Response log-probs summed over tokens (paper) or averaged: sum or mean.")
     reference: str = _opt(
         "adapters",
@@ -89,8 +140,10 @@ class HADPOConfig(TrainingArguments):
     def __post_init__(self):
         super().__post_init__()
         choices = {
-            "loss_type": LOSS_TYPES,
             "reference": REFERENCE_MODES,
+            "token_weighting": TOKEN_WEIGHTINGS,
+            "pair_weighting": PAIR_WEIGHTINGS,
+            "image_corruption": IMAGE_CORRUPTIONS,
             "finetuning": FINETUNING,
             "model_dtype": DTYPES,
             "logps_reduction": ("sum", "mean"),
@@ -99,6 +152,7 @@ class HADPOConfig(TrainingArguments):
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"config key '{name}': '{getattr(self, name)}' is not one of {', '.join(allowed)}")
+        self._check_loss_types()
         for name in ("model_name_or_path", "pairs"):
             if not getattr(self, name):
                 raise ValueError(f"config key '{name}' is required")
@@ -115,6 +169,46 @@ class HADPOConfig(TrainingArguments):
         if self.dataloader_persistent_workers:
             # Persistent workers keep the first epoch's copy of the dataset: rewrites would never change.
             raise ValueError("config key 'dataloader_persistent_workers' must stay false (per-epoch rewrites)")
+
+    def _check_loss_types(self) -> None:
+        types = self.loss_types
+        if not types:
+            raise ValueError("config key 'loss_type': the list is empty")
+        for name in types:
+            if name not in LOSS_TYPES:
+                raise ValueError(f"config key 'loss_type': '{name}' is not one of {', '.join(LOSS_TYPES)}")
+        if len(set(types)) != len(types):
+            raise ValueError(f"config key 'loss_type': {types} names a loss twice")
+        if self.loss_weights is not None:
+            if isinstance(self.loss_weights, int | float) or len(self.loss_weights) != len(types):
+                raise ValueError(
+                    f"config key 'loss_weights': {self.loss_weights} must be a list of {len(types)} numbers, one "
+                    f"per loss_type {types}"
+                )
+            if not all(isinstance(w, int | float) and math.isfinite(w) and w >= 0 for w in self.loss_weights):
+                raise ValueError(f"config key 'loss_weights': {self.loss_weights} must be finite numbers >= 0")
+        scale = self.image_corruption_scale
+        if len(scale) != 2 or not 0 < scale[0] <= scale[1] <= 1:
+            raise ValueError(
+                f"config key 'image_corruption_scale': {list(scale)} must be [low, high] with 0 < low <= high <= 1"
+            )
+        if self.warmup_sft_learning_rate is not None and not self.warmup_sft_learning_rate > 0:
+            raise ValueError(f"config key 'warmup_sft_learning_rate' must be > 0, got {self.warmup_sft_learning_rate}")
+        if self.warmup_sft_steps and self.ref_model_name_or_path:
+            raise ValueError(
+                "config key 'ref_model_name_or_path': with warmup_sft_steps the reference is the warmed model; unset it"
+            )
+        if self.warmup_sft_steps and self.finetuning == "qlora":
+            raise ValueError("config key 'warmup_sft_steps': the warm start merges its adapter; use lora or full")
+
+    @property
+    def loss_types(self) -> list[str]:
+        """`loss_type` as a list (one name is a list of one)."""
+        return [self.loss_type] if isinstance(self.loss_type, str) else list(self.loss_type)
+
+    @property
+    def uses_corrupted_images(self) -> bool:
+        return self.image_conditional_weight > 0
 
     def _check_numbers(self) -> None:
         """Every number finite (NaN passes every `<=` test: `beta: .nan` would train on NaN and exit 0) and each
@@ -133,6 +227,10 @@ class HADPOConfig(TrainingArguments):
             "gamma": ">= 0",
             "sft_ratio": ">= 0",
             "chosen_sft_weight": ">= 0",
+            "token_weight": "> 0",
+            "image_conditional_weight": ">= 0",
+            "anchor_weight": ">= 0",
+            "warmup_sft_steps": ">= 0",
             "weight_decay": ">= 0",
             "max_grad_norm": ">= 0",
             "adam_beta1": "[0, 1)",

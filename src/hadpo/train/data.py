@@ -30,6 +30,7 @@ from hadpo.records import (
     read_jsonl,
     resolve_image_path,
 )
+from hadpo.train.weights import pair_severity
 
 # --- loading and checking -----------------------------------------------------------------------------------
 
@@ -53,7 +54,9 @@ def load_pairs(path: str | Path) -> list[PreferencePair]:
             raise RecordError(f"{where}: duplicate pair_id")
         seen.add(pair.pair_id)
         pair.images = [_absolute(image, path) for image in pair.images]
-        for image in pair.images:
+        if pair.rejected_images:
+            pair.rejected_images = [_absolute(image, path) for image in pair.rejected_images]
+        for image in pair.images + (pair.rejected_images or []):
             if problem := problem_of(image):
                 raise RecordError(f"{where}: {problem}: {image}")
         for name in ("prompt", "chosen", "rejected"):
@@ -62,6 +65,22 @@ def load_pairs(path: str | Path) -> list[PreferencePair]:
         if pair.chosen.strip() == pair.rejected.strip():
             raise RecordError(f"{where}: chosen and rejected are identical")
     return pairs
+
+
+def check_pair_options(pairs: Sequence[PreferencePair], token_weighting: str, pair_weighting: str) -> None:
+    """The columns the run's options read are there: spans for `token_weighting: labels`, a severity for
+    `pair_weighting: severity`."""
+    for pair in pairs:
+        if token_weighting == "labels" and not (pair.chosen_spans or pair.rejected_spans):
+            raise RecordError(
+                f"pair '{pair.pair_id}': no chosen_spans or rejected_spans; token_weighting=labels needs the spans "
+                "the judge marked (`hadpo pairs build` writes them), or use token_weighting=diff"
+            )
+        if pair_weighting == "severity":
+            try:
+                pair_severity(pair)
+            except ValueError as error:
+                raise RecordError(str(error)) from None
 
 
 def check_prompts(pairs: Sequence[PreferencePair], family: VLMFamily, processor, source: str = "pairs") -> None:
@@ -171,6 +190,10 @@ class PreferenceDataset(torch.utils.data.Dataset):
         if self.shuffle:
             rng.shuffle(chosen_groups)
         return [rng.choice(group) for group in chosen_groups]
+
+    def pairs(self) -> list[PreferencePair]:
+        """Every pair row of every group (all rewrites), in group order."""
+        return [pair for group in self.groups for pair in group]
 
     def __len__(self) -> int:
         return len(self.plan)

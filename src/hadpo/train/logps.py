@@ -20,7 +20,9 @@ the tests) goes through `response_logps(model, batch) -> ResponseLogps`, which r
 
 Both give the same log-probs (fp32: within 1e-5) and gradients (tests/train/test_logps.py, every family).
 A batch also holds `labels` (-100 except on response tokens), the processor's image tensors, and optional
-non-model keys listed in `NON_MODEL_KEYS`.
+non-model keys listed in `NON_MODEL_KEYS`: among them `token_weights` (N, T), aligned with `labels`, the per-token
+weights of dense DPO (RLHF-V, arXiv 2312.00849): the preference log-prob of a response is then
+sum_t w_t log p(y_t) (or that divided by sum_t w_t with `logps_reduction: mean`, as RLAIF-V's code averages).
 """
 
 from __future__ import annotations
@@ -34,23 +36,37 @@ from hadpo.inference.packing import packed_inputs
 
 IGNORE_INDEX = -100
 # Keys a collator may add that are not model inputs.
-NON_MODEL_KEYS = ("labels", "ref_sums", "ref_counts", "branch_ids")
+NON_MODEL_KEYS = ("labels", "ref_sums", "ref_counts", "branch_ids", "token_weights", "pair_severity", "corrupted")
 
 
 @dataclass
 class ResponseLogps:
-    """Per-sequence sums of response-token log-probs and the number of response tokens, both (N,)."""
+    """Per-sequence sums of response-token log-probs and the number of response tokens, both (N,); with token
+    weights also their weighted sums sum_t w_t log p(y_t) and sum_t w_t."""
 
     sums: torch.Tensor
     counts: torch.Tensor
+    weighted_sums: torch.Tensor | None = None
+    weighted_counts: torch.Tensor | None = None
+
+    def preference_parts(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sums, counts) that preference losses read: the weighted ones when the batch had token weights."""
+        if self.weighted_sums is None:
+            return self.sums, self.counts
+        return self.weighted_sums, self.weighted_counts
 
     def reduce(self, reduction: str) -> torch.Tensor:
-        """`sum` (the paper) or `mean` over response tokens."""
+        """The preference log-probs: `sum` (the paper) or `mean` over response tokens (weighted where weighted)."""
+        sums, counts = self.preference_parts()
         if reduction == "sum":
-            return self.sums
+            return sums
         if reduction == "mean":
-            return self.sums / self.counts.clamp(min=1)
+            return sums / counts.clamp(min=1)
         raise ValueError(f"unknown logps reduction '{reduction}'; expected sum or mean")
+
+    def nll(self) -> torch.Tensor:
+        """Per-sequence mean negative log-likelihood of the response tokens (unweighted): the SFT losses."""
+        return -(self.sums / self.counts.clamp(min=1))
 
 
 LogpsFn = Callable[[torch.nn.Module, dict], ResponseLogps]
@@ -91,11 +107,14 @@ def response_logps(model: torch.nn.Module, batch: dict) -> ResponseLogps:
     # An encoder-decoder (InstructBLIP-FlanT5) ignores logits_to_keep: its labels line up with the decoder's
     # logits (see hadpo.train.collate.Encoder), of which the same last `keep` are read.
     logps, mask = token_logps(outputs.logits[:, -keep:], labels[:, width - keep :])
+    columns = {"sums": logps, "counts": mask}
+    if "token_weights" in batch:
+        weights = batch["token_weights"][:, width - keep + 1 :].to(logps.dtype) * mask
+        columns |= {"weighted_sums": logps * weights, "weighted_counts": weights}
     if "branch_ids" not in batch:
-        return ResponseLogps(sums=logps.sum(-1), counts=mask.sum(-1))
+        return ResponseLogps(**{name: values.sum(-1) for name, values in columns.items()})
     branches = batch["branch_ids"][:, width - keep + 1 :]  # aligned with the shifted labels
     ids = range(1, int(batch["branch_ids"].max()) + 1)
     return ResponseLogps(
-        sums=torch.cat([(logps * (branches == b)).sum(-1) for b in ids]),
-        counts=torch.cat([(mask & (branches == b)).sum(-1) for b in ids]),
+        **{name: torch.cat([(values * (branches == b)).sum(-1) for b in ids]) for name, values in columns.items()}
     )

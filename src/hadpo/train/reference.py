@@ -45,6 +45,9 @@ def model_fingerprint(model: torch.nn.Module, name: str = "") -> str:
 
 
 def example_key(pair: PreferencePair, collator: PreferenceCollator) -> str:
+    """What a reference log-prob depends on: the templated texts, the image files and, when set, the token
+    weights and the corrupted images (whose entries then hold the chosen answer after them too). With none of those
+    options, keys are the same as before they existed, so a cache stays valid."""
     family, processor = collator.family, collator.processor
     payload = [
         family.prompt_text(processor, pair.prompt, len(pair.images)),
@@ -52,6 +55,14 @@ def example_key(pair: PreferencePair, collator: PreferenceCollator) -> str:
         family.response_text(processor, pair.rejected),
         [file_sha256(image) for image in pair.images],
     ]
+    if pair.rejected_images:
+        payload.append(["rejected images", [file_sha256(image) for image in pair.rejected_images]])
+    if collator.token_weighting != "none":
+        payload.append(["token weights", collator.token_weighting, collator.token_weight])
+        if collator.token_weighting == "labels":
+            payload.append([pair.chosen_spans, pair.rejected_spans])
+    if collator.corruption is not None:
+        payload.append(["corrupted", collator.corruption.describe(), pair.pair_id])
     return hashlib.sha256(json.dumps(payload).encode()).hexdigest()
 
 
@@ -70,7 +81,8 @@ def precompute_reference(
     world_size: int = 1,
     barrier: Callable[[], None] | None = None,
 ) -> dict[str, tuple[float, float, float, float]]:
-    """pair_id -> (chosen sum, chosen tokens, rejected sum, rejected tokens), computing what the cache lacks.
+    """pair_id -> (chosen sum, chosen tokens, rejected sum, rejected tokens[, corrupted-image chosen sum, tokens]),
+    computing what the cache lacks (sums and token counts weighted where the collator weighs tokens).
 
     With several processes every rank scores its share of the missing examples (`rank::world_size`) and writes
     a shard; after `barrier` rank 0 merges the shards into the cache, and after a second barrier all read it.
@@ -81,7 +93,11 @@ def precompute_reference(
     missing = list({keys[pair.pair_id]: pair for pair in pairs if keys[pair.pair_id] not in entries}.values())
     if not missing:
         return {pair.pair_id: tuple(entries[keys[pair.pair_id]]) for pair in pairs}
-    scored = _score(model, missing[rank::world_size], keys, collator, batch_size, device, autocast_dtype, logps_fn)
+    share = missing[rank::world_size]
+    # Every rank scores as many examples (a short share repeats the first ones): under FSDP / ZeRO-3 each forward
+    # is a collective, so a rank with one batch fewer would leave the others waiting (issue 21).
+    share += missing[: -(-len(missing) // world_size) - len(share)]
+    scored = _score(model, share, keys, collator, batch_size, device, autocast_dtype, logps_fn)
     if world_size == 1:
         _write(path, fingerprint, {**entries, **scored})
     else:
@@ -107,14 +123,24 @@ def _score(model, pairs, keys, collator, batch_size, device, autocast_dtype, log
     scored: dict[str, list[float]] = {}
     for start in range(0, len(pairs), batch_size):
         chunk = pairs[start : start + batch_size]
-        batch = {k: v.to(device) for k, v in collator([{"pair": pair} for pair in chunk]).items()}
+        batch = to_device(collator([{"pair": pair} for pair in chunk]), device)
         with torch.no_grad(), autocast:
-            out = logps_fn(model, batch)
-        sums, counts, n = out.sums.double().cpu().tolist(), out.counts.cpu().tolist(), len(chunk)
+            parts = [logps_fn(model, batch).preference_parts()]
+            if "corrupted" in batch:
+                parts.append(logps_fn(model, batch["corrupted"]).preference_parts())
+        sums = torch.cat([s for s, _ in parts]).double().cpu().tolist()
+        counts = torch.cat([c for _, c in parts]).double().cpu().tolist()
+        n = len(chunk)
         for i, pair in enumerate(chunk):
-            scored[keys[pair.pair_id]] = [sums[i], counts[i], sums[n + i], counts[n + i]]
+            # chosen, rejected[, chosen after the corrupted image]: (sum, tokens) each
+            scored[keys[pair.pair_id]] = [value for j in range(i, len(sums), n) for value in (sums[j], counts[j])]
     model.train(was_training)
     return scored
+
+
+def to_device(batch: dict, device) -> dict:
+    """A collated batch on `device`, nested batches (mDPO's `corrupted`) included."""
+    return {k: to_device(v, device) if isinstance(v, dict) else v.to(device) for k, v in batch.items()}
 
 
 def _read(path: Path, fingerprint: str) -> dict[str, list[float]]:

@@ -5,101 +5,49 @@ trainer; then save the adapter (and optionally the merged model), the resolved c
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import logging
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from accelerate import PartialState
-from transformers import AutoConfig, AutoModelForImageTextToText, set_seed
-from transformers.trainer import TRAINER_STATE_NAME
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers import AutoConfig, set_seed
 
 from hadpo.config import save_config
 from hadpo.inference.packing import packing_unsupported
-from hadpo.models import VLMFamily, decoder_start_token_id, disable_dropout, get_family
+from hadpo.models import VLMFamily, decoder_start_token_id, get_family
 from hadpo.models.base import model_location_problem
 from hadpo.records import RecordError, check_dir
+from hadpo.train.checkpoints import last_complete_checkpoint
 from hadpo.train.collate import PreferenceCollator, SFTCollator, drop_too_long
 from hadpo.train.config import HADPOConfig
-from hadpo.train.data import AuxStream, PreferenceDataset, check_prompts, group_rewrites, load_pairs, load_sft_examples
+from hadpo.train.corruption import ImageCorruption
+from hadpo.train.data import (
+    AuxStream,
+    PreferenceDataset,
+    check_pair_options,
+    check_prompts,
+    group_rewrites,
+    load_pairs,
+    load_sft_examples,
+)
+from hadpo.train.distributed import (
+    VisionPaddedCollator,
+    blank_image,
+    prepare_reference,
+    reference_fingerprint,
+    save_whole,
+    without_vision_padding,
+)
+from hadpo.train.engines import Engine, adjust_config, check_engine, cpu_sharding, verify_engine
+from hadpo.train.logps import response_logps
+from hadpo.train.model import load_model, prepare_policy
 from hadpo.train.reference import model_fingerprint, precompute_reference
 from hadpo.train.trainer import HADPOTrainer
+from hadpo.train.warmup import warm_start
 
 log = logging.getLogger(__name__)
-
-
-def load_model(name_or_path: str, config: HADPOConfig, family: VLMFamily | None = None) -> torch.nn.Module:
-    kwargs: dict = {"dtype": getattr(torch, config.model_dtype)}
-    if config.finetuning == "qlora":
-        if importlib.util.find_spec("bitsandbytes") is None or not torch.cuda.is_available():
-            raise ValueError("finetuning=qlora needs bitsandbytes and a CUDA GPU; use lora or full here")
-        from transformers import BitsAndBytesConfig
-
-        skip = list((family.vision_tower_prefixes + family.projector_prefixes) if family else ()) + ["lm_head"]
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type="nf4",
-            bnb_4bit_compute_dtype=torch.bfloat16,
-            llm_int8_skip_modules=skip,
-        )
-    model = AutoModelForImageTextToText.from_pretrained(name_or_path, **kwargs)
-    if config.disable_dropout:
-        disable_dropout(model)
-    return model
-
-
-def prepare_policy(model: torch.nn.Module, config: HADPOConfig, family: VLMFamily) -> torch.nn.Module:
-    """Full fine-tuning: freeze vision tower / projector per flags. LoRA: adapters on the language model's
-    linear layers only; an unfrozen projector or tower is trained in full as a PEFT `modules_to_save`."""
-
-    def frozen(name: str) -> bool:
-        return (config.freeze_vision_tower and family.is_vision_tower(name)) or (
-            config.freeze_projector and family.is_projector(name)
-        )
-
-    if config.finetuning == "full":
-        for name, param in model.named_parameters():
-            param.requires_grad_(not frozen(name))
-        return model
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-
-    if config.finetuning == "qlora":
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=_checkpointing(config))
-    unfrozen = [] if config.freeze_projector else list(family.projector_prefixes)
-    if not config.freeze_vision_tower:
-        unfrozen = list(family.vision_tower_prefixes)  # the tower prefix holds the projector in Qwen2-VL
-        unfrozen += [] if config.freeze_projector else [p for p in family.projector_prefixes if p not in unfrozen]
-    modules = [name for name in unfrozen if _is_module(model, name)]
-    lora = LoraConfig(
-        r=config.lora_r,
-        lora_alpha=config.lora_alpha,
-        lora_dropout=config.lora_dropout,
-        target_modules=config.lora_target or family.lora_target_regex,
-        modules_to_save=modules or None,
-        bias="none",
-    )
-    if _checkpointing(config):
-        model.enable_input_require_grads()  # frozen embeddings: checkpointed LoRA layers still need grads
-    peft_model = get_peft_model(model, lora)
-    adapted = [name for name, module in peft_model.named_modules() if hasattr(module, "lora_A")]
-    outside = [name for name in adapted if family.is_vision_tower(name) or family.is_projector(name)]
-    if outside:
-        raise ValueError(f"config key 'lora_target' matches vision modules (e.g. {outside[0]}); LoRA is for the LM")
-    return peft_model
-
-
-def _checkpointing(config: HADPOConfig) -> bool:
-    return bool(config.gradient_checkpointing or getattr(config, "activation_checkpointing", False))
-
-
-def _is_module(model: torch.nn.Module, name: str) -> bool:
-    try:
-        model.get_submodule(name)
-        return True
-    except AttributeError:
-        return False
 
 
 def build_trainer(config: HADPOConfig, callbacks=None, processor=None) -> HADPOTrainer:
@@ -109,71 +57,132 @@ def build_trainer(config: HADPOConfig, callbacks=None, processor=None) -> HADPOT
     for key in ("model_name_or_path", "ref_model_name_or_path"):
         if getattr(config, key) and (problem := model_location_problem(getattr(config, key))):
             raise ValueError(f"config key '{key}': {problem}")
+    engine = check_engine(config)  # an engine this machine cannot run stops here, before data and models
+    adjust_config(config, engine)
     model_config = AutoConfig.from_pretrained(config.model_name_or_path)
     family = get_family(config.family, model_config.model_type)
     processor = processor or family.load_processor(config.model_name_or_path)
-    decoder_start = decoder_start_token_id(model_config)  # None unless the LM is an encoder-decoder
-    # Data first: bad input fails here, before a model is loaded.
-    collator = PreferenceCollator(processor, family, config.max_length, decoder_start)
-    dataset, dropped = _pairs_dataset(config.pairs, family, collator, config, config.data_mix, config.shuffle_pairs)
-    eval_dataset = None
-    if config.eval_pairs:
-        eval_dataset, _ = _pairs_dataset(config.eval_pairs, family, collator, config, "1:1", False)
-    sft_stream = sft_collator = None
-    if config.gamma > 0:
-        examples = load_sft_examples(config.sft_data, config.sft_caption_prompt)
-        sft_stream = AuxStream(examples, config.sft_batch_size or config.per_device_train_batch_size, config.seed)
-        sft_collator = SFTCollator(processor, family, None, decoder_start)
+    data = _load_data(config, family, processor, decoder_start_token_id(model_config), engine)
     if config.process_index == 0:
         save_config(config, Path(config.output_dir) / "hadpo_config.yaml", sort_keys=True)
 
     model = load_model(config.model_name_or_path, config, family)
-    ref_model = None
-    if config.reference in ("copy", "precomputed"):
-        if config.ref_model_name_or_path:
-            ref_model = load_model(config.ref_model_name_or_path, config, family)
-        else:
-            ref_model = copy.deepcopy(model) if config.reference == "copy" else model
-    collator.shared_prefix = _shared_prefix(config, model, ref_model)
-    if config.reference == "precomputed":
-        ref_name = config.ref_model_name_or_path or config.model_name_or_path
-        fingerprint = model_fingerprint(ref_model, ref_name)
-        for data in filter(None, (dataset, eval_dataset)):
-            # Every process scores its share of what the cache lacks; rank 0 merges (a collective).
-            data.reference = precompute_reference(
-                ref_model.to(config.device),
-                [pair for group in data.groups for pair in group],
-                collator,
-                config.reference_cache_dir or config.output_dir,
-                fingerprint=fingerprint,
-                batch_size=config.per_device_eval_batch_size,
-                device=config.device,
-                autocast_dtype=torch.bfloat16 if config.bf16 else torch.float16 if config.fp16 else None,
-                rank=config.process_index,
-                world_size=config.world_size,
-                barrier=PartialState().wait_for_everyone,
-            )
+    warmup = None
+    if config.warmup_sft_steps:  # OPA-DPO: the warmed model is the policy's start and the reference
+        sft_collator = SFTCollator(processor, family, None, decoder_start_token_id(model_config))
+        model, warmup = warm_start(model, config, family, sft_collator, data.dataset.pairs())
+    ref_model = _load_reference(config, family, model, engine)
+    data.collator.shared_prefix = _shared_prefix(config, model, ref_model)
+    if config.reference == "precomputed" and not engine.shards_parameters:
+        _precompute(config, ref_model.to(config.device), data, _fingerprint(config, ref_model, warmup))
         ref_model = None
-    policy = prepare_policy(model, config, family)
-    trainer = HADPOTrainer(
-        model=policy,
-        args=config,
-        train_dataset=dataset,
-        eval_dataset=eval_dataset,
-        data_collator=collator,
-        processing_class=processor,
-        ref_model=ref_model,
-        sft_stream=sft_stream,
-        sft_collator=sft_collator,
-        callbacks=callbacks,
-    )
+    policy = prepare_policy(model, config, family, engine)
+    with cpu_sharding(engine):
+        trainer = HADPOTrainer(
+            model=policy,
+            args=config,
+            train_dataset=data.dataset,
+            eval_dataset=data.eval_dataset,
+            data_collator=data.collator,
+            processing_class=processor,
+            ref_model=ref_model if config.reference == "copy" else None,
+            sft_stream=data.sft_stream,
+            sft_collator=data.sft_collator,
+            callbacks=callbacks,
+            logps_fn=without_vision_padding(response_logps),
+            engine=engine,
+        )
+    verify_engine(trainer, engine)
+    if config.reference == "precomputed" and engine.shards_parameters:
+        # Scored by the engine's own sharded reference, every process in lockstep, then freed.
+        fingerprint = _fingerprint(config, ref_model, warmup)  # of the weights, before they are sharded
+        _precompute(config, prepare_reference(trainer, ref_model, engine), data, fingerprint)
     trainer.hadpo_info = {
         "family": family.name,
         "lora_target": config.lora_target or family.lora_target_regex,
-        "pair_forward": "shared prefix" if collator.shared_prefix else "two sequences",
-        "data": {**dataset.stats(), "dropped_too_long": dropped},
+        "pair_forward": "shared prefix" if data.collator.shared_prefix else "two sequences",
+        "engine": engine.label,
+        "data": {**data.dataset.stats(), "dropped_too_long": data.dropped},
+        **({"warmup": warmup} if warmup else {}),
     }
     return trainer
+
+
+@dataclass
+class _RunData:
+    collator: PreferenceCollator
+    dataset: PreferenceDataset
+    dropped: int
+    eval_dataset: PreferenceDataset | None = None
+    sft_stream: AuxStream | None = None
+    sft_collator: SFTCollator | VisionPaddedCollator | None = None
+
+
+def _load_data(config: HADPOConfig, family: VLMFamily, processor, decoder_start, engine: Engine) -> _RunData:
+    """Pairs, held-out pairs and the auxiliary SFT stream, checked before any model is loaded."""
+    collator = pair_collator(processor, family, config, decoder_start)
+    dataset, dropped = _pairs_dataset(config.pairs, family, collator, config, config.data_mix, config.shuffle_pairs)
+    data = _RunData(collator, dataset, dropped)
+    if config.eval_pairs:
+        data.eval_dataset, _ = _pairs_dataset(config.eval_pairs, family, collator, config, "1:1", False)
+    if config.gamma > 0:
+        examples = load_sft_examples(config.sft_data, config.sft_caption_prompt)
+        data.sft_stream = AuxStream(examples, config.sft_batch_size or config.per_device_train_batch_size, config.seed)
+        data.sft_collator = SFTCollator(processor, family, None, decoder_start)
+        if engine.processes > 1:  # a text-only batch on one process must still run the vision tower (issue 21)
+            data.sft_collator = VisionPaddedCollator(data.sft_collator, blank_image())
+    return data
+
+
+def pair_collator(processor, family, config: HADPOConfig, decoder_start: int | None) -> PreferenceCollator:
+    """The pairs' collator with the run's token weights, pair weights and corrupted images (docs/methods.md)."""
+    corruption = None
+    if config.uses_corrupted_images:
+        corruption = ImageCorruption(config.image_corruption, tuple(config.image_corruption_scale), config.seed)
+    return PreferenceCollator(
+        processor,
+        family,
+        config.max_length,
+        decoder_start,
+        token_weighting=config.token_weighting,
+        token_weight=config.token_weight,
+        pair_weighting=config.pair_weighting,
+        corruption=corruption,
+    )
+
+
+def _load_reference(config: HADPOConfig, family: VLMFamily, model, engine: Engine):
+    """The reference weights for `copy` / `precomputed`, or None (`adapters`). Under parameter sharding it is a
+    model of its own, loaded like the policy (a deep copy of partitioned weights is not a model)."""
+    if config.reference not in ("copy", "precomputed"):
+        return None
+    if config.ref_model_name_or_path or engine.shards_parameters:
+        return load_model(config.ref_model_name_or_path or config.model_name_or_path, config, family)
+    return copy.deepcopy(model) if config.reference == "copy" else model
+
+
+def _fingerprint(config: HADPOConfig, ref_model, warmup: dict | None) -> str:
+    name = config.ref_model_name_or_path or config.model_name_or_path
+    return reference_fingerprint(ref_model, name + (" after the warm start" if warmup else ""), model_fingerprint)
+
+
+def _precompute(config: HADPOConfig, ref_model, data: _RunData, fingerprint: str) -> None:
+    """Fill each dataset's reference log-probs from the cache, scoring what it lacks with `ref_model` (placed on
+    the device, or sharded by the engine): every process scores its share and rank 0 merges (a collective)."""
+    for dataset in filter(None, (data.dataset, data.eval_dataset)):
+        dataset.reference = precompute_reference(
+            ref_model,
+            dataset.pairs(),
+            data.collator,
+            config.reference_cache_dir or config.output_dir,
+            fingerprint=fingerprint,
+            batch_size=config.per_device_eval_batch_size,
+            device=config.device,
+            autocast_dtype=torch.bfloat16 if config.bf16 else torch.float16 if config.fp16 else None,
+            rank=config.process_index,
+            world_size=config.world_size,
+            barrier=PartialState().wait_for_everyone,
+        )
 
 
 def _shared_prefix(config: HADPOConfig, model, ref_model) -> bool:
@@ -194,6 +203,10 @@ def _pairs_dataset(path, family, collator, config: HADPOConfig, mix: str, shuffl
     pairs = load_pairs(path)
     check_prompts(pairs, family, collator.processor, path)
     try:
+        check_pair_options(pairs, config.token_weighting, config.pair_weighting)
+    except RecordError as error:
+        raise RecordError(f"{path}: {error}") from None
+    try:
         groups, dropped = drop_too_long(group_rewrites(pairs), collator, config.too_long)
     except RecordError as error:
         raise RecordError(f"{path}: {error}") from None
@@ -212,39 +225,15 @@ def run_training(config: HADPOConfig, resume: bool = False, callbacks=None, proc
     return trainer
 
 
-def last_complete_checkpoint(output_dir: str | Path) -> Path:
-    """The newest checkpoint-N of `output_dir` whose save finished. The Trainer writes trainer_state.json last,
-    so a run killed inside a save leaves a folder without it (or with it cut short): that folder is passed over
-    (logged) and left for the next save of step N to overwrite."""
-    folders = sorted(
-        (
-            p
-            for p in Path(output_dir).glob(f"{PREFIX_CHECKPOINT_DIR}-*")
-            if p.is_dir() and p.name.rpartition("-")[2].isdigit()
-        ),
-        key=lambda p: int(p.name.rpartition("-")[2]),
-        reverse=True,
-    )
-    for folder in folders:
-        try:
-            state = json.loads((folder / TRAINER_STATE_NAME).read_text(encoding="utf-8"))
-            complete = state.get("global_step") == int(folder.name.rpartition("-")[2])
-        except (OSError, ValueError):
-            complete = False
-        if complete:
-            return folder
-        log.warning("%s: incomplete checkpoint (the save was interrupted); resuming from an earlier one", folder)
-    raise RecordError(
-        f"--resume: no complete checkpoint in output_dir {output_dir}"
-        f"{f' ({len(folders)} incomplete)' if folders else ''}; run without --resume to start over"
-    )
-
-
 def save_outputs(trainer: HADPOTrainer) -> None:
     """Adapter (or full model) + processor, trainer state, resolved config, model card, merged model."""
     config: HADPOConfig = trainer.args
     out = Path(config.output_dir)
-    trainer.save_model(str(out))
+    engine = trainer.engine
+    if engine is not None and engine.kind in ("fsdp", "deepspeed"):
+        save_whole(trainer, engine, out, trainable_only=config.finetuning != "full")  # gathered, not shards
+    else:
+        trainer.save_model(str(out))
     trainer.save_state()
     if not trainer.is_world_process_zero():
         return

@@ -30,8 +30,10 @@ from hadpo.errors import RunFailed
 from hadpo.train.collate import SFTCollator
 from hadpo.train.config import HADPOConfig
 from hadpo.train.data import AuxStream
+from hadpo.train.distributed import prepare_reference
+from hadpo.train.engines import Engine
 from hadpo.train.logps import LogpsFn, ResponseLogps, response_logps
-from hadpo.train.loss import dpo_loss
+from hadpo.train.loss import anchor_loss, image_conditional_loss, preference_losses
 
 PAIR_METRICS = (
     "rewards/chosen",
@@ -105,6 +107,7 @@ class HADPOTrainer(Trainer):
         sft_stream: AuxStream | None = None,
         sft_collator: SFTCollator | None = None,
         logps_fn: LogpsFn = response_logps,
+        engine: Engine | None = None,
         **kwargs,
     ):
         super().__init__(*args, **kwargs)
@@ -115,9 +118,9 @@ class HADPOTrainer(Trainer):
         # Our loss is a per-batch mean; the Trainer then divides it by the accumulation steps itself.
         self.model_accepts_loss_kwargs = False
         self.logps_fn = logps_fn
-        self.ref_model = ref_model
-        if ref_model is not None:
-            self.ref_model = ref_model.to(self.args.device).eval().requires_grad_(False)
+        self.engine = engine  # hadpo.train.engines: set by run.build_trainer; None = unsharded
+        # Sharded by the same engine as the policy under FSDP2 / DeepSpeed, else whole on the device (issue 21).
+        self.ref_model = None if ref_model is None else prepare_reference(self, ref_model, engine)
         self.sft_stream, self.sft_collator = sft_stream, sft_collator
         self._metrics: dict[str, list[float]] = defaultdict(list)
         self._seen = {"pairs": 0.0, "tokens": 0.0, "since": time.perf_counter()}
@@ -166,21 +169,29 @@ class HADPOTrainer(Trainer):
             self.pair_ids_this_step = list(pair_ids)
         policy = self.logps_fn(model, inputs)
         ref = self.reference_logps(model, inputs)
-        policy_logps, ref_logps = policy.reduce(args.logps_reduction), ref.reduce(args.logps_reduction)
+        policy_logps = policy.reduce(args.logps_reduction)
+        ref_logps = ref.reduce(args.logps_reduction).to(policy_logps.dtype)
         n = policy_logps.shape[0] // 2  # rows 0..n-1 chosen, n..2n-1 rejected
-        losses, chosen_rewards, rejected_rewards = dpo_loss(
+        types = args.loss_types
+        preference = preference_losses(
             policy_logps[:n],
             policy_logps[n:],
-            ref_logps[:n].to(policy_logps.dtype),
-            ref_logps[n:].to(policy_logps.dtype),
+            ref_logps[:n],
+            ref_logps[n:],
             beta=args.beta,
-            loss_type=args.loss_type,
+            loss_type=types,
+            loss_weights=args.loss_weights,
             label_smoothing=args.label_smoothing,
+            rejected_weights=inputs.get("pair_severity"),
+            sft_loss=self.chosen_token_nll(policy, n) if "sft" in types else None,
         )
-        loss = losses.mean()
+        loss = preference.losses.mean()
         terms = {"loss/dpo": loss.detach()}
+        if len(types) > 1:
+            terms |= {f"loss/{name}": values.mean().detach() for name, values in preference.terms.items()}
+        loss = loss + self.multimodal_terms(model, inputs, policy_logps[:n], ref_logps[:n], terms)
         if args.chosen_sft_weight > 0:
-            chosen_nll = -(policy.sums[:n] / policy.counts[:n].clamp(min=1)).mean()
+            chosen_nll = policy.nll()[:n].mean()
             loss = loss + args.chosen_sft_weight * chosen_nll
             terms["loss/chosen_sft"] = chosen_nll.detach()
         if args.gamma > 0 and self.sft_stream is not None and model.training:
@@ -188,6 +199,7 @@ class HADPOTrainer(Trainer):
             if sft_loss is not None:
                 loss = loss + args.gamma * sft_loss
                 terms["loss/sft"] = sft_loss.detach()
+        chosen_rewards, rejected_rewards = preference.chosen_rewards, preference.rejected_rewards
         pair_values = [
             chosen_rewards,
             rejected_rewards,
@@ -195,13 +207,43 @@ class HADPOTrainer(Trainer):
             (chosen_rewards > rejected_rewards).float(),
             policy_logps[:n].detach(),
             policy_logps[n:].detach(),
-            ref_logps[:n].to(policy_logps.dtype),
-            ref_logps[n:].to(policy_logps.dtype),
+            ref_logps[:n],
+            ref_logps[n:],
         ]
         self._record(model.training, terms, torch.stack(pair_values, dim=1), n, inputs["attention_mask"].sum())
         if return_outputs:
             return loss, {"chosen_rewards": chosen_rewards, "rejected_rewards": rejected_rewards}
         return loss
+
+    def chosen_token_nll(self, policy: ResponseLogps, n: int) -> torch.Tensor:
+        """MPO's `sft` term as TRL defines it: the NLL of every chosen token of the batch, averaged over tokens.
+        Over several processes the tokens are counted globally (the gradient is averaged over processes), so the
+        term does not depend on how the batch is split."""
+        tokens = policy.counts[:n].sum().float()
+        if self.args.world_size > 1:
+            tokens = self.accelerator.reduce(tokens.detach().clone(), reduction="sum") / self.args.world_size
+        return -policy.sums[:n].sum() / tokens.clamp(min=1)
+
+    def multimodal_terms(self, model, inputs: dict, policy_chosen, ref_chosen, terms: dict) -> torch.Tensor | float:
+        """mDPO's terms (arXiv 2406.11839): image_conditional_weight * L_conditional (one more forward of the
+        chosen answers after the corrupted images, policy and reference) + anchor_weight * L_anchor."""
+        args, total = self.args, 0.0
+        if args.image_conditional_weight > 0:
+            corrupted = inputs["corrupted"]
+            policy_corrupted = self.logps_fn(model, corrupted).reduce(args.logps_reduction)
+            ref_corrupted = self.reference_logps(model, corrupted).reduce(args.logps_reduction)
+            ref_corrupted = ref_corrupted.to(policy_corrupted.dtype)
+            conditional = image_conditional_loss(
+                policy_chosen, ref_chosen, policy_corrupted, ref_corrupted, beta=args.beta
+            ).mean()
+            total = total + args.image_conditional_weight * conditional
+            terms["loss/image_conditional"] = conditional.detach()
+            terms["rewards/corrupted_chosen"] = (args.beta * (policy_corrupted - ref_corrupted)).mean().detach()
+        if args.anchor_weight > 0:
+            anchor = anchor_loss(policy_chosen, ref_chosen, beta=args.beta, delta=args.anchor_delta).mean()
+            total = total + args.anchor_weight * anchor
+            terms["loss/anchor"] = anchor.detach()
+        return total
 
     def auxiliary_loss(self, model) -> torch.Tensor | None:
         """Mean per-example token NLL on this micro-step's auxiliary batches (sft_ratio of them per DPO
@@ -221,7 +263,7 @@ class HADPOTrainer(Trainer):
             examples = stream.batch(counter, self.args.process_index, self.args.world_size)
             batch = self._prepare_inputs(self.sft_collator(examples))
             out = self.logps_fn(self.accelerator.unwrap_model(model), batch)
-            losses.append(-(out.sums / out.counts.clamp(min=1)).mean())
+            losses.append(out.nll().mean())
         return torch.stack(losses).mean() if losses else None
 
     # --- metrics --------------------------------------------------------------------------------------------
