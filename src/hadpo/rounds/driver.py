@@ -175,7 +175,8 @@ def train_model(
     """One training run of the recipe from `model` (reference: `reference`, None = `model` itself); resumes from
     the newest complete checkpoint a killed run left in `out`. Returns the trained model's folder and the run's
     figures."""
-    from hadpo.train.run import last_complete_checkpoint, run_training  # (imports the Trainer and PEFT)
+    from hadpo.train.checkpoints import last_complete_checkpoint
+    from hadpo.train.run import run_training  # (imports the Trainer and PEFT)
 
     changes: dict = {
         "model_name_or_path": str(model),
