@@ -58,8 +58,9 @@ PLOTTED = [
     ("object coverage", "eval.coverage", 0),
     ("CHAIRs", "eval.chair.chair_s", 1),
     ("SHR", "eval.shr.shr", 1),
-    ("hallucinated sentences, sampled descriptions", "pairs.sentence_hallucination_rate", 1),
 ]
+# Round r's pairs come from round r-1's model: plotted at the model that sampled them.
+SAMPLED = ("hallucinated sentences, the model's sampled descriptions", "pairs.sentence_hallucination_rate")
 
 
 def lookup(data, path: str):
@@ -147,9 +148,12 @@ def plot(rows: list[dict], path: Path) -> Path | None:
         axes[panel].plot(*zip(*points), marker="o", color=colour, label=name)
         if baseline is not None and (v := lookup(baseline, key)) is not None:
             axes[panel].axhline(100 * v, color=colour, linestyle="--", linewidth=1)
+    sampled = [(row["round"] - 1, 100 * v) for row in rounds if (v := lookup(row, SAMPLED[1])) is not None]
+    if sampled:
+        axes[1].plot(*zip(*sampled), marker="s", color=f"C{len(PLOTTED)}", label=SAMPLED[0])
     for ax, title in zip(axes, titles):
         ax.set_title(f"{title} (dashed: same-steps baseline)" if baseline else title)
-        ax.set_xlabel("round (0 = base)")
+        ax.set_xlabel("model of round (0 = base)")
         ax.set_ylabel("%")
         ax.set_xticks([row["round"] for row in rounds])
         ax.legend(fontsize=8)
