@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from pathlib import Path
 
 from hadpo.world.report import format_cell, lookup
@@ -119,6 +120,7 @@ def main() -> None:
     args = parser.parse_args()
     overrides = [*args.overrides, *([f"rounds.name={args.name}"] if args.name else [])]
     if not args.summarize:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")  # each stage's progress
         for seed in args.seeds:
             run_demo_rounds(args.config, seed, args.runs_dir, args.rounds, overrides)
     suffix = f"-{args.name}" if args.name else ""
