@@ -4,6 +4,8 @@ read finished chains) and print one markdown table per question the rounds must 
     python benchmarks/rounds_seeds.py --seeds 0 1 2 --rounds 3                # runs the chains, one after another
     python benchmarks/rounds_seeds.py --seeds 0 1 2 --rounds 3 --summarize    # only reads the finished chains
     python benchmarks/rounds_seeds.py --seeds 0 1 2 --rounds 3 --name refbase rounds.reference=base   # a variant
+    python benchmarks/rounds_seeds.py --seeds 0 1 2 --rounds 3 --name refbase --baseline-from - \
+        rounds.reference=base rounds.baseline=false     # a variant compared with the unnamed chains' baseline
 
 Each chain is runs/demo/seed<N>-rounds[-<name>]/ and resumes where it stopped. Tables: the base, the same-steps
 baseline (one round from the base on round 1's pairs, trained for all rounds' steps) and every round, with the
@@ -38,6 +40,15 @@ FIGURES = [  # (label, path in a model's summary, percentage, lower is better)
 def models(chain: dict) -> dict[str, dict]:
     named = {("base" if row["round"] == 0 else f"r{row['round']}"): row["eval"] for row in chain["rounds"]}
     return {"base": named.pop("base"), "baseline": chain["baseline"]["eval"], **named}
+
+
+def read_chain(folder: Path, baseline_from: Path | None) -> dict:
+    """A chain's rounds.json; a variant run without its own baseline takes another chain's of the same seed
+    (the same base and round 1 when the variant leaves round 1 alone, e.g. reference base)."""
+    chain = json.loads((folder / "rounds.json").read_text())
+    if chain.get("baseline") is None and baseline_from is not None:
+        chain["baseline"] = json.loads((baseline_from / "rounds.json").read_text())["baseline"]
+    return chain
 
 
 def spread(values: list[float], percent: bool) -> str:
@@ -115,6 +126,11 @@ def main() -> None:
     parser.add_argument("--name", default="", help="a variant's name (its chains' folder suffix)")
     parser.add_argument("--summarize", action="store_true", help="read finished chains instead of running them")
     parser.add_argument(
+        "--baseline-from",
+        metavar="NAME",
+        help="for chains run with rounds.baseline=false: the baseline of the chains named NAME ('-' = unnamed)",
+    )
+    parser.add_argument(
         "overrides", nargs="*", metavar="key=value", help="demo config keys, e.g. rounds.reference=base"
     )
     args = parser.parse_args()
@@ -123,9 +139,12 @@ def main() -> None:
         logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")  # each stage's progress
         for seed in args.seeds:
             run_demo_rounds(args.config, seed, args.runs_dir, args.rounds, overrides)
-    suffix = f"-{args.name}" if args.name else ""
+
+    def folder(seed: int, name: str) -> Path:
+        return Path(args.runs_dir) / "demo" / f"seed{seed}-rounds{f'-{name}' if name and name != '-' else ''}"
+
     chains = {
-        seed: json.loads((Path(args.runs_dir) / "demo" / f"seed{seed}-rounds{suffix}" / "rounds.json").read_text())
+        seed: read_chain(folder(seed, args.name), folder(seed, args.baseline_from) if args.baseline_from else None)
         for seed in args.seeds
     }
     print(comparison(chains), hallucination_shares(chains), checks(chains), sep="\n\n")
