@@ -52,10 +52,16 @@ def test_demo_rounds_start_from_the_demo_and_report_every_round(tmp_path):
     ).stdout
     assert "| figure | seed 3: base / baseline / r1 / r2 | r2 - baseline: min .. max |" in printed
     assert "| 3 | " in printed and "round 2 (model 1)" in printed
-    policy = script.with_name("rounds_qa_policy.py")
+    policy = script.with_name("rounds_analysis.py")
     printed = subprocess.run([sys.executable, str(policy), str(out)], capture_output=True, text=True, check=True).stdout
-    qa = [line.split(" | ") for line in printed.splitlines() if line.startswith("| seed3-rounds |")]
-    assert [int(cells[1]) for cells in qa] == [1, 2]
+    kinds, qa = (
+        [line.split(" | ") for line in table.splitlines() if line.startswith("| seed3-rounds |")]
+        for table in printed.split("\n\n")
+    )
+    assert [int(cells[1]) for cells in kinds] == [int(cells[1]) for cells in qa] == [1, 2]
+    assert [float(cells[3]) for cells in kinds] == [
+        pytest.approx(100 * row["pairs"]["sentence_hallucination_rate"], abs=0.06) for row in rows[1:]
+    ]
     assert [int(cells[2]) for cells in qa] == [row["pairs"]["pairs"]["qa"] for row in rows[1:]]
 
 
