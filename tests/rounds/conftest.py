@@ -130,6 +130,8 @@ def chain_files(tmp_path_factory, describer_dir):
         },
     )
     pope = build_pope_files(images, folder / "pope", num_images=4, per_image=1, seed=0, protocol="hadpo")
+    # yes/no questions of a type the pairs never ask stand for the held-out types (here: more existence ones)
+    heldout = build_pope_files(images, folder / "heldout", 4, 1, seed=1, splits=["random"], prefix="heldout")
     config = write_yaml(
         folder / "rounds.yaml",
         {
@@ -137,7 +139,12 @@ def chain_files(tmp_path_factory, describer_dir):
             "out_dir": str(folder / "chain"),
             "pairs_recipe": str(pairs),
             "train_recipe": str(train),
-            "eval": {"pope": [str(p) for p in pope.values()], "images": str(images), "max_new_tokens": 12},
+            "eval": {
+                "pope": [str(p) for p in pope.values()],
+                "heldout": [str(heldout["random"])],
+                "images": str(images),
+                "max_new_tokens": 12,
+            },
         },
     )
     return config, folder

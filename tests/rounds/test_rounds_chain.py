@@ -48,14 +48,14 @@ def test_the_command_runs_a_chain_grows_it_and_keeps_the_baseline_fair(chain_fil
     for row in [*rows, two["baseline"]]:
         assert set(row["eval"]["pope"]) == {"random", "popular", "adversarial"}
         assert set(row["eval"]["pope"]["adversarial"]) == {"accuracy", "precision", "recall", "f1", "yes_ratio"}
-        assert {"chair", "shr", "coverage"} <= set(row["eval"])
+        assert {"chair", "shr", "coverage"} <= set(row["eval"]) and set(row["eval"]["heldout"]) == {"random"}
     for row in rows[1:]:
         assert row["pairs"]["pairs"]["total"] > 0 and 0 <= row["pairs"]["sentence_hallucination_rate"] <= 1
     report = (out / "rounds.md").read_text()
     assert (
         "| 0 (base) |" in report and "| 2 |" in report and f"| baseline ({steps} steps on round 1's pairs) |" in report
     )
-    assert "## POPE per split" in report and "adversarial rec (%)" in report
+    assert "## POPE per split" in report and "adversarial rec (%)" in report and "held-out random acc (%)" in report
     assert (out / "rounds.png").stat().st_size > 0
 
 
