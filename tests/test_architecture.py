@@ -3,7 +3,9 @@ imports only for type checkers are not run and do not count):
 
 - the toolkit never imports the scene world (`hadpo.world`, which holds the demo too);
 - the three wings (pairs, train, evaluate) stand alone: none imports another, and the modules they share
-  (records, errors, text, config, inference, models, judge) import no wing and not the command line;
+  (records, errors, text, config, inference, models, judge) import no wing;
+- the layers that chain the wings (the rounds driver, the command line) sit above them: no wing and no shared
+  module imports them;
 - the world reaches the toolkit through public names only;
 - no import cycle exists anywhere in the package.
 """
@@ -30,6 +32,7 @@ TOOLKIT = (
     "hadpo.pairs",
     "hadpo.train",
     "hadpo.evaluate",
+    "hadpo.rounds",
     "hadpo.cli",
 )
 WINGS = ("hadpo.pairs", "hadpo.train", "hadpo.evaluate")
@@ -44,6 +47,7 @@ SHARED = (
     "hadpo.models",
     "hadpo.judge",
 )
+ABOVE_THE_WINGS = ("hadpo.rounds", "hadpo.cli")
 
 
 def module_names(package: Path) -> dict[str, Path]:
@@ -119,8 +123,11 @@ def violations(graph: dict[str, list[tuple[str, str]]]) -> list[str]:
             if wing and other and wing != other:
                 broken.append(f"{module} -> {target} (the wings stand alone)")
             shared = any(within(module, layer) for layer in SHARED)
-            if shared and (other or within(target, "hadpo.cli")):
+            above = any(within(target, layer) for layer in ABOVE_THE_WINGS)
+            if shared and (other or above):
                 broken.append(f"{module} -> {target} (the shared modules import no wing)")
+            if wing and above:
+                broken.append(f"{module} -> {target} (the wings never import the layers above them)")
             if within(module, WORLD) and not within(target, WORLD) and name.startswith("_"):
                 broken.append(f"{module} -> {target}.{name} (the world uses the toolkit's public names only)")
     return broken
@@ -146,7 +153,7 @@ def test_no_import_cycle(graph):
 
 def test_the_checks_catch_a_forbidden_import_and_a_cycle(tmp_path):
     package = tmp_path / "hadpo"
-    for folder in ("pairs", "evaluate", "world"):
+    for folder in ("pairs", "evaluate", "world", "rounds", "train"):
         (package / folder).mkdir(parents=True)
         (package / folder / "__init__.py").write_text("")
     (package / "__init__.py").write_text("")
@@ -154,15 +161,19 @@ def test_the_checks_catch_a_forbidden_import_and_a_cycle(tmp_path):
     (package / "world" / "demo.py").write_text("from hadpo.pairs import build\nfrom hadpo.evaluate import _x\n")
     (package / "evaluate" / "__init__.py").write_text("import hadpo.pairs.build\n")
     (package / "text.py").write_text("from hadpo.evaluate import chair\n")
+    (package / "rounds" / "driver.py").write_text("from hadpo.pairs import build\nfrom hadpo.train import run\n")
+    (package / "train" / "run.py").write_text("from hadpo.rounds.driver import train_model\n")
     (package / "world" / "typing_only.py").write_text(
         "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from hadpo.world.demo import load\n"
     )
     graph = import_graph(package)
     assert find_cycle(graph) == ["hadpo.pairs.build", "hadpo.world.demo", "hadpo.pairs.build"]
+    assert ("hadpo.pairs.build", "") in graph["hadpo.rounds.driver"]  # the rounds driver may chain the wings
     assert violations(graph) == [
         "hadpo.evaluate -> hadpo.pairs.build (the wings stand alone)",
         "hadpo.pairs.build -> hadpo.world.demo (the toolkit never imports the world)",
         "hadpo.text -> hadpo.evaluate (the shared modules import no wing)",
+        "hadpo.train.run -> hadpo.rounds.driver (the wings never import the layers above them)",
         "hadpo.world.demo -> hadpo.evaluate._x (the world uses the toolkit's public names only)",
     ]
     assert graph["hadpo.world.typing_only"] == []
@@ -172,4 +183,4 @@ def test_the_world_s_verbs_reach_the_command_line_through_the_entry_point_group(
     from hadpo.cli import build_parser
 
     verbs = build_parser()._subparsers._group_actions[0].choices
-    assert {"pairs", "train", "eval", "report", "world", "demo"} <= set(verbs)
+    assert {"pairs", "train", "eval", "report", "rounds", "world", "demo"} <= set(verbs)

@@ -9,12 +9,12 @@ import logging
 import sys
 from importlib.metadata import entry_points
 
-from hadpo.cli import eval, models, pairs, report, train
+from hadpo.cli import eval, models, pairs, report, rounds, train
 from hadpo.errors import RedactingFilter, RunFailed, one_line, os_error_line, redact
 from hadpo.inference import parallel, serve_if_worker
 from hadpo.progress import quiet_library_bars
 
-WINGS = [pairs, train, eval, report, models]
+WINGS = [pairs, train, eval, report, models, rounds]
 ENTRY_POINTS = "hadpo.cli"  # each entry point names a `register(subparsers)` function
 
 

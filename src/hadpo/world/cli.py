@@ -36,6 +36,13 @@ def register_demo(subparsers) -> None:
         "each evaluated (docs/methods.md)",
     )
     demo.add_argument(
+        "--rounds",
+        type=int,
+        metavar="N",
+        help="HA-DPO as N on-policy rounds, each describing with the model the round before trained, against "
+        "the same-steps baseline (runs/demo/seed<N>-rounds/; docs/rounds.md)",
+    )
+    demo.add_argument(
         "overrides",
         nargs="*",
         metavar="key=value",
@@ -59,9 +66,18 @@ def register_world(subparsers) -> None:
 
 
 def _demo(args) -> int:
-    from hadpo.world.demo import run_demo  # deferred: see the module docstring
+    if args.rounds is None:
+        from hadpo.world.demo import run_demo  # deferred: see the module docstring
 
-    run_demo(args.config, args.seed, args.runs_dir, args.ablate, args.overrides, args.methods)
+        run_demo(args.config, args.seed, args.runs_dir, args.ablate, args.overrides, args.methods)
+        return 0
+    if args.ablate or args.methods or args.rounds < 1:
+        raise ValueError(
+            "--rounds N needs N >= 1 and runs without --ablate or --methods (those train one-round variants)"
+        )
+    from hadpo.world.rounds import run_demo_rounds  # deferred: see the module docstring
+
+    run_demo_rounds(args.config, args.seed, args.runs_dir, args.rounds, args.overrides)
     return 0
 
 
