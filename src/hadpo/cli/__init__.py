@@ -48,14 +48,26 @@ def main(argv: list[str] | None = None) -> int:
             handler.addFilter(RedactingFilter())
     for name in ("httpx", "httpx2", "httpcore", "openai"):  # an INFO line per HTTP request buries the warnings
         logging.getLogger(name).setLevel(logging.NOTSET if args.verbose else logging.WARNING)
-    if getattr(args, "command", None) in DATA_PARALLEL_INFERENCE:
-        if serve_if_worker():
-            return 0
-        try:
-            return _run(args)
-        finally:
-            parallel.release()
-    return _run(args)
+    try:
+        if getattr(args, "command", None) in DATA_PARALLEL_INFERENCE:
+            if serve_if_worker():
+                return 0
+            try:
+                return _run(args)
+            finally:
+                parallel.release()
+        return _run(args)
+    finally:
+        _leave_process_group()
+
+
+def _leave_process_group() -> None:
+    """Under a distributed launch, leave the process group before the interpreter exits: a gloo group still alive
+    at exit can abort the process ("terminate called without an active exception", SIGABRT) after the work is
+    done, and the launcher then reports a failure."""
+    dist = sys.modules.get("torch.distributed")  # never import torch for a command that did not
+    if dist is not None and dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def _run(args) -> int:
