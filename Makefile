@@ -28,14 +28,17 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff format --check src tests benchmarks
 	$(VENV)/bin/ruff check src tests benchmarks
 
+# Tests in TEST_WORKERS processes (pytest-xdist), one torch thread each: two processes with a thread per core
+# would spin-wait on each other's cores.
+TEST_WORKERS ?= 2
 test: $(STAMP) lint
-	$(VENV)/bin/pytest -q
+	OMP_NUM_THREADS=1 $(VENV)/bin/pytest -q -n $(TEST_WORKERS)
 
 # The slow end-to-end runs `make test` leaves out (pretraining world base models, the demo's ablations, DDP with
 # precomputed references); worlds and base models are cached under runs/ and reused by later runs.
 .PHONY: test-slow
 test-slow: $(STAMP)
-	$(VENV)/bin/pytest -q -m slow
+	OMP_NUM_THREADS=1 $(VENV)/bin/pytest -q -n $(TEST_WORKERS) -m slow
 
 $(BENCH_STAMP): $(STAMP)
 	$(PY) -m pip install --quiet -e ".[dev,bench]"

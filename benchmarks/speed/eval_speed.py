@@ -86,7 +86,7 @@ def bias_head(model, processor, queries: list[Query], margin: float = 5.0) -> No
     model.lm_head = head
 
 
-def main(argv=None) -> int:
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--model", choices=list(SHAPES), default="tiny-576", help="tiny-576: LLaVA-1.5's 576 image tokens; tiny: 144"
@@ -98,7 +98,11 @@ def main(argv=None) -> int:
     parser.add_argument("--max-new-tokens", type=int, default=2, help="generate mode")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
     set_threads(args.threads)
     model, processor = build_model(args.model, args.device)
     with tempfile.TemporaryDirectory() as folder:

@@ -42,27 +42,19 @@ CORPUS = [
 PEAK_TFLOPS = {"H200": 989.0, "H100": 989.0, "A100": 312.0, "L40S": 362.0, "A10G": 125.0, "L4": 121.0}
 
 
+TINY = TinyLlavaSpec(
+    image_size=192,
+    patch_size=16,
+    vision_hidden=64,
+    vision_layers=2,
+    text_hidden=256,
+    text_layers=4,
+    text_intermediate=688,
+    max_positions=2048,
+)
 SHAPES = {
-    "tiny": TinyLlavaSpec(
-        image_size=192,
-        patch_size=16,
-        vision_hidden=64,
-        vision_layers=2,
-        text_hidden=256,
-        text_layers=4,
-        text_intermediate=688,
-        max_positions=2048,
-    ),
-    "tiny-576": TinyLlavaSpec(
-        image_size=384,
-        patch_size=16,
-        vision_hidden=64,
-        vision_layers=2,
-        text_hidden=256,
-        text_layers=4,
-        text_intermediate=688,
-        max_positions=2048,
-    ),
+    "tiny": TINY,
+    "tiny-576": TINY.model_copy(update={"image_size": 384}),  # LLaVA-1.5's 576 image tokens: 24 x 24 patches
     "llava15-7b": TinyLlavaSpec(
         image_size=336,
         patch_size=14,

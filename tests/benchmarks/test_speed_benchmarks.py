@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 from benchmarks.speed import train_epochs
@@ -47,6 +48,7 @@ def test_trls_prompt_gets_the_bos_the_tokenizer_would_add():
     assert prompt_with_bos(plain, text) == text
 
 
+@pytest.mark.slow  # three interpreters (the parent, a timing child, the loss child): ~15 s of CPU
 def test_train_speed_runs_the_gpu_path_at_tiny_size_on_the_cpu():
     # bf16, LoRA, model FLOPs utilisation from counted FLOPs (a made-up 1 TFLOP/s peak) and peak memory.
     result = _last_json(
