@@ -74,4 +74,6 @@ def test_demo_rounds_options_are_checked(tmp_path, capsys):
         load_demo_rounds_config(None, None, ["rounds.fresh_image=true"])
     assert main(["demo", "--rounds", "2", "--ablate", "--runs-dir", str(tmp_path)]) == 2
     assert "runs without --ablate" in capsys.readouterr().err
+    assert main(["demo", "--rounds", "2", "--methods", "dense", "--runs-dir", str(tmp_path)]) == 2
+    assert "or --methods (those train one-round variants)" in capsys.readouterr().err
     assert not (tmp_path / "demo").exists()
