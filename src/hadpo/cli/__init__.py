@@ -48,26 +48,34 @@ def main(argv: list[str] | None = None) -> int:
             handler.addFilter(RedactingFilter())
     for name in ("httpx", "httpx2", "httpcore", "openai"):  # an INFO line per HTTP request buries the warnings
         logging.getLogger(name).setLevel(logging.NOTSET if args.verbose else logging.WARNING)
+    code = 1
     try:
         if getattr(args, "command", None) in DATA_PARALLEL_INFERENCE:
             if serve_if_worker():
-                return 0
+                code = 0
+                return code
             try:
-                return _run(args)
+                code = _run(args)
+                return code
             finally:
                 parallel.release()
-        return _run(args)
+        code = _run(args)
+        return code
     finally:
-        _leave_process_group()
+        _leave_process_group(synchronise=code == 0)
 
 
-def _leave_process_group() -> None:
-    """Under a distributed launch, leave the process group before the interpreter exits: a gloo group still alive
-    at exit can abort the process ("terminate called without an active exception", SIGABRT) after the work is
-    done, and the launcher then reports a failure."""
+def _leave_process_group(synchronise: bool) -> None:
+    """Under a distributed launch, leave the process group together before the interpreter exits. A rank that
+    finished first (rank 0 still writing the model) and exited with its gloo group alive was aborted at exit
+    now and then ("terminate called without an active exception", SIGABRT) after its work was done, and the
+    launcher reported a failure. After a failure there is no barrier: the launcher stops the other ranks."""
     dist = sys.modules.get("torch.distributed")  # never import torch for a command that did not
-    if dist is not None and dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
+    if dist is None or not dist.is_available() or not dist.is_initialized():
+        return
+    if synchronise:
+        dist.barrier()
+    dist.destroy_process_group()
 
 
 def _run(args) -> int:
