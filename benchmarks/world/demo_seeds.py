@@ -18,12 +18,12 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from hadpo.world.report import ROWS, format_cell, lookup
+from hadpo.world.report import OTHER_ROWS, POPE_ROWS, format_cell, lookup
 
 # The rows of the demo report that tell the signature, by their path in results.json.
 FIGURES = [
     row
-    for row in ROWS
+    for row in [*POPE_ROWS, *OTHER_ROWS]
     if row[1]
     in {
         "pope.random.accuracy",

@@ -4,7 +4,7 @@ absent family members, words of chosen vs rejected texts, and the issue's checks
 from __future__ import annotations
 
 from hadpo.records import ImageRecord, ObjectAnnotation, PopeQuestion, PreferencePair, write_jsonl
-from hadpo.world.checks import ablation_checks, signature_checks
+from hadpo.world.checks import ablation_checks, recipe_targets, signature_checks
 from hadpo.world.config import WorldConfig
 from hadpo.world.suite import family_share, words_per_text
 
@@ -138,3 +138,23 @@ def test_ablation_checks_only_judge_the_ablations_that_ran():
     assert all(checks.values()) and len(checks) == 2
     checks = ablation_checks({"base": base, "no_sft": model(words=38.0, coverage=0.8), "no_qa": model(adversarial=0.8)})
     assert not any(checks.values())
+
+
+def test_recipe_targets_read_the_recall_at_the_suites_questions_per_image():
+    def with_recall(summary: dict, recall: float | None, per_image: int = 3) -> dict:
+        return summary if recall is None else {**summary, f"pope_{per_image}": {"adversarial": {"recall": recall}}}
+
+    base = with_recall(model(adversarial=0.5, random=0.9, chair=0.4, count=0.98), 0.99)
+    good = with_recall(model(adversarial=0.90, random=0.89, chair=0.16, count=0.95), 0.94)
+    assert all(recipe_targets(base, good).values())
+    bad = with_recall(model(adversarial=0.899, random=0.889, chair=0.161, count=0.949), 0.939)
+    assert not any(recipe_targets(base, bad).values())
+    # Two question pairs per image: the recall is read from pope_2 and the target named for it.
+    base_2, good_2 = with_recall(base, 0.99, per_image=2), with_recall(good, 0.94, per_image=2)
+    targets = recipe_targets({k: v for k, v in base_2.items() if k != "pope_3"}, good_2)
+    assert targets["recall (2 questions per image) within 5 points of the base"]
+    # Not asked: the recall target is not met, the others are judged as before.
+    unasked = recipe_targets(model(adversarial=0.5, random=0.9, chair=0.4, count=0.98), good)
+    assert [name for name, met in unasked.items() if not met] == [
+        "recall (3 questions per image) within 5 points of the base"
+    ]

@@ -26,6 +26,10 @@ def test_methods_train_beside_hadpo_and_report_their_targets(tmp_path):
     assert set(results["models"]) == {"base", "hadpo", "mdpo", "opa"}
     assert set(results["targets"]) == {"hadpo", "mdpo", "opa"}
     assert all(len(targets) == 5 for targets in results["targets"].values())
+    recall = "recall (2 questions per image) within 5 points of the base"  # judged on pope_2, the suite's setting
+    for name, targets in results["targets"].items():
+        before, after = (results["models"][m]["pope_2"]["adversarial"]["recall"] for m in ("base", name))
+        assert targets[recall] == (after >= before - 0.05)
     for model in results["models"].values():  # POPE at two question pairs per image too: every object asked
         assert set(model["pope_2"]) == {"random", "popular", "adversarial"}
     folder = tmp_path / "runs" / "demo" / "seed3"

@@ -3,7 +3,7 @@ what each ablation must show. Each check is computed from the measured figures, 
 
 from __future__ import annotations
 
-from hadpo.world.report import lookup
+from hadpo.world.report import lookup, recall_key
 
 
 def signature_checks(base: dict, hadpo: dict) -> dict[str, bool]:
@@ -57,13 +57,18 @@ def ablation_checks(models: dict[str, dict]) -> dict[str, bool]:
 
 def recipe_targets(base: dict, model: dict) -> dict[str, bool]:
     """Issue 19's bar for a recipe that fixes the co-occurrence "yes" without learning to say "No.": adversarial
-    accuracy at 90 % while recall (POPE's three questions per image, every object of a scene asked) stays within 5
-    points of the base, random accuracy at most 1 point lower, held-out count within 3 points, and CHAIRs down to
-    40 % of the base's."""
-    recall = (lookup(base, "pope_3.adversarial.recall"), lookup(model, "pope_3.adversarial.recall"))
+    accuracy at 90 % while recall (POPE's three questions per image, every object of a scene asked: the suite's
+    `pope_<n>`, not met where it was not asked) stays within 5 points of the base, random accuracy at most 1 point
+    lower, held-out count within 3 points, and CHAIRs down to 40 % of the base's."""
+    key = recall_key(base)
+    recall = (
+        (None, None)
+        if key is None
+        else (lookup(base, f"{key}.adversarial.recall"), lookup(model, f"{key}.adversarial.recall"))
+    )
     return {
         "POPE adversarial accuracy >= 90 %": model["pope"]["adversarial"]["accuracy"] >= 0.90,
-        "recall (3 questions per image) within 5 points of the base": None not in recall
+        f"recall ({key[5:] if key else 3} questions per image) within 5 points of the base": None not in recall
         and recall[1] >= recall[0] - 0.05,
         "POPE random accuracy >= the base's - 1 point": model["pope"]["random"]["accuracy"]
         >= base["pope"]["random"]["accuracy"] - 0.01,

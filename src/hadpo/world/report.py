@@ -4,6 +4,7 @@ training summary) and PNG plots, all in one folder."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from rich.console import Console
@@ -13,7 +14,7 @@ from hadpo.evaluate.report import grouped_bars, plot_comparison, plt, save_figur
 
 console = Console()
 
-ROWS = [
+POPE_ROWS = [
     ("POPE random accuracy", "pope.random.accuracy", True),
     ("POPE popular accuracy", "pope.popular.accuracy", True),
     ("POPE adversarial accuracy", "pope.adversarial.accuracy", True),
@@ -22,11 +23,16 @@ ROWS = [
     ("POPE adversarial recall", "pope.adversarial.recall", True),
     ("POPE random yes-ratio", "pope.random.yes_ratio", True),
     ("POPE adversarial yes-ratio", "pope.adversarial.yes_ratio", True),
-    ("POPE 3/image random accuracy", "pope_3.random.accuracy", True),
-    ("POPE 3/image adversarial accuracy", "pope_3.adversarial.accuracy", True),
-    ("POPE 3/image adversarial precision", "pope_3.adversarial.precision", True),
-    ("POPE 3/image recall", "pope_3.adversarial.recall", True),
-    ("POPE 3/image adversarial yes-ratio", "pope_3.adversarial.yes_ratio", True),
+]
+# POPE at n question pairs per image (`pope_<n>`, the suite's pope_recall_per_image), where it was asked
+RECALL_ROWS = [
+    ("random accuracy", "random.accuracy"),
+    ("adversarial accuracy", "adversarial.accuracy"),
+    ("adversarial precision", "adversarial.precision"),
+    ("recall", "adversarial.recall"),
+    ("adversarial yes-ratio", "adversarial.yes_ratio"),
+]
+OTHER_ROWS = [
     ("CHAIRs", "chair.chair_s", True),
     ("CHAIRi", "chair.chair_i", True),
     ("SHR", "shr.shr", True),
@@ -36,6 +42,20 @@ ROWS = [
     ("held-out colour accuracy", "heldout.color", True),
     ("held-out count accuracy", "heldout.count", True),
 ]
+
+
+def recall_key(model: dict) -> str | None:
+    """The summary's key of POPE at several question pairs per image (`pope_<n>`), None where it was not asked."""
+    return next((key for key in model if re.fullmatch(r"pope_\d+", key)), None)
+
+
+def rows(models: dict[str, dict]) -> list[tuple[str, str, bool]]:
+    """The report's rows (label, path in a model's summary, shown as a percentage) for these models."""
+    key = recall_key(next(iter(models.values()), {}))
+    recall = (
+        [] if key is None else [(f"POPE {key[5:]}/image {label}", f"{key}.{path}", True) for label, path in RECALL_ROWS]
+    )
+    return [*POPE_ROWS, *recall, *OTHER_ROWS]
 
 
 def lookup(data: dict, path: str) -> float | None:
@@ -95,7 +115,7 @@ def models_table(models: dict[str, dict]) -> str:
     names = list(models)
     header = "| metric | " + " | ".join(names) + (" | HA-DPO - base |" if "hadpo" in models else " |")
     lines = [header, "|---" * (len(names) + 1 + ("hadpo" in models)) + "|"]
-    for label, path, percent in ROWS:
+    for label, path, percent in rows(models):
         cells = [format_cell(lookup(model, path), percent) for model in models.values()]
         if "hadpo" in models:
             before, after = lookup(models["base"], path), lookup(models["hadpo"], path)
@@ -198,7 +218,7 @@ def print_models(models: dict[str, dict]) -> None:
     table.add_column("metric")
     for name in models:
         table.add_column(name, justify="right")
-    for label, path, percent in ROWS:
+    for label, path, percent in rows(models):
         table.add_row(
             label + (" %" if percent else ""), *[format_cell(lookup(m, path), percent) for m in models.values()]
         )

@@ -24,7 +24,7 @@ from hadpo.rounds.driver import run_rounds
 from hadpo.world.demo import DemoConfig
 from hadpo.world.evalsets import write_sft_descriptions
 from hadpo.world.pretrain import pretrain_base
-from hadpo.world.report import ROWS, console, format_cell, lookup, plot_coverage, print_models, suite_shape
+from hadpo.world.report import console, format_cell, lookup, plot_coverage, print_models, rows, suite_shape
 from hadpo.world.scenes import build_world
 from hadpo.world.suite import eval_sets, evaluate_model
 
@@ -112,7 +112,7 @@ def models_table(models: dict[str, dict]) -> str:
     compare = bool(last) and "same-steps baseline" in models
     header = "| metric | " + " | ".join(names) + (f" | {last[0]} - baseline |" if compare else " |")
     lines = [header, "|---" * (len(names) + 1 + compare) + "|"]
-    for label, path, percent in ROWS:
+    for label, path, percent in rows(models):
         cells = [format_cell(lookup(model, path), percent) for model in models.values()]
         if compare:
             ours, theirs = lookup(models[last[0]], path), lookup(models["same-steps baseline"], path)
