@@ -14,9 +14,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
+
+import torch
 
 from hadpo.world.demo import load_demo_config
 from hadpo.world.pretrain import pretrain_base
@@ -35,7 +36,7 @@ FIGURES = [
 
 
 def measure(seed: int, config: str, runs_dir: str, out: str) -> dict:
-    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    torch.set_num_threads(1)  # the pool forks after torch is imported, too late for OMP_NUM_THREADS to count
     demo = load_demo_config(config, seed)
     without_web = demo.pretrain.model_copy(deep=True)
     last = without_web.stages[-1]
@@ -58,7 +59,6 @@ def main() -> None:
     parser.add_argument("--out", default="runs/perception_ceiling", help="answers and descriptions go here")
     parser.add_argument("--jobs", type=int, default=1, help="seeds side by side, one torch thread each")
     args = parser.parse_args()
-    os.environ["OMP_NUM_THREADS"] = "1"
     with ProcessPoolExecutor(args.jobs) as pool:
         rows = list(
             pool.map(
