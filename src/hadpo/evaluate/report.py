@@ -37,7 +37,7 @@ HEADLINE = [
 ]
 
 
-def _get(data: dict, path: str):
+def lookup(data: dict, path: str):
     """The value at a dotted key path, as written (None where a key is missing)."""
     for key in path.split("."):
         if not isinstance(data, dict) or key not in data:
@@ -51,7 +51,7 @@ def _is_number(value) -> bool:
 
 
 def _number(data: dict, path: str) -> float | None:
-    value = _get(data, path)
+    value = lookup(data, path)
     return value if _is_number(value) else None
 
 
@@ -63,7 +63,7 @@ def metric_entries(results: dict) -> list[tuple[str, str, object, bool]]:
     splits = pope.get("splits", {}) if isinstance(pope.get("splits"), dict) else {}
     for split in [*splits, "mean"]:
         where = "pope.mean" if split == "mean" else f"pope.splits.{split}"
-        source = _get(results, where)
+        source = lookup(results, where)
         for name in POPE_METRICS:
             if isinstance(source, dict) and name in source:
                 rows.append((f"POPE {split} {name}", f"{where}.{name}", source[name], True))
@@ -71,7 +71,7 @@ def metric_entries(results: dict) -> list[tuple[str, str, object, bool]]:
         rate = agreement.get("rate") if isinstance(agreement, dict) else agreement
         rows.append((f"POPE {split} generate/logits agreement", f"pope.mode_agreement.{split}.rate", rate, True))
     for section, path, label, percent in HEADLINE:
-        value = _get(results.get(section, {}), path)
+        value = lookup(results.get(section, {}), path)
         if value is not None:
             rows.append((label, f"{section}.{path}", value, percent))
     for subtask, scores in (results.get("mme", {}).get("subtasks") or {}).items():

@@ -72,14 +72,9 @@ class RoundsConfig(RoundsOptions):
     eval: RoundsEval = Field(default_factory=RoundsEval)
 
 
-# Keys each round sets itself (the recipes' values are replaced).
-ROUND_PAIRS_KEYS = ("out_dir", "source", "describe.model", "describe.seed (+ round - 1)")
-ROUND_TRAIN_KEYS = ("model_name_or_path", "ref_model_name_or_path", "pairs", "output_dir", "merge_adapter")
-
-
-def load_rounds_config(path: str | Path | None, overrides=(), source: str | None = None) -> RoundsConfig:
+def load_rounds_config(path: str | Path | None, overrides=()) -> RoundsConfig:
     """rounds.yaml, then `key=value` overrides (dotted keys reach into `pairs`, `train`, `eval`)."""
-    return load_config(RoundsConfig, path, list(overrides), source=source or (str(path) if path else "rounds config"))
+    return load_config(RoundsConfig, path, list(overrides), source=None if path else "rounds config")
 
 
 @dataclass

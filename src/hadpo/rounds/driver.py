@@ -177,7 +177,7 @@ def train_model(
     the newest complete checkpoint a killed run left in `out`. Returns the trained model's folder and the run's
     figures."""
     from hadpo.train.checkpoints import last_complete_checkpoint
-    from hadpo.train.run import run_training  # (imports the Trainer and PEFT)
+    from hadpo.train.run import final_metrics, run_training  # (imports the Trainer and PEFT)
 
     changes: dict = {
         "model_name_or_path": str(model),
@@ -195,17 +195,15 @@ def train_model(
     except RecordError:  # only checkpoints whose save was cut: start over
         checkpoint = None
     trainer = run_training(config, resume=checkpoint is not None)
-    history = trainer.state.log_history
-    logged = [entry for entry in history if "loss/dpo" in entry or "loss" in entry]
-    last = logged[-1] if logged else {}
-    runtime = next((entry["train_runtime"] for entry in reversed(history) if "train_runtime" in entry), None)
-    keys = ("loss/dpo", "loss/sft", "rewards/accuracies", "rewards/margins", "rewards/chosen", "rewards/rejected")
+    last_logged = final_metrics(trainer.state.log_history)
+    runtime = last_logged.pop("runtime_s")
+    last_logged.pop("steps")  # the last logged step; the run's own is global_step
     return {
         "model": str(out / "merged" if recipes.lora else out),
         "steps": trainer.state.global_step,
         "train_runtime_s": runtime,
         "resumed_from": checkpoint,
-        "last_logged": {key: last[key] for key in keys if key in last},
+        "last_logged": last_logged,
         "reference": reference or str(model),
     }
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hadpo.evaluate.report import plt, save_figure
+from hadpo.evaluate.report import lookup, plt, save_figure
 from hadpo.rounds.stages import write_json_atomic
 
 POPE_COLUMNS = (("accuracy", "acc"), ("precision", "prec"), ("recall", "rec"), ("yes_ratio", "yes"))
@@ -61,14 +61,6 @@ PLOTTED = [
 ]
 # Round r's pairs come from round r-1's model: plotted at the model that sampled them.
 SAMPLED = ("hallucinated sentences, the model's sampled descriptions", "pairs.sentence_hallucination_rate")
-
-
-def lookup(data, path: str):
-    for key in path.split("."):
-        if not isinstance(data, dict) or key not in data:
-            return None
-        data = data[key]
-    return data
 
 
 def cell(value, percent: bool) -> str:

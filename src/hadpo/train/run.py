@@ -228,6 +228,19 @@ def run_training(config: HADPOConfig, resume: bool = False, callbacks=None, proc
     return trainer
 
 
+def final_metrics(history: list[dict]) -> dict:
+    """The last logged training metrics (TRL names) of a run's log history, its last logged step and runtime."""
+    logged = [entry for entry in history if "loss" in entry or "loss/dpo" in entry]
+    last = logged[-1] if logged else {}
+    summary = next((entry for entry in reversed(history) if "train_runtime" in entry), {})
+    keys = ("loss/dpo", "loss/sft", "rewards/accuracies", "rewards/margins", "rewards/chosen", "rewards/rejected")
+    return {
+        **{k: last[k] for k in keys if k in last},
+        "steps": last.get("step"),
+        "runtime_s": summary.get("train_runtime"),
+    }
+
+
 def save_outputs(trainer: HADPOTrainer) -> None:
     """Adapter (or full model) + processor, trainer state, resolved config, model card, merged model."""
     config: HADPOConfig = trainer.args

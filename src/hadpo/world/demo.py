@@ -241,6 +241,8 @@ def summary(
     world: WorldConfig, pair_stats: dict, models: dict, histories: dict, base_dir: Path, timings: dict, started: float
 ) -> dict:
     """results.json: the world's knobs, the pairs' numbers, every model's suite, the checks, training."""
+    from hadpo.train.run import final_metrics  # deferred as in train(): imported by then
+
     return {
         "seed": world.seed,
         "world": world.knobs(),
@@ -263,17 +265,4 @@ def summary(
         "base_model": str(base_dir),
         "timings_s": timings,
         "seconds": round(time.perf_counter() - started, 1),
-    }
-
-
-def final_metrics(history: list[dict]) -> dict:
-    """The last logged training metrics (TRL names) and the run's totals."""
-    logged = [entry for entry in history if "loss" in entry or "loss/dpo" in entry]
-    last = logged[-1] if logged else {}
-    summary = next((entry for entry in reversed(history) if "train_runtime" in entry), {})
-    keys = ("loss/dpo", "loss/sft", "rewards/accuracies", "rewards/margins", "rewards/chosen", "rewards/rejected")
-    return {
-        **{k: last[k] for k in keys if k in last},
-        "steps": last.get("step"),
-        "runtime_s": summary.get("train_runtime"),
     }

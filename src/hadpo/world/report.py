@@ -10,7 +10,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from hadpo.evaluate.report import grouped_bars, plot_comparison, plt, save_figure
+from hadpo.evaluate.report import grouped_bars, lookup, plot_comparison, plt, save_figure
 
 console = Console()
 
@@ -56,14 +56,6 @@ def rows(models: dict[str, dict]) -> list[tuple[str, str, bool]]:
         [] if key is None else [(f"POPE {key[5:]}/image {label}", f"{key}.{path}", True) for label, path in RECALL_ROWS]
     )
     return [*POPE_ROWS, *recall, *OTHER_ROWS]
-
-
-def lookup(data: dict, path: str) -> float | None:
-    for key in path.split("."):
-        if not isinstance(data, dict) or key not in data:
-            return None
-        data = data[key]
-    return data
 
 
 def format_cell(value: float | None, percent: bool, sign: str = "") -> str:
