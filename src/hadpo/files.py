@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -14,6 +15,17 @@ from hadpo.errors import one_line
 from hadpo.records import RecordError, describe_error
 
 log = logging.getLogger(__name__)
+
+
+def write_json_atomic(path: Path, data, indent: int | None = 2, sort_keys: bool = False) -> Path:
+    """`data` as JSON at `path`, written aside and renamed: a kill leaves the old file or the new one, never half of
+    it (the aside file is named for the process, so processes writing the same file do not share one)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    text = json.dumps(data, indent=indent, sort_keys=sort_keys, ensure_ascii=False)
+    temporary.write_text(text + ("\n" if indent is not None else ""), encoding="utf-8")
+    os.replace(temporary, path)
+    return path
 
 
 def read_json(path: str | Path):

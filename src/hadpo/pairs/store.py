@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from hadpo.files import drop_torn_tail
+from hadpo.files import drop_torn_tail, write_json_atomic
 from hadpo.records import Description, Event, Judgement, RewriteSet, iter_jsonl, read_keyed, write_jsonl
 
 log = logging.getLogger("hadpo.pairs")
@@ -148,8 +148,5 @@ def update_stats(path: Path, sections: dict) -> dict:
     """Merge sections into stats.json (sections of other runs or tools are kept); written aside and renamed."""
     stats = json.loads(path.read_text()) if path.exists() else {}
     stats.update(sections)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text(json.dumps(stats, indent=2, sort_keys=True) + "\n")
-    temporary.replace(path)
+    write_json_atomic(path, stats, sort_keys=True)
     return stats

@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from hadpo.evaluate.report import lookup, plt, save_figure
-from hadpo.rounds.stages import write_json_atomic
+from hadpo.files import write_json_atomic
 
 POPE_COLUMNS = (("accuracy", "acc"), ("precision", "prec"), ("recall", "rec"), ("yes_ratio", "yes"))
 # (header, key path in a row, shown as a percentage)

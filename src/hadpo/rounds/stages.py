@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from hadpo.files import write_json_atomic
 
 log = logging.getLogger("hadpo.rounds")
 
@@ -25,15 +26,6 @@ def finished(folder: Path) -> dict | None:
     except (OSError, ValueError):
         return None
     return summary if isinstance(summary, dict) else None
-
-
-def write_json_atomic(path: Path, data: dict) -> Path:
-    """`data` as JSON at `path`, written aside and renamed: a kill leaves the old file or the new, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    temporary.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    os.replace(temporary, path)
-    return path
 
 
 def run_stage(folder: Path, name: str, work: Callable[[], dict]) -> dict:

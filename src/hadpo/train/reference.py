@@ -12,12 +12,12 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
 
+from hadpo.files import write_json_atomic
 from hadpo.records import PreferencePair
 from hadpo.train.collate import PreferenceCollator
 from hadpo.train.logps import LogpsFn, response_logps
@@ -153,7 +153,4 @@ def _read(path: Path, fingerprint: str) -> dict[str, list[float]]:
 
 
 def _write(path: Path, fingerprint: str, entries: dict[str, list[float]]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(f".tmp{os.getpid()}")
-    temporary.write_text(json.dumps({"model": fingerprint, "entries": entries}), encoding="utf-8")
-    os.replace(temporary, path)
+    write_json_atomic(path, {"model": fingerprint, "entries": entries}, indent=None)
