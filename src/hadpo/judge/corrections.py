@@ -61,11 +61,11 @@ def correct(judge: AnnotationJudge, image: ImageRecord, checks: list[SentenceChe
     # Facts the corrected text states: its true sentences', wherever they stand, then each kept fix's; the annotated
     # objects none of them describes are the ones a sentence without a clean fix may be rewritten about.
     stated = [fact for check in checks if check.label != "hallucination" for fact in sentence_facts(check)]
-    fixes: dict[int, str] = {}
+    fixes: dict[int, tuple[str, list[Fact]]] = {}  # a kept fix and its facts
     for index, check in enumerate(checks):
         fixed = fix(judge, check) if check.label == "hallucination" else None
         if fixed is not None and (facts := clean_facts(judge, image, fixed, stated)) is not None:
-            fixes[index] = fixed
+            fixes[index] = fixed, facts
             stated += facts
     unmentioned = [o for o in image.objects if not any(describes(judge, fact, o, image) for fact in stated)]
     kept, kept_facts = [], []
@@ -76,7 +76,7 @@ def correct(judge: AnnotationJudge, image: ImageRecord, checks: list[SentenceChe
                 kept.append(check.sentence)
                 kept_facts += facts
             continue
-        fixed = fixes.get(index)
+        fixed, facts = fixes.get(index, (None, None))
         if fixed is None and judge.fill_absent and image.complete and unmentioned:
             fixed = substitute(judge, check, unmentioned[0], image)
             facts = None if fixed is None else clean_facts(judge, image, fixed, stated)
@@ -86,7 +86,7 @@ def correct(judge: AnnotationJudge, image: ImageRecord, checks: list[SentenceChe
                 unmentioned, stated = unmentioned[1:], stated + facts
         if fixed:
             kept.append(fixed.rstrip("."))
-            kept_facts += [f for c in judge.check(image, fixed) for f in sentence_facts(c)]
+            kept_facts += facts
     return join_sentences(kept)
 
 

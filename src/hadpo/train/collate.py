@@ -180,8 +180,16 @@ class PreferenceCollator(Encoder):
     def __call__(self, examples: list[dict]) -> dict:
         pairs = [example["pair"] for example in examples]
         contrast = any(pair.rejected_images for pair in pairs)
-        rows = [(pair.images, pair.prompt) for pair in pairs]
-        rows += [(pair.rejected_images or pair.images, pair.prompt) for pair in pairs] if contrast else []
+        # With a corruption the images are read once here, for the prompts and for their corrupted copies.
+        images = [
+            [load_image(path) for path in pair.images] if self.corruption is not None else pair.images for pair in pairs
+        ]
+        rows = [(row_images, pair.prompt) for row_images, pair in zip(images, pairs)]
+        rows += (
+            [(pair.rejected_images or row_images, pair.prompt) for row_images, pair in zip(images, pairs)]
+            if contrast
+            else []
+        )
         prompt_ids, image_inputs = self.prompts(rows)
         (chosen, rejected), weights = self.responses(pairs)
         if self.shared_prefix and not contrast:
@@ -203,7 +211,7 @@ class PreferenceCollator(Encoder):
             batch["ref_sums"] = torch.cat([refs[:, 0], refs[:, 2]]).float()
             batch["ref_counts"] = torch.cat([refs[:, 1], refs[:, 3]]).float()  # token weights: not integral
         if self.corruption is not None:
-            batch["corrupted"] = self.corrupted(pairs, chosen, None if weights is None else weights[0])
+            batch["corrupted"] = self.corrupted(pairs, images, chosen, None if weights is None else weights[0])
             if refs[0] is not None:
                 batch["corrupted"] |= {"ref_sums": refs[:, 4].float(), "ref_counts": refs[:, 5].float()}
         return batch
@@ -235,14 +243,17 @@ class PreferenceCollator(Encoder):
         """`token_weight` on the marked tokens, 1 elsewhere."""
         return 1 + (self.token_weight - 1) * torch.tensor(mask, dtype=torch.float32)
 
-    def corrupted(self, pairs: Sequence[PreferencePair], chosen: list, weights: list | None) -> dict:
-        """The chosen answers after the pairs' corrupted images (their `rejected_images` where they have them)."""
+    def corrupted(
+        self, pairs: Sequence[PreferencePair], images: list[list], chosen: list, weights: list | None
+    ) -> dict:
+        """The chosen answers after the pairs' corrupted images (`images`: each pair's, loaded; their
+        `rejected_images` where they have them)."""
         rows = []
-        for pair in pairs:
-            images = pair.rejected_images or [
-                self.corruption(load_image(path), f"{pair.pair_id}:{index}") for index, path in enumerate(pair.images)
+        for pair, pair_images in zip(pairs, images):
+            corrupted = pair.rejected_images or [
+                self.corruption(image, f"{pair.pair_id}:{index}") for index, image in enumerate(pair_images)
             ]
-            rows.append((images, pair.prompt))
+            rows.append((corrupted, pair.prompt))
         prompt_ids, image_inputs = self.prompts(rows)
         batch = self.pad(prompt_ids, chosen) | image_inputs
         if weights is not None:
@@ -261,12 +272,12 @@ class PreferenceCollator(Encoder):
 def place_weights(labels: torch.Tensor, row_weights: list[torch.Tensor]) -> torch.Tensor:
     """(N, T) weights aligned with `labels`: row i's response tokens (its labelled positions, in order) take
     `row_weights[i]`, every other position 1."""
+    response = labels != IGNORE_INDEX
+    tokens, given = response.sum(dim=1).tolist(), [len(row_weight) for row_weight in row_weights]
+    if tokens != given:
+        raise ValueError(f"token weights per row {given} for response tokens per row {tokens}")
     weights = torch.ones(labels.shape, dtype=torch.float32)
-    for row, row_weight in enumerate(row_weights):
-        positions = (labels[row] != IGNORE_INDEX).nonzero().squeeze(1)
-        if len(positions) != len(row_weight):
-            raise ValueError(f"{len(row_weight)} token weights for {len(positions)} response tokens")
-        weights[row, positions] = row_weight
+    weights[response] = torch.cat(row_weights)  # row-major: each row's response positions in order
     return weights
 
 

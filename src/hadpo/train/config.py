@@ -15,13 +15,13 @@ from dataclasses import dataclass, field, fields
 
 from transformers import TrainingArguments
 
+from hadpo.train.corruption import KINDS as CORRUPTION_KINDS
 from hadpo.train.data import parse_mix
 from hadpo.train.loss import LOSS_TYPES
 
 REFERENCE_MODES = ("adapters", "copy", "precomputed")
 TOKEN_WEIGHTINGS = ("none", "diff", "labels")
 PAIR_WEIGHTINGS = ("none", "severity")
-IMAGE_CORRUPTIONS = ("crop", "black", "noise")
 FINETUNING = ("lora", "qlora", "full")
 DTYPES = ("float32", "bfloat16", "float16")
 
@@ -143,7 +143,7 @@ class HADPOConfig(TrainingArguments):
             "reference": REFERENCE_MODES,
             "token_weighting": TOKEN_WEIGHTINGS,
             "pair_weighting": PAIR_WEIGHTINGS,
-            "image_corruption": IMAGE_CORRUPTIONS,
+            "image_corruption": CORRUPTION_KINDS,
             "finetuning": FINETUNING,
             "model_dtype": DTYPES,
             "logps_reduction": ("sum", "mean"),
@@ -209,6 +209,12 @@ class HADPOConfig(TrainingArguments):
     @property
     def uses_corrupted_images(self) -> bool:
         return self.image_conditional_weight > 0
+
+    @property
+    def checkpointing_on(self) -> bool:
+        """Gradient checkpointing asked for, under either of transformers' names for it (activation_checkpointing
+        is the newer one)."""
+        return bool(self.gradient_checkpointing or getattr(self, "activation_checkpointing", False))
 
     def _check_numbers(self) -> None:
         """Every number finite (NaN passes every `<=` test: `beta: .nan` would train on NaN and exit 0) and each

@@ -17,11 +17,12 @@ from dataclasses import dataclass
 from PIL import Image
 
 ASPECT_RATIOS = (3 / 4, 4 / 3)  # RandomResizedCrop's default ratio range
+KINDS = ("crop", "black", "noise")
 
 
 @dataclass(frozen=True)
 class ImageCorruption:
-    kind: str = "crop"  # crop | black | noise
+    kind: str = "crop"  # one of KINDS
     scale: tuple[float, float] = (0.01, 0.2)
     seed: int = 0
 
@@ -38,7 +39,7 @@ class ImageCorruption:
             return Image.frombytes("RGB", image.size, rng.randbytes(3 * image.width * image.height))
         if self.kind == "crop":
             return image.crop(crop_box(image.width, image.height, self.scale, rng)).resize(image.size)
-        raise ValueError(f"unknown image corruption '{self.kind}'; expected crop, black or noise")
+        raise ValueError(f"unknown image corruption '{self.kind}'; expected one of {', '.join(KINDS)}")
 
 
 def crop_box(width: int, height: int, scale: tuple[float, float], rng: random.Random) -> tuple[int, int, int, int]:

@@ -196,9 +196,8 @@ class PreferenceDataset(torch.utils.data.Dataset):
         return {"pair": pair, "ref": None if self.reference is None else self.reference[pair.pair_id]}
 
     def stats(self) -> dict:
-        rows = [pair for group in self.groups for pair in group]
         return {
-            "pairs": len(rows),
+            "pairs": sum(len(group) for group in self.groups),
             "groups": len(self.groups),
             "desc_groups": sum(group[0].kind == "desc" for group in self.groups),
             "qa_groups": sum(group[0].kind == "qa" for group in self.groups),

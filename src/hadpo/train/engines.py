@@ -147,8 +147,7 @@ def adjust_config(config, engine: Engine) -> None:
             f"config key 'warmup_sft_steps': the warm start is not run under {engine.label}; run it as an SFT of its "
             "own and train from the warmed model (docs/methods.md)"
         )
-    checkpointing = config.gradient_checkpointing or getattr(config, "activation_checkpointing", False)
-    if engine.kind == "deepspeed" and engine.zero_stage == 3 and lora and checkpointing:
+    if engine.kind == "deepspeed" and engine.zero_stage == 3 and lora and config.checkpointing_on:
         # transformers >= 5 reads activation_checkpointing_kwargs (gradient_checkpointing_kwargs: its old name)
         kwargs = dict(
             getattr(config, "activation_checkpointing_kwargs", None) or config.gradient_checkpointing_kwargs or {}

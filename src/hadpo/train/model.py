@@ -55,7 +55,7 @@ def prepare_policy(
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
     if config.finetuning == "qlora":
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=_checkpointing(config))
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.checkpointing_on)
     unfrozen = [] if config.freeze_projector else list(family.projector_prefixes)
     if not config.freeze_vision_tower:
         unfrozen = list(family.vision_tower_prefixes)  # the tower prefix holds the projector in Qwen2-VL
@@ -69,7 +69,7 @@ def prepare_policy(
         modules_to_save=modules or None,
         bias="none",
     )
-    if _checkpointing(config):
+    if config.checkpointing_on:
         model.enable_input_require_grads()  # frozen embeddings: checkpointed LoRA layers still need grads
     zero3 = engine is not None and engine.kind == "deepspeed" and engine.shards_parameters
     set_seed(config.seed)  # the adapters' initial weights: the same whatever was loaded or drawn before
@@ -79,10 +79,6 @@ def prepare_policy(
     if outside:
         raise ValueError(f"config key 'lora_target' matches vision modules (e.g. {outside[0]}); LoRA is for the LM")
     return peft_model
-
-
-def _checkpointing(config: HADPOConfig) -> bool:
-    return bool(config.gradient_checkpointing or getattr(config, "activation_checkpointing", False))
 
 
 def _is_module(model: torch.nn.Module, name: str) -> bool:

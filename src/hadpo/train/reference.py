@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import torch
+from accelerate.utils import send_to_device
 
 from hadpo.files import write_json_atomic
 from hadpo.records import PreferencePair
@@ -125,7 +126,7 @@ def _score(model, pairs, keys, collator, batch_size, device, autocast_dtype, log
     scored: dict[str, list[float]] = {}
     for start in range(0, len(pairs), batch_size):
         chunk = pairs[start : start + batch_size]
-        batch = to_device(collator([{"pair": pair} for pair in chunk]), device)
+        batch = send_to_device(collator([{"pair": pair} for pair in chunk]), device)  # nested batches too
         with torch.no_grad(), autocast:
             parts = [logps_fn(model, batch).preference_parts()]
             if "corrupted" in batch:
@@ -138,11 +139,6 @@ def _score(model, pairs, keys, collator, batch_size, device, autocast_dtype, log
             scored[keys[pair.pair_id]] = [value for j in range(i, len(sums), n) for value in (sums[j], counts[j])]
     model.train(was_training)
     return scored
-
-
-def to_device(batch: dict, device) -> dict:
-    """A collated batch on `device`, nested batches (mDPO's `corrupted`) included."""
-    return {k: to_device(v, device) if isinstance(v, dict) else v.to(device) for k, v in batch.items()}
 
 
 def _read(path: Path, fingerprint: str) -> dict[str, list[float]]:
