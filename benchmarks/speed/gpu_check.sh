@@ -58,19 +58,14 @@ fi
 WORK="$WORK" "$PYTHON" - <<'EOF'
 import os
 from pathlib import Path
-from benchmarks.speed.harness import build_model, write_images, words
 import torch
-from hadpo.records import PreferencePair, write_jsonl
+from benchmarks.speed.harness import build_model
+from benchmarks.speed.trainers import make_pairs
 work = Path(os.environ["WORK"])
 model, processor = build_model("tiny", "cpu", torch.float32)
 model.save_pretrained(work / "model"); processor.save_pretrained(work / "model")
-generator = torch.Generator().manual_seed(0)
 (work / "data").mkdir(parents=True, exist_ok=True)
-images = write_images(work / "data", 16, model.config.vision_config.image_size)
-pairs = [PreferencePair(images=[p.name], prompt="Describe this image in detail.", kind="desc", image_id=str(i),
-                        pair_id=str(i), chosen=words(processor.tokenizer, 20, generator),
-                        rejected=words(processor.tokenizer, 20, generator)) for i, p in enumerate(images)]
-write_jsonl(work / "data" / "pairs.jsonl", pairs)
+make_pairs(work / "data", processor, 16, model.config.vision_config.image_size, 20)
 EOF
 cat > "$WORK/recipe.yaml" <<EOF
 model_name_or_path: $WORK/model

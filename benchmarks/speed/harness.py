@@ -14,6 +14,8 @@ The tokenizer is trained on a few words, so responses are word sequences of a se
 
 from __future__ import annotations
 
+import argparse
+import importlib.util
 import json
 import os
 import resource
@@ -162,3 +164,49 @@ def interleaved(sides: list[str], runs: int) -> list[str]:
 def spread(values: list[float]) -> tuple[float, float, float]:
     """(median, min, max)."""
     return statistics.median(values), min(values), max(values)
+
+
+def has_trl() -> bool:
+    return importlib.util.find_spec("trl") is not None
+
+
+def add_run_arguments(parser: argparse.ArgumentParser, sides: list[str], default_sides: list[str], runs: int) -> None:
+    """The options the training benchmarks share: the model's shape and device, the sides and their runs, the
+    batch, and how each run is set up."""
+    parser.add_argument("--model", choices=["tiny", "llava15-7b"], default="tiny")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
+    parser.add_argument("--sides", nargs="+", choices=sides, default=default_sides)
+    parser.add_argument("--runs", type=int, default=runs, help="runs per side, interleaved")
+    parser.add_argument("--batch-size", type=int, default=4, help="pairs per step")
+    parser.add_argument("--response-tokens", type=int, help="tokens per chosen / rejected (default image/5)")
+    parser.add_argument(
+        "--lora-r",
+        type=int,
+        help="LoRA rank, alpha 2r (default width/32: the paper's r 128 on LLaVA-1.5-7B's 4096; 8 on tiny)",
+    )
+    parser.add_argument("--gradient-checkpointing", action="store_true", help="on both sides")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+
+
+def shape_defaults(args: argparse.Namespace) -> None:
+    """Response length and LoRA rank from the model's shape where the command line leaves them out."""
+    shape = SHAPES[args.model]
+    args.response_tokens = args.response_tokens or shape.num_patches // 5
+    args.lora_r = args.lora_r or shape.text_hidden // 32
+
+
+def run_sides(parser: argparse.ArgumentParser, args, argv: list[str] | None, module: str) -> dict[str, list[dict]]:
+    """Every side's runs, each a child process of `module` with this command line, interleaved."""
+    if "trl" in args.sides and not has_trl():
+        parser.error("trl is not installed: `make bench` installs it (plain trl, never trl[vlm])")
+    results: dict[str, list[dict]] = {side: [] for side in args.sides}
+    for side in interleaved(args.sides, args.runs):
+        results[side].append(run_child(module, [*child_argv(argv), "--child", side]))
+    return results
+
+
+def child_argv(argv: list[str] | None) -> list[str]:
+    """This command line for a child run (its result is read from its RESULT line, not printed as JSON)."""
+    return [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--json"]

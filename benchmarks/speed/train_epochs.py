@@ -30,8 +30,16 @@ from pathlib import Path
 import torch
 from transformers import TrainerCallback
 
-from benchmarks.speed.harness import SHAPES, build_model, interleaved, report, run_child, set_threads, spread
-from benchmarks.speed.trainers import hadpo_config, has_trl, make_pairs, trl_trainer
+from benchmarks.speed.harness import (
+    add_run_arguments,
+    build_model,
+    report,
+    run_sides,
+    set_threads,
+    shape_defaults,
+    spread,
+)
+from benchmarks.speed.trainers import hadpo_config, make_pairs, trl_trainer
 
 SIDES = ("hadpo-precomputed", "hadpo", "trl")
 
@@ -95,33 +103,16 @@ def child_run(args) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", choices=["tiny", "llava15-7b"], default="tiny")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
-    parser.add_argument("--sides", nargs="+", choices=SIDES, default=list(SIDES))
-    parser.add_argument("--runs", type=int, default=3, help="runs per side, interleaved")
+    add_run_arguments(parser, SIDES, list(SIDES), runs=3)
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--pairs", type=int, default=32, help="pairs in the data set")
-    parser.add_argument("--batch-size", type=int, default=4, help="pairs per step")
-    parser.add_argument("--response-tokens", type=int, help="tokens per chosen / rejected (default image/5)")
-    parser.add_argument("--lora-r", type=int, help="LoRA rank, alpha 2r (default width/32)")
-    parser.add_argument("--gradient-checkpointing", action="store_true", help="on both sides")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
-    parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     parser.add_argument("--child", choices=SIDES, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    shape = SHAPES[args.model]
-    args.response_tokens = args.response_tokens or shape.num_patches // 5
-    args.lora_r = args.lora_r or shape.text_hidden // 32
+    shape_defaults(args)
     if args.child:
         report(child_run(args))
         return 0
-    if "trl" in args.sides and not has_trl():
-        parser.error("trl is not installed: `make bench` installs it (plain trl, never trl[vlm])")
-    passed = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--json"]
-    results: dict[str, list[dict]] = {side: [] for side in args.sides}
-    for side in interleaved(args.sides, args.runs):
-        results[side].append(run_child(__spec__.name, [*passed, "--child", side]))
+    results = run_sides(parser, args, argv, __spec__.name)
     summary = summarise(args, results)
     print_table(summary)
     if args.json:

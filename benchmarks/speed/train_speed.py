@@ -35,18 +35,21 @@ from transformers import TrainerCallback
 
 from benchmarks.speed.harness import (
     PROMPT,
-    SHAPES,
+    add_run_arguments,
     build_model,
-    interleaved,
+    child_argv,
+    has_trl,
     parameter_shares,
     peak_memory_mb,
     peak_tflops,
     report,
     run_child,
+    run_sides,
     set_threads,
+    shape_defaults,
     spread,
 )
-from benchmarks.speed.trainers import FAMILY, hadpo_trainer, has_trl, make_pairs, trl_trainer
+from benchmarks.speed.trainers import FAMILY, hadpo_trainer, make_pairs, trl_trainer
 
 SIDES = ("hadpo", "hadpo-two-sequences", "trl")
 
@@ -181,39 +184,18 @@ def _set_lora(model) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", choices=["tiny", "llava15-7b"], default="tiny")
-    parser.add_argument("--device", default="cpu", help="cpu or cuda")
-    parser.add_argument("--dtype", choices=["float32", "bfloat16"], default="float32")
-    parser.add_argument("--sides", nargs="+", choices=SIDES, default=["hadpo", "trl"])
-    parser.add_argument("--runs", type=int, default=5, help="runs per side, interleaved")
+    add_run_arguments(parser, SIDES, ["hadpo", "trl"], runs=5)
     parser.add_argument("--steps", type=int, default=6, help="timed optimizer steps per run")
     parser.add_argument("--warmup", type=int, default=2, help="steps per run left out first")
-    parser.add_argument("--batch-size", type=int, default=4, help="pairs per step")
-    parser.add_argument("--response-tokens", type=int, help="tokens per chosen / rejected (default image/5)")
-    parser.add_argument(
-        "--lora-r",
-        type=int,
-        help="LoRA rank, alpha 2r (default width/32: the paper's r 128 on LLaVA-1.5-7B's 4096; 8 on tiny)",
-    )
-    parser.add_argument("--gradient-checkpointing", action="store_true", help="on both sides")
-    parser.add_argument("--threads", type=int, default=1, help="torch threads per process")
     parser.add_argument("--peak-tflops", type=float, help="accelerator peak for MFU (default: by GPU name)")
-    parser.add_argument("--json", action="store_true", help="print one JSON object as the last line")
     parser.add_argument("--child", choices=[*SIDES, "loss"], help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    shape = SHAPES[args.model]
-    args.response_tokens = args.response_tokens or shape.num_patches // 5
-    args.lora_r = args.lora_r or shape.text_hidden // 32
+    shape_defaults(args)
     if args.child:
         report(child_loss(args) if args.child == "loss" else child_timing(args))
         return 0
-    if "trl" in args.sides and not has_trl():
-        parser.error("trl is not installed: `make bench` installs it (plain trl, never trl[vlm])")
-    passed = [a for a in (argv if argv is not None else sys.argv[1:]) if a != "--json"]
-    results: dict[str, list[dict]] = {side: [] for side in args.sides}
-    for side in interleaved(args.sides, args.runs):
-        results[side].append(run_child(__spec__.name, [*passed, "--child", side]))
-    loss = run_child(__spec__.name, [*passed, "--child", "loss"])
+    results = run_sides(parser, args, argv, __spec__.name)
+    loss = run_child(__spec__.name, [*child_argv(argv), "--child", "loss"])
     summary = summarise(args, results, loss)
     print_table(args, summary, loss)
     if args.json:

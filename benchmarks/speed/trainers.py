@@ -132,9 +132,3 @@ def trl_trainer(model, processor, pairs_path, args, out, callbacks=(), **schedul
         peft_config=lora,
         callbacks=list(callbacks),
     )
-
-
-def has_trl() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("trl") is not None
