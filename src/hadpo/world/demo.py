@@ -24,7 +24,7 @@ from typing import Any
 
 from pydantic import Field
 
-from hadpo.config import Config, load_config, merge
+from hadpo.config import C, Config, load_config, merge
 from hadpo.pairs.config import PairsConfig
 from hadpo.records import ImageRecord, PreferencePair, read_jsonl, write_jsonl
 from hadpo.world.checks import ablation_checks, recipe_targets, signature_checks
@@ -62,11 +62,23 @@ class DemoConfig(Config):
     eval: EvalSettings = Field(default_factory=EvalSettings)
 
 
-def load_demo_config(path: str | Path | None, seed: int | None = None, overrides: Sequence[str] = ()) -> DemoConfig:
-    """The demo config from YAML (None: the defaults), then `key=value` overrides; `seed` overrides the world's
-    and pretraining's seeds."""
+def load_demo_config(
+    path: str | Path | None, seed: int | None = None, overrides: Sequence[str] = (), model: type[C] = DemoConfig
+) -> C:
+    """The demo config (`model`: DemoConfig or one that extends it) from YAML (None: the defaults), then
+    `key=value` overrides; `seed` overrides the world's and pretraining's seeds."""
     seeds = {"world": {"seed": seed}, "pretrain": {"seed": seed}} if seed is not None else {}
-    return load_config(DemoConfig, path, list(overrides), seeds, source=str(path) if path else "demo config")
+    return load_config(model, path, list(overrides), seeds, source=str(path) if path else "demo config")
+
+
+def demo_sft_file(files, out: Path, seed: int) -> Path:
+    """The auxiliary SFT data of the demo's recipe: faithful descriptions of 2,000 pretrain-split scenes."""
+    return write_sft_descriptions(
+        read_jsonl(files.images("pretrain"), ImageRecord)[:2000],
+        files.images("pretrain"),
+        out / "sft_descriptions.jsonl",
+        seed,
+    )
 
 
 class Stages:
@@ -220,12 +232,7 @@ def check_methods(demo: DemoConfig, methods: Sequence[str]) -> list[str]:
 def train_runs(demo: DemoConfig, files, base_dir: Path, out: Path, runs: dict) -> tuple[dict, dict, dict]:
     """Train every run from the base model; (model folders, log histories, wall seconds per run, set-up, reference
     log-probs and warm start included)."""
-    sft_file = write_sft_descriptions(
-        read_jsonl(files.images("pretrain"), ImageRecord)[:2000],
-        files.images("pretrain"),
-        out / "sft_descriptions.jsonl",
-        demo.world.seed,
-    )
+    sft_file = demo_sft_file(files, out, demo.world.seed)
     trained, histories, seconds = {}, {}, {}
     for name, (pairs, overrides) in runs.items():
         console.print(f"   training [bold]{name}[/bold]")

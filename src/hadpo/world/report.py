@@ -103,16 +103,19 @@ def plot_training(histories: dict[str, list[dict]], folder: Path) -> Path | None
     return save_figure(figure, folder / "training.png")
 
 
-def models_table(models: dict[str, dict]) -> str:
+def models_table(models: dict[str, dict], delta: tuple[str, str, str] = ("HA-DPO - base", "hadpo", "base")) -> str:
+    """One column per model, every row of the suite, and `delta` (its title, then two of the models: after,
+    before) as a last column of differences where both models are there."""
     names = list(models)
-    header = "| metric | " + " | ".join(names) + (" | HA-DPO - base |" if "hadpo" in models else " |")
-    lines = [header, "|---" * (len(names) + 1 + ("hadpo" in models)) + "|"]
+    title, after, before = delta
+    compare = after in models and before in models
+    header = "| metric | " + " | ".join(names) + (f" | {title} |" if compare else " |")
+    lines = [header, "|---" * (len(names) + 1 + compare) + "|"]
     for label, path, percent in rows(models):
         cells = [format_cell(lookup(model, path), percent) for model in models.values()]
-        if "hadpo" in models:
-            before, after = lookup(models["base"], path), lookup(models["hadpo"], path)
-            delta = None if before is None or after is None else after - before
-            cells.append(format_cell(delta, percent, "+"))
+        if compare:
+            ours, theirs = lookup(models[after], path), lookup(models[before], path)
+            cells.append(format_cell(None if ours is None or theirs is None else ours - theirs, percent, "+"))
         lines.append(f"| {label}{' (%)' if percent else ''} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

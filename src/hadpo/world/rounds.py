@@ -16,15 +16,13 @@ from pathlib import Path
 
 from pydantic import Field
 
-from hadpo.config import load_config, merge
+from hadpo.config import merge
 from hadpo.evaluate.report import plot_comparison
-from hadpo.records import ImageRecord, read_jsonl
 from hadpo.rounds.config import RoundsConfig, RoundsOptions
 from hadpo.rounds.driver import run_rounds
-from hadpo.world.demo import DemoConfig
-from hadpo.world.evalsets import write_sft_descriptions
+from hadpo.world.demo import DemoConfig, demo_sft_file, load_demo_config
 from hadpo.world.pretrain import pretrain_base
-from hadpo.world.report import console, format_cell, lookup, plot_coverage, print_models, rows, suite_shape
+from hadpo.world.report import console, models_table, plot_coverage, print_models, suite_shape
 from hadpo.world.scenes import build_world
 from hadpo.world.suite import eval_sets, evaluate_model
 
@@ -43,8 +41,7 @@ class DemoRoundsConfig(DemoConfig):
 def load_demo_rounds_config(
     path: str | Path | None, seed: int | None = None, overrides: Sequence[str] = ()
 ) -> DemoRoundsConfig:
-    seeds = {"world": {"seed": seed}, "pretrain": {"seed": seed}} if seed is not None else {}
-    return load_config(DemoRoundsConfig, path, list(overrides), seeds, source=str(path) if path else "demo config")
+    return load_demo_config(path, seed, overrides, DemoRoundsConfig)
 
 
 def run_demo_rounds(
@@ -63,12 +60,7 @@ def run_demo_rounds(
     files = build_world(world, runs_dir)
     base_dir = pretrain_base(world, files, demo.pretrain, runs_dir)
     sets = eval_sets(files, world, demo.eval, out / "questions")
-    sft_file = write_sft_descriptions(  # the demo's auxiliary SFT data
-        read_jsonl(files.images("pretrain"), ImageRecord)[:2000],
-        files.images("pretrain"),
-        out / "sft_descriptions.jsonl",
-        world.seed,
-    )
+    sft_file = demo_sft_file(files, out, world.seed)
     own = {"name"} | ({"seed"} if "seed" not in demo.rounds.model_fields_set else set())  # default seed: the world's
     options = demo.rounds.model_dump(exclude=own)
     config = RoundsConfig(
@@ -105,25 +97,10 @@ def round_models(results: dict) -> dict[str, dict]:
     return models
 
 
-def models_table(models: dict[str, dict]) -> str:
-    """The demo report's rows, one column per model, and the last round minus the baseline where it ran."""
-    names = list(models)
-    last = [name for name in names if name.startswith("round ")][-1:]
-    compare = bool(last) and "same-steps baseline" in models
-    header = "| metric | " + " | ".join(names) + (f" | {last[0]} - baseline |" if compare else " |")
-    lines = [header, "|---" * (len(names) + 1 + compare) + "|"]
-    for label, path, percent in rows(models):
-        cells = [format_cell(lookup(model, path), percent) for model in models.values()]
-        if compare:
-            ours, theirs = lookup(models[last[0]], path), lookup(models["same-steps baseline"], path)
-            cells.append(format_cell(None if ours is None or theirs is None else ours - theirs, percent, "+"))
-        lines.append(f"| {label}{' (%)' if percent else ''} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
 def write_demo_rounds_report(out: Path, seed: int, models: dict[str, dict], seconds: float) -> Path:
     plots = plot_comparison({name: suite_shape(model) for name, model in models.items()}, out)
     plots.append(plot_coverage(models, out))
+    last = [name for name in models if name.startswith("round ")][-1]
     lines = [
         f"# HA-DPO in rounds on the scene world (seed {seed})",
         "",
@@ -132,7 +109,7 @@ def write_demo_rounds_report(out: Path, seed: int, models: dict[str, dict], seco
         "baseline trains from the base on round 1's pairs for as many steps as all rounds together. Held-out eval "
         "split; fractions in percent.",
         "",
-        models_table(models),
+        models_table(models, (f"{last} - baseline", last, "same-steps baseline")),
         "",
         "Per round (pairs, the share of hallucinated sentences in the descriptions each round sampled, POPE per "
         "split, training): [rounds.md](rounds.md).",
