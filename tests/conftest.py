@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from PIL import Image, ImageDraw
 
-from hadpo.records import ImageRecord, ObjectAnnotation, Region, write_jsonl
 from hadpo.world.tiny import TinyLlavaSpec, build_tiny_llava, train_tokenizer
+from scenes import write_scenes
 from train_helpers import make_pairs
 
 CORPUS = [
@@ -54,36 +53,16 @@ def pairs_file(tmp_path_factory):
 @pytest.fixture
 def image_records(tmp_path):
     """Four 48x48 PNGs with coloured boxes, annotated completely; returns the path of images.jsonl."""
-    specs = [
-        [("square", "red", (2, 2, 20, 20)), ("circle", "blue", (26, 26, 44, 44)), ("knife", "green", (26, 2, 44, 20))],
-        [("dog", "red", (4, 4, 30, 30))],
-        [("cup", "blue", (2, 2, 14, 14)), ("fork", "red", (20, 20, 30, 30)), ("knife", "red", (32, 32, 46, 46))],
-        [],
-    ]
-    colours = {"red": (220, 30, 30), "blue": (30, 60, 220), "green": (30, 200, 60)}
-    (tmp_path / "images").mkdir()
-    records = []
-    for index, objects in enumerate(specs):
-        image = Image.new("RGB", (48, 48), (30, 30, 30))
-        draw = ImageDraw.Draw(image)
-        annotations = []
-        for name, colour, (x0, y0, x1, y1) in objects:
-            draw.rectangle((x0, y0, x1, y1), fill=colours[colour])
-            annotations.append(ObjectAnnotation(name=name, attributes=[colour], box=[x0, y0, x1 - x0, y1 - y0]))
-        image.save(tmp_path / "images" / f"{index}.png")
-        records.append(
-            ImageRecord(
-                image_id=str(index),
-                path=f"images/{index}.png",
-                width=48,
-                height=48,
-                objects=annotations,
-                regions=[Region(phrase=f"a {a.attributes[0]} {a.name}", box=a.box) for a in annotations],
-                captions=[" ".join(f"A {a.attributes[0]} {a.name}." for a in annotations)],
-                source="folder",
-                complete=True,
-            )
-        )
-    path = tmp_path / "images.jsonl"
-    write_jsonl(path, records)
-    return path
+    return write_scenes(
+        tmp_path,
+        [
+            [
+                ("square", "red", (2, 2, 20, 20)),
+                ("circle", "blue", (26, 26, 44, 44)),
+                ("knife", "green", (26, 2, 44, 20)),
+            ],
+            [("dog", "red", (4, 4, 30, 30))],
+            [("cup", "blue", (2, 2, 14, 14)), ("fork", "red", (20, 20, 30, 30)), ("knife", "red", (32, 32, 46, 46))],
+            [],
+        ],
+    )

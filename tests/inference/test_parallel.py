@@ -4,7 +4,6 @@ processes under `accelerate launch` writing the same answers as one."""
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 
@@ -14,6 +13,7 @@ from hadpo.cli import main
 from hadpo.inference import DecodingConfig, Query, load_model, run_queries
 from hadpo.inference.parallel import contiguous_slices, shard_path
 from hadpo.records import Answer, read_jsonl, write_jsonl
+from launch import free_port
 
 RUNNER = "import sys\nfrom hadpo.cli import main\nsys.exit(main(sys.argv[1:]))\n"
 
@@ -56,12 +56,6 @@ def test_a_resumed_run_merges_the_shards_an_interrupted_one_left_in_question_ord
     write_jsonl(shard_path(output, 0), [answers["q1"]])
     with pytest.raises(ValueError, match="answered by"):
         run_queries(model, processor, queries, output, DecodingConfig(mode="generate"), model_name=name)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.mark.skipif(shutil.which("accelerate", path=os.path.dirname(sys.executable)) is None, reason="no accelerate")
@@ -108,7 +102,7 @@ def test_two_processes_write_the_answers_of_one(tiny_model_dir, image_records, t
         "--dynamo_backend",
         "no",
         "--main_process_port",
-        str(_free_port()),
+        str(free_port()),
     ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(

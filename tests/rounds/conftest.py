@@ -9,11 +9,11 @@ import random
 import pytest
 import torch
 import yaml
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from hadpo.evaluate.pope import build_pope_files
-from hadpo.records import ImageRecord, ObjectAnnotation, write_jsonl
 from hadpo.rounds.config import load_rounds_config
+from scenes import COLOURS, write_scenes
 
 OBJECT_WORDS = ["square", "circle", "knife", "dog", "cup", "fork", "cat"]
 SCENES = [
@@ -22,7 +22,6 @@ SCENES = [
     [("cup", "blue", (2, 2, 14, 14)), ("fork", "red", (20, 20, 30, 30)), ("knife", "red", (32, 32, 46, 46))],
     [("cat", "green", (10, 10, 40, 40)), ("cup", "red", (2, 30, 12, 44))],
 ]
-COLOURS = {"red": (220, 30, 30), "blue": (30, 60, 220), "green": (30, 200, 60)}
 
 
 def write_yaml(path, data: dict):
@@ -32,31 +31,7 @@ def write_yaml(path, data: dict):
 
 def write_images(folder) -> object:
     """Four 48x48 scenes of coloured boxes, completely annotated; returns images.jsonl."""
-    (folder / "images").mkdir(parents=True)
-    records = []
-    for index, objects in enumerate(SCENES):
-        image = Image.new("RGB", (48, 48), (30, 30, 30))
-        draw = ImageDraw.Draw(image)
-        for _, colour, (x0, y0, x1, y1) in objects:
-            draw.rectangle((x0, y0, x1, y1), fill=COLOURS[colour])
-        image.save(folder / "images" / f"{index}.png")
-        annotations = [
-            ObjectAnnotation(name=name, attributes=[colour], box=[x0, y0, x1 - x0, y1 - y0])
-            for name, colour, (x0, y0, x1, y1) in objects
-        ]
-        records.append(
-            ImageRecord(
-                image_id=str(index),
-                path=f"images/{index}.png",
-                width=48,
-                height=48,
-                objects=annotations,
-                source="folder",
-                complete=True,
-            )
-        )
-    write_jsonl(folder / "images.jsonl", records)
-    return folder / "images.jsonl"
+    return write_scenes(folder, SCENES, descriptions=False)
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,6 @@ global batch, auxiliary SFT term included."""
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 
@@ -12,13 +11,7 @@ import pytest
 import yaml
 
 from hadpo.train.run import build_trainer
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
+from launch import free_port
 
 RUNNER = "import sys\nfrom hadpo.cli import main\nsys.exit(main(['train', *sys.argv[1:]]))\n"
 
@@ -54,7 +47,7 @@ def test_two_processes_match_one_process_with_the_same_global_batch(make_config,
     runner.write_text(RUNNER)
     accelerate = os.path.join(os.path.dirname(sys.executable), "accelerate")
     command = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1"]
-    command += ["--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(_free_port())]
+    command += ["--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port())]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run([*command, str(runner), str(recipe)], capture_output=True, text=True, env=env)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ import yaml
 from accelerate.utils import DistributedType
 
 from hadpo.train.engines import Engine, adjust_config, engine_problem, requested_engine
+from launch import free_port
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "accelerate"
 EXPECTED = {
@@ -102,12 +102,6 @@ def test_lora_under_zero3_with_checkpointing_gets_the_reentrant_variant(make_con
         adjust_config(make_config(merge_adapter=True), Engine("fsdp", 2, fsdp_version=2))
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.mark.slow  # ~25 s: two processes start and import transformers
 @pytest.mark.skipif(shutil.which("accelerate", path=os.path.dirname(sys.executable)) is None, reason="no accelerate")
 def test_fsdp2_config_on_a_cpu_machine_stops_with_one_line_as_a_user_would_launch_it(make_config, tmp_path):
@@ -118,7 +112,7 @@ def test_fsdp2_config_on_a_cpu_machine_stops_with_one_line_as_a_user_would_launc
     recipe.write_text(yaml.safe_dump({"model_name_or_path": config.model_name_or_path, "pairs": config.pairs}))
     bin_dir = os.path.dirname(sys.executable)
     command = [os.path.join(bin_dir, "accelerate"), "launch", "--config_file", str(CONFIGS / "fsdp2.yaml")]
-    command += ["--num_processes", "2", "--main_process_port", str(_free_port()), os.path.join(bin_dir, "hadpo")]
+    command += ["--num_processes", "2", "--main_process_port", str(free_port()), os.path.join(bin_dir, "hadpo")]
     command += ["train", str(recipe), f"output_dir={tmp_path / 'out'}"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "CUDA_VISIBLE_DEVICES": ""}
     env.pop("HADPO_CPU_SHARDING", None)

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -25,15 +24,10 @@ from hadpo.config import load_config
 from hadpo.records import SFTExample, write_jsonl
 from hadpo.train.config import HADPOConfig
 from hadpo.train.run import build_trainer
+from launch import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNNER = Path(__file__).with_name("sharded_runner.py")
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _sft_file(folder: Path, pairs_file: Path) -> Path:
@@ -106,7 +100,7 @@ def launch(accelerate_config: str, spec: dict, folder: Path) -> dict:
     spec_path.write_text(json.dumps({"scenarios": spec}))
     bin_dir = os.path.dirname(sys.executable)
     command = [os.path.join(bin_dir, "accelerate"), "launch", "--config_file", str(config_path)]
-    command += ["--main_process_port", str(_free_port()), str(RUNNER), str(spec_path), str(results_path)]
+    command += ["--main_process_port", str(free_port()), str(RUNNER), str(spec_path), str(results_path)]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "HADPO_CPU_SHARDING": "1"}
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=420)
     assert done.returncode == 0, done.stderr[-4000:]
