@@ -55,7 +55,8 @@ def run_rounds(config: RoundsConfig, source: str = "rounds config", evaluator: E
     rows = [{"round": 0, "model": recipes.model, "eval": evaluation(evaluate, recipes.model, root / "rounds" / "0")}]
     for number in range(1, config.rounds + 1):
         rows.append(run_round(recipes, config, number, rows[-1]["model"], (pool_file, exhaustive), evaluate))
-        write_rounds_report(root, rows, None)
+        if number < config.rounds or config.baseline:  # the report so far (the last one is written below)
+            write_rounds_report(root, rows, None)
     baseline = same_steps_baseline(recipes, root, rows, evaluate) if config.baseline else None
     return write_rounds_report(root, rows, baseline)
 
@@ -151,6 +152,10 @@ def build_pairs(recipes: Recipes, number: int, model: str, images: Path, exhaust
     config.describe.seed = recipes.pairs.describe.seed + number - 1  # fresh samples each round
     config.judge.exhaustive_names = [*config.judge.exhaustive_names, *exhaustive]
     save_round_config(out.parent, "pairs", config_values(config))
+    files = BuildFiles(out)
+    if not files.images.exists():  # validated with the pool: the build takes them as they are, no image read again
+        out.mkdir(parents=True, exist_ok=True)
+        write_atomic(files.images, read_jsonl(images, ImageRecord))
     stats = run_build(config)
     keys = (
         "images",
@@ -191,10 +196,10 @@ def train_model(
     config = recipes.train_config(changes)
     save_round_config(out.parent, "train", config_values(config))
     try:
-        checkpoint = str(last_complete_checkpoint(out)) if any(out.glob("checkpoint-*")) else None
+        checkpoint = last_complete_checkpoint(out) if any(out.glob("checkpoint-*")) else None
     except RecordError:  # only checkpoints whose save was cut: start over
         checkpoint = None
-    trainer = run_training(config, resume=checkpoint is not None)
+    trainer = run_training(config, resume=checkpoint)
     last_logged = final_metrics(trainer.state.log_history)
     runtime = last_logged.pop("runtime_s")
     last_logged.pop("steps")  # the last logged step; the run's own is global_step
@@ -202,7 +207,7 @@ def train_model(
         "model": str(out / "merged" if recipes.lora else out),
         "steps": trainer.state.global_step,
         "train_runtime_s": runtime,
-        "resumed_from": checkpoint,
+        "resumed_from": None if checkpoint is None else str(checkpoint),
         "last_logged": last_logged,
         "reference": reference or str(model),
     }

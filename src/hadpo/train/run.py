@@ -220,8 +220,12 @@ def _pairs_dataset(path, family, collator, config: HADPOConfig, mix: str, shuffl
     return PreferenceDataset(groups, mix, config.seed, shuffle), dropped
 
 
-def run_training(config: HADPOConfig, resume: bool = False, callbacks=None, processor=None) -> HADPOTrainer:
-    checkpoint = last_complete_checkpoint(config.output_dir) if resume else None
+def run_training(
+    config: HADPOConfig, resume: bool | Path | None = False, callbacks=None, processor=None
+) -> HADPOTrainer:
+    """Train and save. `resume`: True continues from output_dir's newest complete checkpoint (none is an error),
+    a checkpoint folder from that one, False or None starts afresh."""
+    checkpoint = last_complete_checkpoint(config.output_dir) if resume is True else resume or None
     trainer = build_trainer(config, callbacks, processor)
     trainer.train(resume_from_checkpoint=str(checkpoint) if checkpoint else None)
     save_outputs(trainer)
