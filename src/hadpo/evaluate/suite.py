@@ -225,6 +225,26 @@ def score_mme_folder(
     return scores
 
 
+def model_summary(
+    pope: dict | None = None, heldout: dict | None = None, chair: dict | None = None, shr: dict | None = None
+) -> dict:
+    """One model's figures in one shape (fractions in 0-1), from what run_pope, run_chair and run_shr return; a
+    benchmark not run is left out: {"pope": {split: {accuracy, precision, recall, f1, yes_ratio}}, "heldout":
+    {split: accuracy}, "chair": {chair_s, chair_i, recall}, "coverage": CHAIR's recall, "shr": {shr,
+    words_per_image, sentences_per_image}}."""
+    summary: dict = {}
+    if pope is not None:
+        summary["pope"] = {split: {k: m[k] for k in report.POPE_METRICS} for split, m in pope["splits"].items()}
+    if heldout is not None:
+        summary["heldout"] = {split: metrics["accuracy"] for split, metrics in heldout["splits"].items()}
+    if chair is not None:
+        summary["chair"] = {k: chair[k] for k in ("chair_s", "chair_i", "recall")}
+        summary["coverage"] = chair["recall"]
+    if shr is not None:
+        summary["shr"] = {k: shr[k] for k in ("shr", "words_per_image", "sentences_per_image")}
+    return summary
+
+
 def compare(before: str | Path, after: str | Path, out_dir: str | Path | None = None) -> str:
     """The before/after markdown table; with `out_dir`, also comparison.md and the plots there."""
     first, second = report.load_results(before), report.load_results(after)

@@ -3,18 +3,15 @@ question files (held-out types), and descriptions of an annotated image set scor
 object coverage) and SHR. Each benchmark is `hadpo.evaluate.suite`'s, so answers and details stay on disk under
 the round's eval/ folder and a killed evaluation resumes from its answer files.
 
-Every model's summary has one shape (fractions in 0-1; what the section leaves out is absent):
-  {"pope": {split: {accuracy, precision, recall, f1, yes_ratio}}, "heldout": {split: accuracy},
-   "chair": {chair_s, chair_i, recall}, "shr": {shr, words_per_image, sentences_per_image}, "coverage": recall}
-the shape of the scene world's suite (`hadpo.world.suite.evaluate_model`), so rounds.md reads either.
+Every model's summary is `hadpo.evaluate.suite.model_summary`'s (what the section leaves out is absent), the
+shape of the scene world's suite too (`hadpo.world.suite.evaluate_model`), so rounds.md reads either.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from hadpo.evaluate.report import POPE_METRICS
-from hadpo.evaluate.suite import run_chair, run_pope, run_shr
+from hadpo.evaluate.suite import model_summary, run_chair, run_pope, run_shr
 from hadpo.inference import describe_images
 from hadpo.judge.config import make_judge
 from hadpo.pairs.config import PairsConfig
@@ -32,28 +29,24 @@ class SuiteEvaluator:
         self.judge = None  # made on first use, over the described images' annotations
 
     def __call__(self, model: Path, out: Path) -> dict:
-        settings, summary = self.settings, {}
+        settings, results = self.settings, {}
         answering = settings.decoding(mode=settings.answer_mode)
         if settings.pope:
-            pope = run_pope(str(model), settings.pope, out, answering, settings.image_root, progress=False)
-            summary["pope"] = {split: {k: m[k] for k in POPE_METRICS} for split, m in pope["splits"].items()}
+            results["pope"] = run_pope(str(model), settings.pope, out, answering, settings.image_root, progress=False)
         if settings.heldout:
-            heldout = run_pope(
+            results["heldout"] = run_pope(
                 str(model), settings.heldout, out / "heldout", answering, settings.image_root, progress=False
             )
-            summary["heldout"] = {split: metrics["accuracy"] for split, metrics in heldout["splits"].items()}
         if settings.images:
             descriptions = describe_images(
                 str(model), settings.images, out / "descriptions.jsonl", settings.decoding(), settings.prompt, False
             )
             truth = settings.chair_annotations or settings.images
-            chair = run_chair(descriptions, truth, out, model=str(model), protocol=settings.chair_protocol)
-            summary["chair"] = {k: chair[k] for k in ("chair_s", "chair_i", "recall")}
-            summary["coverage"] = chair["recall"]
+            results["chair"] = run_chair(descriptions, truth, out, model=str(model), protocol=settings.chair_protocol)
             if settings.shr:
-                shr = run_shr(descriptions, settings.images, self.shr_judge(), out, model=str(model), progress=False)
-                summary["shr"] = {k: shr[k] for k in ("shr", "words_per_image", "sentences_per_image")}
-        return summary
+                judge = self.shr_judge()
+                results["shr"] = run_shr(descriptions, settings.images, judge, out, model=str(model), progress=False)
+        return model_summary(**results)
 
     def shr_judge(self):
         if self.judge is None:

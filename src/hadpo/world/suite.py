@@ -11,8 +11,7 @@ from typing import Literal
 from pydantic import Field
 
 from hadpo.evaluate.pope import build_pope_files
-from hadpo.evaluate.report import POPE_METRICS
-from hadpo.evaluate.suite import run_chair, run_pope, run_shr
+from hadpo.evaluate.suite import model_summary, run_chair, run_pope, run_shr
 from hadpo.inference import DecodingConfig, describe_images
 from hadpo.judge.base import Judge
 from hadpo.judge.offline import AnnotationJudge
@@ -104,17 +103,9 @@ def evaluate_model(model_dir: Path, out: Path, sets: EvalSets, settings: EvalSet
     descriptions = describe_images(str(model_dir), sets.images_file, out / "descriptions.jsonl", generate)
     chair = run_chair(descriptions, sets.images_file, out, model=str(model_dir), protocol="hadpo")
     shr = run_shr(descriptions, sets.images_file, sets.judge, out, model=str(model_dir))
-    summary = {
-        "pope": {split: {k: metrics[k] for k in POPE_METRICS} for split, metrics in pope["splits"].items()},
-        "chair": {k: chair[k] for k in ("chair_s", "chair_i", "recall")},
-        "shr": {k: shr[k] for k in ("shr", "words_per_image", "sentences_per_image")},
-        "coverage": chair["recall"],
-        "heldout": {split: metrics["accuracy"] for split, metrics in heldout["splits"].items()},
-    }
+    summary = model_summary(pope, heldout, chair, shr)
     if sets.pope_recall_files:
         per_image = settings.pope_recall_per_image
         usual = run_pope(str(model_dir), sets.pope_recall_files, out / f"pope_{per_image}", logits)
-        summary[f"pope_{per_image}"] = {
-            split: {k: metrics[k] for k in POPE_METRICS} for split, metrics in usual["splits"].items()
-        }
+        summary[f"pope_{per_image}"] = model_summary(pope=usual)["pope"]
     return summary
