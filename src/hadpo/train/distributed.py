@@ -21,7 +21,6 @@ import copy
 import dataclasses
 import logging
 import tempfile
-from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -30,6 +29,7 @@ from PIL import Image
 from hadpo.records import SFTExample
 from hadpo.train.engines import Engine
 from hadpo.train.logps import LogpsFn, ResponseLogps
+from hadpo.train.reference import model_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -110,14 +110,14 @@ def _without_auto(value):
     return value
 
 
-def reference_fingerprint(model: torch.nn.Module, name: str, fingerprint: Callable) -> str:
-    """`fingerprint(model, name)` (hadpo.train.reference.model_fingerprint) on a model whose parameters may be
-    ZeRO-3 partitions: each parameter is gathered in turn, so the cache a one-GPU run wrote is found again."""
+def reference_fingerprint(model: torch.nn.Module, name: str) -> str:
+    """`model_fingerprint` of a model whose parameters may be ZeRO-3 partitions: each parameter is gathered in
+    turn, so the cache a one-GPU run wrote is found again."""
     if not any(hasattr(param, "ds_id") for param in model.parameters()):
-        return fingerprint(model, name)
+        return model_fingerprint(model, name)
     import deepspeed
 
-    return fingerprint(model, name, gathered=lambda param: deepspeed.zero.GatheredParameters([param]))
+    return model_fingerprint(model, name, gathered=lambda param: deepspeed.zero.GatheredParameters([param]))
 
 
 # --- the vision tower on every process in every step -------------------------------------------------------------

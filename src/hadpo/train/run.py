@@ -45,7 +45,7 @@ from hadpo.train.distributed import (
 from hadpo.train.engines import Engine, adjust_config, check_engine, cpu_sharding, verify_engine
 from hadpo.train.logps import response_logps
 from hadpo.train.model import load_model, prepare_policy
-from hadpo.train.reference import model_fingerprint, precompute_reference
+from hadpo.train.reference import precompute_reference
 from hadpo.train.trainer import HADPOTrainer
 from hadpo.train.warmup import warm_start
 
@@ -166,7 +166,7 @@ def _load_reference(config: HADPOConfig, family: VLMFamily, model, engine: Engin
 
 def _fingerprint(config: HADPOConfig, ref_model, warmup: dict | None) -> str:
     name = config.ref_model_name_or_path or config.model_name_or_path
-    return reference_fingerprint(ref_model, name + (" after the warm start" if warmup else ""), model_fingerprint)
+    return reference_fingerprint(ref_model, name + (" after the warm start" if warmup else ""))
 
 
 def _precompute(config: HADPOConfig, ref_model, data: _RunData, fingerprint: str) -> None:
