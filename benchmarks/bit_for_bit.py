@@ -5,6 +5,7 @@ code, their logged losses, rewards and log-probs compared exactly. Issue 19's pr
 the losses are the trainer's of before the options existed.
 
     python -m benchmarks.bit_for_bit --against 3090560
+    python -m benchmarks.bit_for_bit --against 3094372 --methods   # the methods' options on, against a later commit
 
 The earlier commit is checked out in a temporary git worktree; both runs use this environment's packages.
 """
@@ -24,6 +25,18 @@ RUNS = {
     "copy": {"reference": "copy"},
     "precomputed_full": {"reference": "precomputed", "finetuning": "full"},
     "aux": {"gamma": 0.5, "chosen_sft_weight": 0.3, "logps_reduction": "mean"},
+}
+# With --methods (against a commit that has issue 19's options): the options on that need no extra columns in the
+# pairs (severity weights and label spans do)
+METHOD_RUNS = {
+    "methods": {
+        "token_weighting": "diff",
+        "image_conditional_weight": 1.0,
+        "anchor_weight": 1.0,
+        "loss_type": ["sigmoid", "bco_pair", "sft"],
+        "loss_weights": [0.8, 0.2, 1.0],
+    },
+    "methods_precomputed": {"reference": "precomputed", "image_conditional_weight": 1.0, "warmup_sft_steps": 2},
 }
 LOGGED = ("loss", "loss/dpo", "rewards/chosen", "rewards/rejected", "logps/chosen", "logps/rejected")
 
@@ -70,9 +83,9 @@ print(json.dumps(results))
 """
 
 
-def run_version(src: Path, folder: Path) -> dict:
+def run_version(src: Path, folder: Path, runs: dict) -> dict:
     env = {**os.environ, "PYTHONPATH": str(src), "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, "-c", CHILD, str(folder), json.dumps(RUNS), json.dumps(LOGGED)]
+    command = [sys.executable, "-c", CHILD, str(folder), json.dumps(runs), json.dumps(LOGGED)]
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     if done.returncode:
         sys.exit(f"the run with {src} failed:\n{done.stderr[-3000:]}")
@@ -82,7 +95,9 @@ def run_version(src: Path, folder: Path) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--against", required=True, help="the earlier commit")
+    parser.add_argument("--methods", action="store_true", help="also runs with the methods' options on")
     args = parser.parse_args()
+    runs = RUNS | (METHOD_RUNS if args.methods else {})
     root = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory() as scratch:
         earlier = Path(scratch) / "earlier"
@@ -92,17 +107,17 @@ def main() -> None:
             capture_output=True,
         )
         try:
-            before = run_version(earlier / "src", Path(scratch) / "before")
+            before = run_version(earlier / "src", Path(scratch) / "before", runs)
         finally:
             subprocess.run(["git", "-C", str(root), "worktree", "remove", "--force", str(earlier)], check=True)
-        now = run_version(root / "src", Path(scratch) / "now")
-    for name in RUNS:
+        now = run_version(root / "src", Path(scratch) / "now", runs)
+    for name in runs:
         same = before[name] == now[name]
         print(
             f"{name}: {'identical' if same else 'DIFFERENT'} over {len(now[name])} logged steps "
             f"(last loss {now[name][-1][0]!r} now, {before[name][-1][0]!r} at {args.against})"
         )
-    print(json.dumps({"against": args.against, "identical": all(before[n] == now[n] for n in RUNS)}))
+    print(json.dumps({"against": args.against, "identical": all(before[n] == now[n] for n in runs)}))
 
 
 if __name__ == "__main__":
